@@ -1,0 +1,253 @@
+//! Physical memory of an ELF core: a sorted map from physical ranges to file ranges.
+
+use std::sync::Arc;
+
+use vmcore_formats::elf::{ElfCore, ElfKind, LoadSegment};
+use vmcore_types::{Pfn, PhysAddr, ReadAt};
+
+use crate::{Error, PageState, PhysMem, PhysRange, ReadOptions, Result};
+
+/// One piece of the physical map: `[start, end)` is described, `[start, file_end)` has its
+/// bytes at `file_offset` onwards, the rest reads as zeros.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MapEntry {
+    start: u64,
+    end: u64,
+    file_end: u64,
+    file_offset: u64,
+}
+
+/// Physical memory of an ELF vmcore or of /proc/kcore.
+#[derive(Debug)]
+pub struct ElfMem {
+    src: Arc<dyn ReadAt>,
+    map: Vec<MapEntry>,
+    page_size: u64,
+}
+
+impl ElfMem {
+    /// Builds the physical map of `core`. Segments without a physical address (kcore's
+    /// vmalloc, module and vmemmap segments) are left out. Where segments describe the same
+    /// physical memory (the kernel image is also in the direct map), the larger segment
+    /// serves it.
+    pub fn new(core: &ElfCore, src: Arc<dyn ReadAt>, page_size: u64) -> ElfMem {
+        let mut segs: Vec<&LoadSegment> = core
+            .loads
+            .iter()
+            .filter(|s| s.memsz > 0 && s.paddr != u64::MAX)
+            // kcore of old kernels writes p_paddr 0 for every segment: it says nothing.
+            .filter(|s| !(core.kind == ElfKind::Kcore && s.paddr == 0))
+            .collect();
+        segs.sort_by(|a, b| b.memsz.cmp(&a.memsz).then(a.index.cmp(&b.index)));
+        let mut map: Vec<MapEntry> = Vec::new();
+        for s in segs {
+            let entry = MapEntry {
+                start: s.paddr,
+                end: s.paddr.saturating_add(s.memsz),
+                file_end: s.paddr.saturating_add(s.filesz),
+                file_offset: s.offset,
+            };
+            for piece in uncovered(&map, entry) {
+                let pos = map.partition_point(|e| e.start < piece.start);
+                map.insert(pos, piece);
+            }
+        }
+        ElfMem {
+            src,
+            map,
+            page_size,
+        }
+    }
+
+    fn find(&self, addr: u64) -> Option<&MapEntry> {
+        let i = self.map.partition_point(|e| e.start <= addr);
+        self.map.get(i.checked_sub(1)?).filter(|e| addr < e.end)
+    }
+}
+
+/// The parts of `new` that no entry of the sorted, disjoint `map` covers.
+fn uncovered(map: &[MapEntry], new: MapEntry) -> Vec<MapEntry> {
+    let mut out = Vec::new();
+    let mut cur = new.start;
+    for e in map
+        .iter()
+        .filter(|e| e.end > new.start && e.start < new.end)
+    {
+        if e.start > cur {
+            out.push(clip(new, cur, e.start));
+        }
+        cur = cur.max(e.end);
+    }
+    if cur < new.end {
+        out.push(clip(new, cur, new.end));
+    }
+    out
+}
+
+fn clip(e: MapEntry, start: u64, end: u64) -> MapEntry {
+    MapEntry {
+        start,
+        end,
+        file_end: e.file_end.clamp(start, end),
+        file_offset: e.file_offset + (start - e.start),
+    }
+}
+
+impl PhysMem for ElfMem {
+    fn page_size(&self) -> u64 {
+        self.page_size
+    }
+
+    fn max_pfn(&self) -> u64 {
+        let end = self.map.iter().map(|e| e.end).max().unwrap_or(0);
+        end.div_ceil(self.page_size)
+    }
+
+    fn page_state(&self, pfn: Pfn) -> Result<PageState> {
+        let Some(start) = pfn.to_phys(self.page_size.trailing_zeros()) else {
+            return Ok(PageState::Hole);
+        };
+        Ok(match self.find(start.0) {
+            None => PageState::Hole,
+            Some(e) if start.0 < e.file_end => PageState::Dumped,
+            Some(_) => PageState::ZeroFilled,
+        })
+    }
+
+    fn read_page(&self, pfn: Pfn, buf: &mut [u8]) -> Result<PageState> {
+        let Some(start) = pfn.to_phys(self.page_size.trailing_zeros()) else {
+            return Ok(PageState::Hole);
+        };
+        let state = self.page_state(pfn)?;
+        if matches!(state, PageState::Dumped | PageState::ZeroFilled) {
+            match self.read(start, buf, ReadOptions::default()) {
+                Ok(()) => {}
+                // A page only partly inside the segments: the part outside is a hole.
+                Err(Error::Hole { .. }) => return Ok(PageState::Hole),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(state)
+    }
+
+    fn ranges(&self) -> Vec<PhysRange> {
+        let mut out: Vec<PhysRange> = Vec::new();
+        for e in &self.map {
+            match out.last_mut() {
+                Some(last) if last.end == e.start => last.end = e.end,
+                _ => out.push(PhysRange {
+                    start: e.start,
+                    end: e.end,
+                }),
+            }
+        }
+        out
+    }
+
+    fn read(&self, addr: PhysAddr, buf: &mut [u8], _opts: ReadOptions) -> Result<()> {
+        let mut done = 0usize;
+        while done < buf.len() {
+            let cur = addr.0.checked_add(done as u64).ok_or(Error::Hole {
+                addr: PhysAddr(u64::MAX),
+            })?;
+            let e = self.find(cur).ok_or(Error::Hole {
+                addr: PhysAddr(cur),
+            })?;
+            let n = usize::try_from(e.end - cur)
+                .unwrap_or(usize::MAX)
+                .min(buf.len() - done);
+            let dst = buf.get_mut(done..done + n).unwrap_or_default();
+            let in_file = usize::try_from(e.file_end.saturating_sub(cur))
+                .unwrap_or(usize::MAX)
+                .min(n);
+            let (file_part, zero_part) = dst.split_at_mut(in_file);
+            if !file_part.is_empty() {
+                let off = e.file_offset + (cur - e.start);
+                self.src.read_exact_at(file_part, off).map_err(|source| {
+                    let what = "PT_LOAD data";
+                    vmcore_formats::Error::from_io(what, off, file_part.len() as u64, source)
+                })?;
+            }
+            zero_part.fill(0);
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vmcore_formats::elf::test_support::{header, note};
+
+    fn elf(loads: &[(u64, u64, u64, u64, u64)], file_len: usize) -> (ElfCore, Arc<dyn ReadAt>) {
+        let n = note("VMCOREINFO", 0, b"PAGESIZE=4096\n");
+        let mut f = header(loads, (0x800, n.len() as u64));
+        f.resize(0x800, 0);
+        f.extend_from_slice(&n);
+        f.resize(file_len, 0);
+        for (i, b) in f.iter_mut().enumerate().skip(0x1000) {
+            *b = (i / 4096) as u8;
+        }
+        let core = ElfCore::parse(&f).unwrap();
+        (core, Arc::new(f))
+    }
+
+    #[test]
+    fn overlapping_segments_take_the_larger_and_zero_fill_past_filesz() {
+        // Kernel-image segment (small, first) overlapping a RAM segment (large).
+        let (core, src) = elf(
+            &[
+                (0x3000, 0, 0x5000, 0x1000, 0x1000),
+                (0x1000, 0, 0x1000, 0x4000, 0x6000),
+            ],
+            0x6000,
+        );
+        let m = ElfMem::new(&core, src, 4096);
+        assert_eq!(
+            m.ranges(),
+            vec![PhysRange {
+                start: 0x1000,
+                end: 0x7000
+            }]
+        );
+        assert_eq!(m.max_pfn(), 7);
+        let mut b = [0u8; 4];
+        m.read(PhysAddr(0x3000), &mut b, ReadOptions::default())
+            .unwrap();
+        assert_eq!(
+            b, [3; 4],
+            "page 3 comes from the RAM segment's file offset 0x3000"
+        );
+        assert_eq!(m.page_state(Pfn(4)).unwrap(), PageState::Dumped);
+        assert_eq!(m.page_state(Pfn(5)).unwrap(), PageState::ZeroFilled);
+        assert_eq!(m.page_state(Pfn(0)).unwrap(), PageState::Hole);
+        let mut across = [0xffu8; 8];
+        m.read(PhysAddr(0x4ffc), &mut across, ReadOptions::default())
+            .unwrap();
+        assert_eq!(across, [4, 4, 4, 4, 0, 0, 0, 0]);
+        let err = m
+            .read(PhysAddr(0x6ffc), &mut across, ReadOptions::default())
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Hole {
+                    addr: PhysAddr(0x7000)
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn segments_without_physical_address_are_not_mapped() {
+        let (core, src) = elf(
+            &[(u64::MAX, 0xffffc90000000000, 0x1000, 0x1000, 0x1000)],
+            0x2000,
+        );
+        let m = ElfMem::new(&core, src, 4096);
+        assert!(m.ranges().is_empty());
+        assert_eq!(m.max_pfn(), 0);
+    }
+}

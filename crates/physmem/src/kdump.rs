@@ -1,0 +1,175 @@
+//! Physical memory of a kdump-compressed file or of a `--split` set of them.
+
+use std::sync::Arc;
+
+use vmcore_formats::kdump::{KdumpFile, PageRead};
+use vmcore_types::{Pfn, ReadAt};
+
+use crate::cache::PageCache;
+use crate::{Error, PageState, PhysMem, PhysRange, Result};
+
+/// One kdump-compressed file as physical memory.
+pub type KdumpMem = SplitMem;
+
+/// Physical memory of one kdump-compressed file, or of the files of a `--split` set, each
+/// of which holds the pages of one pfn range (and the full bitmaps).
+#[derive(Debug)]
+pub struct SplitMem {
+    /// Sorted by start pfn; their ranges tile `[0, max_mapnr)`.
+    parts: Vec<KdumpFile<Arc<dyn ReadAt>>>,
+    cache: PageCache,
+}
+
+impl SplitMem {
+    /// Joins the parts of a dump. One part that is not a split file is the usual case.
+    pub fn new(mut parts: Vec<KdumpFile<Arc<dyn ReadAt>>>) -> Result<SplitMem> {
+        parts.sort_by_key(|p| p.pfn_range().0);
+        let first = parts
+            .first()
+            .ok_or_else(|| Error::Mismatch("no dump file given".into()))?;
+        let (bs, max) = (first.page_size(), first.max_mapnr());
+        let mut next = 0u64;
+        for (i, p) in parts.iter().enumerate() {
+            if p.page_size() != bs || p.max_mapnr() != max {
+                return Err(Error::Mismatch(format!(
+                    "split part {} has page size {} and max_mapnr {:#x}, the first has {bs} and {max:#x}: not parts of one dump",
+                    i + 1, p.page_size(), p.max_mapnr())));
+            }
+            let (s, e) = p.pfn_range();
+            if s != next {
+                return Err(Error::Mismatch(format!(
+                    "split parts do not tile the dump: pfns {next:#x}..{s:#x} are in no part (give every file of the set)")));
+            }
+            next = e;
+        }
+        if next != max {
+            return Err(Error::Mismatch(format!(
+                "split parts end at pfn {next:#x}, before max_mapnr {max:#x} (give every file of the set)")));
+        }
+        Ok(SplitMem {
+            parts,
+            cache: PageCache::new(),
+        })
+    }
+
+    /// The files, sorted by the pfn range they hold.
+    pub fn parts(&self) -> &[KdumpFile<Arc<dyn ReadAt>>] {
+        &self.parts
+    }
+
+    /// The first (or only) file: its headers and bitmaps stand for the whole set.
+    pub fn primary(&self) -> Option<&KdumpFile<Arc<dyn ReadAt>>> {
+        self.parts.first()
+    }
+
+    fn part_for(&self, pfn: u64) -> Option<&KdumpFile<Arc<dyn ReadAt>>> {
+        let i = self.parts.partition_point(|p| p.pfn_range().0 <= pfn);
+        self.parts
+            .get(i.checked_sub(1)?)
+            .filter(|p| pfn < p.pfn_range().1)
+    }
+}
+
+fn state_of(r: PageRead) -> PageState {
+    match r {
+        PageRead::Data => PageState::Dumped,
+        PageRead::Hole => PageState::Hole,
+        PageRead::Excluded => PageState::Excluded,
+        PageRead::NotWritten => PageState::NotWritten,
+    }
+}
+
+impl PhysMem for SplitMem {
+    fn page_size(&self) -> u64 {
+        self.parts
+            .first()
+            .map_or(4096, |p| u64::from(p.page_size()))
+    }
+
+    fn max_pfn(&self) -> u64 {
+        self.parts.first().map_or(0, |p| p.max_mapnr())
+    }
+
+    fn page_state(&self, pfn: Pfn) -> Result<PageState> {
+        let Some(part) = self.part_for(pfn.0) else {
+            return Ok(PageState::Hole);
+        };
+        if !part.is_present(pfn.0) {
+            return Ok(PageState::Hole);
+        }
+        Ok(match part.page_desc(pfn.0)? {
+            None => PageState::Excluded,
+            Some(d) if d.offset == 0 => PageState::NotWritten,
+            Some(_) => PageState::Dumped,
+        })
+    }
+
+    fn read_page(&self, pfn: Pfn, buf: &mut [u8]) -> Result<PageState> {
+        if self.cache.get(pfn.0, buf) {
+            return Ok(PageState::Dumped);
+        }
+        let Some(part) = self.part_for(pfn.0) else {
+            return Ok(PageState::Hole);
+        };
+        let state = state_of(part.read_page(pfn.0, buf)?);
+        if state == PageState::Dumped {
+            self.cache.put(pfn.0, buf);
+        }
+        Ok(state)
+    }
+
+    fn ranges(&self) -> Vec<PhysRange> {
+        let Some(p) = self.parts.first() else {
+            return Vec::new();
+        };
+        let bitmap = p.present_bitmap();
+        let size = u64::from(p.page_size());
+        let mut out: Vec<PhysRange> = Vec::new();
+        let mut run: Option<u64> = None;
+        let bytes = bitmap.as_bytes();
+        let mut pfn = 0u64;
+        while pfn < bitmap.len() {
+            // Skip whole bytes of zeros or ones quickly.
+            let byte = usize::try_from(pfn / 8)
+                .ok()
+                .and_then(|i| bytes.get(i))
+                .copied()
+                .unwrap_or(0);
+            if pfn % 8 == 0 && pfn + 8 <= bitmap.len() && (byte == 0 || byte == 0xff) {
+                let set = byte == 0xff;
+                match (set, run) {
+                    (true, None) => run = Some(pfn),
+                    (false, Some(s)) => {
+                        out.push(PhysRange {
+                            start: s * size,
+                            end: pfn * size,
+                        });
+                        run = None;
+                    }
+                    _ => {}
+                }
+                pfn += 8;
+                continue;
+            }
+            match (bitmap.get(pfn), run) {
+                (true, None) => run = Some(pfn),
+                (false, Some(s)) => {
+                    out.push(PhysRange {
+                        start: s * size,
+                        end: pfn * size,
+                    });
+                    run = None;
+                }
+                _ => {}
+            }
+            pfn += 1;
+        }
+        if let Some(s) = run {
+            out.push(PhysRange {
+                start: s * size,
+                end: bitmap.len() * size,
+            });
+        }
+        out
+    }
+}
