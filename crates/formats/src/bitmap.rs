@@ -15,11 +15,7 @@ const RANK_BLOCK_BYTES: usize = 64;
 impl Bitmap {
     /// A bitmap of `nbits` bits over `bytes` (bits past `nbits` are ignored).
     pub fn new(bytes: Vec<u8>, nbits: u64) -> Bitmap {
-        Bitmap {
-            bytes,
-            nbits,
-            rank: Vec::new(),
-        }
+        Bitmap { bytes, nbits, rank: Vec::new() }
     }
 
     /// Like [`Bitmap::new`], with an index that makes [`Bitmap::rank`] cheap. Bits past
@@ -77,11 +73,7 @@ impl Bitmap {
         let pfn = pfn.min(self.nbits);
         let byte = usize::try_from(pfn / 8).unwrap_or(usize::MAX);
         let block = byte / RANK_BLOCK_BYTES;
-        let mut n = self
-            .rank
-            .get(block)
-            .copied()
-            .unwrap_or_else(|| self.rank.last().copied().unwrap_or(0));
+        let mut n = self.rank.get(block).copied().unwrap_or_else(|| self.rank.last().copied().unwrap_or(0));
         let start = block * RANK_BLOCK_BYTES;
         if let Some(bytes) = self.bytes.get(start..byte) {
             n += bytes.iter().map(|x| u64::from(x.count_ones())).sum::<u64>();

@@ -1,8 +1,7 @@
 //! Page codecs of the kdump-compressed format.
 
 use crate::raw::kdump::{
-    DUMP_DH_COMPRESSED_LZO, DUMP_DH_COMPRESSED_SNAPPY, DUMP_DH_COMPRESSED_ZLIB,
-    DUMP_DH_COMPRESSED_ZSTD,
+    DUMP_DH_COMPRESSED_LZO, DUMP_DH_COMPRESSED_SNAPPY, DUMP_DH_COMPRESSED_ZLIB, DUMP_DH_COMPRESSED_ZSTD,
 };
 
 /// How one stored page is encoded.
@@ -24,10 +23,7 @@ impl Codec {
     /// The codec a page descriptor's `flags` name, or `None` for an invalid combination.
     pub fn from_page_flags(flags: u32) -> Option<Codec> {
         match flags
-            & (DUMP_DH_COMPRESSED_ZLIB
-                | DUMP_DH_COMPRESSED_LZO
-                | DUMP_DH_COMPRESSED_SNAPPY
-                | DUMP_DH_COMPRESSED_ZSTD)
+            & (DUMP_DH_COMPRESSED_ZLIB | DUMP_DH_COMPRESSED_LZO | DUMP_DH_COMPRESSED_SNAPPY | DUMP_DH_COMPRESSED_ZSTD)
         {
             0 => Some(Codec::Raw),
             DUMP_DH_COMPRESSED_ZLIB => Some(Codec::Zlib),
@@ -59,20 +55,14 @@ impl Codec {
         match self {
             Codec::Raw => {
                 if input.len() != out.len() {
-                    return Err(format!(
-                        "raw page of {} bytes, expected {}",
-                        input.len(),
-                        out.len()
-                    ));
+                    return Err(format!("raw page of {} bytes, expected {}", input.len(), out.len()));
                 }
                 out.copy_from_slice(input);
                 Ok(())
             }
             Codec::Zlib => {
                 let mut z = flate2::Decompress::new(true);
-                let status = z
-                    .decompress(input, out, flate2::FlushDecompress::Finish)
-                    .map_err(|e| e.to_string())?;
+                let status = z.decompress(input, out, flate2::FlushDecompress::Finish).map_err(|e| e.to_string())?;
                 if status != flate2::Status::StreamEnd || z.total_out() != out.len() as u64 {
                     return Err(format!(
                         "decompressed to {} bytes without the stream end, expected {}",
@@ -83,38 +73,27 @@ impl Codec {
                 Ok(())
             }
             #[cfg(feature = "lzo")]
-            Codec::Lzo => lzo1x::decompress(input, out)
-                .map_err(|e| format!("{e} (expected exactly {} bytes)", out.len())),
+            Codec::Lzo => {
+                lzo1x::decompress(input, out).map_err(|e| format!("{e} (expected exactly {} bytes)", out.len()))
+            }
             #[cfg(feature = "snappy")]
             Codec::Snappy => {
                 let n = snap::raw::decompress_len(input).map_err(|e| e.to_string())?;
                 if n != out.len() {
-                    return Err(format!(
-                        "snappy block holds {n} bytes, expected {}",
-                        out.len()
-                    ));
+                    return Err(format!("snappy block holds {n} bytes, expected {}", out.len()));
                 }
-                snap::raw::Decoder::new()
-                    .decompress(input, out)
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
+                snap::raw::Decoder::new().decompress(input, out).map(|_| ()).map_err(|e| e.to_string())
             }
             #[cfg(feature = "zstd")]
             Codec::Zstd => {
                 let n = zstd::bulk::decompress_to_buffer(input, out).map_err(|e| e.to_string())?;
                 if n != out.len() {
-                    return Err(format!(
-                        "zstd frame holds {n} bytes, expected {}",
-                        out.len()
-                    ));
+                    return Err(format!("zstd frame holds {n} bytes, expected {}", out.len()));
                 }
                 Ok(())
             }
             #[allow(unreachable_patterns)]
-            other => Err(format!(
-                "this build of vmcore has no {} support",
-                other.name()
-            )),
+            other => Err(format!("this build of vmcore has no {} support", other.name())),
         }
     }
 }
@@ -135,14 +114,8 @@ mod tests {
         z.write_all(&p).unwrap();
         let encoded = [
             (Codec::Zlib, z.finish().unwrap()),
-            (
-                Codec::Lzo,
-                lzo1x::compress(&p, lzo1x::CompressLevel::new(3)),
-            ),
-            (
-                Codec::Snappy,
-                snap::raw::Encoder::new().compress_vec(&p).unwrap(),
-            ),
+            (Codec::Lzo, lzo1x::compress(&p, lzo1x::CompressLevel::new(3))),
+            (Codec::Snappy, snap::raw::Encoder::new().compress_vec(&p).unwrap()),
             (Codec::Zstd, zstd::bulk::compress(&p, 1).unwrap()),
             (Codec::Raw, p.clone()),
         ];
@@ -151,16 +124,10 @@ mod tests {
             codec.decode(&data, &mut out).unwrap();
             assert_eq!(out, p, "{codec:?}");
             let mut short = vec![0u8; 2048];
-            assert!(
-                codec.decode(&data, &mut short).is_err(),
-                "{codec:?} accepted a wrong page size"
-            );
+            assert!(codec.decode(&data, &mut short).is_err(), "{codec:?} accepted a wrong page size");
             let mut out = vec![0u8; 4096];
             let cut = &data[..data.len() / 2];
-            assert!(
-                codec.decode(cut, &mut out).is_err(),
-                "{codec:?} accepted truncated data"
-            );
+            assert!(codec.decode(cut, &mut out).is_err(), "{codec:?} accepted truncated data");
         }
     }
 

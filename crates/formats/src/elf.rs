@@ -92,39 +92,22 @@ impl ElfCore {
             return Err(Error::invalid("ELF header", 0, "no ELF magic"));
         }
         if ehdr.e_ident.class != object::elf::ELFCLASS64 {
-            return Err(Error::Unsupported(format!(
-                "ELF class {} (only ELF64 cores are read)",
-                ehdr.e_ident.class
-            )));
+            return Err(Error::Unsupported(format!("ELF class {} (only ELF64 cores are read)", ehdr.e_ident.class)));
         }
         let endian = match ehdr.e_ident.data {
             object::elf::ELFDATA2LSB => Endianness::Little,
             object::elf::ELFDATA2MSB => Endianness::Big,
-            d => {
-                return Err(Error::invalid(
-                    "ELF header",
-                    5,
-                    format!("byte order {d}, expected 1 or 2"),
-                ))
-            }
+            d => return Err(Error::invalid("ELF header", 5, format!("byte order {d}, expected 1 or 2"))),
         };
         let e_type = ehdr.e_type.get(endian);
         if e_type != object::elf::ET_CORE {
-            return Err(Error::invalid(
-                "ELF header",
-                16,
-                format!("e_type {e_type}, expected ET_CORE (4)"),
-            ));
+            return Err(Error::invalid("ELF header", 16, format!("e_type {e_type}, expected ET_CORE (4)")));
         }
         let machine = ehdr.e_machine.get(endian).0;
         let phoff = ehdr.e_phoff.get(endian);
         let phentsize = u64::from(ehdr.e_phentsize.get(endian));
         if phentsize != 56 {
-            return Err(Error::invalid(
-                "ELF header",
-                54,
-                format!("e_phentsize {phentsize}, expected 56"),
-            ));
+            return Err(Error::invalid("ELF header", 54, format!("e_phentsize {phentsize}, expected 56")));
         }
         let mut phnum = u64::from(ehdr.e_phnum.get(endian));
         if ehdr.e_phnum.get(endian) == PN_XNUM {
@@ -139,37 +122,19 @@ impl ElfCore {
                 ));
             }
             let mut sh = [0u8; 64];
-            read_exact(
-                src,
-                &mut sh,
-                shoff,
-                "section header 0 (PN_XNUM program header count)",
-            )?;
+            read_exact(src, &mut sh, shoff, "section header 0 (PN_XNUM program header count)")?;
             let (sh, _) = pod::from_bytes::<SectionHeader64<Endianness>>(&sh)
                 .map_err(|()| Error::invalid("section header 0", shoff, "too short"))?;
             phnum = u64::from(sh.sh_info.get(endian));
         }
-        let ph_bytes = phnum
-            .checked_mul(phentsize)
-            .filter(|&n| n <= MAX_METADATA)
-            .ok_or_else(|| {
-                Error::invalid(
-                    "program header table",
-                    phoff,
-                    format!("{phnum} entries is more than any machine has"),
-                )
-            })?;
+        let ph_bytes = phnum.checked_mul(phentsize).filter(|&n| n <= MAX_METADATA).ok_or_else(|| {
+            Error::invalid("program header table", phoff, format!("{phnum} entries is more than any machine has"))
+        })?;
         let table = read_vec(src, phoff, ph_bytes, "program header table")?;
-        let count = usize::try_from(phnum)
-            .map_err(|_| Error::invalid("program header table", phoff, "too many entries"))?;
+        let count =
+            usize::try_from(phnum).map_err(|_| Error::invalid("program header table", phoff, "too many entries"))?;
         let (phdrs, _) = pod::slice_from_bytes::<ProgramHeader64<Endianness>>(&table, count)
-            .map_err(|()| {
-                Error::invalid(
-                    "program header table",
-                    phoff,
-                    "shorter than e_phnum entries",
-                )
-            })?;
+            .map_err(|()| Error::invalid("program header table", phoff, "shorter than e_phnum entries"))?;
 
         let mut loads = Vec::new();
         let mut note_segments = Vec::new();
@@ -189,20 +154,13 @@ impl ElfCore {
                         return Err(Error::invalid(
                             "PT_LOAD",
                             ph_off,
-                            format!(
-                                "p_filesz {:#x} larger than p_memsz {:#x}",
-                                seg.filesz, seg.memsz
-                            ),
+                            format!("p_filesz {:#x} larger than p_memsz {:#x}", seg.filesz, seg.memsz),
                         ));
                     }
                     if seg.offset.checked_add(seg.filesz).is_none()
                         || seg.paddr.checked_add(seg.memsz).is_none() && seg.paddr != u64::MAX
                     {
-                        return Err(Error::invalid(
-                            "PT_LOAD",
-                            ph_off,
-                            "segment wraps around the address space",
-                        ));
+                        return Err(Error::invalid("PT_LOAD", ph_off, "segment wraps around the address space"));
                     }
                     loads.push(seg);
                 }
@@ -217,39 +175,22 @@ impl ElfCore {
         for &(offset, size) in &note_segments {
             note_bytes = note_bytes.saturating_add(size);
             if note_bytes > MAX_METADATA {
-                return Err(Error::invalid(
-                    "PT_NOTE",
-                    offset,
-                    "notes larger than 256 MiB",
-                ));
+                return Err(Error::invalid("PT_NOTE", offset, "notes larger than 256 MiB"));
             }
             let data = read_vec(src, offset, size, "PT_NOTE segment")?;
             parse_notes(&data, offset, endian, &mut notes)?;
         }
-        let kind = if notes
-            .iter()
-            .any(|n| n.name == b"CORE" && n.ntype == NT_TASKSTRUCT)
-        {
+        let kind = if notes.iter().any(|n| n.name == b"CORE" && n.ntype == NT_TASKSTRUCT) {
             ElfKind::Kcore
         } else {
             ElfKind::Vmcore
         };
-        Ok(ElfCore {
-            machine,
-            endian,
-            flags: ehdr.e_flags.get(endian).0,
-            kind,
-            loads,
-            notes,
-            note_segments,
-        })
+        Ok(ElfCore { machine, endian, flags: ehdr.e_flags.get(endian).0, kind, loads, notes, note_segments })
     }
 
     /// The descriptor of the first note named `name` with type `ntype`.
     pub fn note(&self, name: &[u8], ntype: u32) -> Option<&Note> {
-        self.notes
-            .iter()
-            .find(|n| n.name == name && n.ntype == ntype)
+        self.notes.iter().find(|n| n.name == name && n.ntype == ntype)
     }
 
     /// Whether makedumpfile marked this ELF dump incomplete.
@@ -286,12 +227,7 @@ fn align4(n: u64) -> Option<u64> {
 
 /// Walks the notes of one PT_NOTE segment. Names and descriptors are padded to 4 bytes, as
 /// the kernel writes them. A header of zeros ends the walk (padding after the last note).
-fn parse_notes(
-    data: &[u8],
-    seg_offset: u64,
-    endian: Endianness,
-    out: &mut Vec<Note>,
-) -> Result<()> {
+fn parse_notes(data: &[u8], seg_offset: u64, endian: Endianness, out: &mut Vec<Note>) -> Result<()> {
     let mut pos = 0u64;
     let len = data.len() as u64;
     while pos + 12 <= len {
@@ -307,29 +243,16 @@ fn parse_notes(
         }
         let name_start = pos + 12;
         let desc_start = align4(name_start + namesz).unwrap_or(u64::MAX);
-        let next = desc_start
-            .checked_add(descsz)
-            .and_then(align4)
-            .unwrap_or(u64::MAX);
+        let next = desc_start.checked_add(descsz).and_then(align4).unwrap_or(u64::MAX);
         let desc_end = desc_start.saturating_add(descsz);
         if desc_end > len {
             return Err(Error::invalid("note", at, format!(
                 "name of {namesz} and descriptor of {descsz} bytes run past the end of the PT_NOTE segment ({len} bytes)")));
         }
-        let name = data
-            .get(name_start as usize..(name_start + namesz) as usize)
-            .unwrap_or_default();
+        let name = data.get(name_start as usize..(name_start + namesz) as usize).unwrap_or_default();
         let name = name.strip_suffix(&[0]).unwrap_or(name).to_vec();
-        let desc = data
-            .get(desc_start as usize..desc_end as usize)
-            .unwrap_or_default()
-            .to_vec();
-        out.push(Note {
-            name,
-            ntype,
-            desc_offset: seg_offset + desc_start,
-            desc,
-        });
+        let desc = data.get(desc_start as usize..desc_end as usize).unwrap_or_default().to_vec();
+        out.push(Note { name, ntype, desc_offset: seg_offset + desc_start, desc });
         pos = next;
     }
     Ok(())
@@ -395,17 +318,10 @@ mod tests {
     use super::*;
 
     fn sample() -> Vec<u8> {
-        let notes = [
-            note("CORE", 1, &[1; 0x150]),
-            note("VMCOREINFO", 0, b"OSRELEASE=6.1.0\nPAGESIZE=4096\n"),
-        ]
-        .concat();
+        let notes = [note("CORE", 1, &[1; 0x150]), note("VMCOREINFO", 0, b"OSRELEASE=6.1.0\nPAGESIZE=4096\n")].concat();
         let note_off = 0x1000u64;
         let data_off = 0x2000u64;
-        let mut f = header(
-            &[(0x1000, 0xffff888000001000, data_off, 0x1000, 0x3000)],
-            (note_off, notes.len() as u64),
-        );
+        let mut f = header(&[(0x1000, 0xffff888000001000, data_off, 0x1000, 0x3000)], (note_off, notes.len() as u64));
         f.resize(note_off as usize, 0);
         f.extend_from_slice(&notes);
         f.resize(data_off as usize + 0x1000, 0xaa);
@@ -430,19 +346,11 @@ mod tests {
     fn truncated_and_bad_headers_name_the_offset() {
         let f = sample();
         let err = ElfCore::parse(&f[..40].to_vec()).unwrap_err().to_string();
-        assert!(
-            err.contains("ELF header") && err.contains("offset 0x0"),
-            "{err}"
-        );
+        assert!(err.contains("ELF header") && err.contains("offset 0x0"), "{err}");
         let mut bad = f.clone();
         bad[0] = 0;
-        assert!(ElfCore::parse(&bad)
-            .unwrap_err()
-            .to_string()
-            .contains("no ELF magic"));
-        let err = ElfCore::parse(&f[..0x1010].to_vec())
-            .unwrap_err()
-            .to_string();
+        assert!(ElfCore::parse(&bad).unwrap_err().to_string().contains("no ELF magic"));
+        let err = ElfCore::parse(&f[..0x1010].to_vec()).unwrap_err().to_string();
         assert!(err.contains("PT_NOTE") && err.contains("0x1000"), "{err}");
         let mut huge = f.clone();
         huge[56..58].copy_from_slice(&0xffffu16.to_le_bytes()); // PN_XNUM with no section header
@@ -453,10 +361,7 @@ mod tests {
     fn overlapping_file_ranges_are_rejected() {
         let notes = note("VMCOREINFO", 0, b"X=1\n");
         let mut f = header(
-            &[
-                (0, 0, 0x1000, 0x2000, 0x2000),
-                (0x10000, 0, 0x2000, 0x1000, 0x1000),
-            ],
+            &[(0, 0, 0x1000, 0x2000, 0x2000), (0x10000, 0, 0x2000, 0x1000, 0x1000)],
             (0x800, notes.len() as u64),
         );
         f.resize(0x800, 0);

@@ -16,9 +16,7 @@ pub enum Error {
         source: io::Error,
     },
     /// The file ends before a structure that its headers promise.
-    #[error(
-        "truncated: expected {what} ({len} bytes) at offset {offset:#x}, but the file ends first"
-    )]
+    #[error("truncated: expected {what} ({len} bytes) at offset {offset:#x}, but the file ends first")]
     Truncated {
         /// The structure that is missing.
         what: &'static str,
@@ -41,9 +39,7 @@ pub enum Error {
     #[error("unsupported: {0}")]
     Unsupported(String),
     /// A compressed page did not decompress to exactly one page.
-    #[error(
-        "page {pfn:#x}: {codec} data at offset {offset:#x} ({len} bytes) is corrupt: {detail}"
-    )]
+    #[error("page {pfn:#x}: {codec} data at offset {offset:#x} ({len} bytes) is corrupt: {detail}")]
     Decompress {
         /// Page frame number.
         pfn: u64,
@@ -70,10 +66,7 @@ pub enum Error {
 impl Error {
     /// Wraps the error with the path of the file it happened in.
     pub fn in_file(self, path: impl Into<String>) -> Error {
-        Error::InFile {
-            path: path.into(),
-            source: Box::new(self),
-        }
+        Error::InFile { path: path.into(), source: Box::new(self) }
     }
 
     /// Classifies an I/O error of a read of `len` bytes of `what` at `offset`: a short read
@@ -82,20 +75,12 @@ impl Error {
         if source.kind() == io::ErrorKind::UnexpectedEof {
             Error::Truncated { what, offset, len }
         } else {
-            Error::Io {
-                what,
-                offset,
-                source,
-            }
+            Error::Io { what, offset, source }
         }
     }
 
     pub(crate) fn invalid(what: &'static str, offset: u64, detail: impl Into<String>) -> Error {
-        Error::Invalid {
-            what,
-            offset,
-            detail: detail.into(),
-        }
+        Error::Invalid { what, offset, detail: detail.into() }
     }
 }
 
@@ -110,21 +95,13 @@ pub(crate) fn read_exact(
     offset: u64,
     what: &'static str,
 ) -> Result<()> {
-    src.read_exact_at(buf, offset)
-        .map_err(|e| Error::from_io(what, offset, buf.len() as u64, e))
+    src.read_exact_at(buf, offset).map_err(|e| Error::from_io(what, offset, buf.len() as u64, e))
 }
 
 /// Reads `len` bytes at `offset` into a new buffer, after checking that the source is long
 /// enough, so that a corrupt length never allocates more than the file holds.
-pub(crate) fn read_vec(
-    src: &dyn vmcore_types::ReadAt,
-    offset: u64,
-    len: u64,
-    what: &'static str,
-) -> Result<Vec<u8>> {
-    let end = offset
-        .checked_add(len)
-        .ok_or(Error::Truncated { what, offset, len })?;
+pub(crate) fn read_vec(src: &dyn vmcore_types::ReadAt, offset: u64, len: u64, what: &'static str) -> Result<Vec<u8>> {
+    let end = offset.checked_add(len).ok_or(Error::Truncated { what, offset, len })?;
     if end > src.size() {
         return Err(Error::Truncated { what, offset, len });
     }

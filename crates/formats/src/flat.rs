@@ -42,11 +42,7 @@ impl<R: ReadAt> FlatView<R> {
         let mut head = [0u8; 32];
         read_exact(&stream, &mut head, 0, "flattened stream header")?;
         if !is_flat_signature(&head) {
-            return Err(Error::invalid(
-                "flattened stream header",
-                0,
-                "signature is not \"makedumpfile\"",
-            ));
+            return Err(Error::invalid("flattened stream header", 0, "signature is not \"makedumpfile\""));
         }
         let ty = u64_at(&head, 16, true).unwrap_or(0) as i64;
         if ty != raw::TYPE_FLAT_HEADER {
@@ -63,12 +59,7 @@ impl<R: ReadAt> FlatView<R> {
         let mut chunks = 0u64;
         loop {
             let mut ch = [0u8; raw::CHUNK_HEADER_SIZE as usize];
-            read_exact(
-                &stream,
-                &mut ch,
-                pos,
-                "flattened chunk header (the stream ends before its end marker)",
-            )?;
+            read_exact(&stream, &mut ch, pos, "flattened chunk header (the stream ends before its end marker)")?;
             let offset = u64_at(&ch, 0, true).unwrap_or(0) as i64;
             let len = u64_at(&ch, 8, true).unwrap_or(0) as i64;
             if offset == -1 && len == -1 {
@@ -80,28 +71,20 @@ impl<R: ReadAt> FlatView<R> {
             }
             let (dst, len) = (offset as u64, len as u64);
             let src = pos + raw::CHUNK_HEADER_SIZE;
-            let src_end = src
-                .checked_add(len)
-                .filter(|&e| e <= total)
-                .ok_or(Error::Truncated {
-                    what: "flattened chunk data",
-                    offset: src,
-                    len,
-                })?;
-            let dst_end = dst.checked_add(len).ok_or_else(|| {
-                Error::invalid("flattened chunk header", pos, "offset + size overflows")
+            let src_end = src.checked_add(len).filter(|&e| e <= total).ok_or(Error::Truncated {
+                what: "flattened chunk data",
+                offset: src,
+                len,
             })?;
+            let dst_end = dst
+                .checked_add(len)
+                .ok_or_else(|| Error::invalid("flattened chunk header", pos, "offset + size overflows"))?;
             insert(&mut pieces, dst, Piece { dst_end, src });
             size = size.max(dst_end);
             chunks += 1;
             pos = src_end;
         }
-        Ok(FlatView {
-            stream,
-            pieces,
-            size,
-            chunks,
-        })
+        Ok(FlatView { stream, pieces, size, chunks })
     }
 
     /// Number of data chunks in the stream.
@@ -112,33 +95,17 @@ impl<R: ReadAt> FlatView<R> {
 
 /// Inserts a piece, cutting away whatever older pieces it covers.
 fn insert(pieces: &mut BTreeMap<u64, Piece>, dst: u64, new: Piece) {
-    let overlapping: Vec<u64> = pieces
-        .range(..new.dst_end)
-        .rev()
-        .take_while(|(_, p)| p.dst_end > dst)
-        .map(|(&k, _)| k)
-        .collect();
+    let overlapping: Vec<u64> =
+        pieces.range(..new.dst_end).rev().take_while(|(_, p)| p.dst_end > dst).map(|(&k, _)| k).collect();
     for start in overlapping {
         let Some(old) = pieces.remove(&start) else {
             continue;
         };
         if start < dst {
-            pieces.insert(
-                start,
-                Piece {
-                    dst_end: dst,
-                    src: old.src,
-                },
-            );
+            pieces.insert(start, Piece { dst_end: dst, src: old.src });
         }
         if old.dst_end > new.dst_end {
-            pieces.insert(
-                new.dst_end,
-                Piece {
-                    dst_end: old.dst_end,
-                    src: old.src + (new.dst_end - start),
-                },
-            );
+            pieces.insert(new.dst_end, Piece { dst_end: old.dst_end, src: old.src + (new.dst_end - start) });
         }
     }
     pieces.insert(dst, new);
@@ -149,21 +116,11 @@ impl<R: ReadAt> ReadAt for FlatView<R> {
         let end = offset
             .checked_add(buf.len() as u64)
             .filter(|&e| e <= self.size)
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "read past the end of the flattened dump",
-                )
-            })?;
+            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end of the flattened dump"))?;
         buf.fill(0);
         // Pieces that overlap [offset, end): the last one starting at or before offset,
         // then every one starting inside.
-        let first = self
-            .pieces
-            .range(..=offset)
-            .next_back()
-            .map(|(&k, _)| k)
-            .unwrap_or(offset);
+        let first = self.pieces.range(..=offset).next_back().map(|(&k, _)| k).unwrap_or(offset);
         for (&start, piece) in self.pieces.range(first..end) {
             let lo = start.max(offset);
             let hi = piece.dst_end.min(end);
@@ -205,10 +162,7 @@ mod tests {
 
     #[test]
     fn rearranges_out_of_order_and_overwritten_chunks() {
-        let s = stream(
-            &[(8, b"world"), (0, b"hello"), (2, b"XY"), (20, b"z")],
-            true,
-        );
+        let s = stream(&[(8, b"world"), (0, b"hello"), (2, b"XY"), (20, b"z")], true);
         let v = FlatView::index(s).unwrap();
         assert_eq!(v.size(), 21);
         assert_eq!(v.chunk_count(), 4);
@@ -232,18 +186,12 @@ mod tests {
     fn a_stream_that_ends_early_is_an_error_naming_the_offset() {
         let s = stream(&[(0, b"abc")], false);
         let err = FlatView::index(s).unwrap_err().to_string();
-        assert!(
-            err.contains("end marker") && err.contains("0x1013"),
-            "{err}"
-        );
+        assert!(err.contains("end marker") && err.contains("0x1013"), "{err}");
         let mut s = stream(&[(0, b"abcdef")], true);
         s.truncate(4096 + 16 + 3);
         let err = FlatView::index(s).unwrap_err().to_string();
         assert!(err.contains("chunk data"), "{err}");
         let s = stream(&[(-5, b"abc")], true);
-        assert!(FlatView::index(s)
-            .unwrap_err()
-            .to_string()
-            .contains("offset -5"));
+        assert!(FlatView::index(s).unwrap_err().to_string().contains("offset -5"));
     }
 }

@@ -136,16 +136,9 @@ pub fn is_kdump_signature(magic: &[u8]) -> bool {
 
 fn parse_header(b: &[u8]) -> Result<KdumpHeader> {
     let mut signature = [0u8; 8];
-    signature.copy_from_slice(
-        b.get(..8)
-            .ok_or_else(|| Error::invalid("kdump header", 0, "too short"))?,
-    );
+    signature.copy_from_slice(b.get(..8).ok_or_else(|| Error::invalid("kdump header", 0, "too short"))?);
     if !is_kdump_signature(&signature) {
-        return Err(Error::invalid(
-            "kdump header",
-            0,
-            "signature is neither \"KDUMP   \" nor \"DISKDUMP\"",
-        ));
+        return Err(Error::invalid("kdump header", 0, "signature is neither \"KDUMP   \" nor \"DISKDUMP\""));
     }
     let version_le = u32_at(b, h::HEADER_VERSION, false).unwrap_or(u32::MAX);
     let big_endian = version_le > 0xffff;
@@ -195,42 +188,16 @@ fn parse_header(b: &[u8]) -> Result<KdumpHeader> {
 fn parse_sub_header(b: &[u8], version: i32, be: bool) -> KdumpSubHeader {
     let get32 = |off: usize| u32_at(b, off, be).unwrap_or(0);
     let get64 = |off: usize| u64_at(b, off, be).unwrap_or(0);
-    let pair = |off: usize, size: usize| {
-        Some((get64(off), get64(size))).filter(|&(o, s)| o != 0 && s != 0)
-    };
+    let pair = |off: usize, size: usize| Some((get64(off), get64(size))).filter(|&(o, s)| o != 0 && s != 0);
     KdumpSubHeader {
         phys_base: get64(sh::PHYS_BASE),
         dump_level: (version >= 1).then(|| get32(sh::DUMP_LEVEL) as i32),
         split: (version >= 2).then(|| get32(sh::SPLIT) != 0),
-        start_pfn: (version >= 2).then(|| {
-            if version >= 6 {
-                get64(sh::START_PFN_64)
-            } else {
-                get64(sh::START_PFN)
-            }
-        }),
-        end_pfn: (version >= 2).then(|| {
-            if version >= 6 {
-                get64(sh::END_PFN_64)
-            } else {
-                get64(sh::END_PFN)
-            }
-        }),
-        vmcoreinfo: if version >= 3 {
-            pair(sh::OFFSET_VMCOREINFO, sh::SIZE_VMCOREINFO)
-        } else {
-            None
-        },
-        note: if version >= 4 {
-            pair(sh::OFFSET_NOTE, sh::SIZE_NOTE)
-        } else {
-            None
-        },
-        eraseinfo: if version >= 5 {
-            pair(sh::OFFSET_ERASEINFO, sh::SIZE_ERASEINFO)
-        } else {
-            None
-        },
+        start_pfn: (version >= 2).then(|| if version >= 6 { get64(sh::START_PFN_64) } else { get64(sh::START_PFN) }),
+        end_pfn: (version >= 2).then(|| if version >= 6 { get64(sh::END_PFN_64) } else { get64(sh::END_PFN) }),
+        vmcoreinfo: if version >= 3 { pair(sh::OFFSET_VMCOREINFO, sh::SIZE_VMCOREINFO) } else { None },
+        note: if version >= 4 { pair(sh::OFFSET_NOTE, sh::SIZE_NOTE) } else { None },
+        eraseinfo: if version >= 5 { pair(sh::OFFSET_ERASEINFO, sh::SIZE_ERASEINFO) } else { None },
         max_mapnr_64: (version >= 6).then(|| get64(sh::MAX_MAPNR_64)),
     }
 }
@@ -268,14 +235,9 @@ impl<R: ReadAt> KdumpFile<R> {
                 ),
             ));
         }
-        let present = Bitmap::new(
-            read_vec(&src, bitmap_offset, one, "1st bitmap (memory present)")?,
-            max_mapnr,
-        );
-        let dumpable = Bitmap::ranked(
-            read_vec(&src, bitmap_offset + one, one, "2nd bitmap (pages dumped)")?,
-            max_mapnr,
-        );
+        let present = Bitmap::new(read_vec(&src, bitmap_offset, one, "1st bitmap (memory present)")?, max_mapnr);
+        let dumpable =
+            Bitmap::ranked(read_vec(&src, bitmap_offset + one, one, "2nd bitmap (pages dumped)")?, max_mapnr);
         let desc_offset = bitmap_offset + bitmap_bytes;
         let (start_pfn, end_pfn) = match (sub.split, sub.start_pfn, sub.end_pfn) {
             (Some(true), Some(s), Some(e)) if s <= e && e <= max_mapnr => (s, e),
@@ -289,18 +251,7 @@ impl<R: ReadAt> KdumpFile<R> {
             _ => (0, max_mapnr),
         };
         let rank_base = dumpable.rank(start_pfn);
-        Ok(KdumpFile {
-            src,
-            header,
-            sub,
-            max_mapnr,
-            present,
-            dumpable,
-            desc_offset,
-            start_pfn,
-            end_pfn,
-            rank_base,
-        })
+        Ok(KdumpFile { src, header, sub, max_mapnr, present, dumpable, desc_offset, start_pfn, end_pfn, rank_base })
     }
 
     /// Page size of the dump.
@@ -365,12 +316,7 @@ impl<R: ReadAt> KdumpFile<R> {
         match read_exact(&self.src, &mut d, at, "page descriptor") {
             Ok(()) => {}
             Err(Error::Truncated { .. }) if self.is_incomplete() => {
-                return Ok(Some(PageDesc {
-                    offset: 0,
-                    size: 0,
-                    flags: 0,
-                    page_flags: 0,
-                }))
+                return Ok(Some(PageDesc { offset: 0, size: 0, flags: 0, page_flags: 0 }))
             }
             Err(e) => return Err(e),
         }
@@ -386,21 +332,13 @@ impl<R: ReadAt> KdumpFile<R> {
     /// Reads page `pfn` into `out` (exactly one page long).
     pub fn read_page(&self, pfn: u64, out: &mut [u8]) -> Result<PageRead> {
         if out.len() != self.header.block_size as usize {
-            return Err(Error::invalid(
-                "read buffer",
-                0,
-                format!("{} bytes, expected one page", out.len()),
-            ));
+            return Err(Error::invalid("read buffer", 0, format!("{} bytes, expected one page", out.len())));
         }
         if !self.present.get(pfn) {
             return Ok(PageRead::Hole);
         }
         let Some(desc) = self.page_desc(pfn)? else {
-            return Ok(if self.dumpable.get(pfn) {
-                PageRead::NotWritten
-            } else {
-                PageRead::Excluded
-            });
+            return Ok(if self.dumpable.get(pfn) { PageRead::NotWritten } else { PageRead::Excluded });
         };
         if desc.offset == 0 {
             return Ok(PageRead::NotWritten);
@@ -409,10 +347,7 @@ impl<R: ReadAt> KdumpFile<R> {
             return Err(Error::invalid(
                 "page descriptor",
                 self.desc_offset,
-                format!(
-                    "pfn {pfn:#x}: stored size {} outside 1..={}",
-                    desc.size, self.header.block_size
-                ),
+                format!("pfn {pfn:#x}: stored size {} outside 1..={}", desc.size, self.header.block_size),
             ));
         }
         let codec = Codec::from_page_flags(desc.flags).ok_or_else(|| {
@@ -427,10 +362,7 @@ impl<R: ReadAt> KdumpFile<R> {
                 return Err(Error::invalid(
                     "page descriptor",
                     desc.offset,
-                    format!(
-                        "pfn {pfn:#x}: raw page of {} bytes, expected {}",
-                        desc.size, self.header.block_size
-                    ),
+                    format!("pfn {pfn:#x}: raw page of {} bytes, expected {}", desc.size, self.header.block_size),
                 ));
             }
             return self.read_stored(&mut *out, desc.offset).map(|written| {
@@ -470,9 +402,7 @@ impl<R: ReadAt> KdumpFile<R> {
     /// The VMCOREINFO text stored in the sub header area (v3+).
     pub fn vmcoreinfo(&self) -> Result<Option<Vec<u8>>> {
         match self.sub.vmcoreinfo {
-            Some((off, size)) => {
-                read_vec(&self.src, off, size, "VMCOREINFO in the sub header").map(Some)
-            }
+            Some((off, size)) => read_vec(&self.src, off, size, "VMCOREINFO in the sub header").map(Some),
             None => Ok(None),
         }
     }
@@ -480,9 +410,7 @@ impl<R: ReadAt> KdumpFile<R> {
     /// The ELF notes copied from the dumped kernel (v4+).
     pub fn notes(&self) -> Result<Option<Vec<u8>>> {
         match self.sub.note {
-            Some((off, size)) => {
-                read_vec(&self.src, off, size, "ELF notes in the sub header").map(Some)
-            }
+            Some((off, size)) => read_vec(&self.src, off, size, "ELF notes in the sub header").map(Some),
             None => Ok(None),
         }
     }

@@ -38,9 +38,7 @@ pub enum Format {
 /// Tells the format of `src` from its magic bytes.
 pub fn detect(src: &dyn ReadAt) -> Result<Format> {
     let mut head = [0u8; 16];
-    let n = head
-        .len()
-        .min(usize::try_from(src.size()).unwrap_or(usize::MAX));
+    let n = head.len().min(usize::try_from(src.size()).unwrap_or(usize::MAX));
     let head = head.get_mut(..n).unwrap_or_default();
     error::read_exact(src, head, 0, "file signature")?;
     if head.starts_with(b"\x7fELF") {
@@ -52,7 +50,13 @@ pub fn detect(src: &dyn ReadAt) -> Result<Format> {
     } else if head.starts_with(b"sadump") || head.get(..4) == Some(b"sadu") {
         Err(Error::Unsupported("sadump files".into()))
     } else {
-        Err(Error::invalid("file signature", 0, format!(
-            "{:02x?}: expected an ELF core, \"KDUMP   \", \"DISKDUMP\" or a \"makedumpfile\" flattened stream", head)))
+        Err(Error::invalid(
+            "file signature",
+            0,
+            format!(
+                "{:02x?}: expected an ELF core, \"KDUMP   \", \"DISKDUMP\" or a \"makedumpfile\" flattened stream",
+                head
+            ),
+        ))
     }
 }

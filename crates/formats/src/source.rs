@@ -22,11 +22,7 @@ impl FileSource {
         let file = File::open(path)?;
         let meta = file.metadata()?;
         let in_proc = path.starts_with("/proc");
-        let size = if meta.file_type().is_block_device() {
-            block_device_size(&file)?
-        } else {
-            meta.len()
-        };
+        let size = if meta.file_type().is_block_device() { block_device_size(&file)? } else { meta.len() };
         let map = if meta.is_file() && !in_proc && size > 0 {
             // SAFETY: the mapping is read-only and private to this process. If another
             // process truncates the dump while we read it, an access past the new end

@@ -14,9 +14,7 @@ pub(crate) struct PageCache {
 
 impl PageCache {
     pub(crate) fn new() -> PageCache {
-        PageCache {
-            slots: (0..SLOTS).map(|_| Mutex::new(None)).collect(),
-        }
+        PageCache { slots: (0..SLOTS).map(|_| Mutex::new(None)).collect() }
     }
 
     fn slot(&self, pfn: u64) -> Option<&Mutex<Option<(u64, Box<[u8]>)>>> {

@@ -43,16 +43,13 @@ pub struct ContainerInfo {
 }
 
 fn open_source(path: &Path) -> Result<Arc<dyn ReadAt>> {
-    let f = FileSource::open(path).map_err(|e| {
-        vmcore_formats::Error::from_io("the file", 0, 0, e).in_file(path.display().to_string())
-    })?;
+    let f = FileSource::open(path)
+        .map_err(|e| vmcore_formats::Error::from_io("the file", 0, 0, e).in_file(path.display().to_string()))?;
     Ok(Arc::new(f))
 }
 
 /// Opens one file, seeing through a flattened stream.
-fn open_one(
-    path: &Path,
-) -> std::result::Result<(Format, Arc<dyn ReadAt>, bool), vmcore_formats::Error> {
+fn open_one(path: &Path) -> std::result::Result<(Format, Arc<dyn ReadAt>, bool), vmcore_formats::Error> {
     let src = open_source(path).map_err(|e| match e {
         Error::Format(f) => f,
         other => vmcore_formats::Error::Unsupported(other.to_string()),
@@ -61,9 +58,9 @@ fn open_one(
         Format::Flattened => {
             let view: Arc<dyn ReadAt> = Arc::new(FlatView::index(src)?);
             match detect(&*view)? {
-                Format::Flattened => Err(vmcore_formats::Error::Unsupported(
-                    "a flattened stream inside a flattened stream".into(),
-                )),
+                Format::Flattened => {
+                    Err(vmcore_formats::Error::Unsupported("a flattened stream inside a flattened stream".into()))
+                }
                 inner => Ok((inner, view, true)),
             }
         }
@@ -77,24 +74,17 @@ pub fn open_container(paths: &[PathBuf]) -> Result<Container> {
         let name = p.display().to_string();
         move |e: vmcore_formats::Error| Error::Format(e.in_file(name))
     };
-    let first = paths
-        .first()
-        .ok_or_else(|| Error::Mismatch("no dump file given".into()))?;
+    let first = paths.first().ok_or_else(|| Error::Mismatch("no dump file given".into()))?;
     let (format, src, flattened) = open_one(first).map_err(in_file(first))?;
     match format {
         Format::Elf => {
             if paths.len() > 1 {
                 return Err(Error::Mismatch(
-                    "only kdump-compressed files come as split sets; an ELF core was given first"
-                        .into(),
+                    "only kdump-compressed files come as split sets; an ELF core was given first".into(),
                 ));
             }
             let core = ElfCore::parse(&*src).map_err(in_file(first))?;
-            Ok(Container::Elf {
-                core,
-                src,
-                flattened,
-            })
+            Ok(Container::Elf { core, src, flattened })
         }
         Format::Kdump => {
             let mut parts = vec![KdumpFile::parse(src).map_err(in_file(first))?];
@@ -108,10 +98,7 @@ pub fn open_container(paths: &[PathBuf]) -> Result<Container> {
                 }
                 parts.push(KdumpFile::parse(src).map_err(in_file(p))?);
             }
-            Ok(Container::Kdump {
-                mem: Arc::new(SplitMem::new(parts)?),
-                flattened,
-            })
+            Ok(Container::Kdump { mem: Arc::new(SplitMem::new(parts)?), flattened })
         }
         Format::Flattened => Err(Error::Mismatch("unexpected flattened stream".into())),
     }
@@ -129,39 +116,18 @@ impl Container {
     /// Format and architecture.
     pub fn info(&self) -> ContainerInfo {
         match self {
-            Container::Elf {
-                core, flattened, ..
-            } => {
-                let base = if core.kind == ElfKind::Kcore {
-                    "kcore"
-                } else {
-                    "elf"
-                };
+            Container::Elf { core, flattened, .. } => {
+                let base = if core.kind == ElfKind::Kcore { "kcore" } else { "elf" };
                 ContainerInfo {
-                    format: if *flattened {
-                        format!("flattened-{base}")
-                    } else {
-                        base.into()
-                    },
+                    format: if *flattened { format!("flattened-{base}") } else { base.into() },
                     arch: arch_of_machine(core.machine),
                 }
             }
             Container::Kdump { mem, flattened } => {
-                let base = if mem.parts().len() > 1 {
-                    "kdump-split"
-                } else {
-                    "kdump"
-                };
-                let machine = mem
-                    .primary()
-                    .map(|p| p.header.utsname.machine.clone())
-                    .filter(|m| !m.is_empty());
+                let base = if mem.parts().len() > 1 { "kdump-split" } else { "kdump" };
+                let machine = mem.primary().map(|p| p.header.utsname.machine.clone()).filter(|m| !m.is_empty());
                 ContainerInfo {
-                    format: if *flattened {
-                        format!("flattened-{base}")
-                    } else {
-                        base.into()
-                    },
+                    format: if *flattened { format!("flattened-{base}") } else { base.into() },
                     arch: machine,
                 }
             }
@@ -184,14 +150,10 @@ impl Container {
     /// page size; a different one is an error.
     pub fn physmem(&self, page_size: u64) -> Result<Arc<dyn PhysMem>> {
         if !page_size.is_power_of_two() || page_size < 512 {
-            return Err(Error::Mismatch(format!(
-                "page size {page_size} is not a power of two of at least 512"
-            )));
+            return Err(Error::Mismatch(format!("page size {page_size} is not a power of two of at least 512")));
         }
         match self {
-            Container::Elf { core, src, .. } => {
-                Ok(Arc::new(ElfMem::new(core, src.clone(), page_size)))
-            }
+            Container::Elf { core, src, .. } => Ok(Arc::new(ElfMem::new(core, src.clone(), page_size))),
             Container::Kdump { mem, .. } => {
                 if mem.page_size() != page_size {
                     return Err(Error::Mismatch(format!(

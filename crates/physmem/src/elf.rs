@@ -52,11 +52,7 @@ impl ElfMem {
                 map.insert(pos, piece);
             }
         }
-        ElfMem {
-            src,
-            map,
-            page_size,
-        }
+        ElfMem { src, map, page_size }
     }
 
     fn find(&self, addr: u64) -> Option<&MapEntry> {
@@ -69,10 +65,7 @@ impl ElfMem {
 fn uncovered(map: &[MapEntry], new: MapEntry) -> Vec<MapEntry> {
     let mut out = Vec::new();
     let mut cur = new.start;
-    for e in map
-        .iter()
-        .filter(|e| e.end > new.start && e.start < new.end)
-    {
+    for e in map.iter().filter(|e| e.end > new.start && e.start < new.end) {
         if e.start > cur {
             out.push(clip(new, cur, e.start));
         }
@@ -85,12 +78,7 @@ fn uncovered(map: &[MapEntry], new: MapEntry) -> Vec<MapEntry> {
 }
 
 fn clip(e: MapEntry, start: u64, end: u64) -> MapEntry {
-    MapEntry {
-        start,
-        end,
-        file_end: e.file_end.clamp(start, end),
-        file_offset: e.file_offset + (start - e.start),
-    }
+    MapEntry { start, end, file_end: e.file_end.clamp(start, end), file_offset: e.file_offset + (start - e.start) }
 }
 
 impl PhysMem for ElfMem {
@@ -135,10 +123,7 @@ impl PhysMem for ElfMem {
         for e in &self.map {
             match out.last_mut() {
                 Some(last) if last.end == e.start => last.end = e.end,
-                _ => out.push(PhysRange {
-                    start: e.start,
-                    end: e.end,
-                }),
+                _ => out.push(PhysRange { start: e.start, end: e.end }),
             }
         }
         out
@@ -147,19 +132,11 @@ impl PhysMem for ElfMem {
     fn read(&self, addr: PhysAddr, buf: &mut [u8], _opts: ReadOptions) -> Result<()> {
         let mut done = 0usize;
         while done < buf.len() {
-            let cur = addr.0.checked_add(done as u64).ok_or(Error::Hole {
-                addr: PhysAddr(u64::MAX),
-            })?;
-            let e = self.find(cur).ok_or(Error::Hole {
-                addr: PhysAddr(cur),
-            })?;
-            let n = usize::try_from(e.end - cur)
-                .unwrap_or(usize::MAX)
-                .min(buf.len() - done);
+            let cur = addr.0.checked_add(done as u64).ok_or(Error::Hole { addr: PhysAddr(u64::MAX) })?;
+            let e = self.find(cur).ok_or(Error::Hole { addr: PhysAddr(cur) })?;
+            let n = usize::try_from(e.end - cur).unwrap_or(usize::MAX).min(buf.len() - done);
             let dst = buf.get_mut(done..done + n).unwrap_or_default();
-            let in_file = usize::try_from(e.file_end.saturating_sub(cur))
-                .unwrap_or(usize::MAX)
-                .min(n);
+            let in_file = usize::try_from(e.file_end.saturating_sub(cur)).unwrap_or(usize::MAX).min(n);
             let (file_part, zero_part) = dst.split_at_mut(in_file);
             if !file_part.is_empty() {
                 let off = e.file_offset + (cur - e.start);
@@ -196,56 +173,26 @@ mod tests {
     #[test]
     fn overlapping_segments_take_the_larger_and_zero_fill_past_filesz() {
         // Kernel-image segment (small, first) overlapping a RAM segment (large).
-        let (core, src) = elf(
-            &[
-                (0x3000, 0, 0x5000, 0x1000, 0x1000),
-                (0x1000, 0, 0x1000, 0x4000, 0x6000),
-            ],
-            0x6000,
-        );
+        let (core, src) = elf(&[(0x3000, 0, 0x5000, 0x1000, 0x1000), (0x1000, 0, 0x1000, 0x4000, 0x6000)], 0x6000);
         let m = ElfMem::new(&core, src, 4096);
-        assert_eq!(
-            m.ranges(),
-            vec![PhysRange {
-                start: 0x1000,
-                end: 0x7000
-            }]
-        );
+        assert_eq!(m.ranges(), vec![PhysRange { start: 0x1000, end: 0x7000 }]);
         assert_eq!(m.max_pfn(), 7);
         let mut b = [0u8; 4];
-        m.read(PhysAddr(0x3000), &mut b, ReadOptions::default())
-            .unwrap();
-        assert_eq!(
-            b, [3; 4],
-            "page 3 comes from the RAM segment's file offset 0x3000"
-        );
+        m.read(PhysAddr(0x3000), &mut b, ReadOptions::default()).unwrap();
+        assert_eq!(b, [3; 4], "page 3 comes from the RAM segment's file offset 0x3000");
         assert_eq!(m.page_state(Pfn(4)).unwrap(), PageState::Dumped);
         assert_eq!(m.page_state(Pfn(5)).unwrap(), PageState::ZeroFilled);
         assert_eq!(m.page_state(Pfn(0)).unwrap(), PageState::Hole);
         let mut across = [0xffu8; 8];
-        m.read(PhysAddr(0x4ffc), &mut across, ReadOptions::default())
-            .unwrap();
+        m.read(PhysAddr(0x4ffc), &mut across, ReadOptions::default()).unwrap();
         assert_eq!(across, [4, 4, 4, 4, 0, 0, 0, 0]);
-        let err = m
-            .read(PhysAddr(0x6ffc), &mut across, ReadOptions::default())
-            .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::Hole {
-                    addr: PhysAddr(0x7000)
-                }
-            ),
-            "{err}"
-        );
+        let err = m.read(PhysAddr(0x6ffc), &mut across, ReadOptions::default()).unwrap_err();
+        assert!(matches!(err, Error::Hole { addr: PhysAddr(0x7000) }), "{err}");
     }
 
     #[test]
     fn segments_without_physical_address_are_not_mapped() {
-        let (core, src) = elf(
-            &[(u64::MAX, 0xffffc90000000000, 0x1000, 0x1000, 0x1000)],
-            0x2000,
-        );
+        let (core, src) = elf(&[(u64::MAX, 0xffffc90000000000, 0x1000, 0x1000, 0x1000)], 0x2000);
         let m = ElfMem::new(&core, src, 4096);
         assert!(m.ranges().is_empty());
         assert_eq!(m.max_pfn(), 0);

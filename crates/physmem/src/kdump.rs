@@ -24,9 +24,7 @@ impl SplitMem {
     /// Joins the parts of a dump. One part that is not a split file is the usual case.
     pub fn new(mut parts: Vec<KdumpFile<Arc<dyn ReadAt>>>) -> Result<SplitMem> {
         parts.sort_by_key(|p| p.pfn_range().0);
-        let first = parts
-            .first()
-            .ok_or_else(|| Error::Mismatch("no dump file given".into()))?;
+        let first = parts.first().ok_or_else(|| Error::Mismatch("no dump file given".into()))?;
         let (bs, max) = (first.page_size(), first.max_mapnr());
         let mut next = 0u64;
         for (i, p) in parts.iter().enumerate() {
@@ -44,12 +42,10 @@ impl SplitMem {
         }
         if next != max {
             return Err(Error::Mismatch(format!(
-                "split parts end at pfn {next:#x}, before max_mapnr {max:#x} (give every file of the set)")));
+                "split parts end at pfn {next:#x}, before max_mapnr {max:#x} (give every file of the set)"
+            )));
         }
-        Ok(SplitMem {
-            parts,
-            cache: PageCache::new(),
-        })
+        Ok(SplitMem { parts, cache: PageCache::new() })
     }
 
     /// The files, sorted by the pfn range they hold.
@@ -64,9 +60,7 @@ impl SplitMem {
 
     fn part_for(&self, pfn: u64) -> Option<&KdumpFile<Arc<dyn ReadAt>>> {
         let i = self.parts.partition_point(|p| p.pfn_range().0 <= pfn);
-        self.parts
-            .get(i.checked_sub(1)?)
-            .filter(|p| pfn < p.pfn_range().1)
+        self.parts.get(i.checked_sub(1)?).filter(|p| pfn < p.pfn_range().1)
     }
 }
 
@@ -81,9 +75,7 @@ fn state_of(r: PageRead) -> PageState {
 
 impl PhysMem for SplitMem {
     fn page_size(&self) -> u64 {
-        self.parts
-            .first()
-            .map_or(4096, |p| u64::from(p.page_size()))
+        self.parts.first().map_or(4096, |p| u64::from(p.page_size()))
     }
 
     fn max_pfn(&self) -> u64 {
@@ -130,20 +122,13 @@ impl PhysMem for SplitMem {
         let mut pfn = 0u64;
         while pfn < bitmap.len() {
             // Skip whole bytes of zeros or ones quickly.
-            let byte = usize::try_from(pfn / 8)
-                .ok()
-                .and_then(|i| bytes.get(i))
-                .copied()
-                .unwrap_or(0);
+            let byte = usize::try_from(pfn / 8).ok().and_then(|i| bytes.get(i)).copied().unwrap_or(0);
             if pfn % 8 == 0 && pfn + 8 <= bitmap.len() && (byte == 0 || byte == 0xff) {
                 let set = byte == 0xff;
                 match (set, run) {
                     (true, None) => run = Some(pfn),
                     (false, Some(s)) => {
-                        out.push(PhysRange {
-                            start: s * size,
-                            end: pfn * size,
-                        });
+                        out.push(PhysRange { start: s * size, end: pfn * size });
                         run = None;
                     }
                     _ => {}
@@ -154,10 +139,7 @@ impl PhysMem for SplitMem {
             match (bitmap.get(pfn), run) {
                 (true, None) => run = Some(pfn),
                 (false, Some(s)) => {
-                    out.push(PhysRange {
-                        start: s * size,
-                        end: pfn * size,
-                    });
+                    out.push(PhysRange { start: s * size, end: pfn * size });
                     run = None;
                 }
                 _ => {}
@@ -165,10 +147,7 @@ impl PhysMem for SplitMem {
             pfn += 1;
         }
         if let Some(s) = run {
-            out.push(PhysRange {
-                start: s * size,
-                end: bitmap.len() * size,
-            });
+            out.push(PhysRange { start: s * size, end: bitmap.len() * size });
         }
         out
     }

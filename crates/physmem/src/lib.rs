@@ -110,20 +110,13 @@ pub trait PhysMem: Send + Sync + std::fmt::Debug {
 
 /// The page-by-page read every format can serve; formats with direct byte access
 /// override [`PhysMem::read`].
-pub fn read_by_pages<M: PhysMem + ?Sized>(
-    mem: &M,
-    addr: PhysAddr,
-    buf: &mut [u8],
-    opts: ReadOptions,
-) -> Result<()> {
+pub fn read_by_pages<M: PhysMem + ?Sized>(mem: &M, addr: PhysAddr, buf: &mut [u8], opts: ReadOptions) -> Result<()> {
     let page_size = mem.page_size();
     let shift = page_size.trailing_zeros();
     let mut page = vec![0u8; page_size as usize];
     let mut done = 0usize;
     while done < buf.len() {
-        let cur = addr.0.checked_add(done as u64).ok_or(Error::Hole {
-            addr: PhysAddr(u64::MAX),
-        })?;
+        let cur = addr.0.checked_add(done as u64).ok_or(Error::Hole { addr: PhysAddr(u64::MAX) })?;
         let pfn = Pfn(cur >> shift);
         let in_page = (cur & (page_size - 1)) as usize;
         let n = (page_size as usize - in_page).min(buf.len() - done);
@@ -133,23 +126,9 @@ pub fn read_by_pages<M: PhysMem + ?Sized>(
                 dst.copy_from_slice(page.get(in_page..in_page + n).unwrap_or_default());
             }
             PageState::Excluded | PageState::NotWritten if opts.excluded_as_zero => dst.fill(0),
-            PageState::Excluded => {
-                return Err(Error::Excluded {
-                    addr: PhysAddr(cur),
-                    pfn,
-                })
-            }
-            PageState::NotWritten => {
-                return Err(Error::NotWritten {
-                    addr: PhysAddr(cur),
-                    pfn,
-                })
-            }
-            PageState::Hole => {
-                return Err(Error::Hole {
-                    addr: PhysAddr(cur),
-                })
-            }
+            PageState::Excluded => return Err(Error::Excluded { addr: PhysAddr(cur), pfn }),
+            PageState::NotWritten => return Err(Error::NotWritten { addr: PhysAddr(cur), pfn }),
+            PageState::Hole => return Err(Error::Hole { addr: PhysAddr(cur) }),
         }
         done += n;
     }

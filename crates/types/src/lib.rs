@@ -88,10 +88,7 @@ fn read_slice_at(data: &[u8], buf: &mut [u8], offset: u64) -> io::Result<()> {
 }
 
 fn eof() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::UnexpectedEof,
-        "read past the end of the source",
-    )
+    io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end of the source")
 }
 
 impl ReadAt for [u8] {
@@ -136,29 +133,17 @@ pub mod bytes {
     /// `u16` at `off`.
     pub fn u16_at(b: &[u8], off: usize, big_endian: bool) -> Option<u16> {
         let a: [u8; 2] = b.get(off..off.checked_add(2)?)?.try_into().ok()?;
-        Some(if big_endian {
-            u16::from_be_bytes(a)
-        } else {
-            u16::from_le_bytes(a)
-        })
+        Some(if big_endian { u16::from_be_bytes(a) } else { u16::from_le_bytes(a) })
     }
     /// `u32` at `off`.
     pub fn u32_at(b: &[u8], off: usize, big_endian: bool) -> Option<u32> {
         let a: [u8; 4] = b.get(off..off.checked_add(4)?)?.try_into().ok()?;
-        Some(if big_endian {
-            u32::from_be_bytes(a)
-        } else {
-            u32::from_le_bytes(a)
-        })
+        Some(if big_endian { u32::from_be_bytes(a) } else { u32::from_le_bytes(a) })
     }
     /// `u64` at `off`.
     pub fn u64_at(b: &[u8], off: usize, big_endian: bool) -> Option<u64> {
         let a: [u8; 8] = b.get(off..off.checked_add(8)?)?.try_into().ok()?;
-        Some(if big_endian {
-            u64::from_be_bytes(a)
-        } else {
-            u64::from_le_bytes(a)
-        })
+        Some(if big_endian { u64::from_be_bytes(a) } else { u64::from_le_bytes(a) })
     }
 }
 
@@ -172,10 +157,7 @@ mod tests {
         let mut buf = [0u8; 2];
         data.read_exact_at(&mut buf, 2).unwrap();
         assert_eq!(buf, [3, 4]);
-        assert_eq!(
-            data.read_exact_at(&mut buf, 3).unwrap_err().kind(),
-            io::ErrorKind::UnexpectedEof
-        );
+        assert_eq!(data.read_exact_at(&mut buf, 3).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
         assert!(data.read_exact_at(&mut buf, u64::MAX).is_err());
     }
 
