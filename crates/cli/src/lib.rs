@@ -1,1 +1,30 @@
+//! The `vmcore` command line. Parsing and glue only: every piece of work is done by the
+//! library crates, every report is a `vmcore-report` struct.
+#![forbid(unsafe_code)]
 
+mod args;
+mod commands;
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Runs the command line and returns the process exit code: 0 on success, 1 on error (a
+/// message on stderr), 0 when the reader of our output went away (`vmcore dmesg | head`).
+pub fn main() -> ExitCode {
+    let cli = args::Cli::parse();
+    match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = io::stdout().flush();
+            eprintln!("vmcore: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe))
+}

@@ -1,6 +1,6 @@
 //! Page bitmaps as makedumpfile stores them: bit `pfn % 8` (LSB first) of byte `pfn / 8`.
 
-/// A bitmap over page frame numbers, with a rank index when built with [`Bitmap::ranked`].
+/// A bitmap over page frame numbers, with a rank index.
 #[derive(Debug, Clone)]
 pub struct Bitmap {
     bytes: Vec<u8>,
@@ -13,15 +13,10 @@ pub struct Bitmap {
 const RANK_BLOCK_BYTES: usize = 64;
 
 impl Bitmap {
-    /// A bitmap of `nbits` bits over `bytes` (bits past `nbits` are ignored).
+    /// A bitmap of `nbits` bits over `bytes`, with the index that makes [`Bitmap::rank`]
+    /// cheap. Bits past `nbits` are cleared first, so that `rank` and `get` agree.
     pub fn new(bytes: Vec<u8>, nbits: u64) -> Bitmap {
-        Bitmap { bytes, nbits, rank: Vec::new() }
-    }
-
-    /// Like [`Bitmap::new`], with an index that makes [`Bitmap::rank`] cheap. Bits past
-    /// `nbits` are cleared first, so that `rank` and `get` agree.
-    pub fn ranked(bytes: Vec<u8>, nbits: u64) -> Bitmap {
-        let mut b = Bitmap::new(bytes, nbits);
+        let mut b = Bitmap { bytes, nbits, rank: Vec::new() };
         b.clear_tail();
         let mut total = 0u64;
         let mut rank = Vec::with_capacity(b.bytes.len() / RANK_BLOCK_BYTES + 1);
@@ -68,7 +63,7 @@ impl Bitmap {
         self.bytes.get(i).is_some_and(|b| b & (1 << (pfn % 8)) != 0)
     }
 
-    /// Number of set bits below `pfn` (requires [`Bitmap::ranked`]).
+    /// Number of set bits below `pfn`.
     pub fn rank(&self, pfn: u64) -> u64 {
         let pfn = pfn.min(self.nbits);
         let byte = usize::try_from(pfn / 8).unwrap_or(usize::MAX);
@@ -105,7 +100,7 @@ mod tests {
 
     #[test]
     fn lsb_first_bit_order() {
-        let b = Bitmap::ranked(vec![0b0000_0101, 0x80], 16);
+        let b = Bitmap::new(vec![0b0000_0101, 0x80], 16);
         assert!(b.get(0) && !b.get(1) && b.get(2) && b.get(15) && !b.get(16));
         assert_eq!(b.rank(0), 0);
         assert_eq!(b.rank(3), 2);
@@ -115,7 +110,7 @@ mod tests {
 
     #[test]
     fn bits_past_the_length_do_not_count() {
-        let b = Bitmap::ranked(vec![0xff, 0xff], 12);
+        let b = Bitmap::new(vec![0xff, 0xff], 12);
         assert_eq!(b.count_ones(), 12);
         assert!(!b.get(12));
     }
@@ -124,7 +119,7 @@ mod tests {
         #[test]
         fn rank_matches_a_naive_count(bytes in proptest::collection::vec(any::<u8>(), 0..400), cut in 0u64..4000) {
             let nbits = cut.min(bytes.len() as u64 * 8);
-            let b = Bitmap::ranked(bytes.clone(), nbits);
+            let b = Bitmap::new(bytes.clone(), nbits);
             let mut naive = 0u64;
             for pfn in 0..=nbits {
                 prop_assert_eq!(b.rank(pfn), naive);

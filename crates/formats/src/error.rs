@@ -5,15 +5,18 @@ use std::io;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// The file could not be opened.
+    #[error("cannot open: {0}")]
+    Open(io::Error),
     /// An I/O error other than a short read.
-    #[error("I/O error at offset {offset:#x} while reading {what}: {source}")]
+    #[error("I/O error at offset {offset:#x} while reading {what}: {cause}")]
     Io {
         /// What was being read.
         what: &'static str,
         /// File offset of the read.
         offset: u64,
         /// The OS error.
-        source: io::Error,
+        cause: io::Error,
     },
     /// The file ends before a structure that its headers promise.
     #[error("truncated: expected {what} ({len} bytes) at offset {offset:#x}, but the file ends first")]
@@ -53,20 +56,19 @@ pub enum Error {
         detail: String,
     },
     /// Context: the file the error happened in.
-    #[error("{path}: {source}")]
+    #[error("{path}: {inner}")]
     InFile {
         /// The file.
         path: String,
         /// The underlying error.
-        #[source]
-        source: Box<Error>,
+        inner: Box<Error>,
     },
 }
 
 impl Error {
     /// Wraps the error with the path of the file it happened in.
     pub fn in_file(self, path: impl Into<String>) -> Error {
-        Error::InFile { path: path.into(), source: Box::new(self) }
+        Error::InFile { path: path.into(), inner: Box::new(self) }
     }
 
     /// Classifies an I/O error of a read of `len` bytes of `what` at `offset`: a short read
@@ -75,7 +77,7 @@ impl Error {
         if source.kind() == io::ErrorKind::UnexpectedEof {
             Error::Truncated { what, offset, len }
         } else {
-            Error::Io { what, offset, source }
+            Error::Io { what, offset, cause: source }
         }
     }
 

@@ -42,18 +42,9 @@ pub struct ContainerInfo {
     pub arch: Option<String>,
 }
 
-fn open_source(path: &Path) -> Result<Arc<dyn ReadAt>> {
-    let f = FileSource::open(path)
-        .map_err(|e| vmcore_formats::Error::from_io("the file", 0, 0, e).in_file(path.display().to_string()))?;
-    Ok(Arc::new(f))
-}
-
 /// Opens one file, seeing through a flattened stream.
 fn open_one(path: &Path) -> std::result::Result<(Format, Arc<dyn ReadAt>, bool), vmcore_formats::Error> {
-    let src = open_source(path).map_err(|e| match e {
-        Error::Format(f) => f,
-        other => vmcore_formats::Error::Unsupported(other.to_string()),
-    })?;
+    let src: Arc<dyn ReadAt> = Arc::new(FileSource::open(path).map_err(vmcore_formats::Error::Open)?);
     match detect(&*src)? {
         Format::Flattened => {
             let view: Arc<dyn ReadAt> = Arc::new(FlatView::index(src)?);

@@ -1,0 +1,142 @@
+//! Command-line definitions: each flag documented once, here.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// vmcore: read, analyse and write Linux kernel crash dumps and live kernel memory.
+///
+/// Inputs are detected by their contents: ELF vmcores (/proc/vmcore or copies of it),
+/// /proc/kcore of the running kernel, kdump-compressed files (makedumpfile's default
+/// format, any codec, header versions 1-6), flattened streams (makedumpfile -F) and the
+/// files of a --split set (give the first as FILE and the others with --part).
+#[derive(Debug, Parser)]
+#[command(name = "vmcore", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The dump to open, for commands that default to the live kernel.
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// The dump: a vmcore, kdump-compressed or flattened file, or /proc/kcore.
+    #[arg(value_name = "FILE", default_value = "/proc/kcore")]
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub opts: DumpOpts,
+}
+
+/// The dump to open, for commands whose FILE comes before other positional arguments.
+#[derive(Debug, Args)]
+pub struct RequiredDumpArgs {
+    /// The dump: a vmcore, kdump-compressed or flattened file, or /proc/kcore.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub opts: DumpOpts,
+}
+
+/// Options of every command that opens a dump.
+#[derive(Debug, Args)]
+pub struct DumpOpts {
+    /// Another file of a --split set (repeat for each).
+    #[arg(long = "part", value_name = "FILE")]
+    pub parts: Vec<PathBuf>,
+    /// Use this VMCOREINFO text instead of the dump's own (as makedumpfile -i).
+    #[arg(long, value_name = "FILE")]
+    pub vmcoreinfo: Option<PathBuf>,
+}
+
+impl From<RequiredDumpArgs> for DumpArgs {
+    fn from(a: RequiredDumpArgs) -> DumpArgs {
+        DumpArgs { file: a.file, opts: a.opts }
+    }
+}
+
+impl DumpArgs {
+    pub fn paths(&self) -> Vec<PathBuf> {
+        std::iter::once(self.file.clone()).chain(self.opts.parts.iter().cloned()).collect()
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// What a dump is: format, architecture, kernel release, page size, crash time,
+    /// physical memory ranges, max pfn, and for kdump-compressed files the header version,
+    /// dump level, compression and page counts.
+    Info {
+        #[command(flatten)]
+        dump: DumpArgs,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the dump's VMCOREINFO text exactly as stored.
+    Vmcoreinfo {
+        #[command(flatten)]
+        dump: DumpArgs,
+    },
+    /// Write LEN bytes of memory at ADDR to stdout, raw.
+    ///
+    /// Pages that filtering excluded from the dump are an error ("excluded") unless
+    /// --zero-excluded is given; memory holes are always an error.
+    Read {
+        #[command(flatten)]
+        dump: RequiredDumpArgs,
+        /// Start address (0x... hex or decimal).
+        #[arg(value_name = "ADDR", value_parser = parse_u64)]
+        addr: u64,
+        /// Number of bytes (0x... hex or decimal, with an optional K, M or G suffix).
+        #[arg(value_name = "LEN", value_parser = parse_size)]
+        len: u64,
+        /// ADDR is a physical address.
+        #[arg(long, required = true)]
+        phys: bool,
+        /// Read excluded and never-written pages as zeros instead of failing.
+        #[arg(long)]
+        zero_excluded: bool,
+    },
+}
+
+/// A number in decimal or 0x-prefixed hex.
+pub fn parse_u64(s: &str) -> Result<u64, String> {
+    let r = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(h, 16),
+        None => s.parse::<u64>(),
+    };
+    r.map_err(|e| format!("{s:?} is not a number (decimal or 0x hex): {e}"))
+}
+
+/// A size: a number with an optional K, M or G (binary) suffix.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let (num, shift) = match s.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&s[..i], 10),
+        Some((i, 'M' | 'm')) => (&s[..i], 20),
+        Some((i, 'G' | 'g')) => (&s[..i], 30),
+        _ => (s, 0),
+    };
+    let n = parse_u64(num)?;
+    n.checked_mul(1u64 << shift).ok_or_else(|| format!("{s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn numbers_and_sizes() {
+        assert_eq!(parse_u64("0x1000"), Ok(4096));
+        assert_eq!(parse_u64("4096"), Ok(4096));
+        assert!(parse_u64("0xzz").is_err());
+        assert_eq!(parse_size("4K"), Ok(4096));
+        assert_eq!(parse_size("0x10M"), Ok(16 << 20));
+        assert!(parse_size("99999999999999999G").is_err());
+    }
+}

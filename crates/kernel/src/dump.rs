@@ -1,0 +1,157 @@
+//! An opened dump: the container, its physical memory, and the kernel's VMCOREINFO.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use vmcore_physmem::{open_container, Container, PhysMem, ReadOptions};
+use vmcore_types::bytes::u32_at;
+use vmcore_types::PhysAddr;
+
+use crate::vmcoreinfo::{self, Source, VmcoreInfo, MAX_VMCOREINFO};
+
+/// Errors of opening a dump.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The dump file is bad or unreadable.
+    #[error(transparent)]
+    Phys(#[from] vmcore_physmem::Error),
+    /// The VMCOREINFO is bad.
+    #[error("{path}: {cause}")]
+    Vmcoreinfo {
+        /// Where it came from.
+        path: String,
+        /// What is wrong.
+        cause: vmcoreinfo::Error,
+    },
+    /// A file next to the dump could not be read.
+    #[error("{path}: {cause}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The OS error.
+        cause: std::io::Error,
+    },
+    /// Something the dump needs is not there.
+    #[error("{0}")]
+    Missing(String),
+}
+
+/// Result alias.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// How to open a dump.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// A VMCOREINFO text file to use instead of the dump's own (`makedumpfile -i`).
+    pub vmcoreinfo_file: Option<PathBuf>,
+    /// Where a live kernel says its VMCOREINFO note is, for /proc/kcore without the note
+    /// (kernels before 4.19). `None` disables the fallback.
+    pub sys_vmcoreinfo: Option<PathBuf>,
+}
+
+impl Default for OpenOptions {
+    fn default() -> OpenOptions {
+        OpenOptions { vmcoreinfo_file: None, sys_vmcoreinfo: Some(PathBuf::from("/sys/kernel/vmcoreinfo")) }
+    }
+}
+
+/// An opened dump.
+#[derive(Debug)]
+pub struct Dump {
+    /// The files it was opened from.
+    pub paths: Vec<PathBuf>,
+    /// The container (format-level view).
+    pub container: Container,
+    /// Its physical memory.
+    pub mem: Arc<dyn PhysMem>,
+    /// The kernel's VMCOREINFO, when the dump or the user supplied one.
+    pub vmcoreinfo: Option<VmcoreInfo>,
+}
+
+fn read_small_file(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let io = |cause| Error::Io { path: path.display().to_string(), cause };
+    let f = std::fs::File::open(path).map_err(io)?;
+    let mut buf = Vec::new();
+    f.take(MAX_VMCOREINFO as u64 + 1).read_to_end(&mut buf).map_err(io)?;
+    Ok(buf)
+}
+
+impl Dump {
+    /// Opens `paths` (one file, or every file of a split set).
+    pub fn open(paths: &[PathBuf], opts: &OpenOptions) -> Result<Dump> {
+        let container = open_container(paths)?;
+        let name = paths.first().map(|p| p.display().to_string()).unwrap_or_default();
+        let parse = |raw: &[u8], source: Source, path: String| {
+            VmcoreInfo::parse(raw, source).map_err(|cause| Error::Vmcoreinfo { path, cause })
+        };
+        let mut vmcoreinfo = match &opts.vmcoreinfo_file {
+            Some(file) => {
+                let shown = file.display().to_string();
+                Some(parse(&read_small_file(file)?, Source::File(shown.clone()), shown)?)
+            }
+            None => match container.vmcoreinfo()? {
+                Some(raw) => {
+                    let source = match container {
+                        Container::Elf { .. } => Source::ElfNote,
+                        Container::Kdump { .. } => Source::KdumpSubHeader,
+                    };
+                    Some(parse(&raw, source, name.clone())?)
+                }
+                None => None,
+            },
+        };
+        let is_kcore = container.info().format.ends_with("kcore");
+        if vmcoreinfo.is_none() && is_kcore {
+            if let Some(sys) = &opts.sys_vmcoreinfo {
+                let mem = container.physmem(4096)?;
+                let (paddr, raw) = read_sys_vmcoreinfo(sys, &*mem)?;
+                vmcoreinfo = Some(parse(&raw, Source::SysKernel { paddr }, sys.display().to_string())?);
+            }
+        }
+        let page_size = match (&vmcoreinfo, &container) {
+            (Some(vi), _) if vi.page_size().is_some() => vi.page_size(),
+            (_, Container::Kdump { mem, .. }) => Some(mem.page_size()),
+            _ if container.info().arch.as_deref() == Some("x86_64") => Some(4096),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            Error::Missing(format!("{name}: cannot tell the page size: no VMCOREINFO PAGESIZE (give --vmcoreinfo FILE)"))
+        })?;
+        let mem = container.physmem(page_size)?;
+        Ok(Dump { paths: paths.to_vec(), container, mem, vmcoreinfo })
+    }
+
+    /// The VMCOREINFO, or an error saying the dump has none.
+    pub fn require_vmcoreinfo(&self) -> Result<&VmcoreInfo> {
+        self.vmcoreinfo.as_ref().ok_or_else(|| {
+            let name = self.paths.first().map(|p| p.display().to_string()).unwrap_or_default();
+            Error::Missing(format!("{name}: the dump carries no VMCOREINFO (give --vmcoreinfo FILE)"))
+        })
+    }
+}
+
+/// Reads the VMCOREINFO note at the physical address /sys/kernel/vmcoreinfo names
+/// (`"%llx %x"`: address and note size).
+fn read_sys_vmcoreinfo(sys: &Path, mem: &dyn PhysMem) -> Result<(u64, Vec<u8>)> {
+    let text = read_small_file(sys)?;
+    let text = String::from_utf8_lossy(&text);
+    let bad = || Error::Missing(format!("{}: expected \"ADDRESS SIZE\" in hex, found {:?}", sys.display(), text.trim()));
+    let mut words = text.split_whitespace();
+    let hex = |w: Option<&str>| w.and_then(|w| u64::from_str_radix(w.trim_start_matches("0x"), 16).ok());
+    let paddr = hex(words.next()).ok_or_else(bad)?;
+    let size = hex(words.next()).filter(|&s| s >= 12 && s <= MAX_VMCOREINFO as u64).ok_or_else(bad)?;
+    let mut note = vec![0u8; size as usize];
+    mem.read(PhysAddr(paddr), &mut note, ReadOptions::default())?;
+    let namesz = u32_at(&note, 0, false).unwrap_or(0) as usize;
+    let descsz = u32_at(&note, 4, false).unwrap_or(0) as usize;
+    let desc_start = (12 + namesz).div_ceil(4) * 4;
+    let desc = note.get(desc_start..desc_start.saturating_add(descsz)).ok_or_else(|| {
+        Error::Missing(format!(
+            "VMCOREINFO note at physical {paddr:#x} (from {}) is malformed: descriptor of {descsz} bytes past its {size}",
+            sys.display()
+        ))
+    })?;
+    Ok((paddr, desc.to_vec()))
+}

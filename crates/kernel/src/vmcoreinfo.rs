@@ -1,0 +1,230 @@
+//! The VMCOREINFO note: the kernel's own description of itself for dump tools.
+//!
+//! It is text, one `KEY=VALUE` per line: `SYMBOL(name)=` hex address without `0x`,
+//! `SIZE(type)=`, `OFFSET(type.member)=`, `LENGTH(name)=` and `NUMBER(name)=` decimal (some
+//! `NUMBER`s are written `0x…`), plus plain keys such as `OSRELEASE`, `PAGESIZE`,
+//! `KERNELOFFSET` (hex) and `CRASHTIME`. As in makedumpfile, the first line with a key wins
+//! and keys nobody knows are kept.
+
+use std::collections::HashMap;
+
+/// Upper bound on a VMCOREINFO text: the kernel's buffer is one page; a text file given by
+/// hand may be larger, but nothing real comes near this.
+pub const MAX_VMCOREINFO: usize = 1 << 20;
+
+/// Where the VMCOREINFO came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The ELF note of a vmcore or /proc/kcore.
+    ElfNote,
+    /// The copy in a kdump-compressed sub header.
+    KdumpSubHeader,
+    /// A text file given with `--vmcoreinfo`.
+    File(String),
+    /// Physical memory at the address /sys/kernel/vmcoreinfo gives (live kernels before
+    /// 4.19, whose /proc/kcore has no note).
+    SysKernel {
+        /// Physical address of the note.
+        paddr: u64,
+    },
+}
+
+impl Source {
+    /// Short name for reports.
+    pub fn name(&self) -> String {
+        match self {
+            Source::ElfNote => "elf-note".into(),
+            Source::KdumpSubHeader => "kdump-sub-header".into(),
+            Source::File(p) => format!("file:{p}"),
+            Source::SysKernel { paddr } => format!("sys-kernel-vmcoreinfo:{paddr:#x}"),
+        }
+    }
+}
+
+/// A parsed VMCOREINFO.
+#[derive(Debug, Clone)]
+pub struct VmcoreInfo {
+    raw: Vec<u8>,
+    lines: Vec<(String, String)>,
+    index: HashMap<String, usize>,
+    source: Source,
+}
+
+/// Errors of VMCOREINFO parsing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The text is larger than any VMCOREINFO.
+    #[error("VMCOREINFO of {0} bytes is larger than the 1 MiB any kernel writes")]
+    TooLarge(usize),
+    /// A required key is missing or unreadable.
+    #[error("VMCOREINFO has no valid {0}")]
+    Missing(&'static str),
+}
+
+impl VmcoreInfo {
+    /// Parses VMCOREINFO text. Lines without `=` are kept as keys with an empty value;
+    /// a NUL ends the text (the kernel's buffer is NUL-padded).
+    pub fn parse(raw: &[u8], source: Source) -> Result<VmcoreInfo, Error> {
+        if raw.len() > MAX_VMCOREINFO {
+            return Err(Error::TooLarge(raw.len()));
+        }
+        let text_end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+        let text = String::from_utf8_lossy(raw.get(..text_end).unwrap_or_default());
+        let mut lines = Vec::new();
+        let mut index = HashMap::new();
+        for line in text.lines() {
+            if line.is_empty() {
+                continue;
+            }
+            let (k, v) = line.split_once('=').unwrap_or((line, ""));
+            index.entry(k.to_string()).or_insert(lines.len());
+            lines.push((k.to_string(), v.to_string()));
+        }
+        Ok(VmcoreInfo { raw: raw.to_vec(), lines, index, source })
+    }
+
+    /// The text exactly as the dump holds it.
+    pub fn raw(&self) -> &[u8] {
+        &self.raw
+    }
+
+    /// Where it came from.
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    /// Every `(key, value)` line in order, unknown keys included.
+    pub fn lines(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.lines.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The value of the first line with `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.index.get(key).and_then(|&i| self.lines.get(i)).map(|(_, v)| v.as_str())
+    }
+
+    /// `OSRELEASE`.
+    pub fn osrelease(&self) -> Option<&str> {
+        self.get("OSRELEASE")
+    }
+
+    /// `BUILD-ID`.
+    pub fn build_id(&self) -> Option<&str> {
+        self.get("BUILD-ID")
+    }
+
+    /// `PAGESIZE`, when it is a power of two.
+    pub fn page_size(&self) -> Option<u64> {
+        parse_dec(self.get("PAGESIZE")?).and_then(|v| u64::try_from(v).ok()).filter(|v| v.is_power_of_two())
+    }
+
+    /// `CRASHTIME` (seconds since the epoch; absent in /proc/kcore).
+    pub fn crash_time(&self) -> Option<i64> {
+        parse_dec(self.get("CRASHTIME")?)
+    }
+
+    /// `KERNELOFFSET`: the KASLR offset of the kernel image (hex).
+    pub fn kernel_offset(&self) -> Option<u64> {
+        parse_hex(self.get("KERNELOFFSET")?)
+    }
+
+    /// `SYMBOL(name)`: an address.
+    pub fn symbol(&self, name: &str) -> Option<u64> {
+        parse_hex(self.get(&format!("SYMBOL({name})"))?).filter(|&v| v != 0 && v != u64::MAX)
+    }
+
+    /// `SIZE(type)`.
+    pub fn size(&self, name: &str) -> Option<i64> {
+        self.signed("SIZE", name)
+    }
+
+    /// `OFFSET(type.member)`.
+    pub fn offset(&self, name: &str) -> Option<i64> {
+        self.signed("OFFSET", name)
+    }
+
+    /// `LENGTH(name)`.
+    pub fn length(&self, name: &str) -> Option<i64> {
+        self.signed("LENGTH", name)
+    }
+
+    /// `NUMBER(name)`, signed (`NUMBER(phys_base)` is negative when the kernel runs below
+    /// its link address).
+    pub fn number(&self, name: &str) -> Option<i64> {
+        self.signed("NUMBER", name)
+    }
+
+    /// `NUMBER(name)` as the 64-bit pattern the kernel printed, for addresses and masks
+    /// (`kimage_voffset`, `PHYS_OFFSET`, `VMALLOC_START`, and negative decimals).
+    pub fn number_u64(&self, name: &str) -> Option<u64> {
+        let v = self.get(&format!("NUMBER({name})"))?;
+        parse_dec(v).map(|n| n as u64).or_else(|| parse_hex(v))
+    }
+
+    fn signed(&self, kind: &str, name: &str) -> Option<i64> {
+        let v = self.get(&format!("{kind}({name})"))?;
+        parse_dec(v).or_else(|| parse_hex(v).and_then(|n| i64::try_from(n).ok()))
+    }
+}
+
+/// A decimal integer, optionally negative; the whole string must be the number.
+fn parse_dec(v: &str) -> Option<i64> {
+    let v = v.trim_end();
+    if v.starts_with("0x") || v.starts_with("0X") {
+        return None;
+    }
+    v.parse::<i64>().ok()
+}
+
+/// A hex integer with or without `0x`.
+fn parse_hex(v: &str) -> Option<u64> {
+    let v = v.trim_end();
+    let v = v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")).unwrap_or(v);
+    if v.is_empty() {
+        return None;
+    }
+    u64::from_str_radix(v, 16).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &[u8] = b"OSRELEASE=6.1.0-56-amd64\nBUILD-ID=eb4f\nPAGESIZE=4096\n\
+SYMBOL(init_uts_ns)=ffffffffa1ffb000\nSIZE(page)=64\nOFFSET(page.flags)=0\nLENGTH(mem_section)=262144\n\
+NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)=-129\nNUMBER(phys_base)=-325058560\nNUMBER(kimage_voffset)=0xffff800008000000\n\
+KERNELOFFSET=1f400000\nCRASHTIME=1795685165\nFUTURE_KEY(x)=abc\nOSRELEASE=second\nNOVALUE\n\0\0\0";
+
+    #[test]
+    fn typed_access_follows_the_kernel_formats() {
+        let vi = VmcoreInfo::parse(TEXT, Source::ElfNote).unwrap();
+        assert_eq!(vi.osrelease(), Some("6.1.0-56-amd64"), "first line wins");
+        assert_eq!(vi.build_id(), Some("eb4f"));
+        assert_eq!(vi.page_size(), Some(4096));
+        assert_eq!(vi.symbol("init_uts_ns"), Some(0xffffffffa1ffb000));
+        assert_eq!(vi.size("page"), Some(64));
+        assert_eq!(vi.offset("page.flags"), Some(0));
+        assert_eq!(vi.length("mem_section"), Some(262144));
+        assert_eq!(vi.number("PAGE_BUDDY_MAPCOUNT_VALUE"), Some(-129));
+        assert_eq!(vi.number_u64("phys_base"), Some(0xffffffffeca00000));
+        assert_eq!(vi.number_u64("kimage_voffset"), Some(0xffff800008000000));
+        assert_eq!(vi.kernel_offset(), Some(0x1f400000));
+        assert_eq!(vi.crash_time(), Some(1795685165));
+        assert_eq!(vi.get("FUTURE_KEY(x)"), Some("abc"), "unknown keys are kept");
+        assert_eq!(vi.get("NOVALUE"), Some(""));
+        assert_eq!(vi.symbol("missing"), None);
+        assert_eq!(vi.raw(), TEXT);
+        assert_eq!(vi.lines().count(), 15);
+    }
+
+    #[test]
+    fn junk_values_are_absent_not_wrong() {
+        let vi = VmcoreInfo::parse(b"PAGESIZE=4095\nSYMBOL(a)=zz\nSIZE(b)=12x\nSYMBOL(c)=0\n", Source::ElfNote).unwrap();
+        assert_eq!(vi.page_size(), None);
+        assert_eq!(vi.symbol("a"), None);
+        assert_eq!(vi.size("b"), None);
+        assert_eq!(vi.symbol("c"), None);
+        assert!(matches!(VmcoreInfo::parse(&vec![b'a'; MAX_VMCOREINFO + 1], Source::ElfNote), Err(Error::TooLarge(_))));
+    }
+}
