@@ -1,1 +1,11 @@
+//! vmcore's integration tests, in one binary so they link once.
+//!
+//! * `fixtures`: the real kernel dumps of ../shared/fixtures, next to what the real tools
+//!   (makedumpfile, drgn) said about them;
+//! * `cli`: the `vmcore` binary's behaviour and exit codes;
+//! * `corrupt`: bad input gives errors, never panics or hangs.
+mod util;
 
+mod cli;
+mod corrupt;
+mod fixtures;

@@ -1,7 +1,7 @@
 //! Page bitmaps as makedumpfile stores them: bit `pfn % 8` (LSB first) of byte `pfn / 8`.
 
 /// A bitmap over page frame numbers, with a rank index.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Bitmap {
     bytes: Vec<u8>,
     nbits: u64,
@@ -11,6 +11,12 @@ pub struct Bitmap {
 
 /// Bytes per rank block: 64 bytes = 512 pages, so a rank query counts at most 8 words.
 const RANK_BLOCK_BYTES: usize = 64;
+
+impl std::fmt::Debug for Bitmap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Bitmap {{ {} bits, {} set }}", self.nbits, self.count_ones())
+    }
+}
 
 impl Bitmap {
     /// A bitmap of `nbits` bits over `bytes`, with the index that makes [`Bitmap::rank`]

@@ -236,8 +236,7 @@ impl<R: ReadAt> KdumpFile<R> {
             ));
         }
         let present = Bitmap::new(read_vec(&src, bitmap_offset, one, "1st bitmap (memory present)")?, max_mapnr);
-        let dumpable =
-            Bitmap::new(read_vec(&src, bitmap_offset + one, one, "2nd bitmap (pages dumped)")?, max_mapnr);
+        let dumpable = Bitmap::new(read_vec(&src, bitmap_offset + one, one, "2nd bitmap (pages dumped)")?, max_mapnr);
         let desc_offset = bitmap_offset + bitmap_bytes;
         let (start_pfn, end_pfn) = match (sub.split, sub.start_pfn, sub.end_pfn) {
             (Some(true), Some(s), Some(e)) if s <= e && e <= max_mapnr => (s, e),

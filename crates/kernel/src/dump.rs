@@ -117,7 +117,9 @@ impl Dump {
             _ => None,
         }
         .ok_or_else(|| {
-            Error::Missing(format!("{name}: cannot tell the page size: no VMCOREINFO PAGESIZE (give --vmcoreinfo FILE)"))
+            Error::Missing(format!(
+                "{name}: cannot tell the page size: no VMCOREINFO PAGESIZE (give --vmcoreinfo FILE)"
+            ))
         })?;
         let mem = container.physmem(page_size)?;
         Ok(Dump { paths: paths.to_vec(), container, mem, vmcoreinfo })
@@ -137,7 +139,8 @@ impl Dump {
 fn read_sys_vmcoreinfo(sys: &Path, mem: &dyn PhysMem) -> Result<(u64, Vec<u8>)> {
     let text = read_small_file(sys)?;
     let text = String::from_utf8_lossy(&text);
-    let bad = || Error::Missing(format!("{}: expected \"ADDRESS SIZE\" in hex, found {:?}", sys.display(), text.trim()));
+    let bad =
+        || Error::Missing(format!("{}: expected \"ADDRESS SIZE\" in hex, found {:?}", sys.display(), text.trim()));
     let mut words = text.split_whitespace();
     let hex = |w: Option<&str>| w.and_then(|w| u64::from_str_radix(w.trim_start_matches("0x"), 16).ok());
     let paddr = hex(words.next()).ok_or_else(bad)?;

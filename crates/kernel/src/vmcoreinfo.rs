@@ -42,7 +42,7 @@ impl Source {
 }
 
 /// A parsed VMCOREINFO.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct VmcoreInfo {
     raw: Vec<u8>,
     lines: Vec<(String, String)>,
@@ -60,6 +60,12 @@ pub enum Error {
     /// A required key is missing or unreadable.
     #[error("VMCOREINFO has no valid {0}")]
     Missing(&'static str),
+}
+
+impl std::fmt::Debug for VmcoreInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "VmcoreInfo {{ {} lines from {} }}", self.lines.len(), self.source.name())
+    }
 }
 
 impl VmcoreInfo {
@@ -220,7 +226,8 @@ KERNELOFFSET=1f400000\nCRASHTIME=1795685165\nFUTURE_KEY(x)=abc\nOSRELEASE=second
 
     #[test]
     fn junk_values_are_absent_not_wrong() {
-        let vi = VmcoreInfo::parse(b"PAGESIZE=4095\nSYMBOL(a)=zz\nSIZE(b)=12x\nSYMBOL(c)=0\n", Source::ElfNote).unwrap();
+        let vi =
+            VmcoreInfo::parse(b"PAGESIZE=4095\nSYMBOL(a)=zz\nSIZE(b)=12x\nSYMBOL(c)=0\n", Source::ElfNote).unwrap();
         assert_eq!(vi.page_size(), None);
         assert_eq!(vi.symbol("a"), None);
         assert_eq!(vi.size("b"), None);

@@ -1,0 +1,149 @@
+//! Shared test support: finding the real fixtures, decompressing them once, making kdump
+//! files from them with the real makedumpfile.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+/// The folder of real dumps, `../shared/fixtures` beside the repository (or
+/// `$VMCORE_FIXTURES`).
+pub fn fixtures_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("VMCORE_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"));
+    dir.is_dir().then_some(dir)
+}
+
+/// Names of the fixture folders, or none (after saying so loudly) when the folder is missing.
+pub fn fixture_names() -> Vec<String> {
+    let Some(dir) = fixtures_dir() else {
+        eprintln!("\n*** ../shared/fixtures NOT FOUND: the real-dump tests are SKIPPED ***\n");
+        return Vec::new();
+    };
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("read fixtures dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("vmcore.elf.zst").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A fixture: its folder, and a scratch folder for the files the tests make from it.
+pub struct Fixture {
+    pub name: String,
+    pub dir: PathBuf,
+    pub work: PathBuf,
+}
+
+static PREPARE: Mutex<()> = Mutex::new(());
+
+impl Fixture {
+    pub fn new(name: &str) -> Fixture {
+        let dir = fixtures_dir().expect("fixtures").join(name);
+        let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fixtures").join(name);
+        std::fs::create_dir_all(&work).expect("create work dir");
+        Fixture { name: name.to_string(), dir, work }
+    }
+
+    pub fn is_x86_64(&self) -> bool {
+        self.name.starts_with("x86_64")
+    }
+
+    pub fn expected(&self, file: &str) -> PathBuf {
+        self.dir.join("expected").join(file)
+    }
+
+    /// The decompressed vmcore.elf, made once.
+    pub fn vmcore(&self) -> PathBuf {
+        let out = self.work.join("vmcore.elf");
+        let _guard = PREPARE.lock().unwrap_or_else(|e| e.into_inner());
+        if !out.exists() {
+            let input = std::fs::File::open(self.dir.join("vmcore.elf.zst")).expect("open vmcore.elf.zst");
+            let tmp = self.work.join("vmcore.elf.tmp");
+            let mut dec = zstd::stream::read::Decoder::new(input).expect("zstd decoder");
+            dec.window_log_max(27).expect("window");
+            let mut f = std::fs::File::create(&tmp).expect("create");
+            std::io::copy(&mut dec, &mut f).expect("decompress vmcore.elf.zst");
+            std::fs::rename(&tmp, &out).expect("rename");
+        }
+        out
+    }
+
+    /// A file made from vmcore.elf by the real makedumpfile with `args` (the input and
+    /// output are appended; with `-F` the output is stdout). `None` when makedumpfile is
+    /// not installed (fatal under CI, which installs it).
+    pub fn makedumpfile(&self, out_name: &str, args: &[&str]) -> Option<PathBuf> {
+        let vmcore = self.vmcore();
+        let out = self.work.join(out_name);
+        let _guard = PREPARE.lock().unwrap_or_else(|e| e.into_inner());
+        if out.exists() {
+            return Some(out);
+        }
+        if !have_makedumpfile() {
+            return None;
+        }
+        let tmp = self.work.join(format!("{out_name}.tmp"));
+        let _ = std::fs::remove_file(&tmp);
+        let mut cmd = Command::new("makedumpfile");
+        cmd.args(args).arg(&vmcore);
+        let status = if args.contains(&"-F") {
+            let f = std::fs::File::create(&tmp).expect("create");
+            cmd.stdout(f).stderr(std::process::Stdio::null()).status()
+        } else {
+            cmd.arg(&tmp).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status()
+        }
+        .expect("run makedumpfile");
+        assert!(status.success(), "makedumpfile {args:?} failed: {status}");
+        std::fs::rename(&tmp, &out).expect("rename");
+        Some(out)
+    }
+
+    /// The files of `makedumpfile --split` into `n` parts.
+    pub fn makedumpfile_split(&self, prefix: &str, n: usize, args: &[&str]) -> Option<Vec<PathBuf>> {
+        let vmcore = self.vmcore();
+        let outs: Vec<PathBuf> = (0..n).map(|i| self.work.join(format!("{prefix}.{i}"))).collect();
+        let _guard = PREPARE.lock().unwrap_or_else(|e| e.into_inner());
+        if outs.iter().all(|o| o.exists()) {
+            return Some(outs);
+        }
+        if !have_makedumpfile() {
+            return None;
+        }
+        for o in &outs {
+            let _ = std::fs::remove_file(o);
+        }
+        let status = Command::new("makedumpfile")
+            .args(args)
+            .arg("--split")
+            .arg(&vmcore)
+            .args(&outs)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("run makedumpfile");
+        assert!(status.success(), "makedumpfile --split failed: {status}");
+        Some(outs)
+    }
+}
+
+pub fn have_makedumpfile() -> bool {
+    let ok = Command::new("makedumpfile").arg("-v").output().is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(std::env::var_os("CI").is_none(), "makedumpfile is not installed, and CI must have it");
+        eprintln!("\n*** makedumpfile NOT INSTALLED: tests against its files are SKIPPED ***\n");
+    }
+    ok
+}
+
+/// The `vmcore` binary under test.
+pub fn vmcore() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_vmcore"))
+}
+
+/// Runs `vmcore` with `args`, returning (exit success, stdout, stderr).
+pub fn run(args: &[&std::ffi::OsStr]) -> (bool, Vec<u8>, String) {
+    let out = vmcore().args(args).output().expect("run vmcore");
+    (out.status.success(), out.stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+}
