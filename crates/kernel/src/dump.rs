@@ -158,3 +158,61 @@ fn read_sys_vmcoreinfo(sys: &Path, mem: &dyn PhysMem) -> Result<(u64, Vec<u8>)> 
     })?;
     Ok((paddr, desc.to_vec()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vmcore_formats::elf::test_support::{header, note};
+
+    const VMCOREINFO: &[u8] = b"OSRELEASE=4.18.0-live\nPAGESIZE=4096\nSYMBOL(swapper_pg_dir)=ffffffff8200a000\n";
+
+    /// A /proc/kcore of a kernel before 4.19: no VMCOREINFO note, only the task_struct
+    /// note; RAM at physical 0x100000 holds the VMCOREINFO note the kernel keeps.
+    fn old_kcore(dir: &Path) -> PathBuf {
+        let notes = note("CORE", 4, &[0u8; 64]);
+        let ram_off = 0x2000u64;
+        let mut f = header(&[(0x100000, 0xffff888000100000, ram_off, 0x2000, 0x2000)], (0x1000, notes.len() as u64));
+        f.resize(0x1000, 0);
+        f.extend_from_slice(&notes);
+        f.resize(ram_off as usize + 0x234, 0);
+        f.extend_from_slice(&note("VMCOREINFO", 0, VMCOREINFO));
+        f.resize(ram_off as usize + 0x2000, 0);
+        let path = dir.join("kcore");
+        std::fs::write(&path, f).unwrap();
+        path
+    }
+
+    #[test]
+    fn kcore_without_the_note_reads_vmcoreinfo_where_sysfs_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let kcore = old_kcore(dir.path());
+        let sys = dir.path().join("vmcoreinfo");
+        std::fs::write(&sys, "0x0000000000100234 1024\n").unwrap();
+        let opts = OpenOptions { vmcoreinfo_file: None, sys_vmcoreinfo: Some(sys.clone()) };
+        let dump = Dump::open(&[kcore.clone()], &opts).unwrap();
+        let vi = dump.require_vmcoreinfo().unwrap();
+        assert_eq!(vi.raw(), VMCOREINFO);
+        assert_eq!(vi.source(), &Source::SysKernel { paddr: 0x100234 });
+        assert_eq!(dump.container.info().format, "kcore");
+
+        std::fs::write(&sys, "garbage\n").unwrap();
+        let err = Dump::open(&[kcore.clone()], &opts).unwrap_err().to_string();
+        assert!(err.contains("expected \"ADDRESS SIZE\""), "{err}");
+
+        let none = OpenOptions { vmcoreinfo_file: None, sys_vmcoreinfo: None };
+        let dump = Dump::open(&[kcore], &none).unwrap();
+        assert!(dump.require_vmcoreinfo().unwrap_err().to_string().contains("no VMCOREINFO"));
+    }
+
+    #[test]
+    fn a_vmcoreinfo_file_overrides_the_dump() {
+        let dir = tempfile::tempdir().unwrap();
+        let kcore = old_kcore(dir.path());
+        let file = dir.path().join("vmcoreinfo.txt");
+        std::fs::write(&file, "OSRELEASE=given\nPAGESIZE=4096\n").unwrap();
+        let opts = OpenOptions { vmcoreinfo_file: Some(file), sys_vmcoreinfo: None };
+        let dump = Dump::open(&[kcore], &opts).unwrap();
+        assert_eq!(dump.require_vmcoreinfo().unwrap().osrelease(), Some("given"));
+        assert!(matches!(dump.require_vmcoreinfo().unwrap().source(), Source::File(_)));
+    }
+}
