@@ -1,0 +1,182 @@
+//! The page-table walker.
+
+use std::sync::Arc;
+
+use vmcore_physmem::{PhysMem, ReadOptions};
+use vmcore_types::PhysAddr;
+
+use crate::mmu::{Entry, Mmu};
+use crate::tlb::Tlb;
+use crate::{Error, Result};
+
+/// Where a virtual address leads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Translation {
+    /// The physical address.
+    pub paddr: u64,
+    /// Size of the mapping that holds it (4 KiB, 2 MiB, 1 GiB, ...).
+    pub page_size: u64,
+    /// Level of the entry that mapped it (1 = last level).
+    pub level: usize,
+}
+
+/// Walks one address space: a page-table format and the physical address of its root.
+#[derive(Debug)]
+pub struct Walker {
+    mmu: Mmu,
+    root: PhysAddr,
+    mem: Arc<dyn PhysMem>,
+    tlb: Tlb,
+}
+
+impl Walker {
+    /// A walker of the tables rooted at `root` (physical) in `mem`.
+    pub fn new(mmu: Mmu, root: PhysAddr, mem: Arc<dyn PhysMem>) -> Walker {
+        Walker { mmu, root, mem, tlb: Tlb::new() }
+    }
+
+    /// The format.
+    pub fn mmu(&self) -> &Mmu {
+        &self.mmu
+    }
+
+    /// Physical address of the root table.
+    pub fn root(&self) -> PhysAddr {
+        self.root
+    }
+
+    fn read_entry(&self, vaddr: u64, table: u64, level: usize, index: u64) -> Result<u64> {
+        let mut b = [0u8; 8];
+        let at = table + index * 8;
+        self.mem.read(PhysAddr(at), &mut b, ReadOptions::default()).map_err(|e| Error::Unreadable {
+            vaddr,
+            level,
+            table: PhysAddr(table),
+            why: e.to_string(),
+        })?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    /// Translates `vaddr`.
+    pub fn translate(&self, vaddr: u64) -> Result<Translation> {
+        let mmu = &self.mmu;
+        if !mmu.is_canonical(vaddr) {
+            return Err(Error::NonCanonical { vaddr, va_bits: mmu.va_bits });
+        }
+        let page_mask = mmu.page_size() - 1;
+        if let Some((ppage, size)) = self.tlb.get(vaddr & !page_mask, mmu.page_shift) {
+            return Ok(Translation { paddr: ppage | (vaddr & page_mask), page_size: size, level: 0 }.with_level(mmu));
+        }
+        let mut table = self.root.0;
+        let mut path = [0u64; 8];
+        for (depth, level) in (1..=mmu.levels).rev().enumerate() {
+            if let Some(slot) = path.get_mut(depth) {
+                *slot = table;
+            }
+            let index = mmu.index(vaddr, level);
+            let pte = self.read_entry(vaddr, table, level, index)?;
+            match (mmu.decode)(mmu, pte, level) {
+                Entry::NotPresent => {
+                    return Err(Error::NotMapped { vaddr, level, entry: pte, table: PhysAddr(table) });
+                }
+                Entry::Invalid(why) => {
+                    return Err(Error::BadEntry { vaddr, level, entry: pte, table: PhysAddr(table), why });
+                }
+                Entry::Page(base) => {
+                    let size = 1u64 << mmu.level_shift(level);
+                    let t = Translation { paddr: base | (vaddr & (size - 1)), page_size: size, level };
+                    self.tlb.put(vaddr & !page_mask, mmu.page_shift, t.paddr & !page_mask, size);
+                    return Ok(t);
+                }
+                Entry::Table(next) => {
+                    if level == 1 {
+                        return Err(Error::BadEntry {
+                            vaddr,
+                            level,
+                            entry: pte,
+                            table: PhysAddr(table),
+                            why: "a last-level entry points to a table",
+                        });
+                    }
+                    if path.iter().take(depth + 1).any(|&t| t == next) {
+                        return Err(Error::Loop { vaddr, level, table: PhysAddr(table), target: PhysAddr(next) });
+                    }
+                    table = next;
+                }
+            }
+        }
+        Err(Error::BadEntry { vaddr, level: 0, entry: 0, table: PhysAddr(table), why: "walk ended without a page" })
+    }
+
+    /// The lowest mapped page at or above `start` and below `end` (both canonical and in
+    /// the same half of the address space), with its translation. Reads whole tables and
+    /// skips unmapped subtrees in one step.
+    pub fn first_mapped(&self, start: u64, end: u64) -> Result<Option<(u64, Translation)>> {
+        let mut visited = Vec::new();
+        self.first_mapped_in(self.root.0, self.mmu.levels, start, end, &mut visited)
+    }
+
+    fn first_mapped_in(
+        &self,
+        table: u64,
+        level: usize,
+        start: u64,
+        end: u64,
+        path: &mut Vec<u64>,
+    ) -> Result<Option<(u64, Translation)>> {
+        let mmu = &self.mmu;
+        if path.contains(&table) {
+            return Ok(None);
+        }
+        path.push(table);
+        let mut raw = vec![0u8; 8 << mmu.bits_per_level];
+        self.mem.read(PhysAddr(table), &mut raw, ReadOptions::default()).map_err(|e| Error::Unreadable {
+            vaddr: start,
+            level,
+            table: PhysAddr(table),
+            why: e.to_string(),
+        })?;
+        let shift = mmu.level_shift(level);
+        let span = 1u64 << shift;
+        let first = mmu.index(start, level);
+        let mut result = None;
+        for (index, chunk) in raw.chunks_exact(8).enumerate().skip(first as usize) {
+            // The address this entry covers, keeping the bits above this level from start.
+            let above = if shift + mmu.bits_per_level >= 64 { 0 } else { start >> (shift + mmu.bits_per_level) };
+            let base = sign_extend((above << (shift + mmu.bits_per_level)) | ((index as u64) << shift), mmu.va_bits);
+            if base >= end {
+                break;
+            }
+            let pte = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+            let from = start.max(base);
+            match (mmu.decode)(mmu, pte, level) {
+                Entry::NotPresent | Entry::Invalid(_) => {}
+                Entry::Page(p) => {
+                    let t = Translation { paddr: p + (from - base), page_size: span, level };
+                    result = Some((from, t));
+                }
+                Entry::Table(next) if level > 1 => {
+                    result = self.first_mapped_in(next, level - 1, from, end.min(base.saturating_add(span)), path)?;
+                }
+                Entry::Table(_) => {}
+            }
+            if result.is_some() {
+                break;
+            }
+        }
+        path.pop();
+        Ok(result)
+    }
+}
+
+fn sign_extend(v: u64, bits: u32) -> u64 {
+    let shift = 64 - bits;
+    (((v << shift) as i64) >> shift) as u64
+}
+
+impl Translation {
+    fn with_level(self, mmu: &Mmu) -> Translation {
+        let level = (1..=mmu.levels).find(|&l| 1u64 << mmu.level_shift(l) == self.page_size).unwrap_or(1);
+        Translation { level, ..self }
+    }
+}
