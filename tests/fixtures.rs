@@ -96,7 +96,7 @@ fn kdump_compressed_zlib_pages_equal_the_vmcore() {
     for f in x86_fixtures() {
         let Some(kdump) = f.makedumpfile("d31_zlib.kdump", &["-c", "-d", "31"]) else { return };
         let elf = open(&[f.vmcore()]);
-        let kd = open(&[kdump.clone()]);
+        let kd = open(std::slice::from_ref(&kdump));
         let (dumped, excluded) = compare_with_elf(&f.name, &*elf.mem, &*kd.mem);
         let (ok, out, err) = run(&[OsStr::new("info"), OsStr::new("--json"), kdump.as_os_str()]);
         assert!(ok, "{err}");
@@ -117,7 +117,7 @@ fn flattened_lzo_stream_is_read_in_place() {
     for f in x86_fixtures() {
         let Some(flat) = f.makedumpfile("d31_lzo.flat", &["-F", "-l", "-d", "31"]) else { return };
         let elf = open(&[f.vmcore()]);
-        let fl = open(&[flat.clone()]);
+        let fl = open(std::slice::from_ref(&flat));
         assert_eq!(fl.container.info().format, "flattened-kdump");
         compare_with_elf(&f.name, &*elf.mem, &*fl.mem);
         let expected = std::fs::read(f.expected("vmcoreinfo.txt")).unwrap();
@@ -156,7 +156,7 @@ fn split_set_reads_as_one_dump() {
 fn cli_reads_physical_memory_and_refuses_excluded_pages() {
     for f in x86_fixtures() {
         let Some(kdump) = f.makedumpfile("d31_zlib.kdump", &["-c", "-d", "31"]) else { return };
-        let kd = open(&[kdump.clone()]);
+        let kd = open(std::slice::from_ref(&kdump));
         let elf = open(&[f.vmcore()]);
         let mut page = vec![0u8; 4096];
         let first_dumped = (0..kd.mem.max_pfn())

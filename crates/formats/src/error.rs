@@ -42,7 +42,7 @@ pub enum Error {
     #[error("unsupported: {0}")]
     Unsupported(String),
     /// A compressed page did not decompress to exactly one page.
-    #[error("page {pfn:#x}: {codec} data at offset {offset:#x} ({len} bytes) is corrupt: {detail}")]
+    #[error("pfn {pfn:#x}: {codec} data at offset {offset:#x} ({len} bytes) is corrupt: {detail}")]
     Decompress {
         /// Page frame number.
         pfn: u64,

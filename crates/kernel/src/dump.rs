@@ -189,14 +189,14 @@ mod tests {
         let sys = dir.path().join("vmcoreinfo");
         std::fs::write(&sys, "0x0000000000100234 1024\n").unwrap();
         let opts = OpenOptions { vmcoreinfo_file: None, sys_vmcoreinfo: Some(sys.clone()) };
-        let dump = Dump::open(&[kcore.clone()], &opts).unwrap();
+        let dump = Dump::open(std::slice::from_ref(&kcore), &opts).unwrap();
         let vi = dump.require_vmcoreinfo().unwrap();
         assert_eq!(vi.raw(), VMCOREINFO);
         assert_eq!(vi.source(), &Source::SysKernel { paddr: 0x100234 });
         assert_eq!(dump.container.info().format, "kcore");
 
         std::fs::write(&sys, "garbage\n").unwrap();
-        let err = Dump::open(&[kcore.clone()], &opts).unwrap_err().to_string();
+        let err = Dump::open(std::slice::from_ref(&kcore), &opts).unwrap_err().to_string();
         assert!(err.contains("expected \"ADDRESS SIZE\""), "{err}");
 
         let none = OpenOptions { vmcoreinfo_file: None, sys_vmcoreinfo: None };

@@ -5,11 +5,14 @@ use std::sync::Mutex;
 
 const SLOTS: usize = 64;
 
+/// One slot: the pfn it holds and the page.
+type Slot = Mutex<Option<(u64, Box<[u8]>)>>;
+
 /// Direct-mapped by pfn, one lock per slot so threads reading different pages do not
 /// contend.
 #[derive(Debug)]
 pub(crate) struct PageCache {
-    slots: Vec<Mutex<Option<(u64, Box<[u8]>)>>>,
+    slots: Vec<Slot>,
 }
 
 impl PageCache {
@@ -17,7 +20,7 @@ impl PageCache {
         PageCache { slots: (0..SLOTS).map(|_| Mutex::new(None)).collect() }
     }
 
-    fn slot(&self, pfn: u64) -> Option<&Mutex<Option<(u64, Box<[u8]>)>>> {
+    fn slot(&self, pfn: u64) -> Option<&Slot> {
         self.slots.get((pfn % SLOTS as u64) as usize)
     }
 

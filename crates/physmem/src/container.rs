@@ -22,6 +22,8 @@ pub enum Container {
         src: Arc<dyn ReadAt>,
         /// Whether it came as a flattened stream.
         flattened: bool,
+        /// The file's name, for errors.
+        name: String,
     },
     /// One kdump-compressed file or a split set.
     Kdump {
@@ -75,10 +77,10 @@ pub fn open_container(paths: &[PathBuf]) -> Result<Container> {
                 ));
             }
             let core = ElfCore::parse(&*src).map_err(in_file(first))?;
-            Ok(Container::Elf { core, src, flattened })
+            Ok(Container::Elf { core, src, flattened, name: first.display().to_string() })
         }
         Format::Kdump => {
-            let mut parts = vec![KdumpFile::parse(src).map_err(in_file(first))?];
+            let mut parts = vec![(first.display().to_string(), KdumpFile::parse(src).map_err(in_file(first))?)];
             for p in paths.iter().skip(1) {
                 let (f, src, _) = open_one(p).map_err(in_file(p))?;
                 if f != Format::Kdump {
@@ -87,7 +89,7 @@ pub fn open_container(paths: &[PathBuf]) -> Result<Container> {
                         p.display()
                     )));
                 }
-                parts.push(KdumpFile::parse(src).map_err(in_file(p))?);
+                parts.push((p.display().to_string(), KdumpFile::parse(src).map_err(in_file(p))?));
             }
             Ok(Container::Kdump { mem: Arc::new(SplitMem::new(parts)?), flattened })
         }
@@ -144,7 +146,9 @@ impl Container {
             return Err(Error::Mismatch(format!("page size {page_size} is not a power of two of at least 512")));
         }
         match self {
-            Container::Elf { core, src, .. } => Ok(Arc::new(ElfMem::new(core, src.clone(), page_size))),
+            Container::Elf { core, src, name, .. } => {
+                Ok(Arc::new(ElfMem::new(core, src.clone(), page_size).named(name.clone())))
+            }
             Container::Kdump { mem, .. } => {
                 if mem.page_size() != page_size {
                     return Err(Error::Mismatch(format!(

@@ -23,6 +23,7 @@ pub struct ElfMem {
     src: Arc<dyn ReadAt>,
     map: Vec<MapEntry>,
     page_size: u64,
+    name: String,
 }
 
 impl ElfMem {
@@ -52,7 +53,13 @@ impl ElfMem {
                 map.insert(pos, piece);
             }
         }
-        ElfMem { src, map, page_size }
+        ElfMem { src, map, page_size, name: String::new() }
+    }
+
+    /// Names the file in the errors of reads.
+    pub fn named(mut self, name: impl Into<String>) -> ElfMem {
+        self.name = name.into();
+        self
     }
 
     fn find(&self, addr: u64) -> Option<&MapEntry> {
@@ -141,8 +148,8 @@ impl PhysMem for ElfMem {
             if !file_part.is_empty() {
                 let off = e.file_offset + (cur - e.start);
                 self.src.read_exact_at(file_part, off).map_err(|source| {
-                    let what = "PT_LOAD data";
-                    vmcore_formats::Error::from_io(what, off, file_part.len() as u64, source)
+                    vmcore_formats::Error::from_io("PT_LOAD data", off, file_part.len() as u64, source)
+                        .in_file(self.name.clone())
                 })?;
             }
             zero_part.fill(0);

@@ -17,13 +17,18 @@ pub type KdumpMem = SplitMem;
 pub struct SplitMem {
     /// Sorted by start pfn; their ranges tile `[0, max_mapnr)`.
     parts: Vec<KdumpFile<Arc<dyn ReadAt>>>,
+    /// File names, in the order of `parts`, for errors.
+    names: Vec<String>,
     cache: PageCache,
 }
 
 impl SplitMem {
     /// Joins the parts of a dump. One part that is not a split file is the usual case.
-    pub fn new(mut parts: Vec<KdumpFile<Arc<dyn ReadAt>>>) -> Result<SplitMem> {
-        parts.sort_by_key(|p| p.pfn_range().0);
+    /// `parts` are the files with their names.
+    pub fn new(parts: Vec<(String, KdumpFile<Arc<dyn ReadAt>>)>) -> Result<SplitMem> {
+        let mut parts = parts;
+        parts.sort_by_key(|(_, p)| p.pfn_range().0);
+        let (names, parts): (Vec<String>, Vec<_>) = parts.into_iter().unzip();
         let first = parts.first().ok_or_else(|| Error::Mismatch("no dump file given".into()))?;
         let (bs, max) = (first.page_size(), first.max_mapnr());
         let mut next = 0u64;
@@ -45,7 +50,7 @@ impl SplitMem {
                 "split parts end at pfn {next:#x}, before max_mapnr {max:#x} (give every file of the set)"
             )));
         }
-        Ok(SplitMem { parts, cache: PageCache::new() })
+        Ok(SplitMem { parts, names, cache: PageCache::new() })
     }
 
     /// The files, sorted by the pfn range they hold.
@@ -58,9 +63,10 @@ impl SplitMem {
         self.parts.first()
     }
 
-    fn part_for(&self, pfn: u64) -> Option<&KdumpFile<Arc<dyn ReadAt>>> {
-        let i = self.parts.partition_point(|p| p.pfn_range().0 <= pfn);
-        self.parts.get(i.checked_sub(1)?).filter(|p| pfn < p.pfn_range().1)
+    fn part_for(&self, pfn: u64) -> Option<(&KdumpFile<Arc<dyn ReadAt>>, &str)> {
+        let i = self.parts.partition_point(|p| p.pfn_range().0 <= pfn).checked_sub(1)?;
+        let part = self.parts.get(i).filter(|p| pfn < p.pfn_range().1)?;
+        Some((part, self.names.get(i).map_or("", String::as_str)))
     }
 }
 
@@ -83,13 +89,13 @@ impl PhysMem for SplitMem {
     }
 
     fn page_state(&self, pfn: Pfn) -> Result<PageState> {
-        let Some(part) = self.part_for(pfn.0) else {
+        let Some((part, name)) = self.part_for(pfn.0) else {
             return Ok(PageState::Hole);
         };
         if !part.is_present(pfn.0) {
             return Ok(PageState::Hole);
         }
-        Ok(match part.page_desc(pfn.0)? {
+        Ok(match part.page_desc(pfn.0).map_err(|e| e.in_file(name))? {
             None => PageState::Excluded,
             Some(d) if d.offset == 0 => PageState::NotWritten,
             Some(_) => PageState::Dumped,
@@ -100,10 +106,10 @@ impl PhysMem for SplitMem {
         if self.cache.get(pfn.0, buf) {
             return Ok(PageState::Dumped);
         }
-        let Some(part) = self.part_for(pfn.0) else {
+        let Some((part, name)) = self.part_for(pfn.0) else {
             return Ok(PageState::Hole);
         };
-        let state = state_of(part.read_page(pfn.0, buf)?);
+        let state = state_of(part.read_page(pfn.0, buf).map_err(|e| e.in_file(name))?);
         if state == PageState::Dumped {
             self.cache.put(pfn.0, buf);
         }

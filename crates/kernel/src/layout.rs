@@ -1,0 +1,305 @@
+//! Where the kernel put things: every layout value with each method that found it.
+//!
+//! Tools disagree about the kernel's memory layout because each finds it its own way
+//! (makedumpfile from the last kcore PT_LOAD, crash from a variable through vmlinux,
+//! libkdumpfile by probing page tables, drgn through `saved_command_line`). vmcore tries
+//! every method, takes VMCOREINFO first, shows all answers, and reports disagreement.
+
+use std::sync::Arc;
+
+use vmcore_formats::elf::{ElfCore, ElfKind};
+use vmcore_physmem::Container;
+use vmcore_translate::{Mmu, Walker};
+use vmcore_types::PhysAddr;
+
+use crate::dump::Dump;
+use crate::vmcoreinfo::VmcoreInfo;
+use crate::vmem::{KernelMem, LinearMap};
+
+/// x86_64 `__START_KERNEL_map`: the kernel image's virtual base before KASLR.
+pub const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
+/// Default kernel image mapping size (1 GiB with KASLR).
+const DEFAULT_KERNEL_IMAGE_SIZE: u64 = 1 << 30;
+/// First address of the randomized region that holds the direct map (4-level).
+const DIRECT_MAP_BASE_L4: u64 = 0xffff_8880_0000_0000;
+/// Same for 5-level paging.
+const DIRECT_MAP_BASE_L5: u64 = 0xff11_0000_0000_0000;
+/// End of the randomized regions (the CPU entry area starts here).
+const RANDOMIZED_REGION_END: u64 = 0xffff_fe00_0000_0000;
+
+/// One way of finding a layout value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// A VMCOREINFO key.
+    Vmcoreinfo,
+    /// The kdump-compressed sub header.
+    KdumpHeader,
+    /// An ELF PT_LOAD of the vmcore or /proc/kcore.
+    PtLoad,
+    /// A kernel variable (or symbol address) found by name: VMCOREINFO SYMBOL() or kallsyms.
+    Symbol,
+    /// Probing the page tables.
+    PageTables,
+    /// The mem_section array of SPARSEMEM.
+    MemSection,
+}
+
+impl Method {
+    /// The key reports use.
+    pub fn key(self) -> &'static str {
+        match self {
+            Method::Vmcoreinfo => "vmcoreinfo",
+            Method::KdumpHeader => "kdump_header",
+            Method::PtLoad => "pt_load",
+            Method::Symbol => "symbol",
+            Method::PageTables => "page_tables",
+            Method::MemSection => "mem_section",
+        }
+    }
+}
+
+/// A layout value: what each method found (in the order they are preferred) and the one
+/// taken, the first that answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Derived {
+    /// The value taken.
+    pub value: Option<u64>,
+    /// Its method.
+    pub source: Option<Method>,
+    /// Every method tried, in preference order, with its answer.
+    pub sources: Vec<(Method, Option<u64>)>,
+}
+
+impl Derived {
+    /// Takes the first answer of `sources` (already in preference order).
+    pub fn new(sources: Vec<(Method, Option<u64>)>) -> Derived {
+        let first = sources.iter().find_map(|&(m, v)| v.map(|v| (m, v)));
+        Derived { value: first.map(|(_, v)| v), source: first.map(|(m, _)| m), sources }
+    }
+
+    /// A description of the disagreement, when two methods answered differently.
+    pub fn disagreement(&self) -> Option<String> {
+        let answers: Vec<(Method, u64)> = self.sources.iter().filter_map(|&(m, v)| v.map(|v| (m, v))).collect();
+        let (_, first) = *answers.first()?;
+        answers
+            .iter()
+            .any(|&(_, v)| v != first)
+            .then(|| answers.iter().map(|(m, v)| format!("{}={v:#x}", m.key())).collect::<Vec<_>>().join(", "))
+    }
+}
+
+/// The x86_64 layout.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct X86Layout {
+    /// KASLR offset of the kernel image.
+    pub kaslr_offset: Derived,
+    /// Physical address the kernel image was loaded at, minus its link address
+    /// (`phys_base`; 64-bit two's complement when negative).
+    pub phys_base: Derived,
+    /// 4 or 5.
+    pub paging_levels: Derived,
+    /// Physical address of the kernel's top-level page table.
+    pub pgd: Derived,
+    /// Start of the direct map of all physical memory.
+    pub page_offset_base: Derived,
+    /// Start of the vmalloc area.
+    pub vmalloc_base: Derived,
+    /// Start of the `struct page` array.
+    pub vmemmap_base: Derived,
+}
+
+impl X86Layout {
+    /// Every value with its report name, in report order.
+    pub fn values(&self) -> [(&'static str, &Derived); 7] {
+        [
+            ("kaslr_offset", &self.kaslr_offset),
+            ("phys_base", &self.phys_base),
+            ("paging_levels", &self.paging_levels),
+            ("pgd", &self.pgd),
+            ("page_offset_base", &self.page_offset_base),
+            ("vmalloc_base", &self.vmalloc_base),
+            ("vmemmap_base", &self.vmemmap_base),
+        ]
+    }
+}
+
+/// Name lookup used by discovery: kallsyms when decoded, else nothing.
+pub type SymbolLookup<'a> = &'a dyn Fn(&str) -> Option<u64>;
+
+/// The kernel image map of x86_64: `[START_KERNEL_MAP, + KERNEL_IMAGE_SIZE)` at `phys_base`.
+pub fn x86_64_image_map(vi: &VmcoreInfo, phys_base: u64) -> LinearMap {
+    let size = vi.number("KERNEL_IMAGE_SIZE").and_then(|v| u64::try_from(v).ok()).unwrap_or(DEFAULT_KERNEL_IMAGE_SIZE);
+    LinearMap { vstart: START_KERNEL_MAP, size, pstart: phys_base }
+}
+
+fn elf_core(dump: &Dump) -> Option<&ElfCore> {
+    match &dump.container {
+        Container::Elf { core, .. } => Some(core),
+        Container::Kdump { .. } => None,
+    }
+}
+
+/// phys_base from the kernel-image PT_LOAD (its virtual address is in the image map).
+fn phys_base_from_pt_load(core: &ElfCore) -> Option<u64> {
+    core.loads
+        .iter()
+        .filter(|s| s.paddr != u64::MAX && s.vaddr >= START_KERNEL_MAP && s.vaddr < START_KERNEL_MAP + (1 << 30))
+        .max_by_key(|s| s.memsz)
+        .map(|s| s.paddr.wrapping_sub(s.vaddr - START_KERNEL_MAP))
+}
+
+/// page_offset_base from the direct-map PT_LOADs: `vaddr - paddr` of the RAM segments,
+/// the answer covering the most bytes. kcore's text, module, vmalloc, vmemmap and remap
+/// segments either have no physical address or a different offset, and lose the vote.
+fn page_offset_from_pt_load(core: &ElfCore) -> Option<u64> {
+    let mut votes: Vec<(u64, u64)> = Vec::new();
+    for s in core.loads.iter().filter(|s| {
+        s.paddr != u64::MAX && s.vaddr >= 0xff00_0000_0000_0000 && s.vaddr < START_KERNEL_MAP && s.memsz > 0
+    }) {
+        if core.kind == ElfKind::Kcore && s.paddr == 0 {
+            continue;
+        }
+        let delta = s.vaddr.wrapping_sub(s.paddr);
+        match votes.iter_mut().find(|(d, _)| *d == delta) {
+            Some((_, bytes)) => *bytes += s.memsz,
+            None => votes.push((delta, s.memsz)),
+        }
+    }
+    votes.into_iter().max_by_key(|&(_, bytes)| bytes).map(|(d, _)| d)
+}
+
+/// Paging levels from the direct-map PT_LOAD: an address that is not canonical for 48
+/// bits needs 5 levels.
+fn levels_from_pt_load(core: &ElfCore) -> Option<u64> {
+    page_offset_from_pt_load(core).map(|pob| if Mmu::x86_64(4, 0).is_canonical(pob) { 4 } else { 5 })
+}
+
+/// The result of discovery: the layout and the virtual memory it makes readable.
+#[derive(Debug, Clone)]
+pub struct Discovered {
+    /// The values.
+    pub layout: X86Layout,
+    /// Kernel virtual memory.
+    pub kmem: KernelMem,
+}
+
+/// Finds the x86_64 layout of `dump`. `symbols` resolves names through kallsyms when the
+/// caller has decoded them (they are decoded through [`bootstrap_x86_64`]'s memory).
+pub fn discover_x86_64(dump: &Dump, vi: &VmcoreInfo, symbols: SymbolLookup<'_>) -> Discovered {
+    let elf = elf_core(dump);
+    let mut layout = X86Layout {
+        kaslr_offset: Derived::new(vec![(Method::Vmcoreinfo, vi.kernel_offset())]),
+        phys_base: phys_base(dump, vi),
+        ..X86Layout::default()
+    };
+    let boot = bootstrap_x86_64(dump, vi);
+    let image = boot.image_map();
+
+    // The top-level table: a symbol in the image map.
+    let pgd_of = |v: Option<u64>| v.and_then(|a| image.and_then(|m| m.translate(a)));
+    let pgd_vi = pgd_of(vi.symbol("init_top_pgt").or_else(|| vi.symbol("swapper_pg_dir")));
+    let pgd_sym = pgd_of(symbols("init_top_pgt").or_else(|| symbols("swapper_pg_dir")));
+    layout.pgd = Derived::new(vec![(Method::Vmcoreinfo, pgd_vi), (Method::Symbol, pgd_sym)]);
+
+    // Paging levels: VMCOREINFO, then which walk of a known text address agrees with the
+    // image map, then the direct-map PT_LOAD.
+    let levels_vi = vi.number("pgtable_l5_enabled").map(|v| if v != 0 { 5 } else { 4 });
+    let sme_mask = vi.number_u64("sme_mask").unwrap_or(0);
+    let probe_levels = layout.pgd.value.and_then(|root| {
+        let text = vi.symbol("_stext").or_else(|| symbols("_stext"))?;
+        let expected = image?.translate(text)?;
+        [4usize, 5].into_iter().find(|&levels| {
+            let w = Walker::new(Mmu::x86_64(levels, sme_mask), PhysAddr(root), boot.phys().clone());
+            w.translate(text).is_ok_and(|t| t.paddr == expected)
+        })
+    });
+    layout.paging_levels = Derived::new(vec![
+        (Method::Vmcoreinfo, levels_vi),
+        (Method::PageTables, probe_levels.map(|l| l as u64)),
+        (Method::PtLoad, elf.and_then(levels_from_pt_load)),
+    ]);
+
+    let walker = match (layout.pgd.value, layout.paging_levels.value) {
+        (Some(root), Some(levels)) => {
+            Some(Arc::new(Walker::new(Mmu::x86_64(levels as usize, sme_mask), PhysAddr(root), boot.phys().clone())))
+        }
+        _ => None,
+    };
+    let mut kmem = match &walker {
+        Some(w) => boot.clone().with_walker(w.clone()),
+        None => boot.clone(),
+    };
+
+    // A kernel variable: its address from VMCOREINFO or kallsyms, its value read
+    // through the image map.
+    let variable = |name: &str| {
+        let addr = vi.symbol(name).or_else(|| symbols(name))?;
+        kmem.read_u64(addr).ok()
+    };
+    let (pob_var, vmalloc_var, vmemmap_var) =
+        (variable("page_offset_base"), variable("vmalloc_base"), variable("vmemmap_base"));
+
+    let pob_probe = walker.as_ref().and_then(|w| {
+        let start = if w.mmu().levels == 5 { DIRECT_MAP_BASE_L5 } else { DIRECT_MAP_BASE_L4 };
+        let (v, t) = w.first_mapped(start, RANDOMIZED_REGION_END).ok()??;
+        Some(v.wrapping_sub(t.paddr))
+    });
+    layout.page_offset_base = Derived::new(vec![
+        (Method::Vmcoreinfo, vi.number_u64("page_offset_base")),
+        (Method::Symbol, pob_var),
+        (Method::PtLoad, elf.and_then(page_offset_from_pt_load)),
+        (Method::PageTables, pob_probe),
+    ]);
+    layout.vmalloc_base =
+        Derived::new(vec![(Method::Vmcoreinfo, vi.number_u64("VMALLOC_START")), (Method::Symbol, vmalloc_var)]);
+    if let Some(pob) = layout.page_offset_base.value {
+        let end = dump.mem.max_pfn().saturating_mul(dump.mem.page_size());
+        kmem = kmem.with_direct_map(LinearMap { vstart: pob, size: end, pstart: 0 });
+    }
+    layout.vmemmap_base = Derived::new(vec![
+        (Method::Vmcoreinfo, vi.number_u64("VMEMMAP_START")),
+        (Method::Symbol, vmemmap_var),
+        (Method::MemSection, vmemmap_from_mem_section(vi, &kmem, dump.mem.page_size())),
+    ]);
+    Discovered { layout, kmem }
+}
+
+fn phys_base(dump: &Dump, vi: &VmcoreInfo) -> Derived {
+    let kdump = match &dump.container {
+        Container::Kdump { mem, .. } => mem.primary().map(|p| p.sub.phys_base),
+        Container::Elf { .. } => None,
+    };
+    Derived::new(vec![
+        (Method::Vmcoreinfo, vi.number_u64("phys_base")),
+        (Method::KdumpHeader, kdump),
+        (Method::PtLoad, elf_core(dump).and_then(phys_base_from_pt_load)),
+    ])
+}
+
+/// Kernel memory through the image map alone, from the first phys_base any method found.
+pub fn bootstrap_x86_64(dump: &Dump, vi: &VmcoreInfo) -> KernelMem {
+    let image = phys_base(dump, vi).value.map(|pb| x86_64_image_map(vi, pb));
+    KernelMem::new(dump.mem.clone(), image)
+}
+
+/// vmemmap_base as the `struct page` address of pfn 0, decoded from section 0 of
+/// SPARSEMEM's mem_section (the kernel stores `mem_map - section_start_pfn` there, so
+/// for section 0 it is the array's base).
+fn vmemmap_from_mem_section(vi: &VmcoreInfo, kmem: &KernelMem, page_size: u64) -> Option<u64> {
+    let root = vi.symbol("mem_section")?;
+    let size = u64::try_from(vi.size("mem_section")?).ok()?;
+    let off = u64::try_from(vi.offset("mem_section.section_mem_map")?).ok()?;
+    let per_root = page_size.checked_div(size)?;
+    let extreme = match (vi.length("mem_section"), vi.number("MAX_PHYSMEM_BITS"), vi.number("SECTION_SIZE_BITS")) {
+        (Some(len), Some(max), Some(sec)) if max > sec && max - sec < 63 => {
+            let nr = 1u64 << (max - sec);
+            u64::try_from(len).ok() == Some(nr.div_ceil(per_root))
+        }
+        (None, _, _) => true,
+        _ => false,
+    };
+    let first = if extreme { kmem.read_u64(root).ok().filter(|&p| p != 0)? } else { root };
+    let coded = kmem.read_u64(first + off).ok()?;
+    // Bit 0: SECTION_MARKED_PRESENT; the low 6 bits are flags on current kernels.
+    (coded & 1 != 0).then_some(coded & !0x3f)
+}
