@@ -120,7 +120,7 @@ fn unmapped_and_non_canonical_addresses_are_errors() {
     let err = w.translate(0xff11_0000_0000_0000).unwrap_err();
     assert!(matches!(err, Error::NonCanonical { va_bits: 48, .. }), "{err}");
     let (_, w5, _) = build(5);
-    assert!(matches!(w5.translate(0xff11_0000_0000_0000), Ok(_)));
+    assert!(w5.translate(0xff11_0000_0000_0000).is_ok());
 }
 
 #[test]
