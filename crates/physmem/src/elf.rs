@@ -110,17 +110,28 @@ impl PhysMem for ElfMem {
     }
 
     fn read_page(&self, pfn: Pfn, buf: &mut [u8]) -> Result<PageState> {
-        let Some(start) = pfn.to_phys(self.page_size.trailing_zeros()) else {
-            return Ok(PageState::Hole);
-        };
+        let Some(start) = pfn.to_phys(self.page_size.trailing_zeros()) else { return Ok(PageState::Hole) };
         let state = self.page_state(pfn)?;
-        if matches!(state, PageState::Dumped | PageState::ZeroFilled) {
-            match self.read(start, buf, ReadOptions::default()) {
-                Ok(()) => {}
-                // A page only partly inside the segments: the part outside is a hole.
-                Err(Error::Hole { .. }) => return Ok(PageState::Hole),
-                Err(e) => return Err(e),
+        if !matches!(state, PageState::Dumped | PageState::ZeroFilled) {
+            return Ok(state);
+        }
+        // A segment may end inside the page (e820 ranges are not page aligned): the part
+        // outside every segment is not RAM and reads as zeros, as in makedumpfile.
+        let mut done = 0usize;
+        while done < buf.len() {
+            let cur = start.0 + done as u64;
+            let next_start = self.map.get(self.map.partition_point(|e| e.start <= cur)).map_or(u64::MAX, |e| e.start);
+            let n = match self.find(cur) {
+                Some(e) => usize::try_from(e.end - cur).unwrap_or(usize::MAX).min(buf.len() - done),
+                None => usize::try_from(next_start - cur).unwrap_or(usize::MAX).min(buf.len() - done),
+            };
+            let dst = buf.get_mut(done..done + n).unwrap_or_default();
+            if self.find(cur).is_some() {
+                self.read(PhysAddr(cur), dst, ReadOptions::default())?;
+            } else {
+                dst.fill(0);
             }
+            done += n;
         }
         Ok(state)
     }
@@ -195,6 +206,17 @@ mod tests {
         assert_eq!(across, [4, 4, 4, 4, 0, 0, 0, 0]);
         let err = m.read(PhysAddr(0x6ffc), &mut across, ReadOptions::default()).unwrap_err();
         assert!(matches!(err, Error::Hole { addr: PhysAddr(0x7000) }), "{err}");
+    }
+
+    #[test]
+    fn a_page_partly_outside_the_segments_reads_its_part_and_zeros() {
+        let (core, src) = elf(&[(0x1000, 0, 0x1000, 0x1c00, 0x1c00)], 0x3000);
+        let m = ElfMem::new(&core, src, 4096);
+        let mut page = vec![0xffu8; 4096];
+        assert_eq!(m.read_page(Pfn(2), &mut page).unwrap(), PageState::Dumped);
+        assert!(page[..0xc00].iter().all(|&b| b == 2) && page[0xc00..].iter().all(|&b| b == 0));
+        let err = m.read(PhysAddr(0x2bf0), &mut page[..32], ReadOptions::default()).unwrap_err();
+        assert!(matches!(err, Error::Hole { addr: PhysAddr(0x2c00) }), "{err}");
     }
 
     #[test]
