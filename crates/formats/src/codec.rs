@@ -4,6 +4,12 @@ use crate::raw::kdump::{
     DUMP_DH_COMPRESSED_LZO, DUMP_DH_COMPRESSED_SNAPPY, DUMP_DH_COMPRESSED_ZLIB, DUMP_DH_COMPRESSED_ZSTD,
 };
 
+thread_local! {
+    // One inflate state per thread, reset per page: allocating its 32 KiB window for every
+    // page costs more than the page's decompression.
+    static ZLIB: std::cell::RefCell<flate2::Decompress> = std::cell::RefCell::new(flate2::Decompress::new(true));
+}
+
 /// How one stored page is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Codec {
@@ -60,8 +66,9 @@ impl Codec {
                 out.copy_from_slice(input);
                 Ok(())
             }
-            Codec::Zlib => {
-                let mut z = flate2::Decompress::new(true);
+            Codec::Zlib => ZLIB.with(|z| {
+                let mut z = z.borrow_mut();
+                z.reset(true);
                 let status = z.decompress(input, out, flate2::FlushDecompress::Finish).map_err(|e| e.to_string())?;
                 if status != flate2::Status::StreamEnd || z.total_out() != out.len() as u64 {
                     return Err(format!(
@@ -71,7 +78,7 @@ impl Codec {
                     ));
                 }
                 Ok(())
-            }
+            }),
             #[cfg(feature = "lzo")]
             Codec::Lzo => {
                 lzo1x::decompress(input, out).map_err(|e| format!("{e} (expected exactly {} bytes)", out.len()))
