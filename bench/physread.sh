@@ -19,7 +19,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_DIR=${BENCH_DIR:-/tmp/vmcore-bench}
-FIXTURES_DIR=${FIXTURES_DIR:-/work/shared/fixtures}
+FIXTURES_DIR=${FIXTURES_DIR:-$ROOT/../shared/fixtures}
 PASSES=${PASSES:-3}
 SEED=${SEED:-1}
 PY=/usr/bin/python3

@@ -22,8 +22,13 @@ fn missing_file_is_a_clear_error() {
 }
 
 #[test]
-fn read_requires_phys_until_virtual_reads_exist() {
-    let (ok, _, err) = run(&[OsStr::new("read"), OsStr::new("x"), OsStr::new("0"), OsStr::new("1")]);
+fn read_of_an_unknown_symbol_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let machine = vmcore_synth::sample::SampleMachine::new(4 << 20, 1).unwrap();
+    let dump = machine.elf().to_vec(|paddr, buf| machine.fill(paddr, buf)).unwrap();
+    let path = dir.path().join("d.elf");
+    std::fs::write(&path, dump).unwrap();
+    let (ok, _, err) = run(&[OsStr::new("read"), path.as_os_str(), OsStr::new("no_such_symbol"), OsStr::new("8")]);
     assert!(!ok);
-    assert!(err.contains("--phys"), "{err}");
+    assert!(err.contains("no_such_symbol") && err.contains("nor a symbol"), "{err}");
 }

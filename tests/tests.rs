@@ -9,3 +9,4 @@ mod util;
 mod cli;
 mod corrupt;
 mod fixtures;
+mod layout;

@@ -79,23 +79,49 @@ pub enum Command {
     },
     /// Write LEN bytes of memory at ADDR to stdout, raw.
     ///
-    /// Pages that filtering excluded from the dump are an error ("excluded") unless
-    /// --zero-excluded is given; memory holes are always an error.
+    /// ADDR is a kernel virtual address (translated through the dump's own page tables),
+    /// a symbol name with an optional +OFFSET (`init_uts_ns`, `linux_banner+0x10`), or with
+    /// --phys a physical address. Pages that filtering excluded from the dump are an error
+    /// ("excluded") unless --zero-excluded is given; memory holes are always an error.
     Read {
         #[command(flatten)]
         dump: RequiredDumpArgs,
-        /// Start address (0x... hex or decimal).
-        #[arg(value_name = "ADDR", value_parser = parse_u64)]
-        addr: u64,
+        /// Start address (0x... hex or decimal) or SYMBOL[+OFFSET].
+        #[arg(value_name = "ADDR")]
+        addr: String,
         /// Number of bytes (0x... hex or decimal, with an optional K, M or G suffix).
         #[arg(value_name = "LEN", value_parser = parse_size)]
         len: u64,
         /// ADDR is a physical address.
-        #[arg(long, required = true)]
+        #[arg(long)]
         phys: bool,
         /// Read excluded and never-written pages as zeros instead of failing.
         #[arg(long)]
         zero_excluded: bool,
+    },
+    /// List the kernel's symbols, decoded from the dump's own kallsyms tables (kernels 6.0
+    /// and later export them in VMCOREINFO; no vmlinux or debuginfo needed).
+    ///
+    /// Lines `%016x NAME`, sorted by address then name. PATTERN selects names: with * or ?
+    /// it is a glob, otherwise a substring.
+    Symbols {
+        #[command(flatten)]
+        dump: RequiredDumpArgs,
+        /// Only names matching this.
+        #[arg(value_name = "PATTERN")]
+        pattern: Option<String>,
+        /// Also print each symbol's type letter (T, t, D, ...) as /proc/kallsyms does.
+        #[arg(long)]
+        types: bool,
+    },
+    /// The symbol holding an address: NAME+0xOFFSET/0xSIZE (sizes are estimates: the
+    /// distance to the next symbol, as kallsyms stores none).
+    Addr2sym {
+        #[command(flatten)]
+        dump: RequiredDumpArgs,
+        /// Kernel virtual address.
+        #[arg(value_name = "ADDR", value_parser = parse_u64)]
+        addr: u64,
     },
 }
 

@@ -3,18 +3,21 @@
 use std::io::{self, Write};
 
 use anyhow::{Context, Result};
+use vmcore_kernel::machine::Machine;
 use vmcore_kernel::{Dump, OpenOptions};
 use vmcore_physmem::ReadOptions;
 use vmcore_report::info::InfoReport;
 use vmcore_types::PhysAddr;
 
-use crate::args::{Cli, Command, DumpArgs};
+use crate::args::{parse_u64, Cli, Command, DumpArgs};
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Info { dump, json } => info(&dump, json),
         Command::Vmcoreinfo { dump } => vmcoreinfo(&dump),
-        Command::Read { dump, addr, len, phys: _, zero_excluded } => read_phys(&dump.into(), addr, len, zero_excluded),
+        Command::Read { dump, addr, len, phys, zero_excluded } => read(&dump.into(), &addr, len, phys, zero_excluded),
+        Command::Symbols { dump, pattern, types } => symbols(&dump.into(), pattern.as_deref(), types),
+        Command::Addr2sym { dump, addr } => addr2sym(&dump.into(), addr),
     }
 }
 
@@ -32,7 +35,17 @@ fn open(args: &DumpArgs) -> Result<Dump> {
 
 fn info(args: &DumpArgs, json: bool) -> Result<()> {
     let dump = open(args)?;
-    let report = InfoReport::new(&dump);
+    let machine = match Machine::new(&dump) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            eprintln!("vmcore: warning: no kernel layout: {e}");
+            None
+        }
+    };
+    let report = InfoReport::new(&dump, machine.as_ref());
+    for w in &report.warnings {
+        eprintln!("vmcore: warning: {w}");
+    }
     let mut out = io::stdout().lock();
     if json {
         serde_json::to_writer_pretty(&mut out, &report)?;
@@ -51,8 +64,33 @@ fn vmcoreinfo(args: &DumpArgs) -> Result<()> {
     Ok(out.flush()?)
 }
 
-fn read_phys(args: &DumpArgs, addr: u64, len: u64, zero_excluded: bool) -> Result<()> {
+fn machine(dump: &Dump) -> Result<Machine> {
+    let name = dump.paths.first().map(|p| p.display().to_string()).unwrap_or_default();
+    Machine::new(dump).with_context(|| name)
+}
+
+/// ADDR as a number, or SYMBOL[+OFFSET] resolved through kallsyms or VMCOREINFO.
+fn resolve(dump: &Dump, machine: &Machine, addr: &str) -> Result<u64> {
+    if let Ok(v) = parse_u64(addr) {
+        return Ok(v);
+    }
+    let (name, off) = match addr.split_once('+') {
+        Some((n, o)) => (n, parse_u64(o).map_err(anyhow::Error::msg)?),
+        None => (addr, 0),
+    };
+    let base = machine.symbol(dump, name).with_context(|| {
+        format!("{name:?} is neither a number nor a symbol of this kernel (kallsyms or VMCOREINFO SYMBOL)")
+    })?;
+    Ok(base.wrapping_add(off))
+}
+
+fn read(args: &DumpArgs, addr: &str, len: u64, phys: bool, zero_excluded: bool) -> Result<()> {
     let dump = open(args)?;
+    let machine = if phys && parse_u64(addr).is_ok() { None } else { Some(machine(&dump)?) };
+    let start = match &machine {
+        Some(m) => resolve(&dump, m, addr)?,
+        None => parse_u64(addr).map_err(anyhow::Error::msg)?,
+    };
     let opts = ReadOptions { excluded_as_zero: zero_excluded };
     let mut out = io::stdout().lock();
     let mut buf = vec![0u8; len.min(1 << 20) as usize];
@@ -60,10 +98,76 @@ fn read_phys(args: &DumpArgs, addr: u64, len: u64, zero_excluded: bool) -> Resul
     while done < len {
         let n = (len - done).min(buf.len() as u64) as usize;
         let chunk = buf.get_mut(..n).unwrap_or_default();
-        let at = addr.checked_add(done).context("address range wraps around")?;
-        dump.mem.read(PhysAddr(at), chunk, opts).with_context(|| format!("{}", args.file.display()))?;
+        let at = start.checked_add(done).context("address range wraps around")?;
+        match (&machine, phys) {
+            (Some(m), false) => m.kmem.read(at, chunk).with_context(|| format!("{}", args.file.display()))?,
+            _ => dump.mem.read(PhysAddr(at), chunk, opts).with_context(|| format!("{}", args.file.display()))?,
+        }
         out.write_all(chunk)?;
         done += n as u64;
     }
     Ok(out.flush()?)
+}
+
+fn symbols(args: &DumpArgs, pattern: Option<&str>, types: bool) -> Result<()> {
+    let dump = open(args)?;
+    let machine = machine(&dump)?;
+    let syms = machine
+        .symbols
+        .as_ref()
+        .with_context(|| format!("{}: no kallsyms: {}", args.file.display(), machine.notes.join("; ")))?;
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    for s in syms.symbols().iter().filter(|s| pattern.is_none_or(|p| matches(p, &s.name))) {
+        if types {
+            writeln!(out, "{:016x} {} {}", s.address, s.kind, s.name)?;
+        } else {
+            writeln!(out, "{:016x} {}", s.address, s.name)?;
+        }
+    }
+    Ok(out.flush()?)
+}
+
+/// A glob with `*` and `?` when it has one, else a substring.
+fn matches(pattern: &str, name: &str) -> bool {
+    if !pattern.contains(['*', '?']) {
+        return name.contains(pattern);
+    }
+    fn glob(p: &[u8], n: &[u8]) -> bool {
+        match (p.split_first(), n.split_first()) {
+            (None, None) => true,
+            (Some((b'*', rest)), _) => glob(rest, n) || n.split_first().is_some_and(|(_, nr)| glob(p, nr)),
+            (Some((b'?', rest)), Some((_, nr))) => glob(rest, nr),
+            (Some((c, rest)), Some((d, nr))) if c == d => glob(rest, nr),
+            _ => false,
+        }
+    }
+    glob(pattern.as_bytes(), name.as_bytes())
+}
+
+fn addr2sym(args: &DumpArgs, addr: u64) -> Result<()> {
+    let dump = open(args)?;
+    let machine = machine(&dump)?;
+    let syms = machine
+        .symbols
+        .as_ref()
+        .with_context(|| format!("{}: no kallsyms: {}", args.file.display(), machine.notes.join("; ")))?;
+    let (sym, off, size) = syms.addr2sym(addr).with_context(|| format!("{addr:#x}: no symbol holds this address"))?;
+    let mut out = io::stdout().lock();
+    writeln!(out, "{}+{off:#x}/{size:#x}", sym.name)?;
+    Ok(out.flush()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matches;
+
+    #[test]
+    fn patterns() {
+        assert!(matches("uts", "init_uts_ns"));
+        assert!(matches("init_*", "init_uts_ns"));
+        assert!(matches("*_ns", "init_uts_ns"));
+        assert!(matches("in?t_uts_ns", "init_uts_ns"));
+        assert!(!matches("init_?", "init_uts_ns"));
+        assert!(!matches("foo", "init_uts_ns"));
+    }
 }

@@ -6,7 +6,11 @@
 #![deny(missing_docs)]
 
 pub mod dump;
+pub mod kallsyms;
+pub mod layout;
+pub mod machine;
 pub mod vmcoreinfo;
+pub mod vmem;
 
 pub use dump::{Dump, OpenOptions};
 pub use vmcoreinfo::VmcoreInfo;

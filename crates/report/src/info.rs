@@ -7,6 +7,8 @@ use vmcore_kernel::Dump;
 use vmcore_physmem::Container;
 
 use crate::hex;
+use crate::layout::{self as layout_report, LayoutReport};
+use vmcore_kernel::machine::{Layout, Machine};
 
 /// One physical range of the dump.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -66,6 +68,14 @@ pub struct InfoReport {
     /// ELF cores: PT_LOAD segments.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub elf_segments: Option<usize>,
+    /// Where the kernel put things, each value with the methods that found it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layout: Option<LayoutReport>,
+    /// Symbols decoded from the dump's kallsyms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kallsyms: Option<usize>,
+    /// Disagreements between methods and other things the user should know.
+    pub warnings: Vec<String>,
     /// kdump-compressed specifics, flattened into the top level of the JSON.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub kdump: Option<KdumpReport>,
@@ -73,7 +83,7 @@ pub struct InfoReport {
 
 impl InfoReport {
     /// Gathers the report from an opened dump.
-    pub fn new(dump: &Dump) -> InfoReport {
+    pub fn new(dump: &Dump, machine: Option<&Machine>) -> InfoReport {
         let info = dump.container.info();
         let vi = dump.vmcoreinfo.as_ref();
         let page_size = dump.mem.page_size();
@@ -117,8 +127,21 @@ impl InfoReport {
             ranges,
             vmcoreinfo_source: vi.map(|v| v.source().name()),
             elf_segments,
+            layout: None,
+            kallsyms: machine.and_then(|m| m.symbols.as_ref()).map(|s| s.len()),
+            warnings: machine.map(|m| m.notes.clone()).unwrap_or_default(),
             kdump,
         }
+        .with_layout(machine)
+    }
+
+    fn with_layout(mut self, machine: Option<&Machine>) -> InfoReport {
+        if let Some(Layout::X86_64(l)) = machine.map(|m| &m.layout) {
+            let (report, warnings) = layout_report::x86_64(l);
+            self.layout = Some(report);
+            self.warnings.extend(warnings);
+        }
+        self
     }
 
     /// The human rendering.
@@ -152,9 +175,18 @@ impl InfoReport {
                 let _ = writeln!(s, "INCOMPLETE:        the writer stopped early; pages past the cut are missing");
             }
         }
+        if let Some(n) = self.kallsyms {
+            let _ = writeln!(s, "kallsyms:          {n} symbols");
+        }
         let _ = writeln!(s, "physical ranges:   {}", self.ranges.len());
         for r in &self.ranges {
             let _ = writeln!(s, "  {:>18} - {:<18} {:>10} pages", r.start, r.end, r.pages);
+        }
+        if let Some(l) = &self.layout {
+            layout_report::render(l, &mut s);
+        }
+        for w in &self.warnings {
+            let _ = writeln!(s, "WARNING: {w}");
         }
         s
     }

@@ -4,6 +4,7 @@
 #![deny(missing_docs)]
 
 pub mod info;
+pub mod layout;
 
 /// Formats an address or count the way kernel engineers read them.
 pub fn hex(v: u64) -> String {

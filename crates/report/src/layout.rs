@@ -1,0 +1,66 @@
+//! The layout section of `vmcore info`: each value, the method that gave it, and what
+//! every method said.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use vmcore_kernel::layout::{Derived, X86Layout};
+
+use crate::hex;
+
+/// One layout value in the report.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ValueReport {
+    /// The value taken, hex.
+    pub value: Option<String>,
+    /// The method it came from.
+    pub source: Option<&'static str>,
+    /// Every method tried and its answer (null: it found nothing).
+    pub sources: BTreeMap<&'static str, Option<String>>,
+}
+
+impl From<&Derived> for ValueReport {
+    fn from(d: &Derived) -> ValueReport {
+        ValueReport {
+            value: d.value.map(hex),
+            source: d.source.map(|m| m.key()),
+            sources: d.sources.iter().map(|&(m, v)| (m.key(), v.map(hex))).collect(),
+        }
+    }
+}
+
+/// Layout values by name.
+pub type LayoutReport = BTreeMap<&'static str, ValueReport>;
+
+/// The report of an x86_64 layout, and a warning for each value whose methods disagree.
+pub fn x86_64(layout: &X86Layout) -> (LayoutReport, Vec<String>) {
+    let mut warnings = Vec::new();
+    let mut report = LayoutReport::new();
+    for (name, value) in layout.values() {
+        if let Some(d) = value.disagreement() {
+            warnings.push(format!(
+                "layout: {name}: methods disagree ({d}); using {}",
+                value.source.map_or("-", |m| m.key())
+            ));
+        }
+        report.insert(name, ValueReport::from(value));
+    }
+    (report, warnings)
+}
+
+/// The human rendering of a layout report.
+pub fn render(report: &LayoutReport, out: &mut String) {
+    use std::fmt::Write;
+    let _ = writeln!(out, "layout:");
+    for (name, v) in report {
+        let others: Vec<String> =
+            v.sources.iter().map(|(m, val)| format!("{m}={}", val.as_deref().unwrap_or("-"))).collect();
+        let _ = writeln!(
+            out,
+            "  {name:<18} {:<20} from {:<12} [{}]",
+            v.value.as_deref().unwrap_or("unknown"),
+            v.source.unwrap_or("-"),
+            others.join(" ")
+        );
+    }
+}

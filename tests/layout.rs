@@ -1,0 +1,192 @@
+//! Knowing the machine: layout values, kallsyms and virtual reads on the real dumps,
+//! against what drgn read from the same dumps (expected/truth.json, expected/kallsyms.txt).
+
+use std::ffi::OsStr;
+use std::io::Read;
+
+use vmcore_kernel::machine::{Layout, Machine};
+use vmcore_kernel::{Dump, OpenOptions};
+use vmcore_physmem::{PageState, ReadOptions};
+use vmcore_types::{Pfn, PhysAddr};
+
+use crate::util::{fixture_names, run, Fixture};
+
+fn truth(f: &Fixture) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(f.expected("truth.json")).unwrap()).unwrap()
+}
+
+fn info_json(args: &[&OsStr]) -> (serde_json::Value, String) {
+    let mut all = vec![OsStr::new("info"), OsStr::new("--json")];
+    all.extend_from_slice(args);
+    let (ok, out, err) = run(&all);
+    assert!(ok, "{err}");
+    (serde_json::from_slice(&out).unwrap(), err)
+}
+
+#[test]
+fn x86_64_layout_equals_drgn_on_every_input_format() {
+    for name in fixture_names().into_iter().filter(|n| n.starts_with("x86_64")) {
+        let f = Fixture::new(&name);
+        let t = truth(&f);
+        let mut inputs = vec![f.vmcore()];
+        inputs.extend(f.makedumpfile("d31_zlib.kdump", &["-c", "-d", "31"]));
+        for input in inputs {
+            let (v, _) = info_json(&[input.as_os_str()]);
+            let layout = &v["layout"];
+            for var in ["page_offset_base", "vmemmap_base", "vmalloc_base", "phys_base"] {
+                assert_eq!(
+                    layout[var]["value"],
+                    t["variables"][var]["value"],
+                    "{name} {}: {var}: {}",
+                    input.display(),
+                    layout[var]
+                );
+            }
+            let pob = &layout["page_offset_base"];
+            assert_eq!(pob["source"], "symbol", "{name}: kallsyms variable first when VMCOREINFO lacks it");
+            for key in ["vmcoreinfo", "pt_load", "symbol", "page_tables"] {
+                assert!(pob["sources"].get(key).is_some(), "{name}: {key} missing from {pob}");
+            }
+            assert_eq!(pob["sources"]["page_tables"], t["variables"]["page_offset_base"]["value"], "{name}: probe");
+            let levels = if name.contains("-l5-") { "0x5" } else { "0x4" };
+            assert_eq!(layout["paging_levels"]["value"], levels, "{name}");
+            for (k, val) in layout["paging_levels"]["sources"].as_object().unwrap() {
+                assert!(val.is_null() || val == levels, "{name}: paging levels by {k}: {val}");
+            }
+            assert_eq!(v["warnings"], serde_json::json!([]), "{name}: methods must agree");
+            assert_eq!(v["kallsyms"], t["kallsyms_count"], "{name}");
+        }
+    }
+}
+
+#[test]
+fn symbols_equal_drgn_kallsyms_line_for_line() {
+    for name in fixture_names() {
+        let f = Fixture::new(&name);
+        let mut expected = String::new();
+        zstd::stream::read::Decoder::new(std::fs::File::open(f.expected("kallsyms.txt.zst")).unwrap())
+            .unwrap()
+            .read_to_string(&mut expected)
+            .unwrap();
+        let (ok, out, err) = run(&[OsStr::new("symbols"), f.vmcore().as_os_str()]);
+        assert!(ok, "{name}: {err}");
+        let out = String::from_utf8(out).unwrap();
+        if out != expected {
+            let diff = out.lines().zip(expected.lines()).enumerate().find(|(_, (a, b))| a != b);
+            panic!(
+                "{name}: {} lines vs drgn's {}; first difference: {diff:?}",
+                out.lines().count(),
+                expected.lines().count()
+            );
+        }
+    }
+}
+
+#[test]
+fn linux_banner_read_by_symbol_matches_the_kernel() {
+    for name in fixture_names() {
+        let f = Fixture::new(&name);
+        let t = truth(&f);
+        let uname = std::fs::read_to_string(f.dir.join("live/uname")).unwrap();
+        let (ok, out, err) =
+            run(&[OsStr::new("read"), f.vmcore().as_os_str(), OsStr::new("linux_banner"), OsStr::new("512")]);
+        if !ok && err.contains("nor a symbol") {
+            // arm64 6.1 has no CONFIG_KALLSYMS_ALL: linux_banner is not in its kallsyms.
+            assert!(name.starts_with("aarch64-6.1"), "{name}: {err}");
+            continue;
+        }
+        assert!(ok, "{name}: {err}");
+        let banner = String::from_utf8_lossy(&out);
+        let banner = banner.split('\0').next().unwrap();
+        assert!(banner.starts_with(&format!("Linux version {} ", uname.trim())), "{name}: {banner}");
+        if let Some(expected) = t["linux_banner"].as_str() {
+            assert_eq!(banner, expected, "{name}");
+        }
+    }
+}
+
+#[test]
+fn utsname_release_read_through_init_uts_ns() {
+    for name in fixture_names() {
+        let f = Fixture::new(&name);
+        let uname = std::fs::read_to_string(f.dir.join("live/uname")).unwrap();
+        let vi = std::fs::read_to_string(f.expected("vmcoreinfo.txt")).unwrap();
+        let name_off: u64 =
+            vi.lines().find_map(|l| l.strip_prefix("OFFSET(uts_namespace.name)=")).unwrap().parse().unwrap();
+        // struct new_utsname: sysname[65], nodename[65], release[65], ...
+        let addr = format!("init_uts_ns+{:#x}", name_off + 2 * 65);
+        let (ok, out, err) = run(&[OsStr::new("read"), f.vmcore().as_os_str(), OsStr::new(&addr), OsStr::new("65")]);
+        assert!(ok, "{name}: {err}");
+        let release = String::from_utf8_lossy(&out);
+        assert_eq!(release.split('\0').next().unwrap(), uname.trim(), "{name}");
+    }
+}
+
+#[test]
+fn every_direct_map_page_reads_the_same_virtually_and_physically() {
+    for name in fixture_names().into_iter().filter(|n| n.starts_with("x86_64")) {
+        let f = Fixture::new(&name);
+        let dump = Dump::open(&[f.vmcore()], &OpenOptions::default()).unwrap();
+        let m = Machine::new(&dump).unwrap();
+        let Layout::X86_64(layout) = &m.layout else { panic!("{name}: not x86_64") };
+        let pob = layout.page_offset_base.value.unwrap();
+        let (mut virt, mut phys) = (vec![0u8; 4096], vec![0u8; 4096]);
+        let mut pages = 0;
+        for pfn in 0..dump.mem.max_pfn() {
+            if dump.mem.page_state(Pfn(pfn)).unwrap() != PageState::Dumped || pfn == 0x9f {
+                continue; // 0x9f: only partly RAM (e820 ends at 0x9fc00)
+            }
+            let vaddr = pob + pfn * 4096;
+            let paddr = m.kmem.walk(vaddr).unwrap_or_else(|e| panic!("{name}: {vaddr:#x}: {e}"));
+            assert_eq!(paddr, pfn * 4096, "{name}: {vaddr:#x}");
+            m.kmem.read(vaddr, &mut virt).unwrap();
+            dump.mem.read(PhysAddr(pfn * 4096), &mut phys, ReadOptions::default()).unwrap();
+            assert!(virt == phys, "{name}: pfn {pfn:#x}");
+            pages += 1;
+        }
+        assert!(pages > 80_000, "{name}: only {pages} pages");
+    }
+}
+
+#[test]
+fn number_page_offset_base_in_vmcoreinfo_wins_and_is_cross_checked() {
+    for name in fixture_names().into_iter().filter(|n| n.starts_with("x86_64")) {
+        let f = Fixture::new(&name);
+        let t = truth(&f);
+        let right = t["variables"]["page_offset_base"]["value"].as_str().unwrap().to_string();
+        let vi = std::fs::read_to_string(f.expected("vmcoreinfo.txt")).unwrap();
+        for (value, agree) in [(right.clone(), true), ("0xffff888000000000".to_string(), false)] {
+            let edited = f.work.join(format!("vmcoreinfo-pob-{agree}.txt"));
+            std::fs::write(&edited, format!("{vi}NUMBER(page_offset_base)={value}\n")).unwrap();
+            let (v, stderr) = info_json(&[OsStr::new("--vmcoreinfo"), edited.as_os_str(), f.vmcore().as_os_str()]);
+            let pob = &v["layout"]["page_offset_base"];
+            assert_eq!(pob["source"], "vmcoreinfo", "{name}");
+            assert_eq!(pob["value"], value.as_str(), "{name}");
+            assert_eq!(pob["sources"]["symbol"], right.as_str(), "{name}: the other methods still run");
+            let warned = v["warnings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|w| w.as_str().is_some_and(|w| w.contains("page_offset_base") && w.contains("disagree")));
+            assert_eq!(warned, !agree, "{name}: {}", v["warnings"]);
+            assert_eq!(stderr.contains("disagree"), !agree, "{name}: the warning must be loud: {stderr}");
+        }
+    }
+}
+
+#[test]
+fn addr2sym_names_the_variable() {
+    for name in fixture_names().into_iter().filter(|n| n.starts_with("x86_64")) {
+        let f = Fixture::new(&name);
+        let t = truth(&f);
+        let addr = u64::from_str_radix(
+            t["variables"]["vmemmap_base"]["symbol_address"].as_str().unwrap().trim_start_matches("0x"),
+            16,
+        )
+        .unwrap();
+        let a = format!("{:#x}", addr + 3);
+        let (ok, out, err) = run(&[OsStr::new("addr2sym"), f.vmcore().as_os_str(), OsStr::new(&a)]);
+        assert!(ok, "{err}");
+        assert_eq!(String::from_utf8(out).unwrap(), "vmemmap_base+0x3/0x8\n", "{name}");
+    }
+}
