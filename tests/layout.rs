@@ -190,3 +190,22 @@ fn addr2sym_names_the_variable() {
         assert_eq!(String::from_utf8(out).unwrap(), "vmemmap_base+0x3/0x8\n", "{name}");
     }
 }
+
+/// /proc/kcore of the same kernels (its first 64 KiB, captured live): the PT_LOAD method
+/// skips kcore's text, vmalloc, module and vmemmap segments and finds the direct map.
+#[test]
+fn live_kcore_headers_give_the_direct_map_and_phys_base() {
+    for name in fixture_names().into_iter().filter(|n| n.starts_with("x86_64")) {
+        let f = Fixture::new(&name);
+        let t = truth(&f);
+        let kcore = f.dir.join("live/kcore_head");
+        let (v, _) = info_json(&[kcore.as_os_str()]);
+        assert_eq!(v["format"], "kcore", "{name}");
+        assert_eq!(v["vmcoreinfo_source"], "elf-note", "{name}: kcore carries VMCOREINFO since 4.19");
+        let layout = &v["layout"];
+        assert_eq!(layout["page_offset_base"]["sources"]["pt_load"], t["variables"]["page_offset_base"]["value"], "{name}");
+        assert_eq!(layout["page_offset_base"]["value"], t["variables"]["page_offset_base"]["value"], "{name}");
+        assert_eq!(layout["phys_base"]["sources"]["pt_load"], t["variables"]["phys_base"]["value"], "{name}");
+        assert_eq!(layout["paging_levels"]["sources"]["pt_load"], layout["paging_levels"]["sources"]["vmcoreinfo"]);
+    }
+}
