@@ -99,6 +99,31 @@ pub enum Command {
         #[arg(long)]
         zero_excluded: bool,
     },
+    /// Filter and write a dump (makedumpfile's dump levels). With --dry-run: only the
+    /// filtering report, what a dump at that level would keep.
+    ///
+    /// Dump level bits: 1 zero pages, 2 page cache without private data, 4 all page cache,
+    /// 8 user process data, 16 free pages; hwpoison and offline pages are always excluded.
+    Dump {
+        /// The input dump (or /proc/vmcore, /proc/kcore).
+        #[arg(value_name = "IN")]
+        input: PathBuf,
+        /// The output file.
+        #[arg(value_name = "OUT", required_unless_present = "dry_run")]
+        output: Option<PathBuf>,
+        /// Dump level, 0-31.
+        #[arg(short = 'd', long = "dump-level", value_name = "LEVEL", default_value_t = 31,
+              value_parser = clap::value_parser!(u32).range(0..=31))]
+        level: u32,
+        /// Compute and print the filtering report; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        opts: DumpOpts,
+    },
     /// List the kernel's symbols, decoded from the dump's own kallsyms tables (kernels 6.0
     /// and later export them in VMCOREINFO; no vmlinux or debuginfo needed).
     ///

@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use vmcore_kernel::machine::Machine;
 use vmcore_kernel::{Dump, OpenOptions};
 use vmcore_physmem::ReadOptions;
+use vmcore_report::filter::FilterReport;
 use vmcore_report::info::InfoReport;
 use vmcore_types::PhysAddr;
 
@@ -16,6 +17,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Info { dump, json } => info(&dump, json),
         Command::Vmcoreinfo { dump } => vmcoreinfo(&dump),
         Command::Read { dump, addr, len, phys, zero_excluded } => read(&dump.into(), &addr, len, phys, zero_excluded),
+        Command::Dump { input, output, level, dry_run, json, opts } => {
+            dump(&DumpArgs { file: input, opts }, output.as_deref(), level, dry_run, json)
+        }
         Command::Symbols { dump, pattern, types } => symbols(&dump.into(), pattern.as_deref(), types),
         Command::Addr2sym { dump, addr } => addr2sym(&dump.into(), addr),
     }
@@ -105,6 +109,28 @@ fn read(args: &DumpArgs, addr: &str, len: u64, phys: bool, zero_excluded: bool) 
         }
         out.write_all(chunk)?;
         done += n as u64;
+    }
+    Ok(out.flush()?)
+}
+
+fn dump(args: &DumpArgs, output: Option<&std::path::Path>, level: u32, dry_run: bool, json: bool) -> Result<()> {
+    let dump = open(args)?;
+    let machine = machine(&dump)?;
+    let filtered = vmcore_filter::filter(&dump, &machine, level, &vmcore_filter::Options::default())
+        .with_context(|| format!("{}: filtering at dump level {level}", args.file.display()))?;
+    let report = FilterReport::new(level, &filtered.stats);
+    if !dry_run {
+        anyhow::bail!(
+            "writing {} is not implemented yet: use --dry-run for the filtering report",
+            output.map(|p| p.display().to_string()).unwrap_or_default()
+        );
+    }
+    let mut out = io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        out.write_all(report.render().as_bytes())?;
     }
     Ok(out.flush()?)
 }

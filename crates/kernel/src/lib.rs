@@ -9,6 +9,7 @@ pub mod dump;
 pub mod kallsyms;
 pub mod layout;
 pub mod machine;
+pub mod mm;
 pub mod vmcoreinfo;
 pub mod vmem;
 

@@ -130,6 +130,10 @@ impl<T: ReadAt + ?Sized> ReadAt for Box<T> {
 /// Reads a little- or big-endian integer out of a byte slice without indexing that can
 /// panic: a short slice gives `None`.
 pub mod bytes {
+    /// `u8` at `off`.
+    pub fn u8_at(b: &[u8], off: usize) -> Option<u8> {
+        b.get(off).copied()
+    }
     /// `u16` at `off`.
     pub fn u16_at(b: &[u8], off: usize, big_endian: bool) -> Option<u16> {
         let a: [u8; 2] = b.get(off..off.checked_add(2)?)?.try_into().ok()?;

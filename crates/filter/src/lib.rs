@@ -1,0 +1,84 @@
+//! Which page frames a dump at a given dump level keeps, and the counts makedumpfile's
+//! report prints. One computation serves `vmcore dump --dry-run`, `vmcore mem-usage` and
+//! the writer.
+//!
+//! The steps follow makedumpfile (../shared/docs/makedumpfile.md sections 1.6, 4 and 5.1):
+//! the 1st bitmap holds the frames the input's segments describe (an ELF segment's end is
+//! rounded down to a page), the 2nd starts as a copy of it less the frames without data,
+//! the `struct page` scan clears the classes the level excludes (and hwpoison and offline
+//! frames at every level), and with level bit 1 the frames left are checked for zeros.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod bitmap;
+mod scan;
+
+pub use bitmap::PfnBitmap;
+pub use scan::{filter, Options};
+
+/// Errors of filtering.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The dump lacks what classification needs.
+    #[error("{0}")]
+    Missing(String),
+    /// Reading the dump failed.
+    #[error(transparent)]
+    Phys(#[from] vmcore_physmem::Error),
+    /// Finding struct pages failed.
+    #[error(transparent)]
+    MemMap(#[from] vmcore_kernel::mm::memmap::Error),
+    /// The page rules could not be read.
+    #[error(transparent)]
+    Rules(#[from] vmcore_kernel::mm::page::Error),
+}
+
+/// Result alias.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// The counts of makedumpfile's filtering report (`--message-level 31`), in pages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Frames the input's segments describe, counted per segment (a frame described by two
+    /// overlapping segments, such as the kernel image, counts twice, as in makedumpfile).
+    pub original_pages: u64,
+    /// Sum of the classes below.
+    pub excluded_pages: u64,
+    /// All-zero pages (level bit 1).
+    pub zero: u64,
+    /// Page cache without private data.
+    pub non_pri_cache: u64,
+    /// Page cache with private data.
+    pub pri_cache: u64,
+    /// User process data.
+    pub user: u64,
+    /// Free pages.
+    pub free: u64,
+    /// Hardware-poisoned pages.
+    pub hwpoison: u64,
+    /// Offline pages.
+    pub offline: u64,
+    /// `original_pages - excluded_pages`.
+    pub remaining_pages: u64,
+    /// `total_pages - original_pages`.
+    pub memory_hole: u64,
+    /// One past the highest frame (max_mapnr).
+    pub total_pages: u64,
+}
+
+/// The result of filtering.
+#[derive(Debug, Clone)]
+pub struct Filtered {
+    /// Dump level applied.
+    pub level: u32,
+    /// Frames present in the machine (1st bitmap).
+    pub present: PfnBitmap,
+    /// Frames to dump (2nd bitmap). Zero pages keep their bit: a kdump-compressed file
+    /// stores them as descriptors of one shared zero page.
+    pub dumpable: PfnBitmap,
+    /// Frames found all-zero (a subset of `dumpable`; only with level bit 1).
+    pub zero_pages: PfnBitmap,
+    /// The report.
+    pub stats: Stats,
+}

@@ -1,0 +1,163 @@
+//! The filtering pass.
+
+use vmcore_formats::elf::ElfKind;
+use vmcore_kernel::machine::Machine;
+use vmcore_kernel::mm::page::level;
+use vmcore_kernel::mm::{Class, Decision, MemMap, PageRules};
+use vmcore_kernel::Dump;
+use vmcore_physmem::{Container, PageState};
+use vmcore_types::Pfn;
+
+use crate::{Error, Filtered, PfnBitmap, Result, Stats};
+
+/// Choices of the filtering pass.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Test flag bit 7 as PG_slab when the kernel no longer exports PG_slab (6.10+), as
+    /// makedumpfile 1.7.9 does, so that counts are identical to its report.
+    pub pg_slab_bug_compat: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { pg_slab_bug_compat: true }
+    }
+}
+
+/// `struct page`s read per batch, as makedumpfile's PGMM_CACHED: a compound head's first
+/// tail page is only looked at inside the same batch.
+const BATCH: u64 = 512;
+
+/// The 1st and 2nd bitmaps before classification, and the memory hole, from the input.
+fn initial_bitmaps(dump: &Dump) -> (PfnBitmap, PfnBitmap, u64) {
+    let total = dump.mem.max_pfn();
+    let ps = dump.mem.page_size();
+    let mut present = PfnBitmap::new(total);
+    let mut dumpable = PfnBitmap::new(total);
+    match &dump.container {
+        Container::Elf { core, .. } => {
+            let mut described = 0u64;
+            for s in core.loads.iter().filter(|s| s.paddr != u64::MAX && s.memsz > 0) {
+                if core.kind == ElfKind::Kcore && s.paddr == 0 {
+                    continue;
+                }
+                let (start, end) = (s.paddr / ps, s.paddr.saturating_add(s.memsz) / ps);
+                described += end.saturating_sub(start);
+                present.set_range(start, end);
+                // Frames past p_filesz have no data ("nodata"): never dumpable.
+                dumpable.set_range(start, s.paddr.saturating_add(s.filesz).div_ceil(ps).min(end));
+            }
+            (present, dumpable, total.saturating_sub(described))
+        }
+        Container::Kdump { mem, .. } => {
+            if let Some(p) = mem.primary() {
+                for pfn in 0..total {
+                    if p.is_present(pfn) {
+                        present.set(pfn);
+                    }
+                    if p.is_dumpable(pfn) {
+                        dumpable.set(pfn);
+                    }
+                }
+            }
+            let hole = total - present.count();
+            (present, dumpable, hole)
+        }
+    }
+}
+
+/// Filters `dump` at `dump_level` (0-31).
+pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -> Result<Filtered> {
+    let vi = dump.require_vmcoreinfo().map_err(|e| Error::Missing(e.to_string()))?;
+    let (present, mut dumpable, memory_hole) = initial_bitmaps(dump);
+    let total = present.len();
+    let mut stats = Stats { total_pages: total, memory_hole, original_pages: total - memory_hole, ..Stats::default() };
+
+    let rules = PageRules::from_vmcoreinfo(vi, opts.pg_slab_bug_compat)?;
+    let needs_scan = dump_level & (level::CACHE | level::CACHE_PRIVATE | level::USER | level::FREE) != 0
+        || vi.number("PG_hwpoison").is_some()
+        || vi.number("PAGE_OFFLINE_MAPCOUNT_VALUE").is_some();
+    if needs_scan {
+        if dump_level & level::FREE != 0 && !rules.can_see_buddy() {
+            return Err(Error::Missing(
+                "free pages cannot be told from struct page on this kernel (no PAGE_BUDDY_MAPCOUNT_VALUE or PG_buddy); \
+                 the free-list walk is not implemented yet"
+                    .into(),
+            ));
+        }
+        let page_size = dump.mem.page_size();
+        let memmap = MemMap::discover(vi, &machine.kmem, total, page_size)?;
+        scan(&memmap, &rules, machine, &present, &mut dumpable, dump_level, &mut stats)?;
+    }
+
+    let mut zero_pages = PfnBitmap::new(total);
+    if dump_level & level::ZERO != 0 {
+        let mut page = vec![0u8; dump.mem.page_size() as usize];
+        for pfn in dumpable.iter().collect::<Vec<_>>() {
+            if dump.mem.read_page(Pfn(pfn), &mut page)? == PageState::Dumped && page.iter().all(|&b| b == 0) {
+                zero_pages.set(pfn);
+                stats.zero += 1;
+            }
+        }
+    }
+    stats.excluded_pages =
+        stats.zero + stats.non_pri_cache + stats.pri_cache + stats.user + stats.free + stats.hwpoison + stats.offline;
+    stats.remaining_pages = stats.original_pages.saturating_sub(stats.excluded_pages);
+    Ok(Filtered { level: dump_level, present, dumpable, zero_pages, stats })
+}
+
+fn scan(
+    memmap: &MemMap,
+    rules: &PageRules,
+    machine: &Machine,
+    present: &PfnBitmap,
+    dumpable: &mut PfnBitmap,
+    dump_level: u32,
+    stats: &mut Stats,
+) -> Result<()> {
+    let size = rules.size;
+    let mut buf = vec![0u8; size * BATCH as usize];
+    // An exclusion may run past the batch (a large buddy block): the next pfn to look at.
+    let mut next_pfn = 0u64;
+    for section in &memmap.sections {
+        let mut chunk = section.pfn_start;
+        while chunk < section.pfn_end {
+            let chunk_end = ((chunk / BATCH + 1) * BATCH).min(section.pfn_end);
+            let n = (chunk_end - chunk) as usize;
+            let bytes = buf.get_mut(..n * size).unwrap_or_default();
+            let addr = section.mem_map + (chunk - section.pfn_start) * size as u64;
+            if machine.kmem.read(addr, bytes).is_err() {
+                // struct pages not in the dump (a refiltered input): nothing to decide.
+                chunk = chunk_end;
+                continue;
+            }
+            for pfn in chunk.max(next_pfn)..chunk_end {
+                if pfn < next_pfn || !present.get(pfn) {
+                    continue;
+                }
+                let i = (pfn - chunk) as usize;
+                let page = bytes.get(i * size..(i + 1) * size).unwrap_or_default();
+                let next = bytes.get((i + 1) * size..(i + 2) * size);
+                if let Decision::Exclude { class, pages } = rules.decide(pfn, page, next, dump_level) {
+                    let counter = match class {
+                        Class::Cache => &mut stats.non_pri_cache,
+                        Class::CachePrivate => &mut stats.pri_cache,
+                        Class::User => &mut stats.user,
+                        Class::Free => &mut stats.free,
+                        Class::Hwpoison => &mut stats.hwpoison,
+                        Class::Offline => &mut stats.offline,
+                    };
+                    let end = pfn.saturating_add(pages).min(dumpable.len());
+                    for p in pfn..end {
+                        if dumpable.clear(p) {
+                            *counter += 1;
+                        }
+                    }
+                    next_pfn = end;
+                }
+            }
+            chunk = chunk_end;
+        }
+    }
+    Ok(())
+}
