@@ -8,5 +8,6 @@ mod util;
 
 mod cli;
 mod corrupt;
+mod filter;
 mod fixtures;
 mod layout;

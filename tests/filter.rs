@@ -1,0 +1,91 @@
+//! Page classes against makedumpfile 1.7.9's own reports and bitmaps on the same dumps.
+
+use std::ffi::OsStr;
+
+use vmcore_kernel::machine::Machine;
+use vmcore_kernel::{Dump, OpenOptions};
+
+use crate::util::{fixture_names, run, Fixture};
+
+const LEVELS: [u32; 7] = [0, 1, 2, 4, 8, 16, 31];
+
+fn x86() -> Vec<Fixture> {
+    fixture_names().iter().filter(|n| n.starts_with("x86_64")).map(|n| Fixture::new(n)).collect()
+}
+
+/// (key, value) pairs of a makedumpfile report.
+fn parse_report(text: &str) -> Vec<(&'static str, u64)> {
+    let keys = [
+        ("Original pages", "original_pages"),
+        ("Excluded pages", "excluded_pages"),
+        ("Pages filled with zero", "zero"),
+        ("Non-private cache pages", "non_pri_cache"),
+        ("Private cache pages", "pri_cache"),
+        ("User process data pages", "user"),
+        ("Free pages", "free"),
+        ("Hwpoison pages", "hwpoison"),
+        ("Offline pages", "offline"),
+        ("Remaining pages", "remaining_pages"),
+        ("Memory Hole", "memory_hole"),
+        ("Total pages", "total_pages"),
+    ];
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Some((label, value)) = line.split_once(':') else { continue };
+        if let Some((_, key)) = keys.iter().find(|(l, _)| label.trim() == *l) {
+            out.push((*key, u64::from_str_radix(value.trim().trim_start_matches("0x"), 16).unwrap()));
+        }
+    }
+    assert_eq!(out.len(), keys.len(), "unparsed report:\n{text}");
+    out
+}
+
+#[test]
+fn dry_run_reports_equal_makedumpfile_for_every_level() {
+    for f in x86() {
+        let vmcore = f.vmcore();
+        for level in LEVELS {
+            let expected = std::fs::read_to_string(f.expected(&format!("report_d{level}.txt"))).unwrap();
+            let lv = level.to_string();
+            let args = [OsStr::new("dump"), vmcore.as_os_str(), OsStr::new("-d"), OsStr::new(&lv), OsStr::new("--dry-run")];
+            let (ok, out, err) = run(&args);
+            assert!(ok, "{}: {err}", f.name);
+            assert_eq!(String::from_utf8(out).unwrap(), expected, "{} -d {level}: the report text", f.name);
+            let mut json_args = args.to_vec();
+            json_args.push(OsStr::new("--json"));
+            let (ok, out, err) = run(&json_args);
+            assert!(ok, "{err}");
+            let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            for (key, value) in parse_report(&expected) {
+                assert_eq!(v[key], value, "{} -d {level}: {key}", f.name);
+            }
+            assert_eq!(v["dump_level"], level);
+        }
+    }
+}
+
+#[test]
+fn level_31_keeps_exactly_the_pages_upstream_makedumpfile_keeps() {
+    for f in x86() {
+        let expected: Vec<(u64, u64)> = std::fs::read_to_string(f.expected("dumpable_d31.txt"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let (a, b) = l.split_once(' ').unwrap();
+                (u64::from_str_radix(a, 16).unwrap(), u64::from_str_radix(b, 16).unwrap())
+            })
+            .collect();
+        let dump = Dump::open(&[f.vmcore()], &OpenOptions::default()).unwrap();
+        let machine = Machine::new(&dump).unwrap();
+        let filtered = vmcore_filter::filter(&dump, &machine, 31, &vmcore_filter::Options::default()).unwrap();
+        let mut ranges: Vec<(u64, u64)> = Vec::new();
+        for pfn in filtered.dumpable.iter() {
+            match ranges.last_mut() {
+                Some((_, end)) if *end == pfn => *end += 1,
+                _ => ranges.push((pfn, pfn + 1)),
+            }
+        }
+        assert_eq!(ranges.len(), expected.len(), "{}: number of ranges", f.name);
+        assert_eq!(ranges, expected, "{}", f.name);
+    }
+}
