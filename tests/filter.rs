@@ -47,7 +47,8 @@ fn dry_run_reports_equal_makedumpfile_for_every_level() {
         for level in LEVELS {
             let expected = std::fs::read_to_string(f.expected(&format!("report_d{level}.txt"))).unwrap();
             let lv = level.to_string();
-            let args = [OsStr::new("dump"), vmcore.as_os_str(), OsStr::new("-d"), OsStr::new(&lv), OsStr::new("--dry-run")];
+            let args =
+                [OsStr::new("dump"), vmcore.as_os_str(), OsStr::new("-d"), OsStr::new(&lv), OsStr::new("--dry-run")];
             let (ok, out, err) = run(&args);
             assert!(ok, "{}: {err}", f.name);
             assert_eq!(String::from_utf8(out).unwrap(), expected, "{} -d {level}: the report text", f.name);
@@ -87,5 +88,33 @@ fn level_31_keeps_exactly_the_pages_upstream_makedumpfile_keeps() {
         }
         assert_eq!(ranges.len(), expected.len(), "{}: number of ranges", f.name);
         assert_eq!(ranges, expected, "{}", f.name);
+    }
+}
+
+#[test]
+fn mem_usage_table_classifies_like_the_level_31_report() {
+    for f in x86() {
+        let expected = std::fs::read_to_string(f.expected("report_d31.txt")).unwrap();
+        let report: std::collections::HashMap<&str, u64> = parse_report(&expected).into_iter().collect();
+        let vmcore = f.vmcore();
+        let (ok, out, err) = run(&[OsStr::new("mem-usage"), OsStr::new("--json"), vmcore.as_os_str()]);
+        assert!(ok, "{err}");
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        for key in ["zero", "non_pri_cache", "pri_cache", "user", "free"] {
+            assert_eq!(v["classes"][key], report[key], "{}: {key}", f.name);
+        }
+        assert_eq!(v["total_pages"], report["original_pages"], "{}", f.name);
+        assert_eq!(v["classes"]["kern_data"], report["remaining_pages"], "{}", f.name);
+        assert_eq!(v["total_bytes"], report["original_pages"] * 4096);
+
+        // A filtered kdump file still classifies from its struct pages.
+        let Some(kdump) = f.makedumpfile("d31_zlib.kdump", &["-c", "-d", "31"]) else { continue };
+        let (ok, out, err) = run(&[OsStr::new("mem-usage"), OsStr::new("--json"), kdump.as_os_str()]);
+        assert!(ok, "{err}");
+        let k: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        for key in ["non_pri_cache", "pri_cache", "user", "free"] {
+            assert_eq!(k["classes"][key], report[key], "{} kdump: {key}", f.name);
+        }
+        assert!(k["not_in_dump"].as_u64().unwrap() > 0);
     }
 }

@@ -99,6 +99,15 @@ pub enum Command {
         #[arg(long)]
         zero_excluded: bool,
     },
+    /// How memory is used, by page class: makedumpfile's --mem-usage table. Without FILE
+    /// it reads the running kernel's /proc/kcore (root needed); it also works on any dump.
+    MemUsage {
+        #[command(flatten)]
+        dump: DumpArgs,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Filter and write a dump (makedumpfile's dump levels). With --dry-run: only the
     /// filtering report, what a dump at that level would keep.
     ///

@@ -8,6 +8,7 @@ use vmcore_kernel::{Dump, OpenOptions};
 use vmcore_physmem::ReadOptions;
 use vmcore_report::filter::FilterReport;
 use vmcore_report::info::InfoReport;
+use vmcore_report::mem_usage::MemUsage;
 use vmcore_types::PhysAddr;
 
 use crate::args::{parse_u64, Cli, Command, DumpArgs};
@@ -17,6 +18,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Info { dump, json } => info(&dump, json),
         Command::Vmcoreinfo { dump } => vmcoreinfo(&dump),
         Command::Read { dump, addr, len, phys, zero_excluded } => read(&dump.into(), &addr, len, phys, zero_excluded),
+        Command::MemUsage { dump, json } => mem_usage(&dump, json),
         Command::Dump { input, output, level, dry_run, json, opts } => {
             dump(&DumpArgs { file: input, opts }, output.as_deref(), level, dry_run, json)
         }
@@ -31,6 +33,8 @@ fn open(args: &DumpArgs) -> Result<Dump> {
     Dump::open(&paths, &opts).map_err(|e| {
         if args.file.as_os_str() == "/proc/kcore" && !args.file.exists() {
             anyhow::anyhow!("{e}\n(no /proc/kcore here: is this a container? give a dump FILE)")
+        } else if args.file.starts_with("/proc") && e.to_string().contains("Permission denied") {
+            anyhow::anyhow!("{e}\n(reading {} needs root)", args.file.display())
         } else {
             e.into()
         }
@@ -109,6 +113,29 @@ fn read(args: &DumpArgs, addr: &str, len: u64, phys: bool, zero_excluded: bool) 
         }
         out.write_all(chunk)?;
         done += n as u64;
+    }
+    Ok(out.flush()?)
+}
+
+fn mem_usage(args: &DumpArgs, json: bool) -> Result<()> {
+    let dump = open(args)?;
+    let machine = machine(&dump)?;
+    let opts = vmcore_filter::Options { classify_excluded_input: true, ..vmcore_filter::Options::default() };
+    let filtered = vmcore_filter::filter(&dump, &machine, 31, &opts)
+        .with_context(|| format!("{}: classifying pages", args.file.display()))?;
+    let not_in_dump = match &dump.container {
+        vmcore_physmem::Container::Kdump { mem, .. } => {
+            mem.primary().map(|p| p.present_bitmap().count_ones().saturating_sub(p.dumpable_bitmap().count_ones()))
+        }
+        vmcore_physmem::Container::Elf { .. } => None,
+    };
+    let report = MemUsage::new(&filtered.stats, dump.mem.page_size(), not_in_dump);
+    let mut out = io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        out.write_all(report.render().as_bytes())?;
     }
     Ok(out.flush()?)
 }

@@ -16,11 +16,15 @@ pub struct Options {
     /// Test flag bit 7 as PG_slab when the kernel no longer exports PG_slab (6.10+), as
     /// makedumpfile 1.7.9 does, so that counts are identical to its report.
     pub pg_slab_bug_compat: bool,
+    /// Classify every present frame, also those the input file itself left out (a
+    /// filtered kdump file still holds their struct pages): for reports about the machine
+    /// rather than about a new dump.
+    pub classify_excluded_input: bool,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { pg_slab_bug_compat: true }
+        Options { pg_slab_bug_compat: true, classify_excluded_input: false }
     }
 }
 
@@ -70,6 +74,9 @@ fn initial_bitmaps(dump: &Dump) -> (PfnBitmap, PfnBitmap, u64) {
 pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -> Result<Filtered> {
     let vi = dump.require_vmcoreinfo().map_err(|e| Error::Missing(e.to_string()))?;
     let (present, mut dumpable, memory_hole) = initial_bitmaps(dump);
+    if opts.classify_excluded_input {
+        dumpable = present.clone();
+    }
     let total = present.len();
     let mut stats = Stats { total_pages: total, memory_hole, original_pages: total - memory_hole, ..Stats::default() };
 
@@ -94,7 +101,13 @@ pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -
     if dump_level & level::ZERO != 0 {
         let mut page = vec![0u8; dump.mem.page_size() as usize];
         for pfn in dumpable.iter().collect::<Vec<_>>() {
-            if dump.mem.read_page(Pfn(pfn), &mut page)? == PageState::Dumped && page.iter().all(|&b| b == 0) {
+            let state = match dump.mem.read_page(Pfn(pfn), &mut page) {
+                Ok(s) => s,
+                // Left out of the input: its content is unknown, so it is not a zero page.
+                Err(_) if opts.classify_excluded_input => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if state == PageState::Dumped && page.iter().all(|&b| b == 0) {
                 zero_pages.set(pfn);
                 stats.zero += 1;
             }

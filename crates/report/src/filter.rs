@@ -58,7 +58,7 @@ impl FilterReport {
 
     /// makedumpfile's `--message-level 31` report, byte for byte.
     pub fn render(&self) -> String {
-        let percent = if self.original_pages == 0 { 0 } else { self.remaining_pages * 100 / self.original_pages };
+        let percent = (self.remaining_pages * 100).checked_div(self.original_pages).unwrap_or(0);
         format!(
             "Original pages  : 0x{:016x}\n  Excluded pages   : 0x{:016x}\n    Pages filled with zero  : 0x{:016x}\n    \
              Non-private cache pages : 0x{:016x}\n    Private cache pages     : 0x{:016x}\n    \

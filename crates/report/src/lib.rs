@@ -6,6 +6,7 @@
 pub mod filter;
 pub mod info;
 pub mod layout;
+pub mod mem_usage;
 
 /// Formats an address or count the way kernel engineers read them.
 pub fn hex(v: u64) -> String {
