@@ -161,7 +161,8 @@ impl PageRules {
     /// Whether free pages can be told from `struct page` alone (else a free-list walk is
     /// needed).
     pub fn can_see_buddy(&self) -> bool {
-        self.private.is_some() && ((self.buddy_mapcount.is_some() && self.mapcount.is_some()) || self.pg_buddy.is_some())
+        self.private.is_some()
+            && ((self.buddy_mapcount.is_some() && self.mapcount.is_some()) || self.pg_buddy.is_some())
     }
 
     /// Decides page `page` (its struct page bytes); `next` is the following struct page
@@ -177,7 +178,7 @@ impl PageRules {
         let test = |nr: u32| flags & (1u64 << (nr & 0x1f)) != 0;
 
         let (order, hugetlb) = match next.filter(|_| flags & self.pg_head_mask != 0) {
-            Some(tail) => self.compound(page, tail, mapcount),
+            Some(tail) => self.compound(tail, mapcount),
             None => (0, false),
         };
         let order = if order >= 64 || pfn & ((1u64 << order.min(63)) - 1) != 0 { 0 } else { order };
@@ -188,7 +189,8 @@ impl PageRules {
         let is_swapcache = test(self.pg_swapcache);
         let is_swapbacked = self.pg_swapbacked.is_none_or(test);
         let is_cache = is_lru || (is_swapcache && is_swapbacked);
-        let is_slab = self.slab_mapcount.is_some_and(|v| mapcount == v) || self.pg_slab.is_some_and(|nr| flags & (1u64 << nr) != 0);
+        let is_slab = self.slab_mapcount.is_some_and(|v| mapcount == v)
+            || self.pg_slab.is_some_and(|nr| flags & (1u64 << nr) != 0);
         let is_anon = mapping & 1 != 0 && !is_slab;
         let is_buddy = match (self.buddy_mapcount, self.mapcount, self.pg_buddy) {
             (Some(v), Some(_), _) => !is_slab && mapcount == v,
@@ -232,7 +234,7 @@ impl PageRules {
     }
 
     /// Order and hugetlb-ness of a compound head, from its first tail page.
-    fn compound(&self, head: &[u8], tail: &[u8], head_mapcount: u32) -> (u64, bool) {
+    fn compound(&self, tail: &[u8], head_mapcount: u32) -> (u64, bool) {
         let tail_flags = u64_at(tail, self.flags, false).unwrap_or(0);
         if let Some(v) = self.hugetlb_mapcount {
             // 6.9+: order in the low byte of the tail's flags, hugetlb a page type.
@@ -242,9 +244,174 @@ impl PageRules {
             // 6.6-6.8.
             return (tail_flags & 0xff, tail_flags & (1u64 << (nr & 0x3f)) != 0);
         }
-        let _ = head;
         let order = self.order_in_tail.and_then(|o| u8_at(tail, o)).map_or(0, u64::from);
         let dtor = self.dtor_in_tail.and_then(|o| u8_at(tail, o)).map(u64::from);
         (order, dtor.is_some() && dtor == self.hugetlb_dtor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::level::*;
+    use super::*;
+    use crate::vmcoreinfo::Source;
+
+    /// struct page layout shared by the generations below (x86_64 6.x offsets).
+    const COMMON: &str = "SIZE(page)=64\nOFFSET(page.flags)=0\nOFFSET(page._refcount)=52\nOFFSET(page.mapping)=24\n\
+OFFSET(page.lru)=8\nOFFSET(page._mapcount)=48\nOFFSET(page.private)=40\nOFFSET(page.compound_head)=8\n\
+LENGTH(zone.free_area)=11\n";
+
+    /// 4.x-6.5: buddy/offline as _mapcount values, PG_slab a flag, hugetlb by destructor.
+    const GEN_6_1: &str = "NUMBER(PG_lru)=4\nNUMBER(PG_private)=13\nNUMBER(PG_swapcache)=10\n\
+NUMBER(PG_swapbacked)=19\nNUMBER(PG_slab)=9\nNUMBER(PG_hwpoison)=23\nNUMBER(PG_head_mask)=65536\n\
+NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)=-129\nNUMBER(HUGETLB_PAGE_DTOR)=2\nNUMBER(PAGE_OFFLINE_MAPCOUNT_VALUE)=-257\n\
+OFFSET(page.compound_dtor)=16\nOFFSET(page.compound_order)=17\n";
+
+    /// 6.12+: one page type per page in the top byte of _mapcount, no PG_slab.
+    const GEN_6_12: &str = "NUMBER(PG_lru)=5\nNUMBER(PG_private)=14\nNUMBER(PG_swapcache)=10\n\
+NUMBER(PG_swapbacked)=17\nNUMBER(PAGE_SLAB_MAPCOUNT_VALUE)=-184549376\nNUMBER(PG_hwpoison)=20\n\
+NUMBER(PG_head_mask)=64\nNUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)=-268435456\n\
+NUMBER(PAGE_HUGETLB_MAPCOUNT_VALUE)=-201326592\nNUMBER(PAGE_OFFLINE_MAPCOUNT_VALUE)=-251658240\n";
+
+    /// 6.6-6.8: hugetlb a flag of the first tail page, order in its low byte.
+    const GEN_6_6: &str = "NUMBER(PG_lru)=4\nNUMBER(PG_private)=13\nNUMBER(PG_swapcache)=10\n\
+NUMBER(PG_swapbacked)=19\nNUMBER(PG_slab)=9\nNUMBER(PG_head_mask)=65536\nNUMBER(PG_hugetlb)=23\n\
+NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)=-129\nNUMBER(PAGE_OFFLINE_MAPCOUNT_VALUE)=-257\n";
+
+    /// 2.6.17-2.6.37: PG_buddy a flag, no _mapcount value.
+    const GEN_2_6: &str = "NUMBER(PG_lru)=5\nNUMBER(PG_private)=11\nNUMBER(PG_swapcache)=15\n\
+NUMBER(PG_slab)=7\nNUMBER(PG_buddy)=19\nNUMBER(PG_head_mask)=16384\n";
+
+    fn rules(gen: &str) -> PageRules {
+        let vi = VmcoreInfo::parse(format!("{COMMON}{gen}").as_bytes(), Source::ElfNote).unwrap();
+        PageRules::from_vmcoreinfo(&vi, true).unwrap()
+    }
+
+    #[derive(Default, Clone, Copy)]
+    struct P {
+        flags: u64,
+        mapping: u64,
+        mapcount: u32,
+        private: u64,
+        compound_head: u64,
+        b16: u8,
+        b17: u8,
+    }
+
+    fn bytes(p: P) -> Vec<u8> {
+        let mut b = vec![0u8; 64];
+        b[0..8].copy_from_slice(&p.flags.to_le_bytes());
+        b[8..16].copy_from_slice(&p.compound_head.to_le_bytes());
+        b[16] = p.b16;
+        b[17] = p.b17;
+        b[24..32].copy_from_slice(&p.mapping.to_le_bytes());
+        b[40..48].copy_from_slice(&p.private.to_le_bytes());
+        b[48..52].copy_from_slice(&p.mapcount.to_le_bytes());
+        b
+    }
+
+    fn decide(r: &PageRules, pfn: u64, p: P, tail: Option<P>, lvl: u32) -> Decision {
+        let tail = tail.map(bytes);
+        r.decide(pfn, &bytes(p), tail.as_deref(), lvl)
+    }
+
+    fn ex(class: Class, pages: u64) -> Decision {
+        Decision::Exclude { class, pages }
+    }
+
+    const ALL: u32 = ZERO | CACHE | CACHE_PRIVATE | USER | FREE;
+
+    #[test]
+    fn buddy_blocks_of_every_generation() {
+        let free_6_1 = P { mapcount: (-129i32) as u32, private: 3, ..P::default() };
+        assert_eq!(decide(&rules(GEN_6_1), 8, free_6_1, None, ALL), ex(Class::Free, 8));
+        assert_eq!(decide(&rules(GEN_6_1), 8, free_6_1, None, ALL & !FREE), Decision::Keep);
+        let free_6_12 = P { mapcount: 0xf000_0000, private: 10, ..P::default() };
+        assert_eq!(decide(&rules(GEN_6_12), 1024, free_6_12, None, FREE), ex(Class::Free, 1024));
+        // The same value means nothing on 6.1, and -129 nothing on 6.12.
+        assert_eq!(decide(&rules(GEN_6_1), 1024, free_6_12, None, FREE), Decision::Keep);
+        assert_eq!(decide(&rules(GEN_6_12), 8, free_6_1, None, FREE), Decision::Keep);
+        let free_2_6 = P { flags: 1 << 19, private: 2, ..P::default() };
+        assert_eq!(decide(&rules(GEN_2_6), 4, free_2_6, None, FREE), ex(Class::Free, 4));
+        // An order beyond MAX_ORDER is corrupt: the page stays.
+        let bad = P { private: 11, ..free_6_1 };
+        assert_eq!(decide(&rules(GEN_6_1), 0, bad, None, FREE), Decision::Keep);
+    }
+
+    #[test]
+    fn slab_as_flag_or_page_type_is_never_user_or_free() {
+        // 6.1: PG_slab (bit 9) with an odd mapping (slab's own pointers) is kernel data.
+        let slab = P { flags: 1 << 9, mapping: 0xffff_8880_0000_0001, ..P::default() };
+        assert_eq!(decide(&rules(GEN_6_1), 0, slab, None, ALL), Decision::Keep);
+        // 6.12: slab is a page type.
+        let slab = P { mapcount: 0xf500_0000, mapping: 0xffff_8880_0000_0001, ..P::default() };
+        assert_eq!(decide(&rules(GEN_6_12), 0, slab, None, ALL), Decision::Keep);
+        // Bug-compatible: without NUMBER(PG_slab), flag bit 7 counts as slab too.
+        let waiters_anon = P { flags: 1 << 7, mapping: 0xffff_8880_0000_0001, ..P::default() };
+        assert_eq!(decide(&rules(GEN_6_12), 0, waiters_anon, None, ALL), Decision::Keep);
+        let vi = VmcoreInfo::parse(format!("{COMMON}{GEN_6_12}").as_bytes(), Source::ElfNote).unwrap();
+        let strict = PageRules::from_vmcoreinfo(&vi, false).unwrap();
+        assert_eq!(strict.decide(0, &bytes(waiters_anon), None, ALL), ex(Class::User, 1));
+    }
+
+    #[test]
+    fn cache_private_cache_and_user_by_level() {
+        let r = rules(GEN_6_1);
+        let cache = P { flags: 1 << 4, mapping: 0xffff_8880_1234_5000, ..P::default() };
+        let private = P { flags: (1 << 4) | (1 << 13), ..cache };
+        let anon = P { flags: 1 << 4, mapping: 0xffff_8880_1234_5001, ..P::default() };
+        let swapcache = P { flags: (1 << 10) | (1 << 19), ..P::default() };
+        assert_eq!(decide(&r, 0, cache, None, CACHE), ex(Class::Cache, 1));
+        assert_eq!(decide(&r, 0, private, None, CACHE), Decision::Keep);
+        assert_eq!(decide(&r, 0, private, None, CACHE_PRIVATE), ex(Class::CachePrivate, 1));
+        assert_eq!(decide(&r, 0, cache, None, CACHE_PRIVATE), ex(Class::Cache, 1));
+        assert_eq!(decide(&r, 0, swapcache, None, CACHE), ex(Class::Cache, 1));
+        // Anonymous LRU pages are user data, not cache.
+        assert_eq!(decide(&r, 0, anon, None, CACHE | CACHE_PRIVATE), Decision::Keep);
+        assert_eq!(decide(&r, 0, anon, None, USER), ex(Class::User, 1));
+        assert_eq!(decide(&r, 0, anon, None, ZERO), Decision::Keep);
+    }
+
+    #[test]
+    fn compound_pages_are_decided_whole_and_tails_skipped() {
+        let r = rules(GEN_6_1);
+        let head = P { flags: (1 << 16) | (1 << 4), mapping: 0xffff_8880_0000_1001, ..P::default() };
+        let tail = P { compound_head: 0xffff_ea00_0000_0001, b16: 1, b17: 9, ..P::default() };
+        assert_eq!(decide(&r, 512, head, Some(tail), USER), ex(Class::User, 512));
+        assert_eq!(decide(&r, 513, tail, None, USER), Decision::Tail);
+        // Misaligned order: treated as a single page.
+        assert_eq!(decide(&r, 256, head, Some(tail), USER), ex(Class::User, 1));
+        // Head at the end of a batch: no tail to read, order 0.
+        assert_eq!(decide(&r, 512, head, None, USER), ex(Class::User, 1));
+    }
+
+    #[test]
+    fn hugetlb_in_each_generation_is_user_data() {
+        let head = P { flags: 1 << 16, ..P::default() };
+        // 6.1: destructor HUGETLB_PAGE_DTOR in the first tail page.
+        let tail = P { compound_head: 1, b16: 2, b17: 9, ..P::default() };
+        assert_eq!(decide(&rules(GEN_6_1), 0, head, Some(tail), USER), ex(Class::User, 512));
+        let other_dtor = P { b16: 1, ..tail };
+        assert_eq!(decide(&rules(GEN_6_1), 0, head, Some(other_dtor), USER), Decision::Keep);
+        // 6.6: PG_hugetlb in the tail's flags, order in their low byte.
+        let tail = P { compound_head: 1, flags: (1 << 23) | 9, ..P::default() };
+        assert_eq!(decide(&rules(GEN_6_6), 0, head, Some(tail), USER), ex(Class::User, 512));
+        // 6.12: hugetlb is the head's page type; PG_head is bit 6.
+        let head = P { flags: 1 << 6, mapcount: 0xf400_0000, ..P::default() };
+        let tail = P { compound_head: 1, flags: 9, ..P::default() };
+        assert_eq!(decide(&rules(GEN_6_12), 0, head, Some(tail), USER), ex(Class::User, 512));
+        assert_eq!(decide(&rules(GEN_6_12), 0, head, Some(tail), ALL & !USER), Decision::Keep);
+    }
+
+    #[test]
+    fn hwpoison_and_offline_go_at_every_level() {
+        let poisoned = P { flags: 1 << 23, ..P::default() };
+        assert_eq!(decide(&rules(GEN_6_1), 0, poisoned, None, 0), ex(Class::Hwpoison, 1));
+        let offline = P { mapcount: (-257i32) as u32, ..P::default() };
+        assert_eq!(decide(&rules(GEN_6_1), 0, offline, None, 0), ex(Class::Offline, 1));
+        let offline = P { mapcount: 0xf100_0000, ..P::default() };
+        assert_eq!(decide(&rules(GEN_6_12), 0, offline, None, 1), ex(Class::Offline, 1));
+        // Kernels without these keys have no such pages.
+        assert_eq!(decide(&rules(GEN_2_6), 0, P { flags: 1 << 23, ..P::default() }, None, 0), Decision::Keep);
     }
 }
