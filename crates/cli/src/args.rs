@@ -117,19 +117,50 @@ pub enum Command {
         /// The input dump (or /proc/vmcore, /proc/kcore).
         #[arg(value_name = "IN")]
         input: PathBuf,
-        /// The output file.
-        #[arg(value_name = "OUT", required_unless_present = "dry_run")]
+        /// The output file (omit with --flatten: the stream goes to stdout).
+        #[arg(value_name = "OUT", required_unless_present_any = ["dry_run", "flatten"])]
         output: Option<PathBuf>,
         /// Dump level, 0-31.
         #[arg(short = 'd', long = "dump-level", value_name = "LEVEL", default_value_t = 31,
               value_parser = clap::value_parser!(u32).range(0..=31))]
         level: u32,
+        /// Compress pages with zlib (makedumpfile -c).
+        #[arg(short = 'c', group = "codec")]
+        zlib: bool,
+        /// Compress pages with LZO1X-1 (makedumpfile -l).
+        #[arg(short = 'l', group = "codec")]
+        lzo: bool,
+        /// Compress pages with snappy (makedumpfile -p).
+        #[arg(short = 'p', group = "codec")]
+        snappy: bool,
+        /// Compress pages with zstd (makedumpfile -z).
+        #[arg(short = 'z', group = "codec")]
+        zstd: bool,
+        /// Write a flattened stream to stdout (makedumpfile -F), for a pipe or ssh.
+        #[arg(short = 'F', long = "flatten")]
+        flatten: bool,
+        /// Compression threads (default: the cores available). The output is the same
+        /// whatever the number.
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
+        /// Stop at SIZE bytes (K, M, G suffixes) and leave a valid dump marked incomplete.
+        #[arg(short = 'L', long = "limit", value_name = "SIZE", value_parser = parse_size)]
+        limit: Option<u64>,
+        /// Overwrite OUT if it exists (it is still made mode 0600).
+        #[arg(short = 'f', long)]
+        force: bool,
+        /// Print the filtering report after writing (makedumpfile --show-stats).
+        #[arg(long)]
+        stats: bool,
         /// Compute and print the filtering report; write nothing.
         #[arg(long)]
         dry_run: bool,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// No progress bar.
+        #[arg(long, short = 'q')]
+        quiet: bool,
         #[command(flatten)]
         opts: DumpOpts,
     },
@@ -156,6 +187,20 @@ pub enum Command {
         /// Kernel virtual address.
         #[arg(value_name = "ADDR", value_parser = parse_u64)]
         addr: u64,
+    },
+    /// The kernel log (dmesg) of the dump, or of the running kernel without FILE: exactly
+    /// what `makedumpfile --dump-dmesg` writes, read with VMCOREINFO alone (the printk ring
+    /// buffer of 5.10+, printk_log records of 3.5-5.9, the plain log_buf before 3.5).
+    Dmesg {
+        #[command(flatten)]
+        dump: DumpArgs,
+        /// Start at the last `dmesg --clear`, as makedumpfile --partial-dmesg.
+        #[arg(long)]
+        partial: bool,
+        /// JSON Lines, one object per record: seq, ts_nsec, level, facility, caller, text
+        /// (a string, or {"bytes": [...]} when not UTF-8), subsystem, device.
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -6,7 +6,6 @@ use anyhow::{Context, Result};
 use vmcore_kernel::machine::Machine;
 use vmcore_kernel::{Dump, OpenOptions};
 use vmcore_physmem::ReadOptions;
-use vmcore_report::filter::FilterReport;
 use vmcore_report::info::InfoReport;
 use vmcore_report::mem_usage::MemUsage;
 use vmcore_types::PhysAddr;
@@ -19,11 +18,58 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Vmcoreinfo { dump } => vmcoreinfo(&dump),
         Command::Read { dump, addr, len, phys, zero_excluded } => read(&dump.into(), &addr, len, phys, zero_excluded),
         Command::MemUsage { dump, json } => mem_usage(&dump, json),
-        Command::Dump { input, output, level, dry_run, json, opts } => {
-            dump(&DumpArgs { file: input, opts }, output.as_deref(), level, dry_run, json)
+        Command::Dump {
+            input,
+            output,
+            level,
+            zlib: _,
+            lzo,
+            snappy,
+            zstd,
+            flatten,
+            threads,
+            limit,
+            force,
+            stats,
+            dry_run,
+            json,
+            quiet,
+            opts,
+        } => {
+            let codec = if lzo {
+                vmcore_writer::Codec::Lzo
+            } else if snappy {
+                vmcore_writer::Codec::Snappy
+            } else if zstd {
+                vmcore_writer::Codec::Zstd
+            } else {
+                vmcore_writer::Codec::Zlib
+            };
+            let args = DumpArgs { file: input, opts };
+            let job = crate::write::DumpJob {
+                output: output.as_deref(),
+                level,
+                codec,
+                flatten,
+                threads,
+                limit,
+                force,
+                stats,
+                dry_run,
+                json,
+                quiet,
+            };
+            let dump = open(&args)?;
+            let machine = machine(&dump)?;
+            crate::write::run(&dump, &machine, &args.file.display().to_string(), &job)
         }
         Command::Symbols { dump, pattern, types } => symbols(&dump.into(), pattern.as_deref(), types),
         Command::Addr2sym { dump, addr } => addr2sym(&dump.into(), addr),
+        Command::Dmesg { dump, partial, json } => {
+            let dump = open(&dump)?;
+            let machine = machine(&dump)?;
+            crate::dmesg::run(&dump, &machine, partial, json, &mut io::stdout().lock())
+        }
     }
 }
 
@@ -130,28 +176,6 @@ fn mem_usage(args: &DumpArgs, json: bool) -> Result<()> {
         vmcore_physmem::Container::Elf { .. } => None,
     };
     let report = MemUsage::new(&filtered.stats, dump.mem.page_size(), not_in_dump);
-    let mut out = io::stdout().lock();
-    if json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
-    } else {
-        out.write_all(report.render().as_bytes())?;
-    }
-    Ok(out.flush()?)
-}
-
-fn dump(args: &DumpArgs, output: Option<&std::path::Path>, level: u32, dry_run: bool, json: bool) -> Result<()> {
-    let dump = open(args)?;
-    let machine = machine(&dump)?;
-    let filtered = vmcore_filter::filter(&dump, &machine, level, &vmcore_filter::Options::default())
-        .with_context(|| format!("{}: filtering at dump level {level}", args.file.display()))?;
-    let report = FilterReport::new(level, &filtered.stats);
-    if !dry_run {
-        anyhow::bail!(
-            "writing {} is not implemented yet: use --dry-run for the filtering report",
-            output.map(|p| p.display().to_string()).unwrap_or_default()
-        );
-    }
     let mut out = io::stdout().lock();
     if json {
         serde_json::to_writer_pretty(&mut out, &report)?;

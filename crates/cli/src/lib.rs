@@ -4,6 +4,8 @@
 
 mod args;
 mod commands;
+mod dmesg;
+mod write;
 
 use std::io::{self, Write};
 use std::process::ExitCode;

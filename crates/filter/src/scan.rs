@@ -20,11 +20,14 @@ pub struct Options {
     /// filtered kdump file still holds their struct pages): for reports about the machine
     /// rather than about a new dump.
     pub classify_excluded_input: bool,
+    /// With level bit 1, read every kept page to count zero pages. A writer that checks
+    /// each page anyway as it copies it turns this off and counts them itself.
+    pub scan_zero_pages: bool,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { pg_slab_bug_compat: true, classify_excluded_input: false }
+        Options { pg_slab_bug_compat: true, classify_excluded_input: false, scan_zero_pages: true }
     }
 }
 
@@ -98,7 +101,7 @@ pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -
     }
 
     let mut zero_pages = PfnBitmap::new(total);
-    if dump_level & level::ZERO != 0 {
+    if dump_level & level::ZERO != 0 && opts.scan_zero_pages {
         let mut page = vec![0u8; dump.mem.page_size() as usize];
         for pfn in dumpable.iter().collect::<Vec<_>>() {
             let state = match dump.mem.read_page(Pfn(pfn), &mut page) {

@@ -1,0 +1,76 @@
+//! Per-thread page compressors: one zlib stream per page (RFC 1950 header and adler32),
+//! LZO1X-1, raw snappy blocks, zstd level 1 frames, as makedumpfile writes them.
+//!
+//! makedumpfile uses zlib level 1. zlib-rs's level 1 is a faster, weaker algorithm (its
+//! output is a quarter larger on real dumps); its level 2 matches zlib level 1's ratio
+//! (slightly smaller output) at about the same speed, so that is what `-c` uses.
+
+use vmcore_formats::codec::Codec;
+
+/// See the module comment.
+const ZLIB_LEVEL: u32 = 2;
+
+/// One thread's compressor; keeps its state between pages.
+pub(crate) enum Compressor {
+    Raw,
+    Zlib(Box<flate2::Compress>),
+    #[cfg(feature = "lzo")]
+    Lzo,
+    #[cfg(feature = "snappy")]
+    Snappy(snap::raw::Encoder),
+    #[cfg(feature = "zstd")]
+    Zstd(Box<zstd::bulk::Compressor<'static>>),
+}
+
+impl Compressor {
+    pub(crate) fn new(codec: Codec) -> Result<Compressor, String> {
+        Ok(match codec {
+            Codec::Raw => Compressor::Raw,
+            Codec::Zlib => {
+                Compressor::Zlib(Box::new(flate2::Compress::new(flate2::Compression::new(ZLIB_LEVEL), true)))
+            }
+            #[cfg(feature = "lzo")]
+            Codec::Lzo => Compressor::Lzo,
+            #[cfg(feature = "snappy")]
+            Codec::Snappy => Compressor::Snappy(snap::raw::Encoder::new()),
+            #[cfg(feature = "zstd")]
+            Codec::Zstd => Compressor::Zstd(Box::new(zstd::bulk::Compressor::new(1).map_err(|e| e.to_string())?)),
+            #[allow(unreachable_patterns)]
+            other => return Err(format!("this build of vmcore has no {} support", other.name())),
+        })
+    }
+
+    /// Compresses `page` into `out` (cleared first). Returns false when the result is not
+    /// smaller than the page, which is then stored raw.
+    pub(crate) fn compress(&mut self, page: &[u8], out: &mut Vec<u8>) -> Result<bool, String> {
+        out.clear();
+        match self {
+            Compressor::Raw => return Ok(false),
+            Compressor::Zlib(z) => {
+                z.reset();
+                out.reserve(page.len() + 64);
+                let status = z.compress_vec(page, out, flate2::FlushCompress::Finish).map_err(|e| e.to_string())?;
+                if status != flate2::Status::StreamEnd {
+                    return Ok(false);
+                }
+            }
+            #[cfg(feature = "lzo")]
+            Compressor::Lzo => {
+                // Level 3 of the lzo1x crate is LZO1X-1 with 14-bit dictionary, as liblzo2's
+                // lzo1x_1_compress.
+                *out = lzo1x::compress(page, lzo1x::CompressLevel::new(3));
+            }
+            #[cfg(feature = "snappy")]
+            Compressor::Snappy(e) => {
+                out.resize(snap::raw::max_compress_len(page.len()), 0);
+                let n = e.compress(page, out).map_err(|e| e.to_string())?;
+                out.truncate(n);
+            }
+            #[cfg(feature = "zstd")]
+            Compressor::Zstd(z) => {
+                *out = z.compress(page).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(out.len() < page.len())
+    }
+}

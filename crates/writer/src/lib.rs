@@ -1,0 +1,102 @@
+//! Writing dumps in makedumpfile's formats.
+//!
+//! The filter (vmcore-filter) decides which pages to keep; this crate reads them, checks for
+//! zero pages, compresses them on N threads, and writes them in pfn order through one
+//! writer, so the output is byte-identical whatever the thread count. Memory is bounded by
+//! the jobs in flight (2 per thread, 64 pages each) and the 1 MiB write buffers, never by
+//! the dump size.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod compress;
+mod kdump;
+mod meta;
+mod output;
+mod pipeline;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+pub use kdump::{write_kdump, KdumpMeta};
+pub use output::{create_dump_file, FileOutput, FlatOutput, Output, OutputError};
+pub use vmcore_formats::codec::Codec;
+
+/// Errors of writing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Reading the input failed.
+    #[error(transparent)]
+    Phys(#[from] vmcore_physmem::Error),
+    /// The input is not what the writer expected.
+    #[error("{0}")]
+    Input(String),
+    /// Writing the output failed (other than running out of space, which gives an
+    /// incomplete dump instead).
+    #[error("writing the dump: {0}")]
+    Output(std::io::Error),
+}
+
+impl From<OutputError> for Error {
+    fn from(e: OutputError) -> Error {
+        match e {
+            OutputError::Io(e) => Error::Output(e),
+            OutputError::Full => Error::Output(std::io::Error::other("no space for the dump's headers")),
+        }
+    }
+}
+
+/// Result alias.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// How to write.
+#[derive(Debug, Clone)]
+pub struct WriteOptions {
+    /// Page codec.
+    pub codec: Codec,
+    /// Worker threads (1: everything on the calling thread).
+    pub threads: usize,
+    /// Set (by a Ctrl-C handler) to stop early and leave a valid dump marked incomplete.
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+impl Default for WriteOptions {
+    fn default() -> WriteOptions {
+        WriteOptions { codec: Codec::Zlib, threads: 1, stop: None }
+    }
+}
+
+/// What was written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteReport {
+    /// Pages the dump was meant to hold.
+    pub pages: u64,
+    /// Pages whose data and descriptor are in the file.
+    pub pages_written: u64,
+    /// Of those, all-zero pages stored as the shared zero page.
+    pub zero_pages: u64,
+    /// Bytes of the file.
+    pub bytes: u64,
+    /// The dump was cut short (no space, size limit, interrupted) and is marked incomplete.
+    pub incomplete: bool,
+}
+
+/// Progress of a long write; the CLI draws it, the library only reports.
+pub trait Progress: Sync {
+    /// Pages to write.
+    fn set_total(&self, pages: u64);
+    /// `pages` more written.
+    fn advance(&self, pages: u64);
+    /// Done.
+    fn finish(&self);
+}
+
+/// No progress display.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn set_total(&self, _: u64) {}
+    fn advance(&self, _: u64) {}
+    fn finish(&self) {}
+}

@@ -1,0 +1,118 @@
+//! What a new dump copies from its input: the dumped kernel's utsname, crash time,
+//! phys_base, ELF notes and VMCOREINFO.
+
+use vmcore_formats::elf::ElfCore;
+use vmcore_kernel::machine::{Arch, Machine};
+use vmcore_kernel::Dump;
+use vmcore_physmem::Container;
+use vmcore_types::bytes::u32_at;
+use vmcore_types::ReadAt;
+
+use crate::{Error, KdumpMeta, Result};
+
+const NT_PRSTATUS: u32 = 1;
+const UTS_LEN: usize = 65;
+
+/// Counts CORE/NT_PRSTATUS notes in a little-endian note blob.
+fn count_prstatus(notes: &[u8]) -> i32 {
+    let mut pos = 0usize;
+    let mut n = 0;
+    while let (Some(namesz), Some(descsz), Some(ntype)) =
+        (u32_at(notes, pos, false), u32_at(notes, pos + 4, false), u32_at(notes, pos + 8, false))
+    {
+        if namesz == 0 && descsz == 0 && ntype == 0 {
+            break;
+        }
+        let name = notes.get(pos + 12..pos + 12 + namesz as usize).unwrap_or_default();
+        if name.strip_suffix(&[0]).unwrap_or(name) == b"CORE" && ntype == NT_PRSTATUS {
+            n += 1;
+        }
+        pos = pos + 12 + (namesz as usize).div_ceil(4) * 4 + (descsz as usize).div_ceil(4) * 4;
+    }
+    n
+}
+
+/// The notes blob and where VMCOREINFO's text is inside it.
+type Notes = (Vec<u8>, Option<(u64, u64)>);
+
+fn elf_notes(core: &ElfCore, src: &dyn ReadAt) -> Result<Notes> {
+    let mut blob = Vec::new();
+    let mut vmcoreinfo = None;
+    let vi_note = core.note(b"VMCOREINFO", 0);
+    for &(offset, size) in &core.note_segments {
+        let start = blob.len() as u64;
+        let mut seg = vec![0u8; usize::try_from(size).map_err(|_| Error::Input("PT_NOTE size".into()))?];
+        src.read_exact_at(&mut seg, offset)
+            .map_err(|e| Error::Input(format!("reading PT_NOTE at {offset:#x}: {e}")))?;
+        if let Some(n) = vi_note.filter(|n| n.desc_offset >= offset && n.desc_offset < offset + size) {
+            vmcoreinfo = Some((start + (n.desc_offset - offset), n.desc.len() as u64));
+        }
+        blob.extend_from_slice(&seg);
+    }
+    Ok((blob, vmcoreinfo))
+}
+
+impl KdumpMeta {
+    /// Gathers the metadata of `dump`.
+    pub fn from_dump(dump: &Dump, machine: &Machine) -> Result<KdumpMeta> {
+        let vi = dump.require_vmcoreinfo().map_err(|e| Error::Input(e.to_string()))?;
+        let mut meta = KdumpMeta {
+            timestamp: vi.crash_time().unwrap_or(0),
+            phys_base: match machine.arch {
+                Arch::X86_64 => vi.number_u64("phys_base").unwrap_or(0),
+                Arch::Aarch64 => vi.number_u64("PHYS_OFFSET").unwrap_or(0),
+            },
+            ..KdumpMeta::default()
+        };
+        match &dump.container {
+            Container::Elf { core, src, .. } => {
+                let (notes, vi_at) = elf_notes(core, &**src)?;
+                meta.nr_cpus = count_prstatus(&notes);
+                meta.notes = notes;
+                meta.vmcoreinfo_in_notes = vi_at;
+                if vi_at.is_none() {
+                    meta.vmcoreinfo = Some(vi.raw().to_vec());
+                }
+            }
+            Container::Kdump { mem, .. } => {
+                if let Some(p) = mem.primary() {
+                    let u = &p.header.utsname;
+                    meta.utsname =
+                        [&u.sysname, &u.nodename, &u.release, &u.version, &u.machine, &u.domainname].map(|s| s.clone());
+                    meta.timestamp = p.header.timestamp_sec;
+                    meta.phys_base = p.sub.phys_base;
+                    meta.nr_cpus = p.header.nr_cpus;
+                    let notes = p.notes().map_err(|e| Error::Input(e.to_string()))?;
+                    match (notes, p.sub.note, p.sub.vmcoreinfo) {
+                        (Some(notes), Some((note_off, note_size)), Some((vi_off, vi_size)))
+                            if vi_off >= note_off && vi_off + vi_size <= note_off + note_size =>
+                        {
+                            meta.notes = notes;
+                            meta.vmcoreinfo_in_notes = Some((vi_off - note_off, vi_size));
+                        }
+                        (notes, _, _) => {
+                            meta.notes = notes.unwrap_or_default();
+                            meta.vmcoreinfo = Some(vi.raw().to_vec());
+                        }
+                    }
+                    return Ok(meta);
+                }
+            }
+        }
+        meta.utsname = read_utsname(vi, machine).unwrap_or_default();
+        Ok(meta)
+    }
+}
+
+/// `init_uts_ns.name` read from the dumped kernel.
+fn read_utsname(vi: &vmcore_kernel::VmcoreInfo, machine: &Machine) -> Option<[String; 6]> {
+    let addr = vi.symbol("init_uts_ns")? + u64::try_from(vi.offset("uts_namespace.name").unwrap_or(0)).ok()?;
+    let mut raw = [0u8; UTS_LEN * 6];
+    machine.kmem.read(addr, &mut raw).ok()?;
+    let field = |i: usize| {
+        let b = raw.get(i * UTS_LEN..(i + 1) * UTS_LEN).unwrap_or_default();
+        let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+        String::from_utf8_lossy(b.get(..end).unwrap_or_default()).into_owned()
+    };
+    Some([field(0), field(1), field(2), field(3), field(4), field(5)])
+}

@@ -1,0 +1,149 @@
+//! Where a dump goes: a file (positioned writes, a size limit, ENOSPC), or a flattened
+//! stream (every positioned write becomes a chunk, as `makedumpfile -F`).
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use vmcore_formats::raw::flat;
+
+/// Why a write stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// The disk is full or the size limit is reached: the dump can be closed as incomplete.
+    #[error("no space left for the dump (disk full or size limit)")]
+    Full,
+    /// Any other I/O error.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// A destination of positioned writes.
+pub trait Output: Send {
+    /// Writes `data` at `offset`.
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), OutputError>;
+    /// Whether a header can be rewritten after the fact (files: yes; streams: no).
+    fn can_rewrite(&self) -> bool;
+    /// Flushes and closes.
+    fn finish(&mut self) -> io::Result<()>;
+}
+
+/// Creates `path` for a dump: exclusively (an existing file is an error) unless `force`,
+/// and with mode 0600 either way, since dumps hold secrets.
+pub fn create_dump_file(path: &Path, force: bool) -> io::Result<File> {
+    let mut o = OpenOptions::new();
+    o.write(true).read(true).mode(0o600);
+    if force {
+        o.create(true).truncate(true);
+    } else {
+        o.create_new(true);
+    }
+    let f = o.open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(f)
+}
+
+/// A dump file, optionally limited in size (`-L`).
+#[derive(Debug)]
+pub struct FileOutput {
+    file: File,
+    limit: Option<u64>,
+}
+
+impl FileOutput {
+    /// Writes into `file`, never past `limit` bytes.
+    pub fn new(file: File, limit: Option<u64>) -> FileOutput {
+        FileOutput { file, limit }
+    }
+}
+
+impl Output for FileOutput {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), OutputError> {
+        let end = offset.saturating_add(data.len() as u64);
+        let (data, full) = match self.limit {
+            Some(limit) if end > limit => {
+                let keep = usize::try_from(limit.saturating_sub(offset)).unwrap_or(0).min(data.len());
+                (data.get(..keep).unwrap_or_default(), true)
+            }
+            _ => (data, false),
+        };
+        if !data.is_empty() {
+            self.file.write_all_at(data, offset).map_err(|e| {
+                if e.raw_os_error() == Some(28) || e.kind() == io::ErrorKind::StorageFull {
+                    OutputError::Full
+                } else {
+                    OutputError::Io(e)
+                }
+            })?;
+        }
+        if full {
+            return Err(OutputError::Full);
+        }
+        Ok(())
+    }
+
+    fn can_rewrite(&self) -> bool {
+        true
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.file.sync_all()
+    }
+}
+
+/// A flattened stream on any writer (stdout for `-F`).
+#[derive(Debug)]
+pub struct FlatOutput<W: Write + Send> {
+    w: W,
+    started: bool,
+}
+
+impl<W: Write + Send> FlatOutput<W> {
+    /// A stream on `w`.
+    pub fn new(w: W) -> FlatOutput<W> {
+        FlatOutput { w, started: false }
+    }
+
+    fn start(&mut self) -> io::Result<()> {
+        if !self.started {
+            let mut head = vec![0u8; flat::HEADER_SIZE as usize];
+            if let Some(sig) = head.get_mut(..16) {
+                sig.copy_from_slice(flat::SIGNATURE);
+            }
+            if let Some(t) = head.get_mut(16..24) {
+                t.copy_from_slice(&flat::TYPE_FLAT_HEADER.to_be_bytes());
+            }
+            if let Some(v) = head.get_mut(24..32) {
+                v.copy_from_slice(&flat::VERSION_FLAT_HEADER.to_be_bytes());
+            }
+            self.w.write_all(&head)?;
+            self.started = true;
+        }
+        Ok(())
+    }
+}
+
+impl<W: Write + Send> Output for FlatOutput<W> {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), OutputError> {
+        self.start()?;
+        if data.is_empty() {
+            return Ok(());
+        }
+        let off = i64::try_from(offset).map_err(|_| io::Error::other("offset beyond the flattened format"))?;
+        self.w.write_all(&off.to_be_bytes())?;
+        self.w.write_all(&(data.len() as i64).to_be_bytes())?;
+        self.w.write_all(data)?;
+        Ok(())
+    }
+
+    fn can_rewrite(&self) -> bool {
+        false
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.start()?;
+        self.w.write_all(&[0xff; flat::CHUNK_HEADER_SIZE as usize])?;
+        self.w.flush()
+    }
+}
