@@ -17,7 +17,7 @@ pub(crate) enum Compressor {
     #[cfg(feature = "lzo")]
     Lzo,
     #[cfg(feature = "snappy")]
-    Snappy(snap::raw::Encoder),
+    Snappy(Box<snap::raw::Encoder>),
     #[cfg(feature = "zstd")]
     Zstd(Box<zstd::bulk::Compressor<'static>>),
 }
@@ -32,7 +32,7 @@ impl Compressor {
             #[cfg(feature = "lzo")]
             Codec::Lzo => Compressor::Lzo,
             #[cfg(feature = "snappy")]
-            Codec::Snappy => Compressor::Snappy(snap::raw::Encoder::new()),
+            Codec::Snappy => Compressor::Snappy(Box::new(snap::raw::Encoder::new())),
             #[cfg(feature = "zstd")]
             Codec::Zstd => Compressor::Zstd(Box::new(zstd::bulk::Compressor::new(1).map_err(|e| e.to_string())?)),
             #[allow(unreachable_patterns)]
