@@ -99,6 +99,14 @@ pub enum Command {
         #[arg(long)]
         zero_excluded: bool,
     },
+    /// makedumpfile's command line (for kdump scripts): `vmcore makedumpfile -l -d 31
+    /// /proc/vmcore OUT`. The binary also behaves so when run as `makedumpfile` (a symlink).
+    #[command(disable_help_flag = true)]
+    Makedumpfile {
+        /// makedumpfile's options and files.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// How memory is used, by page class: makedumpfile's --mem-usage table. Without FILE
     /// it reads the running kernel's /proc/kcore (root needed); it also works on any dump.
     MemUsage {

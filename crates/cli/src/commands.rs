@@ -18,6 +18,13 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Vmcoreinfo { dump } => vmcoreinfo(&dump),
         Command::Read { dump, addr, len, phys, zero_excluded } => read(&dump.into(), &addr, len, phys, zero_excluded),
         Command::MemUsage { dump, json } => mem_usage(&dump, json),
+        Command::Makedumpfile { args } => {
+            let code = crate::compat::main(args);
+            if code != std::process::ExitCode::SUCCESS {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Dump {
             input,
             output,
@@ -73,7 +80,7 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn open(args: &DumpArgs) -> Result<Dump> {
+pub(crate) fn open(args: &DumpArgs) -> Result<Dump> {
     let opts = OpenOptions { vmcoreinfo_file: args.opts.vmcoreinfo.clone(), ..OpenOptions::default() };
     let paths = args.paths();
     Dump::open(&paths, &opts).map_err(|e| {
@@ -118,7 +125,7 @@ fn vmcoreinfo(args: &DumpArgs) -> Result<()> {
     Ok(out.flush()?)
 }
 
-fn machine(dump: &Dump) -> Result<Machine> {
+pub(crate) fn machine(dump: &Dump) -> Result<Machine> {
     let name = dump.paths.first().map(|p| p.display().to_string()).unwrap_or_default();
     Machine::new(dump).with_context(|| name)
 }
@@ -163,7 +170,7 @@ fn read(args: &DumpArgs, addr: &str, len: u64, phys: bool, zero_excluded: bool) 
     Ok(out.flush()?)
 }
 
-fn mem_usage(args: &DumpArgs, json: bool) -> Result<()> {
+pub(crate) fn mem_usage(args: &DumpArgs, json: bool) -> Result<()> {
     let dump = open(args)?;
     let machine = machine(&dump)?;
     let opts = vmcore_filter::Options { classify_excluded_input: true, ..vmcore_filter::Options::default() };

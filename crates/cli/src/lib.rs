@@ -4,6 +4,7 @@
 
 mod args;
 mod commands;
+mod compat;
 mod dmesg;
 mod write;
 
@@ -15,6 +16,11 @@ use clap::Parser;
 /// Runs the command line and returns the process exit code: 0 on success, 1 on error (a
 /// message on stderr), 0 when the reader of our output went away (`vmcore dmesg | head`).
 pub fn main() -> ExitCode {
+    let mut argv = std::env::args_os();
+    let called_as = argv.next().map(std::path::PathBuf::from);
+    if called_as.as_deref().and_then(|p| p.file_name()).is_some_and(|n| n == "makedumpfile") {
+        return compat::main(argv.collect());
+    }
     let cli = args::Cli::parse();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

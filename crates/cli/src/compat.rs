@@ -1,0 +1,308 @@
+//! makedumpfile's command line, for kdump scripts: the binary run as `makedumpfile` (a
+//! symlink) or `vmcore makedumpfile ARGS`. Options vmcore implements behave as
+//! makedumpfile's; options it does not are refused with a message and exit code 1,
+//! never silently accepted.
+
+use std::ffi::OsString;
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+
+use crate::args::{parse_size, DumpArgs, DumpOpts};
+
+/// makedumpfile's exit codes.
+const COMPLETED: u8 = 0;
+const FAILED: u8 = 1;
+
+/// The version string kdump scripts may print or parse.
+const VERSION: &str = "makedumpfile: version 1.7.9 (vmcore compatible front end, vmcore ";
+
+/// Parsed makedumpfile options.
+#[derive(Debug, Default)]
+struct Opts {
+    levels: Vec<u32>,
+    codec: Option<char>,
+    elf: bool,
+    flatten: bool,
+    rearrange: bool,
+    split: bool,
+    reassemble: bool,
+    threads: Option<usize>,
+    message_level: Option<u32>,
+    mem_usage: bool,
+    dump_dmesg: bool,
+    partial_dmesg: bool,
+    dry_run: bool,
+    show_stats: bool,
+    limit: Option<u64>,
+    force: bool,
+    vmcoreinfo: Option<PathBuf>,
+    debug: bool,
+    version: bool,
+    help: bool,
+    check_params: bool,
+    files: Vec<PathBuf>,
+}
+
+/// Options makedumpfile has that vmcore does not implement, with why.
+const REFUSED: &[(&str, &str)] = &[
+    ("-x", "DWARF debug information (vmcore works from VMCOREINFO and the dump's kallsyms)"),
+    ("-g", "generating VMCOREINFO from a vmlinux"),
+    ("-X", "Xen domain filtering"),
+    ("-e", "excluding unused vmemmap pages"),
+    ("--config", "erasing data by filter configuration"),
+    ("--eppic", "EPPIC macros"),
+    ("--extension", "BPF extensions"),
+    ("--vtop", "--vtop (use `vmcore read` and `vmcore info`)"),
+    ("--diskset", "sadump disksets"),
+    ("--xen-syms", "Xen"),
+    ("--xen-vmcoreinfo", "Xen"),
+    ("--xen_phys_start", "Xen"),
+    ("--dump-dmesg-all", "--dump-dmesg-all"),
+];
+
+/// Options accepted and ignored: they tune makedumpfile's own memory management
+/// (bitmap caches, cyclic buffers, mmap windows), which vmcore does not need.
+const TUNING: &[&str] = &["-b", "--cyclic-buffer", "--work-dir", "--non-mmap", "--splitblock-size"];
+
+fn value(args: &mut std::vec::IntoIter<String>, opt: &str, attached: Option<String>) -> Result<String> {
+    match attached {
+        Some(v) => Ok(v),
+        None => args.next().with_context(|| format!("option {opt} needs a value")),
+    }
+}
+
+fn parse(argv: Vec<String>) -> Result<Opts> {
+    let mut o = Opts::default();
+    let mut args = argv.into_iter();
+    let mut only_files = false;
+    while let Some(arg) = args.next() {
+        if only_files || !arg.starts_with('-') || arg == "-" {
+            o.files.push(PathBuf::from(arg));
+            continue;
+        }
+        if arg == "--" {
+            only_files = true;
+            continue;
+        }
+        let (name, attached) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        if let Some((_, why)) = REFUSED.iter().find(|(o, _)| *o == name) {
+            bail!("{name}: {why} is not implemented by vmcore's makedumpfile front end");
+        }
+        if TUNING.contains(&name.as_str()) {
+            value(&mut args, &name, attached)?;
+            continue;
+        }
+        if name == "--non-mmap" {
+            continue;
+        }
+        match name.as_str() {
+            "--num-threads" => o.threads = Some(value(&mut args, &name, attached)?.parse().context("--num-threads")?),
+            "--message-level" => {
+                o.message_level = Some(value(&mut args, &name, attached)?.parse().context("--message-level")?)
+            }
+            "--mem-usage" => o.mem_usage = true,
+            "--dump-dmesg" => o.dump_dmesg = true,
+            "--partial-dmesg" => o.partial_dmesg = true,
+            "--dry-run" => o.dry_run = true,
+            "--show-stats" => o.show_stats = true,
+            "--split" => o.split = true,
+            "--reassemble" => o.reassemble = true,
+            "--check-params" => o.check_params = true,
+            "--help" => o.help = true,
+            "--version" => o.version = true,
+            long if long.starts_with("--") => bail!("unrecognized option {long}"),
+            _ => parse_short(&arg, &mut args, &mut o)?,
+        }
+    }
+    Ok(o)
+}
+
+/// Short options, clustered as getopt allows (`-cd31`, `-d 31`, `-lF`).
+fn parse_short(arg: &str, args: &mut std::vec::IntoIter<String>, o: &mut Opts) -> Result<()> {
+    let mut chars = arg.chars().skip(1);
+    while let Some(c) = chars.next() {
+        let rest: String = chars.clone().collect();
+        let take = |args: &mut std::vec::IntoIter<String>| -> Result<String> {
+            let v = if rest.is_empty() { value(args, &format!("-{c}"), None)? } else { rest.clone() };
+            Ok(v)
+        };
+        match c {
+            'c' | 'l' | 'p' | 'z' => o.codec = Some(c),
+            'E' => o.elf = true,
+            'F' => o.flatten = true,
+            'R' => o.rearrange = true,
+            'f' => o.force = true,
+            'D' => o.debug = true,
+            'v' => o.version = true,
+            'h' => o.help = true,
+            'd' => {
+                let list = take(args)?;
+                o.levels = list
+                    .split(',')
+                    .map(|l| l.trim().parse::<u32>().ok().filter(|&l| l <= 31))
+                    .collect::<Option<Vec<_>>>()
+                    .with_context(|| format!("-d {list}: dump levels are 0 to 31, separated by commas"))?;
+                return Ok(());
+            }
+            'L' => {
+                o.limit = Some(parse_size(&take(args)?).map_err(anyhow::Error::msg)?);
+                return Ok(());
+            }
+            'i' => {
+                o.vmcoreinfo = Some(PathBuf::from(take(args)?));
+                return Ok(());
+            }
+            'b' => {
+                take(args)?;
+                return Ok(());
+            }
+            'x' | 'g' | 'X' | 'e' => bail!("-{c}: not implemented by vmcore's makedumpfile front end"),
+            other => bail!("unrecognized option -{other}"),
+        }
+    }
+    Ok(())
+}
+
+const USAGE: &str = "\
+vmcore's makedumpfile-compatible front end.
+
+  makedumpfile [-c|-l|-p|-z] [-E] [-F] [-d LEVEL[,LEVEL...]] [--num-threads N]
+               [--message-level N] [-L SIZE] [-f] [-i VMCOREINFO] [--dry-run]
+               [--show-stats] VMCORE [DUMPFILE]
+  makedumpfile --split [options] VMCORE DUMPFILE1 DUMPFILE2 [...]
+  makedumpfile --reassemble DUMPFILE1 DUMPFILE2 [...] DUMPFILE
+  makedumpfile -R DUMPFILE < flattened-stream
+  makedumpfile --dump-dmesg [--partial-dmesg] [-i VMCOREINFO] VMCORE LOGFILE
+  makedumpfile --mem-usage /proc/kcore
+  makedumpfile -h | -v
+
+-b, --cyclic-buffer, --work-dir, --non-mmap and --splitblock-size are accepted and
+ignored (vmcore's memory use is bounded without them). -x, -g, -X, -e, --config, --eppic,
+--vtop, Xen and sadump options are refused.
+";
+
+fn dump_args(file: PathBuf, o: &Opts) -> DumpArgs {
+    DumpArgs { file, opts: DumpOpts { parts: Vec::new(), vmcoreinfo: o.vmcoreinfo.clone() } }
+}
+
+fn run(o: Opts) -> Result<()> {
+    let level = o.message_level.unwrap_or(7) | if o.debug { 8 } else { 0 };
+    let common = level & 2 != 0;
+    if o.help {
+        print!("{USAGE}");
+        return Ok(());
+    }
+    if o.version {
+        println!("{VERSION}{})", env!("CARGO_PKG_VERSION"));
+        return Ok(());
+    }
+    if o.check_params {
+        return Ok(());
+    }
+    if o.mem_usage {
+        let [file] = o.files.as_slice() else { bail!("--mem-usage takes one file: /proc/kcore") };
+        return crate::commands::mem_usage(&dump_args(file.clone(), &o), false);
+    }
+    if o.rearrange || o.reassemble || o.split || o.elf || o.dump_dmesg {
+        bail!("this mode is not wired into the makedumpfile front end yet");
+    }
+    let (input, output) = match (o.files.as_slice(), o.flatten || o.dry_run) {
+        ([input, output], _) => (input.clone(), Some(output.clone())),
+        ([input], true) => (input.clone(), None),
+        _ => bail!("give VMCORE and DUMPFILE (see -h)"),
+    };
+    let codec = match o.codec {
+        Some('l') => vmcore_writer::Codec::Lzo,
+        Some('p') => vmcore_writer::Codec::Snappy,
+        Some('z') => vmcore_writer::Codec::Zstd,
+        Some('c') => vmcore_writer::Codec::Zlib,
+        _ => vmcore_writer::Codec::Raw,
+    };
+    let args = dump_args(input.clone(), &o);
+    let dump = crate::commands::open(&args)?;
+    let machine = crate::commands::machine(&dump)?;
+    let job = crate::write::DumpJob {
+        output: output.as_deref(),
+        level: o.levels.first().copied().unwrap_or(0),
+        codec,
+        flatten: o.flatten,
+        threads: o.threads.map(|t| t.max(1)).or(Some(1)),
+        limit: o.limit,
+        force: o.force,
+        stats: o.show_stats || level & 16 != 0,
+        dry_run: o.dry_run,
+        json: false,
+        quiet: level & 1 == 0,
+    };
+    crate::write::run(&dump, &machine, &input.display().to_string(), &job)?;
+    if common && !o.flatten {
+        let mut out = io::stdout().lock();
+        if let Some(path) = &output {
+            if !o.dry_run {
+                writeln!(out, "\nThe dumpfile is saved to {}.", path.display())?;
+            }
+        }
+        writeln!(out, "\nmakedumpfile Completed.")?;
+    }
+    Ok(())
+}
+
+/// Runs the front end on `argv` (without the program name) and returns the exit code.
+pub fn main(argv: Vec<OsString>) -> std::process::ExitCode {
+    let argv: Vec<String> = argv.into_iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let result = parse(argv).and_then(run);
+    match result {
+        Ok(()) => std::process::ExitCode::from(COMPLETED),
+        Err(e) => {
+            eprintln!("makedumpfile (vmcore): {e:#}");
+            eprintln!("\nmakedumpfile Failed.");
+            std::process::ExitCode::from(FAILED)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Opts> {
+        parse(args.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn kdump_tools_invocations_parse() {
+        let o = p(&["-l", "--message-level", "7", "-d", "31", "/proc/vmcore", "/var/crash/dump"]).unwrap();
+        assert_eq!((o.codec, o.levels.clone(), o.message_level), (Some('l'), vec![31], Some(7)));
+        assert_eq!(o.files.len(), 2);
+        let o = p(&["-F", "-c", "-d31", "--num-threads=4", "/proc/vmcore"]).unwrap();
+        assert!(o.flatten && o.codec == Some('c') && o.levels == vec![31] && o.threads == Some(4));
+        let o = p(&["-cd", "11,31", "-L", "1G", "in", "out"]).unwrap();
+        assert_eq!((o.codec, o.levels.clone(), o.limit), (Some('c'), vec![11, 31], Some(1 << 30)));
+        let o = p(&["-E", "-d", "1", "--cyclic-buffer", "1024", "--non-mmap", "-b", "8", "in", "out"]).unwrap();
+        assert!(o.elf);
+        let o = p(&["--split", "-d", "31", "in", "o1", "o2"]).unwrap();
+        assert!(o.split && o.files.len() == 3);
+    }
+
+    #[test]
+    fn unimplemented_options_are_refused_not_ignored() {
+        for args in [
+            &["-x", "vmlinux", "in", "out"][..],
+            &["--config", "f"],
+            &["-e"],
+            &["--eppic", "x"],
+            &["-X"],
+            &["--bogus"],
+            &["-q"],
+        ] {
+            assert!(p(args).is_err(), "{args:?} was accepted");
+        }
+        assert!(p(&["-d", "32", "in", "out"]).is_err());
+        assert!(p(&["-d"]).is_err());
+    }
+}
