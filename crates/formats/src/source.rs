@@ -1,4 +1,8 @@
 //! Opening a dump file as a [`ReadAt`] source.
+//!
+//! Reads are `pread`s into the caller's buffer. A memory map would save a copy, but every
+//! page it touches counts in the resident set, and a dump writer in a kdump kernel must
+//! keep its memory small whatever the dump size; the kernel's page cache does the caching.
 
 use std::fs::File;
 use std::io;
@@ -7,12 +11,10 @@ use std::path::Path;
 
 use vmcore_types::ReadAt;
 
-/// A file opened for positioned reads: memory-mapped when it is a regular file that cannot
-/// change under us, read with `pread` otherwise (/proc/kcore, /proc/vmcore, block devices).
+/// A file opened for positioned reads: a dump, /proc/kcore, /proc/vmcore or a device.
 #[derive(Debug)]
 pub struct FileSource {
     file: File,
-    map: Option<memmap2::Mmap>,
     size: u64,
 }
 
@@ -21,20 +23,8 @@ impl FileSource {
     pub fn open(path: &Path) -> io::Result<FileSource> {
         let file = File::open(path)?;
         let meta = file.metadata()?;
-        let in_proc = path.starts_with("/proc");
         let size = if meta.file_type().is_block_device() { block_device_size(&file)? } else { meta.len() };
-        let map = if meta.is_file() && !in_proc && size > 0 {
-            // SAFETY: the mapping is read-only and private to this process. If another
-            // process truncates the dump while we read it, an access past the new end
-            // raises SIGBUS; dumps are written once and then only read, and /proc files
-            // (which can change or are not mappable) are never mapped.
-            #[allow(unsafe_code)]
-            let m = unsafe { memmap2::Mmap::map(&file) };
-            m.ok()
-        } else {
-            None
-        };
-        Ok(FileSource { file, map, size })
+        Ok(FileSource { file, size })
     }
 }
 
@@ -46,13 +36,7 @@ fn block_device_size(file: &File) -> io::Result<u64> {
 
 impl ReadAt for FileSource {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        match &self.map {
-            Some(m) => {
-                let m: &[u8] = m;
-                m.read_exact_at(buf, offset)
-            }
-            None => FileExt::read_exact_at(&self.file, buf, offset),
-        }
+        FileExt::read_exact_at(&self.file, buf, offset)
     }
     fn size(&self) -> u64 {
         self.size

@@ -61,8 +61,7 @@ impl fmt::Display for Pfn {
 ///
 /// | implementation | backing | `Sync` |
 /// |---|---|---|
-/// | `vmcore_formats::FileSource` (mmap) | regular dump file | yes |
-/// | `vmcore_formats::FileSource` (pread) | /proc/kcore, /proc/vmcore, devices | yes |
+/// | `vmcore_formats::FileSource` (pread) | dump files, /proc/kcore, /proc/vmcore, devices | yes |
 /// | `vmcore_formats::FlatView` | flattened stream, via chunk index | yes |
 /// | `&[u8]`, `Vec<u8>` | memory (tests) | yes |
 pub trait ReadAt: Send + Sync {

@@ -68,7 +68,8 @@ impl Compressor {
             }
             #[cfg(feature = "zstd")]
             Compressor::Zstd(z) => {
-                *out = z.compress(page).map_err(|e| e.to_string())?;
+                out.reserve(zstd::zstd_safe::compress_bound(page.len()));
+                z.compress_to_buffer(page, out).map_err(|e| e.to_string())?;
             }
         }
         Ok(out.len() < page.len())

@@ -25,7 +25,8 @@ pub trait Output: Send {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), OutputError>;
     /// Whether a header can be rewritten after the fact (files: yes; streams: no).
     fn can_rewrite(&self) -> bool;
-    /// Flushes and closes.
+    /// Flushes. (No fsync: like makedumpfile, the dump is in the page cache when this
+    /// returns, and kdump scripts run `sync` before rebooting.)
     fn finish(&mut self) -> io::Result<()>;
 }
 
@@ -88,7 +89,7 @@ impl Output for FileOutput {
     }
 
     fn finish(&mut self) -> io::Result<()> {
-        self.file.sync_all()
+        self.file.flush()
     }
 }
 
