@@ -123,20 +123,52 @@ fn utsname_release_read_through_init_uts_ns() {
 }
 
 #[test]
+fn aarch64_layout_equals_truth() {
+    for name in fixture_names().into_iter().filter(|n| n.starts_with("aarch64")) {
+        let f = Fixture::new(&name);
+        let t = &truth(&f)["layout"];
+        let (v, _) = info_json(&[f.vmcore().as_os_str()]);
+        let layout = &v["layout"];
+        assert_eq!(v["arch"], "aarch64");
+        let hex = |n: u64| format!("{n:#x}");
+        assert_eq!(layout["va_bits"]["value"], hex(t["va_bits"].as_u64().unwrap()), "{name}");
+        assert_eq!(layout["page_size"]["value"], hex(t["page_size"].as_u64().unwrap()), "{name}");
+        for key in ["page_offset", "kimage_voffset", "phys_offset", "kaslr_offset"] {
+            assert_eq!(layout[key]["value"], t[key], "{name}: {key}: {}", layout[key]);
+        }
+        for key in ["va_bits", "page_size", "page_offset", "kimage_voffset", "phys_offset", "kaslr_offset", "pgd"] {
+            assert!(layout[key]["source"].is_string(), "{name}: {key} has no source");
+        }
+        assert_eq!(layout["page_offset"]["sources"]["page_tables"], t["page_offset"], "{name}: probe");
+        assert_eq!(v["warnings"], serde_json::json!([]), "{name}: methods must agree");
+        // The first entry of swapper_pg_dir, read at the physical pgd.
+        let pgd = layout["pgd"]["value"].as_str().unwrap().to_string();
+        let (ok, out, err) =
+            run(&[OsStr::new("read"), f.vmcore().as_os_str(), OsStr::new(&pgd), OsStr::new("8"), OsStr::new("--phys")]);
+        assert!(ok, "{err}");
+        let entry = u64::from_le_bytes(out.try_into().unwrap());
+        assert_eq!(format!("{entry:#x}"), truth(&f)["swapper_pg_dir_first_entry"].as_str().unwrap(), "{name}");
+    }
+}
+
+#[test]
 fn every_direct_map_page_reads_the_same_virtually_and_physically() {
-    for name in fixture_names().into_iter().filter(|n| n.starts_with("x86_64")) {
+    for name in fixture_names() {
         let f = Fixture::new(&name);
         let dump = Dump::open(&[f.vmcore()], &OpenOptions::default()).unwrap();
         let m = Machine::new(&dump).unwrap();
-        let Layout::X86_64(layout) = &m.layout else { panic!("{name}: not x86_64") };
-        let pob = layout.page_offset_base.value.unwrap();
+        // The linear map: vaddr = base + (paddr - phys_start).
+        let (base, phys_start) = match &m.layout {
+            Layout::X86_64(l) => (l.page_offset_base.value.unwrap(), 0),
+            Layout::Aarch64(l) => (l.page_offset.value.unwrap(), l.phys_offset.value.unwrap()),
+        };
         let (mut virt, mut phys) = (vec![0u8; 4096], vec![0u8; 4096]);
         let mut pages = 0;
         for pfn in 0..dump.mem.max_pfn() {
             if dump.mem.page_state(Pfn(pfn)).unwrap() != PageState::Dumped || pfn == 0x9f {
                 continue; // 0x9f: only partly RAM (e820 ends at 0x9fc00)
             }
-            let vaddr = pob + pfn * 4096;
+            let vaddr = base + pfn * 4096 - phys_start;
             let paddr = m.kmem.walk(vaddr).unwrap_or_else(|e| panic!("{name}: {vaddr:#x}: {e}"));
             assert_eq!(paddr, pfn * 4096, "{name}: {vaddr:#x}");
             m.kmem.read(vaddr, &mut virt).unwrap();
@@ -203,7 +235,10 @@ fn live_kcore_headers_give_the_direct_map_and_phys_base() {
         assert_eq!(v["format"], "kcore", "{name}");
         assert_eq!(v["vmcoreinfo_source"], "elf-note", "{name}: kcore carries VMCOREINFO since 4.19");
         let layout = &v["layout"];
-        assert_eq!(layout["page_offset_base"]["sources"]["pt_load"], t["variables"]["page_offset_base"]["value"], "{name}");
+        assert_eq!(
+            layout["page_offset_base"]["sources"]["pt_load"], t["variables"]["page_offset_base"]["value"],
+            "{name}"
+        );
         assert_eq!(layout["page_offset_base"]["value"], t["variables"]["page_offset_base"]["value"], "{name}");
         assert_eq!(layout["phys_base"]["sources"]["pt_load"], t["variables"]["phys_base"]["value"], "{name}");
         assert_eq!(layout["paging_levels"]["sources"]["pt_load"], layout["paging_levels"]["sources"]["vmcoreinfo"]);

@@ -38,8 +38,8 @@ pub enum Error {
 pub enum Layout {
     /// x86_64 values with their sources.
     X86_64(Box<X86Layout>),
-    /// arm64: only the kernel image map is known so far.
-    Aarch64,
+    /// arm64 values with their sources.
+    Aarch64(Box<crate::layout::aarch64::Aarch64Layout>),
 }
 
 /// The dumped machine.
@@ -95,11 +95,8 @@ impl Machine {
                 (Layout::X86_64(Box::new(found.layout)), found.kmem)
             }
             Arch::Aarch64 => {
-                let kmem = match aarch64_linear_map(vi, dump.mem.max_pfn() * dump.mem.page_size()) {
-                    Some(m) => boot.clone().with_direct_map(m),
-                    None => boot.clone(),
-                };
-                (Layout::Aarch64, kmem)
+                let found = layout::aarch64::discover(dump, vi, &lookup);
+                (Layout::Aarch64(Box::new(found.layout)), found.kmem)
             }
         };
         Ok(Machine { arch, layout, kmem, symbols, notes })
@@ -112,21 +109,6 @@ impl Machine {
             .and_then(|s| s.lookup(name))
             .or_else(|| dump.vmcoreinfo.as_ref().and_then(|v| v.symbol(name)))
     }
-}
-
-/// arm64's linear map of all RAM: PAGE_OFFSET (from VA_BITS and TCR_EL1_T1SZ, the
-/// flipped layout of 5.4+ when `_stext` is in the upper half) at PHYS_OFFSET.
-fn aarch64_linear_map(vi: &crate::vmcoreinfo::VmcoreInfo, phys_end: u64) -> Option<LinearMap> {
-    let va_bits = u32::try_from(vi.number("VA_BITS")?).ok().filter(|b| (36..=52).contains(b))?;
-    let actual = match vi.number_u64("TCR_EL1_T1SZ") {
-        Some(t1sz) if (12..=28).contains(&t1sz) => 64 - t1sz as u32,
-        _ => va_bits,
-    };
-    let phys_offset = vi.number_u64("PHYS_OFFSET")?;
-    let page_end = 0u64.wrapping_sub(1u64 << (va_bits.min(48) - 1));
-    let flipped = vi.symbol("_stext").is_some_and(|s| s > page_end);
-    let page_offset = if flipped { 0u64.wrapping_sub(1 << actual) } else { 0u64.wrapping_sub(1 << (actual - 1)) };
-    Some(LinearMap { vstart: page_offset, size: phys_end.checked_sub(phys_offset)?, pstart: phys_offset })
 }
 
 /// arm64's kernel image map, `vaddr - kimage_voffset`, around `_stext`. (The full arm64

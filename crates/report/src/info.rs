@@ -136,11 +136,13 @@ impl InfoReport {
     }
 
     fn with_layout(mut self, machine: Option<&Machine>) -> InfoReport {
-        if let Some(Layout::X86_64(l)) = machine.map(|m| &m.layout) {
-            let (report, warnings) = layout_report::x86_64(l);
-            self.layout = Some(report);
-            self.warnings.extend(warnings);
-        }
+        let (report, warnings) = match machine.map(|m| &m.layout) {
+            Some(Layout::X86_64(l)) => layout_report::report(&l.values()),
+            Some(Layout::Aarch64(l)) => layout_report::report(&l.values()),
+            None => return self,
+        };
+        self.layout = Some(report);
+        self.warnings.extend(warnings);
         self
     }
 

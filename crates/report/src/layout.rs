@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use vmcore_kernel::layout::{Derived, X86Layout};
+use vmcore_kernel::layout::Derived;
 
 use crate::hex;
 
@@ -32,11 +32,11 @@ impl From<&Derived> for ValueReport {
 /// Layout values by name.
 pub type LayoutReport = BTreeMap<&'static str, ValueReport>;
 
-/// The report of an x86_64 layout, and a warning for each value whose methods disagree.
-pub fn x86_64(layout: &X86Layout) -> (LayoutReport, Vec<String>) {
+/// The report of a layout's values, and a warning for each value whose methods disagree.
+pub fn report(values: &[(&'static str, &Derived)]) -> (LayoutReport, Vec<String>) {
     let mut warnings = Vec::new();
     let mut report = LayoutReport::new();
-    for (name, value) in layout.values() {
+    for &(name, value) in values {
         if let Some(d) = value.disagreement() {
             warnings.push(format!(
                 "layout: {name}: methods disagree ({d}); using {}",

@@ -13,7 +13,7 @@ mod mmu;
 mod tlb;
 mod walk;
 
-pub use mmu::{Entry, Mmu};
+pub use mmu::{Aarch64Pa, Entry, Mmu};
 pub use walk::{Translation, Walker};
 
 use vmcore_types::PhysAddr;

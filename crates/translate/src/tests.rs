@@ -8,6 +8,10 @@ use vmcore_types::{Pfn, PhysAddr};
 
 use crate::{Error, Mmu, Walker};
 
+/// The first 128 MiB of physical memory read as zeros unless written; above, only what
+/// was written exists.
+const RAM_PAGES: u64 = 0x8000;
+
 #[derive(Debug, Default)]
 struct TestMem {
     pages: Mutex<HashMap<u64, Vec<u8>>>,
@@ -30,12 +34,20 @@ impl PhysMem for TestMem {
         1 << 40
     }
     fn page_state(&self, pfn: Pfn) -> vmcore_physmem::Result<PageState> {
-        Ok(if self.pages.lock().unwrap().contains_key(&pfn.0) { PageState::Dumped } else { PageState::Hole })
+        Ok(if pfn.0 < RAM_PAGES || self.pages.lock().unwrap().contains_key(&pfn.0) {
+            PageState::Dumped
+        } else {
+            PageState::Hole
+        })
     }
     fn read_page(&self, pfn: Pfn, buf: &mut [u8]) -> vmcore_physmem::Result<PageState> {
         match self.pages.lock().unwrap().get(&pfn.0) {
             Some(p) => {
                 buf.copy_from_slice(p);
+                Ok(PageState::Dumped)
+            }
+            None if pfn.0 < RAM_PAGES => {
+                buf.fill(0);
                 Ok(PageState::Dumped)
             }
             None => Ok(PageState::Hole),
@@ -176,4 +188,112 @@ fn first_mapped_finds_the_lowest_mapped_address() {
         assert_eq!(v, 0xffff_ffff_8100_0000);
         assert_eq!(w.first_mapped(0xffff_ffff_8100_2000, u64::MAX).unwrap(), None);
     }
+}
+
+/// arm64 descriptors: a table or page is `addr | 3`, a block `addr | 1`; physical address
+/// bits above 48 go where the format keeps them.
+fn arm_desc(mmu: &Mmu, paddr: u64, kind: u64) -> u64 {
+    use crate::Aarch64Pa;
+    let high = match mmu.aarch64_pa {
+        Aarch64Pa::Pa48 => 0,
+        Aarch64Pa::Lpa => ((paddr >> 48) & 0xf) << 12,
+        Aarch64Pa::Lpa2 => ((paddr >> 50) & 0x3) << 8,
+    };
+    let low_mask = match mmu.aarch64_pa {
+        Aarch64Pa::Lpa2 => (1u64 << 50) - 1,
+        _ => (1u64 << 48) - 1,
+    };
+    (paddr & low_mask & !((1u64 << mmu.page_shift) - 1)) | high | kind
+}
+
+/// Maps `vaddr` to `paddr` with a leaf at `leaf_level`, creating tables as needed.
+fn arm_map(mem: &TestMem, mmu: &Mmu, root: u64, next: &mut u64, vaddr: u64, paddr: u64, leaf_level: usize) {
+    let page = mmu.page_size();
+    let mut table = root;
+    for level in (leaf_level + 1..=mmu.levels).rev() {
+        let slot = table + mmu.index(vaddr, level) * 8;
+        let existing = {
+            let pages = mem.pages.lock().unwrap();
+            pages.get(&(slot >> 12)).map(|p| u64::from_le_bytes(p[(slot & 4095) as usize..][..8].try_into().unwrap()))
+        };
+        table = match existing.filter(|e| e & 3 == 3) {
+            Some(e) => e & mmu.addr_mask,
+            None => {
+                *next += page;
+                mem.set_u64(slot, arm_desc(mmu, *next, 3));
+                *next
+            }
+        };
+    }
+    let kind = if leaf_level == 1 { 3 } else { 1 };
+    mem.set_u64(table + mmu.index(vaddr, leaf_level) * 8, arm_desc(mmu, paddr, kind));
+}
+
+#[test]
+fn arm64_every_granule_and_va_size() {
+    // (page shift, VA bits, 52-bit PA, expected levels)
+    let cases = [
+        (12, 39, false, 3),
+        (12, 48, false, 4),
+        (12, 52, true, 5),
+        (14, 36, false, 2),
+        (14, 47, false, 3),
+        (14, 48, false, 4),
+        (14, 52, true, 4),
+        (16, 42, false, 2),
+        (16, 48, false, 3),
+        (16, 52, true, 3),
+    ];
+    for (shift, va, pa52, levels) in cases {
+        let mmu = Mmu::aarch64(shift, va, pa52).unwrap();
+        assert_eq!(mmu.levels, levels, "{shift}/{va}");
+        let mem = Arc::new(TestMem::default());
+        let page = 1u64 << shift;
+        let root = 0x10_0000u64;
+        let mut next = root;
+        let kernel = 0u64.wrapping_sub(1 << va) + (7 << shift) * 3;
+        // A physical address above 48 bits where the format allows it.
+        let high_pa = if pa52 { 0x000a_0000_0000_0000 } else { 0x0000_8000_0000_0000 };
+        arm_map(&mem, &mmu, root, &mut next, kernel, high_pa + 5 * page, 1);
+        let w = Walker::new(mmu, PhysAddr(root), mem.clone());
+        let t = w.translate(kernel + 0x18).unwrap();
+        assert_eq!((t.paddr, t.page_size, t.level), (high_pa + 5 * page + 0x18, page, 1), "{shift}/{va}");
+        // A block at level 2.
+        let block_va = 0u64.wrapping_sub(1 << (va - 1));
+        let block = 1u64 << mmu.level_shift(2);
+        arm_map(&mem, &mmu, root, &mut next, block_va, 0x4000_0000 & !(block - 1), 2);
+        let t = w.translate(block_va + 0x1234).unwrap();
+        assert_eq!((t.paddr, t.page_size), ((0x4000_0000 & !(block - 1)) + 0x1234, block), "{shift}/{va} block");
+        // Lowest mapped from the bottom of the kernel range finds the page.
+        let (v, t) = w.first_mapped(0u64.wrapping_sub(1 << va), u64::MAX).unwrap().unwrap();
+        assert_eq!((v, t.paddr), (kernel, high_pa + 5 * page), "{shift}/{va} probe");
+        // Addresses outside TTBR1's range, and unmapped ones.
+        assert!(matches!(w.translate(0x1000), Err(Error::NonCanonical { .. })));
+        assert!(matches!(w.translate(kernel + page), Err(Error::NotMapped { level: 1, .. })));
+    }
+}
+
+#[test]
+fn arm64_bad_tables_are_errors() {
+    let mmu = Mmu::aarch64(12, 48, false).unwrap();
+    let mem = Arc::new(TestMem::default());
+    let root = 0x10_0000u64;
+    let va = 0xffff_0000_0000_0000u64;
+    // Top-level entry pointing back at the root: a loop.
+    mem.set_u64(root + mmu.index(va, 4) * 8, root | 3);
+    let w = Walker::new(mmu, PhysAddr(root), mem.clone());
+    assert!(matches!(w.translate(va), Err(Error::Loop { .. })), "{:?}", w.translate(va));
+    // A block descriptor at the top level (no 512 GiB blocks with 4K pages).
+    mem.set_u64(root + mmu.index(va, 4) * 8, 0x4000_0000 | 1);
+    let w = Walker::new(mmu, PhysAddr(root), mem.clone());
+    assert!(matches!(w.translate(va), Err(Error::BadEntry { level: 4, .. })));
+    // A block descriptor where only pages can be.
+    let mut next = 0x20_0000;
+    arm_map(&mem, &mmu, root, &mut next, 0xffff_8000_0000_0000, 0x5000, 1);
+    let last = {
+        let w = Walker::new(mmu, PhysAddr(root), mem.clone());
+        w.translate(0xffff_8000_0000_0000).unwrap().paddr
+    };
+    assert_eq!(last, 0x5000);
+    assert!(Mmu::aarch64(12, 60, false).is_none() && Mmu::aarch64(13, 48, false).is_none());
 }

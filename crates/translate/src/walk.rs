@@ -129,7 +129,8 @@ impl Walker {
             return Ok(None);
         }
         path.push(table);
-        let mut raw = vec![0u8; 8 << mmu.bits_per_level];
+        let bits = mmu.index_bits(level);
+        let mut raw = vec![0u8; 8 << bits];
         self.mem.read(PhysAddr(table), &mut raw, ReadOptions::default()).map_err(|e| Error::Unreadable {
             vaddr: start,
             level,
@@ -141,9 +142,9 @@ impl Walker {
         let first = mmu.index(start, level);
         let mut result = None;
         for (index, chunk) in raw.chunks_exact(8).enumerate().skip(first as usize) {
-            // The address this entry covers, keeping the bits above this level from start.
-            let above = if shift + mmu.bits_per_level >= 64 { 0 } else { start >> (shift + mmu.bits_per_level) };
-            let base = sign_extend((above << (shift + mmu.bits_per_level)) | ((index as u64) << shift), mmu.va_bits);
+            // The address this entry covers: start's bits above this table, then the index.
+            let above = if shift + bits >= 64 { 0 } else { start & !((1u64 << (shift + bits)) - 1) };
+            let base = above | ((index as u64) << shift);
             if base >= end {
                 break;
             }
@@ -167,11 +168,6 @@ impl Walker {
         path.pop();
         Ok(result)
     }
-}
-
-fn sign_extend(v: u64, bits: u32) -> u64 {
-    let shift = 64 - bits;
-    (((v << shift) as i64) >> shift) as u64
 }
 
 impl Translation {

@@ -5,6 +5,8 @@
 //! libkdumpfile by probing page tables, drgn through `saved_command_line`). vmcore tries
 //! every method, takes VMCOREINFO first, shows all answers, and reports disagreement.
 
+pub mod aarch64;
+
 use std::sync::Arc;
 
 use vmcore_formats::elf::{ElfCore, ElfKind};
@@ -42,6 +44,8 @@ pub enum Method {
     PageTables,
     /// The mem_section array of SPARSEMEM.
     MemSection,
+    /// arm64 `NUMBER(TCR_EL1_T1SZ)`: the virtual address size the CPU was set up with.
+    TcrT1sz,
 }
 
 impl Method {
@@ -54,6 +58,7 @@ impl Method {
             Method::Symbol => "symbol",
             Method::PageTables => "page_tables",
             Method::MemSection => "mem_section",
+            Method::TcrT1sz => "tcr_el1_t1sz",
         }
     }
 }

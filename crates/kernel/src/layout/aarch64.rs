@@ -1,0 +1,170 @@
+//! arm64: VA_BITS, PAGE_OFFSET, kimage_voffset, PHYS_OFFSET and the kernel's tables, each
+//! with the methods that found it.
+
+use std::sync::Arc;
+
+use vmcore_formats::elf::ElfCore;
+use vmcore_physmem::Container;
+use vmcore_translate::{Mmu, Walker};
+use vmcore_types::PhysAddr;
+
+use super::{Derived, Method, SymbolLookup};
+use crate::dump::Dump;
+use crate::vmcoreinfo::VmcoreInfo;
+use crate::vmem::{KernelMem, LinearMap};
+
+/// The arm64 layout.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Aarch64Layout {
+    /// Configured virtual address bits (`CONFIG_ARM64_VA_BITS`).
+    pub va_bits: Derived,
+    /// Virtual address bits in use (`64 - TCR_EL1.T1SZ`; smaller than `va_bits` when a
+    /// 52-bit kernel runs on a CPU without 52-bit support).
+    pub va_bits_actual: Derived,
+    /// Page size.
+    pub page_size: Derived,
+    /// Start of the linear map of RAM.
+    pub page_offset: Derived,
+    /// Kernel image virtual minus physical address.
+    pub kimage_voffset: Derived,
+    /// Physical address the linear map starts at (memstart_addr).
+    pub phys_offset: Derived,
+    /// KASLR offset of the kernel image.
+    pub kaslr_offset: Derived,
+    /// Physical address of swapper_pg_dir.
+    pub pgd: Derived,
+}
+
+impl Aarch64Layout {
+    /// Every value with its report name.
+    pub fn values(&self) -> [(&'static str, &Derived); 8] {
+        [
+            ("va_bits", &self.va_bits),
+            ("va_bits_actual", &self.va_bits_actual),
+            ("page_size", &self.page_size),
+            ("page_offset", &self.page_offset),
+            ("kimage_voffset", &self.kimage_voffset),
+            ("phys_offset", &self.phys_offset),
+            ("kaslr_offset", &self.kaslr_offset),
+            ("pgd", &self.pgd),
+        ]
+    }
+}
+
+/// PAGE_OFFSET for `va_bits_actual`: the "flipped" layout of 5.4+ (linear map in the lower
+/// half of the kernel range) when `_stext` is in the upper half, else the older one.
+pub fn page_offset(va_bits: u32, va_bits_actual: u32, stext: u64) -> u64 {
+    let page_end = 0u64.wrapping_sub(1u64 << (va_bits.min(48) - 1));
+    if stext > page_end {
+        0u64.wrapping_sub(1 << va_bits_actual)
+    } else {
+        0u64.wrapping_sub(1 << (va_bits_actual - 1))
+    }
+}
+
+/// Linear-map PT_LOADs are those below the kernel image half of the address space.
+fn linear_loads(core: &ElfCore, va_bits_actual: u32) -> impl Iterator<Item = &vmcore_formats::elf::LoadSegment> {
+    let half = 0u64.wrapping_sub(1u64 << (va_bits_actual - 1));
+    core.loads
+        .iter()
+        .filter(move |s| s.paddr != u64::MAX && s.memsz > 0 && s.vaddr < half && s.vaddr >= 0x8000_0000_0000_0000)
+}
+
+fn image_load(core: &ElfCore, va_bits_actual: u32) -> Option<&vmcore_formats::elf::LoadSegment> {
+    let half = 0u64.wrapping_sub(1u64 << (va_bits_actual - 1));
+    core.loads.iter().filter(|s| s.paddr != u64::MAX && s.vaddr >= half).max_by_key(|s| s.memsz)
+}
+
+/// The arm64 kernel image map, `vaddr - kimage_voffset`, from the image's start.
+pub fn image_map(vi: &VmcoreInfo, symbols: SymbolLookup<'_>, kimage_voffset: u64) -> Option<LinearMap> {
+    let start = symbols("_text").or_else(|| vi.symbol("_stext").map(|s| s & !0x1f_ffff))?;
+    let end = symbols("_end").unwrap_or(start + (256 << 20));
+    Some(LinearMap {
+        vstart: start,
+        size: end.saturating_sub(start).max(1 << 21),
+        pstart: start.wrapping_sub(kimage_voffset),
+    })
+}
+
+/// The result of discovery.
+#[derive(Debug, Clone)]
+pub struct Discovered {
+    /// The values.
+    pub layout: Aarch64Layout,
+    /// Kernel virtual memory.
+    pub kmem: KernelMem,
+}
+
+/// Finds the arm64 layout of `dump`.
+pub fn discover(dump: &Dump, vi: &VmcoreInfo, symbols: SymbolLookup<'_>) -> Discovered {
+    let elf = match &dump.container {
+        Container::Elf { core, .. } => Some(core),
+        Container::Kdump { .. } => None,
+    };
+    let va_bits = vi.number("VA_BITS").and_then(|v| u32::try_from(v).ok()).filter(|v| (36..=52).contains(v));
+    let t1sz = vi.number_u64("TCR_EL1_T1SZ").filter(|t| (12..=28).contains(t)).map(|t| 64 - t as u32);
+    let mut l = Aarch64Layout {
+        va_bits: Derived::new(vec![(Method::Vmcoreinfo, va_bits.map(u64::from))]),
+        va_bits_actual: Derived::new(vec![
+            (Method::TcrT1sz, t1sz.map(u64::from)),
+            (Method::Vmcoreinfo, va_bits.map(u64::from)),
+        ]),
+        kaslr_offset: Derived::new(vec![(Method::Vmcoreinfo, vi.kernel_offset())]),
+        ..Aarch64Layout::default()
+    };
+    let kdump_block = match &dump.container {
+        Container::Kdump { mem, .. } => mem.primary().map(|p| u64::from(p.page_size())),
+        Container::Elf { .. } => None,
+    };
+    l.page_size = Derived::new(vec![(Method::Vmcoreinfo, vi.page_size()), (Method::KdumpHeader, kdump_block)]);
+    let actual = l.va_bits_actual.value.and_then(|v| u32::try_from(v).ok());
+
+    let image_pt = elf.zip(actual).and_then(|(c, a)| image_load(c, a)).map(|s| s.vaddr.wrapping_sub(s.paddr));
+    l.kimage_voffset =
+        Derived::new(vec![(Method::Vmcoreinfo, vi.number_u64("kimage_voffset")), (Method::PtLoad, image_pt)]);
+    let lowest_linear = elf.zip(actual).and_then(|(c, a)| linear_loads(c, a).map(|s| s.paddr).min());
+    l.phys_offset =
+        Derived::new(vec![(Method::Vmcoreinfo, vi.number_u64("PHYS_OFFSET")), (Method::PtLoad, lowest_linear)]);
+
+    let po_vi = match (va_bits, actual, vi.symbol("_stext")) {
+        (Some(v), Some(a), Some(s)) => Some(page_offset(v, a, s)),
+        _ => None,
+    };
+    let po_pt = match (elf, actual, l.phys_offset.value) {
+        (Some(c), Some(a), Some(po)) => {
+            linear_loads(c, a).next().map(|s| s.vaddr.wrapping_sub(s.paddr).wrapping_add(po))
+        }
+        _ => None,
+    };
+
+    let voffset = l.kimage_voffset.value;
+    let pgd_of = |addr: Option<u64>| addr.zip(voffset).map(|(a, v)| a.wrapping_sub(v));
+    l.pgd = Derived::new(vec![
+        (Method::Vmcoreinfo, pgd_of(vi.symbol("swapper_pg_dir"))),
+        (Method::Symbol, pgd_of(symbols("swapper_pg_dir"))),
+    ]);
+
+    let page_shift = l.page_size.value.map(|p| p.trailing_zeros());
+    let pa52 = actual == Some(52) || vi.number("MAX_PHYSMEM_BITS") == Some(52);
+    let walker = match (page_shift.zip(actual).and_then(|(s, a)| Mmu::aarch64(s, a, pa52)), l.pgd.value) {
+        (Some(mmu), Some(root)) => Some(Arc::new(Walker::new(mmu, PhysAddr(root), dump.mem.clone()))),
+        _ => None,
+    };
+    let po_probe = walker.as_ref().zip(po_vi.or(po_pt)).zip(l.phys_offset.value).and_then(|((w, start), phys)| {
+        let (v, t) = w.first_mapped(start, start.wrapping_add(1u64 << 40)).ok()??;
+        Some(v.wrapping_sub(t.paddr).wrapping_add(phys))
+    });
+    l.page_offset =
+        Derived::new(vec![(Method::Vmcoreinfo, po_vi), (Method::PtLoad, po_pt), (Method::PageTables, po_probe)]);
+
+    let image = voffset.and_then(|v| image_map(vi, symbols, v));
+    let mut kmem = KernelMem::new(dump.mem.clone(), image);
+    if let Some(w) = walker {
+        kmem = kmem.with_walker(w);
+    }
+    if let (Some(po), Some(phys)) = (l.page_offset.value, l.phys_offset.value) {
+        let end = dump.mem.max_pfn().saturating_mul(dump.mem.page_size());
+        kmem = kmem.with_direct_map(LinearMap { vstart: po, size: end.saturating_sub(phys), pstart: phys });
+    }
+    Discovered { layout: l, kmem }
+}
