@@ -8,6 +8,7 @@ mod util;
 
 mod cli;
 mod corrupt;
+mod dmesg;
 mod filter;
 mod fixtures;
 mod layout;

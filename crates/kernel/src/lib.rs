@@ -10,6 +10,7 @@ pub mod kallsyms;
 pub mod layout;
 pub mod machine;
 pub mod mm;
+pub mod printk;
 pub mod vmcoreinfo;
 pub mod vmem;
 

@@ -1,0 +1,294 @@
+//! The kernel log, read from the dumped memory with nothing but VMCOREINFO.
+//!
+//! Three generations of the printk buffer, chosen as `makedumpfile --dump-dmesg` chooses:
+//!
+//! * [`Generation::Ringbuffer`], Linux 5.10+, when `SYMBOL(prb)` is exported: the lockless
+//!   `printk_ringbuffer` (a descriptor ring, an info array and a text data ring), laid out
+//!   by the VMCOREINFO `SIZE`/`OFFSET` keys ([`ringbuffer`]);
+//! * [`Generation::PrintkLog`], 3.5 to 5.9, when `SYMBOL(log_buf)` is exported without
+//!   `SYMBOL(log_end)`: variable-length `struct printk_log` records in `log_buf`
+//!   ([`printk_log`]);
+//! * [`Generation::Plain`], before 3.5, when `SYMBOL(log_end)` is exported: a character
+//!   ring written out raw ([`plain`]).
+//!
+//! [`read_log`] returns the records (and for the plain buffer its raw bytes) with the
+//! warnings of what it skipped; [`render`] writes makedumpfile's exact bytes.
+//!
+//! Everything read from the dump is bounded before it is used: ring sizes by their bit
+//! counts (`count_bits <= 24`, `size_bits <= 31`, `log_buf_len <= 2 GiB`), descriptors are
+//! visited at most `count` times, a text is at most its `u16` length, reads go through a
+//! 64 KiB window ([`mem::Window`]), and the `printk_log` walk goes strictly forward with
+//! at most one wrap, so it ends on any input. A record that cannot be trusted is skipped
+//! with a warning naming what was expected; the walk stops at the first structural
+//! corruption and keeps what it read before it.
+
+pub mod mem;
+pub mod plain;
+pub mod printk_log;
+mod render;
+pub mod ringbuffer;
+pub mod synth;
+
+pub use render::{caller_string, render, render_record, Escape};
+
+use crate::vmcoreinfo::VmcoreInfo;
+
+/// Reads `buf.len()` bytes of kernel virtual memory at an address, or says why it cannot.
+pub type ReadMem<'a> = &'a dyn Fn(u64, &mut [u8]) -> Result<(), String>;
+
+/// Which printk buffer the kernel has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Generation {
+    /// The lockless `printk_ringbuffer` (5.10+).
+    Ringbuffer,
+    /// Variable-length `struct printk_log` records (3.5 to 5.9).
+    PrintkLog,
+    /// A plain character buffer (before 3.5).
+    Plain,
+}
+
+impl Generation {
+    /// Short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Generation::Ringbuffer => "printk_ringbuffer",
+            Generation::PrintkLog => "printk_log",
+            Generation::Plain => "log_buf",
+        }
+    }
+}
+
+/// One record of the kernel log.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Record {
+    /// Sequence number: the kernel's for the ring buffer; for `printk_log` (whose records
+    /// carry none) and plain-buffer lines, the position in the log from 0.
+    pub seq: u64,
+    /// Timestamp in nanoseconds (0 for a plain-buffer line without a `[...]` time).
+    pub ts_nsec: u64,
+    /// Syslog level 0-7, when known (see [`ringbuffer`] for where it is read from).
+    pub level: Option<u8>,
+    /// Syslog facility, when known.
+    pub facility: Option<u8>,
+    /// The caller: thread id, or `0x80000000 | cpu`, when the kernel records it.
+    pub caller_id: Option<u32>,
+    /// The message, raw bytes as stored (no trailing newline).
+    pub text: Vec<u8>,
+    /// `SUBSYSTEM` of a `dev_printk()` message.
+    pub subsystem: Option<String>,
+    /// `DEVICE` of a `dev_printk()` message.
+    pub device: Option<String>,
+}
+
+/// The kernel log as read.
+#[derive(Debug, Clone)]
+pub struct Log {
+    /// Which buffer it came from.
+    pub generation: Generation,
+    /// The records, oldest first. For the plain buffer, its lines split and parsed.
+    pub records: Vec<Record>,
+    /// For the plain buffer: the bytes makedumpfile writes, in order.
+    pub raw: Option<Vec<u8>>,
+    /// Whether the kernel exports the caller id offset, so that lines carry `[ T123]`.
+    pub caller_ids: bool,
+    /// What was skipped and why.
+    pub warnings: Vec<String>,
+}
+
+/// How to read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Start at the last clear (`dmesg -c`/`-C`), as `makedumpfile --partial-dmesg`:
+    /// records from `clear_seq` on (ring buffer), from `clear_idx` (`printk_log`).
+    pub partial: bool,
+    /// The memory is a running kernel (/proc/kcore): re-check each ring-buffer
+    /// descriptor after copying its text and skip records overwritten meanwhile.
+    pub live: bool,
+}
+
+/// Errors: the log cannot be read at all.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A VMCOREINFO key the reader needs is missing.
+    #[error("VMCOREINFO has no {key}, needed to read the {what}")]
+    Missing {
+        /// The key, as written in VMCOREINFO.
+        key: String,
+        /// What it is needed for.
+        what: &'static str,
+    },
+    /// A VMCOREINFO value is outside what any kernel writes.
+    #[error("VMCOREINFO {key}={value}: expected {expected}")]
+    BadKey {
+        /// The key.
+        key: String,
+        /// Its value.
+        value: i64,
+        /// What was expected.
+        expected: String,
+    },
+    /// A value read from the dump is impossible.
+    #[error("{what} at {addr:#x} is {value:#x}: expected {expected}")]
+    BadValue {
+        /// What was read.
+        what: String,
+        /// Where.
+        addr: u64,
+        /// The value.
+        value: u64,
+        /// What was expected.
+        expected: String,
+    },
+    /// Memory the log needs could not be read.
+    #[error("cannot read {what} at {addr:#x}: {cause}")]
+    Read {
+        /// What was being read.
+        what: String,
+        /// Its address.
+        addr: u64,
+        /// Why not.
+        cause: String,
+    },
+    /// VMCOREINFO describes no printk buffer.
+    #[error(
+        "VMCOREINFO describes no kernel log: expected SYMBOL(prb) (5.10+) or SYMBOL(log_buf) and \
+         SYMBOL(log_buf_len) (older kernels)"
+    )]
+    NoLog,
+}
+
+/// Which generation VMCOREINFO describes (the order makedumpfile uses).
+pub fn generation(vi: &VmcoreInfo) -> Result<Generation, Error> {
+    if vi.symbol("prb").is_some() {
+        return Ok(Generation::Ringbuffer);
+    }
+    if vi.symbol("log_buf").is_none() || vi.symbol("log_buf_len").is_none() {
+        return Err(Error::NoLog);
+    }
+    if vi.symbol("log_end").is_some() {
+        return Ok(Generation::Plain);
+    }
+    if plain::release_before(vi.osrelease(), (3, 5, 0)) == Some(true) {
+        return Err(Error::Missing { key: "SYMBOL(log_end)".into(), what: "plain log_buf of a kernel before 3.5" });
+    }
+    Ok(Generation::PrintkLog)
+}
+
+/// Reads the kernel log through `mem` (kernel virtual addresses).
+pub fn read_log(vi: &VmcoreInfo, mem: ReadMem<'_>, opts: &Options) -> Result<Log, Error> {
+    match generation(vi)? {
+        Generation::Ringbuffer => ringbuffer::read(vi, mem, opts),
+        Generation::PrintkLog => printk_log::read(vi, mem, opts),
+        Generation::Plain => plain::read(vi, mem, opts),
+    }
+}
+
+/// Largest struct or offset taken from VMCOREINFO for the printk structures (the real ones
+/// are below 200 bytes).
+pub const MAX_STRUCT: i64 = 4096;
+
+/// Collects warnings, keeping the first [`Warnings::KEEP`] of each kind and counting the
+/// rest, so that a corrupt ring of millions of descriptors yields a short report.
+#[derive(Debug, Default)]
+pub struct Warnings {
+    kinds: Vec<(&'static str, u64, Vec<String>)>,
+}
+
+impl Warnings {
+    /// Messages kept per kind.
+    pub const KEEP: usize = 5;
+
+    /// Adds a warning of `kind`.
+    pub fn push(&mut self, kind: &'static str, msg: impl FnOnce() -> String) {
+        let i = match self.kinds.iter().position(|(k, _, _)| *k == kind) {
+            Some(i) => i,
+            None => {
+                self.kinds.push((kind, 0, Vec::new()));
+                self.kinds.len() - 1
+            }
+        };
+        if let Some((_, n, list)) = self.kinds.get_mut(i) {
+            *n += 1;
+            if list.len() < Self::KEEP {
+                list.push(msg());
+            }
+        }
+    }
+
+    /// The messages, with a count line per kind that had more.
+    pub fn finish(self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (kind, n, list) in self.kinds {
+            let kept = list.len() as u64;
+            out.extend(list);
+            if n > kept {
+                out.push(format!("... and {} more: {kind}", n - kept));
+            }
+        }
+        out
+    }
+}
+
+/// `OFFSET(name)` (or the first of `names` present) as a byte offset below [`MAX_STRUCT`].
+pub(crate) fn offset(vi: &VmcoreInfo, names: &[&str], what: &'static str) -> Result<usize, Error> {
+    key_value(vi, "OFFSET", names, what)
+}
+
+/// `SIZE(name)` (or the first of `names` present), at most [`MAX_STRUCT`].
+pub(crate) fn size(vi: &VmcoreInfo, names: &[&str], what: &'static str) -> Result<usize, Error> {
+    key_value(vi, "SIZE", names, what)
+}
+
+/// An optional `OFFSET(name)`; present but out of range is an error.
+pub(crate) fn offset_opt(vi: &VmcoreInfo, name: &str) -> Result<Option<usize>, Error> {
+    match vi.offset(name) {
+        None => Ok(None),
+        Some(v) => checked(&format!("OFFSET({name})"), v).map(Some),
+    }
+}
+
+fn key_value(vi: &VmcoreInfo, kind: &str, names: &[&str], what: &'static str) -> Result<usize, Error> {
+    for name in names {
+        let v = match kind {
+            "OFFSET" => vi.offset(name),
+            _ => vi.size(name),
+        };
+        if let Some(v) = v {
+            return checked(&format!("{kind}({name})"), v);
+        }
+    }
+    let key = names.iter().map(|n| format!("{kind}({n})")).collect::<Vec<_>>().join(" or ");
+    Err(Error::Missing { key, what })
+}
+
+fn checked(key: &str, v: i64) -> Result<usize, Error> {
+    if (0..MAX_STRUCT).contains(&v) {
+        Ok(v as usize)
+    } else {
+        Err(Error::BadKey { key: key.into(), value: v, expected: format!("0 to {}", MAX_STRUCT - 1) })
+    }
+}
+
+/// Checks that a field of `width` bytes at `off` fits a struct of `size` bytes.
+pub(crate) fn fits(field: &str, off: usize, width: usize, sname: &str, size: usize) -> Result<(), Error> {
+    if off + width <= size {
+        Ok(())
+    } else {
+        Err(Error::BadKey {
+            key: format!("OFFSET({field})"),
+            value: off as i64,
+            expected: format!("a {width}-byte field inside SIZE({sname})={size}"),
+        })
+    }
+}
+
+/// A NUL-terminated string of a fixed-size char array, `None` when empty.
+pub(crate) fn c_string(b: &[u8]) -> Option<String> {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    let s = b.get(..end).unwrap_or_default();
+    (!s.is_empty()).then(|| String::from_utf8_lossy(s).into_owned())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,161 @@
+//! The plain character `log_buf` of kernels before 3.5.
+//!
+//! `log_buf` (a `char *`) points at `log_buf_len` bytes (a power of two) written as a ring;
+//! `log_end` counts every character ever written (`unsigned long` up to 2.6.24, `unsigned
+//! int` from 2.6.25). The log is `[0, log_end)` while it has not wrapped, else the ring
+//! from `log_end % log_buf_len` on. makedumpfile writes these bytes unchanged; for JSON the
+//! lines are split and their `<N>` level prefix and `[seconds.micros]` time parsed.
+
+use super::mem::{read_u32, read_u64, CHUNK};
+use super::{Error, Generation, Log, Options, ReadMem, Record, Warnings};
+use crate::vmcoreinfo::VmcoreInfo;
+
+/// Largest `log_buf_len` accepted.
+pub const MAX_LOG_BUF_LEN: u64 = 1 << 31;
+
+const WHAT: &str = "plain log_buf";
+
+/// Whether the `OSRELEASE` version (`2.6.24-foo`, `3.4.0`) is before `than`; `None` when it
+/// does not parse.
+pub fn release_before(release: Option<&str>, than: (u32, u32, u32)) -> Option<bool> {
+    let mut parts = release?.split(|c: char| !c.is_ascii_digit());
+    let mut num = || parts.next().and_then(|p| p.parse::<u32>().ok());
+    let major = num()?;
+    let minor = num()?;
+    let patch = num().unwrap_or(0);
+    Some((major, minor, patch) < than)
+}
+
+fn symbol(vi: &VmcoreInfo, name: &str) -> Result<u64, Error> {
+    vi.symbol(name).ok_or_else(|| Error::Missing { key: format!("SYMBOL({name})"), what: WHAT })
+}
+
+/// Reads the log.
+pub fn read(vi: &VmcoreInfo, mem: ReadMem<'_>, opts: &Options) -> Result<Log, Error> {
+    let mut warn = Warnings::default();
+    if opts.partial {
+        warn.push("no partial", || "kernels before 3.5 keep no clear index: printing the whole log".into());
+    }
+    let buf = read_u64(mem, symbol(vi, "log_buf")?, "the pointer log_buf")?;
+    let len_sym = symbol(vi, "log_buf_len")?;
+    let len = u64::from(read_u32(mem, len_sym, "log_buf_len")?);
+    if len == 0 || len > MAX_LOG_BUF_LEN {
+        return Err(Error::BadValue {
+            what: "log_buf_len".into(),
+            addr: len_sym,
+            value: len,
+            expected: format!("1 to {MAX_LOG_BUF_LEN}"),
+        });
+    }
+    let end_sym = symbol(vi, "log_end")?;
+    let log_end = if release_before(vi.osrelease(), (2, 6, 25)) == Some(true) {
+        read_u64(mem, end_sym, "log_end")?
+    } else {
+        u64::from(read_u32(mem, end_sym, "log_end")?)
+    };
+    let pieces = if log_end < len {
+        vec![(0, log_end)]
+    } else {
+        if !len.is_power_of_two() {
+            warn.push("odd length", || format!("log_buf_len {len} is not a power of two, as the kernel makes it"));
+        }
+        let start = log_end % len;
+        vec![(start, len), (0, start)]
+    };
+    let mut raw = Vec::new();
+    for (from, to) in pieces {
+        let mut at = from;
+        while at < to {
+            let n = (to - at).min(CHUNK as u64);
+            let mut chunk = vec![0u8; n as usize];
+            let addr = buf.wrapping_add(at);
+            match mem(addr, &mut chunk) {
+                Ok(()) => raw.extend_from_slice(&chunk),
+                Err(e) => warn
+                    .push("unreadable", || format!("log_buf bytes {at:#x}..{:#x} at {addr:#x}: {e}: left out", at + n)),
+            }
+            at += n;
+        }
+    }
+    Ok(Log {
+        generation: Generation::Plain,
+        records: lines(&raw),
+        raw: Some(raw),
+        caller_ids: false,
+        warnings: warn.finish(),
+    })
+}
+
+/// The lines of a plain buffer as records: `<N>` gives level `N & 7` and facility `N >> 3`,
+/// a `[%5lu.%06lu] ` time after it gives `ts_nsec`; `seq` counts lines.
+pub fn lines(raw: &[u8]) -> Vec<Record> {
+    let mut out = Vec::new();
+    let body = raw.strip_suffix(b"\n").unwrap_or(raw);
+    if body.is_empty() {
+        return out;
+    }
+    for (i, line) in body.split(|&c| c == b'\n').enumerate() {
+        let mut rec = Record { seq: i as u64, ..Record::default() };
+        let mut rest = line;
+        if let Some((n, after)) = level_prefix(rest) {
+            rec.level = Some((n & 7) as u8);
+            rec.facility = u8::try_from(n >> 3).ok();
+            rest = after;
+        }
+        if let Some((ts, after)) = time_prefix(rest) {
+            rec.ts_nsec = ts;
+            rest = after;
+        }
+        rec.text = rest.to_vec();
+        out.push(rec);
+    }
+    out
+}
+
+fn level_prefix(b: &[u8]) -> Option<(u32, &[u8])> {
+    let inner = b.strip_prefix(b"<")?;
+    let close = inner.iter().position(|&c| c == b'>').filter(|&p| (1..=4).contains(&p))?;
+    let digits = inner.get(..close)?;
+    let n = std::str::from_utf8(digits).ok()?.parse::<u32>().ok()?;
+    Some((n, inner.get(close + 1..)?))
+}
+
+fn time_prefix(b: &[u8]) -> Option<(u64, &[u8])> {
+    let inner = b.strip_prefix(b"[")?;
+    let close = inner.iter().position(|&c| c == b']').filter(|&p| p <= 24)?;
+    let text = std::str::from_utf8(inner.get(..close)?).ok()?.trim_start();
+    let (secs, micros) = text.split_once('.')?;
+    if micros.len() != 6 {
+        return None;
+    }
+    let ns = secs.parse::<u64>().ok()?.checked_mul(1_000_000_000)?.checked_add(micros.parse::<u64>().ok()? * 1000)?;
+    let rest = inner.get(close + 1..)?;
+    Some((ns, rest.strip_prefix(b" ").unwrap_or(rest)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn releases() {
+        assert_eq!(release_before(Some("2.6.24-1-amd64"), (2, 6, 25)), Some(true));
+        assert_eq!(release_before(Some("2.6.32-5-amd64"), (2, 6, 25)), Some(false));
+        assert_eq!(release_before(Some("3.4"), (3, 5, 0)), Some(true));
+        assert_eq!(release_before(Some("3.10.0-1160.el7.x86_64"), (3, 5, 0)), Some(false));
+        assert_eq!(release_before(Some("garbage"), (3, 5, 0)), None);
+        assert_eq!(release_before(None, (3, 5, 0)), None);
+    }
+
+    #[test]
+    fn lines_parse_level_and_time() {
+        let recs = lines(b"<6>[    1.500000] hello\n<12>no time\nplain\n");
+        assert_eq!(recs.len(), 3);
+        assert_eq!((recs[0].level, recs[0].facility, recs[0].ts_nsec), (Some(6), Some(0), 1_500_000_000));
+        assert_eq!(recs[0].text, b"hello");
+        assert_eq!((recs[1].level, recs[1].facility, recs[1].ts_nsec), (Some(4), Some(1), 0));
+        assert_eq!(recs[1].text, b"no time");
+        assert_eq!((recs[2].level, recs[2].seq), (None, 2));
+        assert!(lines(b"").is_empty());
+    }
+}
