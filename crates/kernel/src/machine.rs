@@ -61,6 +61,17 @@ impl Machine {
     /// Builds the view of `dump`: bootstrap memory through the kernel image map, kallsyms
     /// through it, then every layout method.
     pub fn new(dump: &Dump) -> Result<Machine, Error> {
+        Machine::build(dump, true)
+    }
+
+    /// Like [`Machine::new`] without decoding kallsyms (tens of milliseconds): for work that
+    /// needs memory but no symbol names (the kernel log, filtering, writing). Layout values
+    /// then come from VMCOREINFO, the PT_LOADs and the page tables.
+    pub fn without_symbols(dump: &Dump) -> Result<Machine, Error> {
+        Machine::build(dump, false)
+    }
+
+    fn build(dump: &Dump, decode_symbols: bool) -> Result<Machine, Error> {
         let vi = dump
             .vmcoreinfo
             .as_ref()
@@ -76,7 +87,9 @@ impl Machine {
         };
         let mut notes = Vec::new();
         let read = |addr: u64, buf: &mut [u8]| boot.read(addr, buf).map_err(|e| e.to_string());
-        let symbols = if vi.symbol("kallsyms_names").is_some() {
+        let symbols = if !decode_symbols {
+            None
+        } else if vi.symbol("kallsyms_names").is_some() {
             match Kallsyms::from_vmcoreinfo(vi, &read) {
                 Ok(k) => Some(k),
                 Err(e) => {
