@@ -11,7 +11,7 @@ use vmcore_types::Pfn;
 use crate::{Error, Filtered, PfnBitmap, Result, Stats};
 
 /// Choices of the filtering pass.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// Test flag bit 7 as PG_slab when the kernel no longer exports PG_slab (6.10+), as
     /// makedumpfile 1.7.9 does, so that counts are identical to its report.
@@ -23,11 +23,20 @@ pub struct Options {
     /// With level bit 1, read every kept page to count zero pages. A writer that checks
     /// each page anyway as it copies it turns this off and counts them itself.
     pub scan_zero_pages: bool,
+    /// Physical byte ranges `[start, end)` that are RAM but not the machine's to dump: the
+    /// crash kernel's reservation on a live system (makedumpfile cuts `/proc/iomem`'s
+    /// "Crash kernel" ranges out of /proc/kcore the same way).
+    pub exclude_phys: Vec<(u64, u64)>,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { pg_slab_bug_compat: true, classify_excluded_input: false, scan_zero_pages: true }
+        Options {
+            pg_slab_bug_compat: true,
+            classify_excluded_input: false,
+            scan_zero_pages: true,
+            exclude_phys: Vec::new(),
+        }
     }
 }
 
@@ -35,26 +44,49 @@ impl Default for Options {
 /// tail page is only looked at inside the same batch.
 const BATCH: u64 = 512;
 
-/// The 1st and 2nd bitmaps before classification, and the memory hole, from the input.
-fn initial_bitmaps(dump: &Dump) -> (PfnBitmap, PfnBitmap, u64) {
+/// `[start, end)` less the `exclude` ranges (in pfns), as pieces.
+fn cut(start: u64, end: u64, exclude: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut pieces = vec![(start, end)];
+    for &(xs, xe) in exclude {
+        pieces = pieces
+            .into_iter()
+            .flat_map(|(s, e)| {
+                if xe <= s || xs >= e {
+                    vec![(s, e)]
+                } else {
+                    [(s, xs.max(s)), (xe.min(e), e)].into_iter().filter(|(a, b)| a < b).collect()
+                }
+            })
+            .collect();
+    }
+    pieces
+}
+
+/// The 1st and 2nd bitmaps before classification, and the pages the input describes
+/// (counted per segment, so overlapping segments count twice, as in makedumpfile).
+fn initial_bitmaps(dump: &Dump, exclude_phys: &[(u64, u64)]) -> (PfnBitmap, PfnBitmap, u64) {
     let total = dump.mem.max_pfn();
     let ps = dump.mem.page_size();
     let mut present = PfnBitmap::new(total);
     let mut dumpable = PfnBitmap::new(total);
     match &dump.container {
         Container::Elf { core, .. } => {
+            let exclude: Vec<(u64, u64)> = exclude_phys.iter().map(|&(a, b)| (a / ps, b.div_ceil(ps))).collect();
             let mut described = 0u64;
             for s in core.loads.iter().filter(|s| s.paddr != u64::MAX && s.memsz > 0) {
                 if core.kind == ElfKind::Kcore && s.paddr == 0 {
                     continue;
                 }
                 let (start, end) = (s.paddr / ps, s.paddr.saturating_add(s.memsz) / ps);
-                described += end.saturating_sub(start);
-                present.set_range(start, end);
                 // Frames past p_filesz have no data ("nodata"): never dumpable.
-                dumpable.set_range(start, s.paddr.saturating_add(s.filesz).div_ceil(ps).min(end));
+                let data_end = s.paddr.saturating_add(s.filesz).div_ceil(ps).min(end);
+                for (a, b) in cut(start, end, &exclude) {
+                    described += b - a;
+                    present.set_range(a, b);
+                    dumpable.set_range(a, b.min(data_end));
+                }
             }
-            (present, dumpable, total.saturating_sub(described))
+            (present, dumpable, described)
         }
         Container::Kdump { mem, .. } => {
             if let Some(p) = mem.primary() {
@@ -67,8 +99,8 @@ fn initial_bitmaps(dump: &Dump) -> (PfnBitmap, PfnBitmap, u64) {
                     }
                 }
             }
-            let hole = total - present.count();
-            (present, dumpable, hole)
+            let described = present.count();
+            (present, dumpable, described)
         }
     }
 }
@@ -76,12 +108,19 @@ fn initial_bitmaps(dump: &Dump) -> (PfnBitmap, PfnBitmap, u64) {
 /// Filters `dump` at `dump_level` (0-31).
 pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -> Result<Filtered> {
     let vi = dump.require_vmcoreinfo().map_err(|e| Error::Missing(e.to_string()))?;
-    let (present, mut dumpable, memory_hole) = initial_bitmaps(dump);
+    let (present, mut dumpable, described) = initial_bitmaps(dump, &opts.exclude_phys);
     if opts.classify_excluded_input {
         dumpable = present.clone();
     }
     let total = present.len();
-    let mut stats = Stats { total_pages: total, memory_hole, original_pages: total - memory_hole, ..Stats::default() };
+    // Overlapping segments can describe more pages than there are frames (/proc/kcore's
+    // kernel image and direct map): the hole is then 0, not negative.
+    let mut stats = Stats {
+        total_pages: total,
+        memory_hole: total.saturating_sub(described),
+        original_pages: described,
+        ..Stats::default()
+    };
 
     let rules = PageRules::from_vmcoreinfo(vi, opts.pg_slab_bug_compat)?;
     let needs_scan = dump_level & (level::CACHE | level::CACHE_PRIVATE | level::USER | level::FREE) != 0
@@ -176,4 +215,18 @@ fn scan(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cut;
+
+    #[test]
+    fn cutting_ranges_out_of_a_segment() {
+        assert_eq!(cut(0, 100, &[]), vec![(0, 100)]);
+        assert_eq!(cut(0, 100, &[(20, 30)]), vec![(0, 20), (30, 100)]);
+        assert_eq!(cut(0, 100, &[(0, 30), (90, 200)]), vec![(30, 90)]);
+        assert_eq!(cut(10, 20, &[(0, 100)]), vec![]);
+        assert_eq!(cut(10, 20, &[(30, 40)]), vec![(10, 20)]);
+    }
 }

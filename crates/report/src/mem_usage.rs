@@ -42,7 +42,7 @@ pub struct MemUsage {
 impl MemUsage {
     /// The report of a level-31 filtering pass.
     pub fn new(stats: &Stats, page_size: u64, not_in_dump: Option<u64>) -> MemUsage {
-        let total = stats.total_pages - stats.memory_hole;
+        let total = stats.original_pages;
         let known = stats.zero
             + stats.non_pri_cache
             + stats.pri_cache
@@ -117,6 +117,7 @@ Total size on system:\t582586368        Byte\n\n";
             free: 52499,
             total_pages: 142233 + 10,
             memory_hole: 10,
+            original_pages: 142233,
             ..Stats::default()
         };
         let m = MemUsage::new(&stats, 4096, None);
