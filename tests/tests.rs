@@ -6,6 +6,7 @@
 //! * `corrupt`: bad input gives errors, never panics or hangs.
 mod util;
 
+mod arm64;
 mod cli;
 mod corrupt;
 mod dmesg;
