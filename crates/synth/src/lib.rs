@@ -6,10 +6,13 @@
 //!   byte layout field by field, for every header version, codec and byte order, with split
 //!   files and cut-short (incomplete) files;
 //! * [`flat`]: the flattened stream (`makedumpfile -F`) of a finished file;
-//! * [`sample`]: the small deterministic x86_64 machine the `vmcore-synth` binary dumps.
+//! * [`sample`]: the small deterministic x86_64 machine of the first tests (`--layout sample`);
+//! * [`machine`]: synthetic kernels of several generations, of any size, with their ground
+//!   truth (page classes per dump level, dmesg, layout), what the `vmcore-synth` binary writes.
 //!
-//! Nothing here is tuned for speed: every writer keeps its output obviously correct, so
-//! that a test failing against it points at the reader.
+//! The kdump, flattened and sample writers are not tuned for speed: they keep their output
+//! obviously correct, so that a test failing against it points at the reader. The
+//! [`machine`] ELF writer streams: it writes at disk speed with bounded memory.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -17,6 +20,7 @@ pub mod elf;
 mod error;
 pub mod flat;
 pub mod kdump;
+pub mod machine;
 pub mod rng;
 pub mod sample;
 
