@@ -13,3 +13,4 @@ mod dmesg;
 mod filter;
 mod fixtures;
 mod layout;
+mod synthetic;

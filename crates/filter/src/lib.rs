@@ -61,7 +61,8 @@ pub struct Stats {
     pub offline: u64,
     /// `original_pages - excluded_pages`.
     pub remaining_pages: u64,
-    /// `total_pages - original_pages`, or 0 where overlapping segments describe more.
+    /// `total_pages - original_pages`, wrapping below zero (as makedumpfile's does) where
+    /// overlapping segments describe more pages than there are frames.
     pub memory_hole: u64,
     /// One past the highest frame (max_mapnr).
     pub total_pages: u64,

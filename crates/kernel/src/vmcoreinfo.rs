@@ -174,6 +174,17 @@ impl VmcoreInfo {
     }
 }
 
+/// Whether the `OSRELEASE` version (`2.6.24-foo`, `3.4.0`) is before `than`; `None` when it
+/// does not parse.
+pub fn release_before(release: Option<&str>, than: (u32, u32, u32)) -> Option<bool> {
+    let mut parts = release?.split(|c: char| !c.is_ascii_digit());
+    let mut num = || parts.next().and_then(|p| p.parse::<u32>().ok());
+    let major = num()?;
+    let minor = num()?;
+    let patch = num().unwrap_or(0);
+    Some((major, minor, patch) < than)
+}
+
 /// A decimal integer, optionally negative; the whole string must be the number.
 fn parse_dec(v: &str) -> Option<i64> {
     let v = v.trim_end();

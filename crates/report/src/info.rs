@@ -74,7 +74,9 @@ pub struct InfoReport {
     /// Symbols decoded from the dump's kallsyms.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kallsyms: Option<usize>,
-    /// Disagreements between methods and other things the user should know.
+    /// What could not be found and why (kallsyms not exported, ...).
+    pub notes: Vec<String>,
+    /// Disagreements between methods: something is wrong with the dump or a method.
     pub warnings: Vec<String>,
     /// kdump-compressed specifics, flattened into the top level of the JSON.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
@@ -129,7 +131,8 @@ impl InfoReport {
             elf_segments,
             layout: None,
             kallsyms: machine.and_then(|m| m.symbols.as_ref()).map(|s| s.len()),
-            warnings: machine.map(|m| m.notes.clone()).unwrap_or_default(),
+            notes: machine.map(|m| m.notes.clone()).unwrap_or_default(),
+            warnings: Vec::new(),
             kdump,
         }
         .with_layout(machine)
@@ -186,6 +189,9 @@ impl InfoReport {
         }
         if let Some(l) = &self.layout {
             layout_report::render(l, &mut s);
+        }
+        for n in &self.notes {
+            let _ = writeln!(s, "note: {n}");
         }
         for w in &self.warnings {
             let _ = writeln!(s, "WARNING: {w}");

@@ -22,8 +22,18 @@ use crate::vmem::{KernelMem, LinearMap};
 pub const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
 /// Default kernel image mapping size (1 GiB with KASLR).
 const DEFAULT_KERNEL_IMAGE_SIZE: u64 = 1 << 30;
-/// First address of the randomized region that holds the direct map (4-level).
+/// First address of the randomized region that holds the direct map (4-level, 4.20 and
+/// later, which moved it up 8 TiB to make room for the LDT remap).
 const DIRECT_MAP_BASE_L4: u64 = 0xffff_8880_0000_0000;
+/// The 4-level direct map of 2.6.27 to 4.19.
+const DIRECT_MAP_BASE_L4_OLD: u64 = 0xffff_8800_0000_0000;
+/// x86_64 KASLR came with 3.14: older kernels run where they were linked.
+const FIRST_KASLR_RELEASE: (u32, u32, u32) = (3, 14, 0);
+/// Randomized direct map, vmalloc and vmemmap bases came with 4.8: before, constants
+/// (4-level; 2.6.31 and later).
+const FIRST_RANDOMIZED_MEMORY_RELEASE: (u32, u32, u32) = (4, 8, 0);
+const FIXED_VMALLOC_BASE: u64 = 0xffff_c900_0000_0000;
+const FIXED_VMEMMAP_BASE: u64 = 0xffff_ea00_0000_0000;
 /// Same for 5-level paging.
 const DIRECT_MAP_BASE_L5: u64 = 0xff11_0000_0000_0000;
 /// End of the randomized regions (the CPU entry area starts here).
@@ -46,6 +56,8 @@ pub enum Method {
     MemSection,
     /// arm64 `NUMBER(TCR_EL1_T1SZ)`: the virtual address size the CPU was set up with.
     TcrT1sz,
+    /// What every kernel of this release does (`OSRELEASE`).
+    Release,
 }
 
 impl Method {
@@ -59,6 +71,7 @@ impl Method {
             Method::PageTables => "page_tables",
             Method::MemSection => "mem_section",
             Method::TcrT1sz => "tcr_el1_t1sz",
+            Method::Release => "release",
         }
     }
 }
@@ -193,7 +206,13 @@ pub struct Discovered {
 pub fn discover_x86_64(dump: &Dump, vi: &VmcoreInfo, symbols: SymbolLookup<'_>) -> Discovered {
     let elf = elf_core(dump);
     let mut layout = X86Layout {
-        kaslr_offset: Derived::new(vec![(Method::Vmcoreinfo, vi.kernel_offset())]),
+        kaslr_offset: Derived::new(vec![
+            (Method::Vmcoreinfo, vi.kernel_offset()),
+            (
+                Method::Release,
+                (crate::vmcoreinfo::release_before(vi.osrelease(), FIRST_KASLR_RELEASE) == Some(true)).then_some(0),
+            ),
+        ]),
         phys_base: phys_base(dump, vi),
         ..X86Layout::default()
     };
@@ -245,7 +264,12 @@ pub fn discover_x86_64(dump: &Dump, vi: &VmcoreInfo, symbols: SymbolLookup<'_>) 
         (variable("page_offset_base"), variable("vmalloc_base"), variable("vmemmap_base"));
 
     let pob_probe = walker.as_ref().and_then(|w| {
-        let start = if w.mmu().levels == 5 { DIRECT_MAP_BASE_L5 } else { DIRECT_MAP_BASE_L4 };
+        let old = crate::vmcoreinfo::release_before(vi.osrelease(), (4, 20, 0)) == Some(true);
+        let start = match (w.mmu().levels, old) {
+            (5, _) => DIRECT_MAP_BASE_L5,
+            (_, true) => DIRECT_MAP_BASE_L4_OLD,
+            _ => DIRECT_MAP_BASE_L4,
+        };
         let (v, t) = w.first_mapped(start, RANDOMIZED_REGION_END).ok()??;
         Some(v.wrapping_sub(t.paddr))
     });
@@ -255,8 +279,15 @@ pub fn discover_x86_64(dump: &Dump, vi: &VmcoreInfo, symbols: SymbolLookup<'_>) 
         (Method::PtLoad, elf.and_then(page_offset_from_pt_load)),
         (Method::PageTables, pob_probe),
     ]);
-    layout.vmalloc_base =
-        Derived::new(vec![(Method::Vmcoreinfo, vi.number_u64("VMALLOC_START")), (Method::Symbol, vmalloc_var)]);
+    let fixed = |v: u64| {
+        let old = crate::vmcoreinfo::release_before(vi.osrelease(), FIRST_RANDOMIZED_MEMORY_RELEASE) == Some(true);
+        (old && walker.as_ref().is_some_and(|w| w.mmu().levels == 4)).then_some(v)
+    };
+    layout.vmalloc_base = Derived::new(vec![
+        (Method::Vmcoreinfo, vi.number_u64("VMALLOC_START")),
+        (Method::Symbol, vmalloc_var),
+        (Method::Release, fixed(FIXED_VMALLOC_BASE)),
+    ]);
     if let Some(pob) = layout.page_offset_base.value {
         let end = dump.mem.max_pfn().saturating_mul(dump.mem.page_size());
         kmem = kmem.with_direct_map(LinearMap { vstart: pob, size: end, pstart: 0 });
@@ -265,6 +296,7 @@ pub fn discover_x86_64(dump: &Dump, vi: &VmcoreInfo, symbols: SymbolLookup<'_>) 
         (Method::Vmcoreinfo, vi.number_u64("VMEMMAP_START")),
         (Method::Symbol, vmemmap_var),
         (Method::MemSection, vmemmap_from_mem_section(vi, &kmem, dump.mem.page_size())),
+        (Method::Release, fixed(FIXED_VMEMMAP_BASE)),
     ]);
     Discovered { layout, kmem }
 }
@@ -295,12 +327,12 @@ fn vmemmap_from_mem_section(vi: &VmcoreInfo, kmem: &KernelMem, page_size: u64) -
     let size = u64::try_from(vi.size("mem_section")?).ok()?;
     let off = u64::try_from(vi.offset("mem_section.section_mem_map")?).ok()?;
     let per_root = page_size.checked_div(size)?;
-    let extreme = match (vi.length("mem_section"), vi.number("MAX_PHYSMEM_BITS"), vi.number("SECTION_SIZE_BITS")) {
-        (Some(len), Some(max), Some(sec)) if max > sec && max - sec < 63 => {
-            let nr = 1u64 << (max - sec);
-            u64::try_from(len).ok() == Some(nr.div_ceil(per_root))
+    let (sec, max) = crate::mm::memmap::sparsemem_bits(vi);
+    let extreme = match vi.length("mem_section") {
+        Some(len) if max > sec && max - sec < 63 => {
+            u64::try_from(len).ok() == Some((1u64 << (max - sec)).div_ceil(per_root))
         }
-        (None, _, _) => true,
+        None => true,
         _ => false,
     };
     let first = if extreme { kmem.read_u64(root).ok().filter(|&p| p != 0)? } else { root };

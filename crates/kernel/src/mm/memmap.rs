@@ -49,6 +49,25 @@ const SECTION_MARKED_PRESENT: u64 = 1;
 /// sections (x86_64 5-level).
 const MAX_SECTIONS: u64 = 1 << 26;
 
+/// SECTION_SIZE_BITS and MAX_PHYSMEM_BITS: from VMCOREINFO (5.x and later export them),
+/// else the architecture's values of older kernels, as makedumpfile assumes them (x86_64:
+/// 27 and 46, or 52 with 5-level paging; arm64: 30 and 48, or 52 with 52-bit VA).
+pub fn sparsemem_bits(vi: &VmcoreInfo) -> (u64, u64) {
+    let arm64 = vi.number("VA_BITS").is_some();
+    let section =
+        vi.number("SECTION_SIZE_BITS").and_then(|v| u64::try_from(v).ok()).unwrap_or(if arm64 { 30 } else { 27 });
+    let wide =
+        if arm64 { vi.number("VA_BITS") == Some(52) } else { vi.number("pgtable_l5_enabled").is_some_and(|v| v != 0) };
+    let max = vi.number("MAX_PHYSMEM_BITS").and_then(|v| u64::try_from(v).ok()).unwrap_or(if wide {
+        52
+    } else if arm64 {
+        48
+    } else {
+        46
+    });
+    (section, max)
+}
+
 fn need(v: Option<i64>, what: &'static str) -> Result<u64, Error> {
     v.and_then(|v| u64::try_from(v).ok()).ok_or(Error::Missing(what))
 }
@@ -86,7 +105,7 @@ fn sparse(vi: &VmcoreInfo, kmem: &KernelMem, max_pfn: u64, page_size: u64, page_
     let root_addr = vi.symbol("mem_section").ok_or(Error::Missing("SYMBOL(mem_section)"))?;
     let ms_size = need(vi.size("mem_section"), "SIZE(mem_section)")?;
     let map_off = need(vi.offset("mem_section.section_mem_map"), "OFFSET(mem_section.section_mem_map)")?;
-    let section_bits = need(vi.number("SECTION_SIZE_BITS"), "NUMBER(SECTION_SIZE_BITS)")?;
+    let (section_bits, max_physmem_bits) = sparsemem_bits(vi);
     let page_shift = u64::from(page_size.trailing_zeros());
     let pfn_shift = section_bits
         .checked_sub(page_shift)
@@ -98,12 +117,7 @@ fn sparse(vi: &VmcoreInfo, kmem: &KernelMem, max_pfn: u64, page_size: u64, page_
         return Err(Error::Bad(format!("{num_sections} sections of {ms_size} bytes is not a real machine")));
     }
     let per_root = page_size / ms_size;
-    let nr_mem_sections = vi
-        .number("MAX_PHYSMEM_BITS")
-        .and_then(|b| u64::try_from(b).ok())
-        .and_then(|b| b.checked_sub(section_bits))
-        .filter(|&b| b < 63)
-        .map(|b| 1u64 << b);
+    let nr_mem_sections = max_physmem_bits.checked_sub(section_bits).filter(|&b| b < 63).map(|b| 1u64 << b);
     // SPARSEMEM_EXTREME: an array of pointers to pages of mem_sections; its length is
     // NR_SECTION_ROOTS. Otherwise mem_section is the array of sections itself.
     let extreme = match (vi.length("mem_section").and_then(|l| u64::try_from(l).ok()), nr_mem_sections) {

@@ -15,16 +15,7 @@ pub const MAX_LOG_BUF_LEN: u64 = 1 << 31;
 
 const WHAT: &str = "plain log_buf";
 
-/// Whether the `OSRELEASE` version (`2.6.24-foo`, `3.4.0`) is before `than`; `None` when it
-/// does not parse.
-pub fn release_before(release: Option<&str>, than: (u32, u32, u32)) -> Option<bool> {
-    let mut parts = release?.split(|c: char| !c.is_ascii_digit());
-    let mut num = || parts.next().and_then(|p| p.parse::<u32>().ok());
-    let major = num()?;
-    let minor = num()?;
-    let patch = num().unwrap_or(0);
-    Some((major, minor, patch) < than)
-}
+pub use crate::vmcoreinfo::release_before;
 
 fn symbol(vi: &VmcoreInfo, name: &str) -> Result<u64, Error> {
     vi.symbol(name).ok_or_else(|| Error::Missing { key: format!("SYMBOL({name})"), what: WHAT })
