@@ -14,3 +14,4 @@ mod filter;
 mod fixtures;
 mod layout;
 mod synthetic;
+mod writer;

@@ -121,12 +121,18 @@ pub enum Command {
     ///
     /// Dump level bits: 1 zero pages, 2 page cache without private data, 4 all page cache,
     /// 8 user process data, 16 free pages; hwpoison and offline pages are always excluded.
+    ///
+    /// Formats: kdump-compressed (default; -c, -l, -p, -z choose the page codec), ELF with
+    /// -E (makedumpfile's segments: excluded runs of 256 pages or more are left out, shorter
+    /// ones kept), either as a flattened stream on stdout with -F; a --split set of files.
     Dump {
         /// The input dump (or /proc/vmcore, /proc/kcore).
         #[arg(value_name = "IN")]
         input: PathBuf,
-        /// The output file (omit with --flatten: the stream goes to stdout).
-        #[arg(value_name = "OUT", required_unless_present_any = ["dry_run", "flatten"])]
+        /// The output file (omit with --flatten: the stream goes to stdout; with --split
+        /// the files follow it).
+        #[arg(value_name = "OUT", required_unless_present_any = ["dry_run", "flatten", "split"],
+              conflicts_with = "split")]
         output: Option<PathBuf>,
         /// Dump level, 0-31.
         #[arg(short = 'd', long = "dump-level", value_name = "LEVEL", default_value_t = 31,
@@ -144,14 +150,28 @@ pub enum Command {
         /// Compress pages with zstd (makedumpfile -z).
         #[arg(short = 'z', group = "codec")]
         zstd: bool,
-        /// Write a flattened stream to stdout (makedumpfile -F), for a pipe or ssh.
+        /// Write an ELF dump (makedumpfile -E): readable by any ELF core reader, pages
+        /// uncompressed; zero pages are left out with level bit 1.
+        #[arg(short = 'E', long = "elf", conflicts_with = "codec")]
+        elf: bool,
+        /// Write a flattened stream to stdout (makedumpfile -F), for a pipe or ssh;
+        /// `vmcore rearrange` (or makedumpfile -R) makes the file from it.
         #[arg(short = 'F', long = "flatten")]
         flatten: bool,
+        /// Write N files, each with the pages of one pfn range balanced by kept pages
+        /// (makedumpfile --split); read them with --part, or join them with `vmcore
+        /// reassemble`.
+        #[arg(long, value_name = "OUT", num_args = 2.., conflicts_with_all = ["flatten", "elf"])]
+        split: Vec<PathBuf>,
+        /// Granularity of the --split ranges, in KiB (makedumpfile --splitblock-size).
+        #[arg(long, value_name = "KIB", default_value_t = 1 << 20, requires = "split")]
+        splitblock_size: u64,
         /// Compression threads (default: the cores available). The output is the same
         /// whatever the number.
         #[arg(long, value_name = "N")]
         threads: Option<usize>,
-        /// Stop at SIZE bytes (K, M, G suffixes) and leave a valid dump marked incomplete.
+        /// Stop at SIZE bytes (K, M, G suffixes) and leave a valid dump marked incomplete
+        /// (each file of a --split set).
         #[arg(short = 'L', long = "limit", value_name = "SIZE", value_parser = parse_size)]
         limit: Option<u64>,
         /// Overwrite OUT if it exists (it is still made mode 0600).
@@ -171,6 +191,37 @@ pub enum Command {
         quiet: bool,
         #[command(flatten)]
         opts: DumpOpts,
+    },
+    /// Turn a flattened stream (`vmcore dump -F`, makedumpfile -F) back into the dump file
+    /// it carries (makedumpfile -R). The stream is read once, in order: IN may be a pipe,
+    /// or - for stdin.
+    Rearrange {
+        /// The flattened stream, or - for stdin.
+        #[arg(value_name = "IN")]
+        input: PathBuf,
+        /// The dump file to write (created mode 0600; it must not exist unless --force).
+        #[arg(value_name = "OUT")]
+        output: PathBuf,
+        /// Overwrite OUT if it exists.
+        #[arg(short = 'f', long)]
+        force: bool,
+        /// No progress display.
+        #[arg(long, short = 'q')]
+        quiet: bool,
+    },
+    /// Join the files of a --split set into one kdump-compressed file (makedumpfile
+    /// --reassemble), copying the stored pages as they are.
+    #[command(override_usage = "vmcore reassemble [OPTIONS] IN... OUT")]
+    Reassemble {
+        /// The split files (IN...), in any order, then the file to write (OUT).
+        #[arg(value_name = "FILE", num_args = 2.., required = true)]
+        files: Vec<PathBuf>,
+        /// Overwrite OUT if it exists.
+        #[arg(short = 'f', long)]
+        force: bool,
+        /// No progress bar.
+        #[arg(long, short = 'q')]
+        quiet: bool,
     },
     /// List the kernel's symbols, decoded from the dump's own kallsyms tables (kernels 6.0
     /// and later export them in VMCOREINFO; no vmlinux or debuginfo needed).

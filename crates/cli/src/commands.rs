@@ -33,7 +33,10 @@ pub fn run(cli: Cli) -> Result<()> {
             lzo,
             snappy,
             zstd,
+            elf,
             flatten,
+            split,
+            splitblock_size,
             threads,
             limit,
             force,
@@ -67,14 +70,18 @@ pub fn run(cli: Cli) -> Result<()> {
                 quiet,
             };
             let dump = open(&args)?;
-            let machine = machine(&dump)?;
-            crate::write::run(&dump, &machine, &args.file.display().to_string(), &job)
+            let machine = machine_without_symbols(&dump)?;
+            let format =
+                crate::write::DumpFormat { elf, split: &split, splitblock_bytes: splitblock_size.saturating_mul(1024) };
+            crate::write::run_with(&dump, &machine, &args.file.display().to_string(), &job, &format)
         }
+        Command::Rearrange { input, output, force, quiet } => crate::write::rearrange(&input, &output, force, quiet),
+        Command::Reassemble { files, force, quiet } => crate::write::reassemble(&files, force, quiet),
         Command::Symbols { dump, pattern, types } => symbols(&dump.into(), pattern.as_deref(), types),
         Command::Addr2sym { dump, addr } => addr2sym(&dump.into(), addr),
         Command::Dmesg { dump, partial, json } => {
             let dump = open(&dump)?;
-            let machine = machine(&dump)?;
+            let machine = machine_without_symbols(&dump)?;
             crate::dmesg::run(&dump, &machine, partial, json, &mut io::stdout().lock())
         }
     }
@@ -125,6 +132,12 @@ fn vmcoreinfo(args: &DumpArgs) -> Result<()> {
     Ok(out.flush()?)
 }
 
+/// The machine without kallsyms, for commands that need no symbol names.
+pub(crate) fn machine_without_symbols(dump: &Dump) -> Result<Machine> {
+    let name = dump.paths.first().map(|p| p.display().to_string()).unwrap_or_default();
+    Machine::without_symbols(dump).with_context(|| name)
+}
+
 pub(crate) fn machine(dump: &Dump) -> Result<Machine> {
     let name = dump.paths.first().map(|p| p.display().to_string()).unwrap_or_default();
     Machine::new(dump).with_context(|| name)
@@ -172,8 +185,16 @@ fn read(args: &DumpArgs, addr: &str, len: u64, phys: bool, zero_excluded: bool) 
 
 pub(crate) fn mem_usage(args: &DumpArgs, json: bool) -> Result<()> {
     let dump = open(args)?;
-    let machine = machine(&dump)?;
-    let opts = vmcore_filter::Options { classify_excluded_input: true, ..vmcore_filter::Options::default() };
+    let machine = machine_without_symbols(&dump)?;
+    // On a live system the crash kernel's reservation is RAM that no dump will hold: like
+    // makedumpfile, leave it out of the table.
+    let exclude_phys = if dump.container.info().format.ends_with("kcore") {
+        std::fs::read_to_string("/proc/iomem").map(|t| crash_kernel_ranges(&t)).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let opts =
+        vmcore_filter::Options { classify_excluded_input: true, exclude_phys, ..vmcore_filter::Options::default() };
     let filtered = vmcore_filter::filter(&dump, &machine, 31, &opts)
         .with_context(|| format!("{}: classifying pages", args.file.display()))?;
     let not_in_dump = match &dump.container {
@@ -191,6 +212,22 @@ pub(crate) fn mem_usage(args: &DumpArgs, json: bool) -> Result<()> {
         out.write_all(report.render().as_bytes())?;
     }
     Ok(out.flush()?)
+}
+
+/// The "Crash kernel" ranges of /proc/iomem (`start-end : Crash kernel`, end inclusive).
+fn crash_kernel_ranges(iomem: &str) -> Vec<(u64, u64)> {
+    iomem
+        .lines()
+        .filter_map(|l| {
+            let (range, name) = l.split_once(" : ")?;
+            if name.trim() != "Crash kernel" {
+                return None;
+            }
+            let (a, b) = range.trim().split_once('-')?;
+            let (a, b) = (u64::from_str_radix(a, 16).ok()?, u64::from_str_radix(b, 16).ok()?);
+            (a <= b).then(|| (a, b.saturating_add(1)))
+        })
+        .collect()
 }
 
 fn symbols(args: &DumpArgs, pattern: Option<&str>, types: bool) -> Result<()> {
@@ -244,6 +281,14 @@ fn addr2sym(args: &DumpArgs, addr: u64) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::matches;
+
+    #[test]
+    fn crash_kernel_reservations_from_iomem() {
+        let iomem = "00001000-0009fbff : System RAM\n00100000-1ffcafff : System RAM\n  \
+                     08000000-13ffffff : Crash kernel\n  0c600000-0d5fffff : Kernel code\n";
+        assert_eq!(super::crash_kernel_ranges(iomem), vec![(0x0800_0000, 0x1400_0000)]);
+        assert!(super::crash_kernel_ranges("garbage\n").is_empty());
+    }
 
     #[test]
     fn patterns() {

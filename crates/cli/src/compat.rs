@@ -208,12 +208,37 @@ fn run(o: Opts) -> Result<()> {
         let [file] = o.files.as_slice() else { bail!("--mem-usage takes one file: /proc/kcore") };
         return crate::commands::mem_usage(&dump_args(file.clone(), &o), false);
     }
-    if o.rearrange || o.reassemble || o.split || o.elf || o.dump_dmesg {
-        bail!("this mode is not wired into the makedumpfile front end yet");
+    if o.rearrange {
+        let [output] = o.files.as_slice() else { bail!("-R takes one DUMPFILE (the stream comes on stdin)") };
+        crate::write::rearrange(std::path::Path::new("-"), output, o.force, true)?;
+        return completed(common, Some(output), false);
     }
-    let (input, output) = match (o.files.as_slice(), o.flatten || o.dry_run) {
-        ([input, output], _) => (input.clone(), Some(output.clone())),
-        ([input], true) => (input.clone(), None),
+    if o.reassemble {
+        if o.files.len() < 3 {
+            bail!("--reassemble takes the split files and then the output file");
+        }
+        crate::write::reassemble(&o.files, o.force, level & 1 == 0)?;
+        return completed(common, o.files.last(), false);
+    }
+    if o.dump_dmesg {
+        let [input, output] = o.files.as_slice() else { bail!("--dump-dmesg takes VMCORE and LOGFILE") };
+        let dump = crate::commands::open(&dump_args(input.clone(), &o))?;
+        let machine = crate::commands::machine_without_symbols(&dump)?;
+        let file = vmcore_writer::create_dump_file(output, o.force)
+            .with_context(|| format!("{}: cannot create the log file (it exists? -f overwrites)", output.display()))?;
+        let mut w = io::BufWriter::new(file);
+        crate::dmesg::run(&dump, &machine, o.partial_dmesg, false, &mut w)?;
+        w.flush()?;
+        if common {
+            println!("\nThe dmesg log is saved to {}.", output.display());
+        }
+        return completed(common, None, false);
+    }
+    let (input, output, split) = match (o.files.as_slice(), o.flatten || o.dry_run, o.split) {
+        ([input, outputs @ ..], _, true) if outputs.len() >= 2 => (input.clone(), None, outputs.to_vec()),
+        (_, _, true) => bail!("--split takes VMCORE and at least two DUMPFILEs"),
+        ([input, output], _, false) => (input.clone(), Some(output.clone()), Vec::new()),
+        ([input], true, false) => (input.clone(), None, Vec::new()),
         _ => bail!("give VMCORE and DUMPFILE (see -h)"),
     };
     let codec = match o.codec {
@@ -225,7 +250,7 @@ fn run(o: Opts) -> Result<()> {
     };
     let args = dump_args(input.clone(), &o);
     let dump = crate::commands::open(&args)?;
-    let machine = crate::commands::machine(&dump)?;
+    let machine = crate::commands::machine_without_symbols(&dump)?;
     let job = crate::write::DumpJob {
         output: output.as_deref(),
         level: o.levels.first().copied().unwrap_or(0),
@@ -239,13 +264,19 @@ fn run(o: Opts) -> Result<()> {
         json: false,
         quiet: level & 1 == 0,
     };
-    crate::write::run(&dump, &machine, &input.display().to_string(), &job)?;
-    if common && !o.flatten {
+    let format = crate::write::DumpFormat { elf: o.elf, split: &split, splitblock_bytes: 1 << 30 };
+    crate::write::run_with(&dump, &machine, &input.display().to_string(), &job, &format)?;
+    completed(common && !o.flatten, output.as_ref().filter(|_| !o.dry_run), !split.is_empty())
+}
+
+/// makedumpfile's closing messages (message level bit 2).
+fn completed(common: bool, saved: Option<&PathBuf>, split: bool) -> Result<()> {
+    if common {
         let mut out = io::stdout().lock();
-        if let Some(path) = &output {
-            if !o.dry_run {
-                writeln!(out, "\nThe dumpfile is saved to {}.", path.display())?;
-            }
+        if let Some(path) = saved {
+            writeln!(out, "\nThe dumpfile is saved to {}.", path.display())?;
+        } else if split {
+            writeln!(out, "\nThe dumpfiles are saved.")?;
         }
         writeln!(out, "\nmakedumpfile Completed.")?;
     }

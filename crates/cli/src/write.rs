@@ -1,15 +1,18 @@
-//! `vmcore dump`: filter, compress and write.
+//! `vmcore dump`: filter, compress and write; `vmcore rearrange` and `vmcore reassemble`.
 
-use std::io::{self, IsTerminal, Write};
-use std::path::Path;
+use std::io::{self, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use vmcore_kernel::machine::Machine;
 use vmcore_kernel::Dump;
+use vmcore_physmem::Container;
 use vmcore_report::filter::FilterReport;
-use vmcore_writer::{Codec, KdumpMeta, Progress, WriteOptions};
+use vmcore_types::ReadAt;
+use vmcore_writer::{Codec, FileOutput, FlatOutput, KdumpMeta, Output, Progress, WriteOptions, WriteReport};
 
 /// What `vmcore dump` was asked to do.
 pub struct DumpJob<'a> {
@@ -24,6 +27,17 @@ pub struct DumpJob<'a> {
     pub dry_run: bool,
     pub json: bool,
     pub quiet: bool,
+}
+
+/// The format options beyond [`DumpJob`]: ELF output, a split set.
+#[derive(Default)]
+pub struct DumpFormat<'a> {
+    /// ELF output (-E).
+    pub elf: bool,
+    /// The files of a --split set (none: one output).
+    pub split: &'a [PathBuf],
+    /// --splitblock-size, in bytes (0: makedumpfile's default, 1 GiB).
+    pub splitblock_bytes: u64,
 }
 
 /// A progress bar on stderr when it is a terminal, nothing otherwise.
@@ -41,16 +55,37 @@ impl Progress for Bar {
     }
 }
 
-fn bar(quiet: bool) -> Bar {
-    if quiet || !io::stderr().is_terminal() {
+fn visible(quiet: bool) -> bool {
+    !quiet && io::stderr().is_terminal()
+}
+
+/// The bar of a write: pages done of the total, rate, time left.
+fn bar(quiet: bool, unit: &str) -> Bar {
+    if !visible(quiet) {
         return Bar(indicatif::ProgressBar::hidden());
     }
-    let style = indicatif::ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] [{bar:40}] {pos}/{len} pages, {per_sec}, ETA {eta}",
-    )
-    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-    .progress_chars("=> ");
+    let template = format!("{{spinner}} {{elapsed_precise}} [{{wide_bar}}] {{percent:>3}}% {{human_pos}}/{{human_len}} {unit}, ETA {{eta}}");
+    let style = indicatif::ProgressStyle::with_template(&template)
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> ");
     Bar(indicatif::ProgressBar::new(0).with_style(style))
+}
+
+/// A spinner for a phase without a count (filtering, a stream of unknown length).
+fn spinner(quiet: bool, message: String, bytes: bool) -> indicatif::ProgressBar {
+    if !visible(quiet) {
+        return indicatif::ProgressBar::hidden();
+    }
+    let template = if bytes {
+        "{spinner} {elapsed_precise} {bytes} ({bytes_per_sec}) {wide_msg}"
+    } else {
+        "{spinner} {elapsed_precise} {wide_msg}"
+    };
+    let style = indicatif::ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+    let s = indicatif::ProgressBar::new_spinner().with_style(style).with_message(message);
+    s.enable_steady_tick(Duration::from_millis(120));
+    s
 }
 
 fn print_report(report: &FilterReport, json: bool, to_stderr: bool) -> Result<()> {
@@ -65,14 +100,40 @@ fn print_report(report: &FilterReport, json: bool, to_stderr: bool) -> Result<()
     Ok(())
 }
 
-pub fn run(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob) -> Result<()> {
+fn create(path: &Path, force: bool) -> Result<std::fs::File> {
+    vmcore_writer::create_dump_file(path, force)
+        .with_context(|| format!("{}: cannot create the dump (it exists? use --force to overwrite)", path.display()))
+}
+
+fn stdout_stream() -> Result<FlatOutput<io::BufWriter<io::Stdout>>> {
+    let stdout = io::stdout();
+    if stdout.is_terminal() {
+        bail!("refusing to write a flattened dump to a terminal: redirect stdout");
+    }
+    Ok(FlatOutput::new(io::BufWriter::with_capacity(1 << 20, stdout)))
+}
+
+/// Writes the dump `job` and `format` say.
+pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, format: &DumpFormat) -> Result<()> {
+    let splitblock_bytes =
+        if format.splitblock_bytes == 0 { vmcore_writer::DEFAULT_SPLITBLOCK_BYTES } else { format.splitblock_bytes };
+    if !format.split.is_empty() && splitblock_bytes % dump.mem.page_size() != 0 {
+        bail!("--splitblock-size {} KiB is not a whole number of pages", splitblock_bytes / 1024);
+    }
+    if format.elf && !job.dry_run && !matches!(dump.container, Container::Elf { .. }) {
+        bail!("{name}: -E writes ELF dumps from ELF inputs (/proc/vmcore or an ELF vmcore); this input is kdump-compressed");
+    }
     let mut fopts = vmcore_filter::Options::default();
     if !job.dry_run {
-        // The writer checks every page for zeros as it copies it.
+        // The writers check every page for zeros as they copy it (the ELF writer in a
+        // parallel pass of its own).
         fopts.scan_zero_pages = false;
     }
+    let filtering = spinner(job.quiet, format!("filtering at dump level {}: {name}", job.level), false);
     let filtered = vmcore_filter::filter(dump, machine, job.level, &fopts)
-        .with_context(|| format!("{name}: filtering at dump level {}", job.level))?;
+        .with_context(|| format!("{name}: filtering at dump level {}", job.level));
+    filtering.finish_and_clear();
+    let filtered = filtered?;
     if job.dry_run {
         return print_report(&FilterReport::new(job.level, &filtered.stats), job.json, false);
     }
@@ -84,37 +145,108 @@ pub fn run(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob) -> Result<
     let _ = ctrlc::set_handler(move || handler_stop.store(true, Ordering::Relaxed));
     let threads = job.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let opts = WriteOptions { codec: job.codec, threads: threads.max(1), stop: Some(Arc::clone(&stop)) };
-    let progress = bar(job.quiet || job.flatten && io::stdout().is_terminal());
-    let report = if job.flatten {
-        let stdout = io::stdout();
-        if stdout.is_terminal() {
-            anyhow::bail!("refusing to write a flattened dump to a terminal: redirect stdout");
+    let progress = bar(job.quiet || job.flatten && io::stdout().is_terminal(), "pages");
+    let mem = &*dump.mem;
+
+    let write_to = |out: &mut dyn Output| -> Result<WriteReport> {
+        if format.elf {
+            let Container::Elf { core, src, .. } = &dump.container else {
+                bail!("{name}: not an ELF input");
+            };
+            Ok(vmcore_writer::write_elf(out, core, &**src, mem, &filtered, &opts, &progress)?)
+        } else {
+            Ok(vmcore_writer::write_kdump(out, mem, &filtered, &meta, &opts, &progress)?)
         }
-        let mut out = vmcore_writer::FlatOutput::new(io::BufWriter::with_capacity(1 << 20, stdout));
-        vmcore_writer::write_kdump(&mut out, &*dump.mem, &filtered, &meta, &opts, &progress)?
+    };
+    let reports: Vec<(String, WriteReport)> = if !format.split.is_empty() {
+        let block_pages = splitblock_bytes / mem.page_size();
+        let ranges = vmcore_writer::split_ranges(&filtered.dumpable, format.split.len(), block_pages);
+        let mut files = Vec::with_capacity(format.split.len());
+        for path in format.split {
+            files.push(FileOutput::new(create(path, job.force)?, job.limit));
+        }
+        let mut outs: Vec<&mut dyn Output> = files.iter_mut().map(|f| f as &mut dyn Output).collect();
+        let reports = vmcore_writer::write_kdump_split(&mut outs, &ranges, mem, &filtered, &meta, &opts, &progress)
+            .context("writing the split files")?;
+        format.split.iter().map(|p| p.display().to_string()).zip(reports).collect()
+    } else if job.flatten {
+        let mut out = stdout_stream()?;
+        vec![("stdout".into(), write_to(&mut out)?)]
     } else {
         let path = job.output.context("no output file given")?;
-        let file = vmcore_writer::create_dump_file(path, job.force).with_context(|| {
-            format!("{}: cannot create the dump (it exists? use --force to overwrite)", path.display())
-        })?;
-        let mut out = vmcore_writer::FileOutput::new(file, job.limit);
-        vmcore_writer::write_kdump(&mut out, &*dump.mem, &filtered, &meta, &opts, &progress)
-            .with_context(|| format!("writing {}", path.display()))?
+        let mut out = FileOutput::new(create(path, job.force)?, job.limit);
+        let report = write_to(&mut out).with_context(|| format!("writing {}", path.display()))?;
+        vec![(path.display().to_string(), report)]
     };
+
     let mut stats = filtered.stats;
     if job.level & 1 != 0 {
-        stats.zero = report.zero_pages;
-        stats.excluded_pages += report.zero_pages;
-        stats.remaining_pages = stats.remaining_pages.saturating_sub(report.zero_pages);
+        let zero: u64 = reports.iter().map(|(_, r)| r.zero_pages).sum();
+        stats.zero = zero;
+        stats.excluded_pages += zero;
+        stats.remaining_pages = stats.remaining_pages.saturating_sub(zero);
     }
     if job.stats {
         print_report(&FilterReport::new(job.level, &stats), job.json, job.flatten)?;
     }
+    let mut incomplete = false;
+    for (file, report) in &reports {
+        if report.incomplete {
+            incomplete = true;
+            let why = if stop.load(Ordering::Relaxed) { "interrupted" } else { "out of space or at the size limit" };
+            eprintln!(
+                "vmcore: {file}: the dump is INCOMPLETE ({why}): {} of {} pages written, the rest read as not written",
+                report.pages_written, report.pages
+            );
+        }
+    }
+    if incomplete {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// `vmcore rearrange IN OUT`.
+pub fn rearrange(input: &Path, output: &Path, force: bool, quiet: bool) -> Result<()> {
+    let mut reader: Box<dyn Read> = if input.as_os_str() == "-" {
+        if io::stdin().is_terminal() {
+            bail!("refusing to read a flattened stream from a terminal: pipe it in");
+        }
+        Box::new(io::BufReader::with_capacity(1 << 20, io::stdin().lock()))
+    } else {
+        let f = std::fs::File::open(input).with_context(|| format!("{}: cannot open", input.display()))?;
+        Box::new(io::BufReader::with_capacity(1 << 20, f))
+    };
+    let mut out = FileOutput::new(create(output, force)?, None);
+    let progress = Bar(spinner(quiet, format!("rearranging into {}", output.display()), true));
+    let shown = if input.as_os_str() == "-" { "stdin".to_string() } else { input.display().to_string() };
+    vmcore_writer::rearrange(&mut reader, &mut out, &progress).with_context(|| {
+        format!("{shown} -> {}: rearranging stopped (the file holds what came before)", output.display())
+    })?;
+    Ok(())
+}
+
+/// `vmcore reassemble IN... OUT`.
+pub fn reassemble(files: &[PathBuf], force: bool, quiet: bool) -> Result<()> {
+    let Some((output, inputs)) = files.split_last() else { bail!("give the split files and then the output file") };
+    if inputs.is_empty() {
+        bail!("give the split files and then the output file");
+    }
+    let mut parts: Vec<(String, Arc<dyn ReadAt>)> = Vec::with_capacity(inputs.len());
+    for p in inputs {
+        let f = vmcore_formats::FileSource::open(p).with_context(|| format!("{}: cannot open", p.display()))?;
+        parts.push((p.display().to_string(), Arc::new(f)));
+    }
+    let mut out = FileOutput::new(create(output, force)?, None);
+    let progress = bar(quiet, "pages");
+    let report = vmcore_writer::reassemble(parts, &mut out, &progress)
+        .with_context(|| format!("reassembling into {}", output.display()))?;
     if report.incomplete {
-        let why = if stop.load(Ordering::Relaxed) { "interrupted" } else { "out of space or at the size limit" };
         eprintln!(
-            "vmcore: the dump is INCOMPLETE ({why}): {} of {} pages written, the rest read as not written",
-            report.pages_written, report.pages
+            "vmcore: {}: the dump is INCOMPLETE (a part was, or the disk filled): {} of {} pages, the rest read as not written",
+            output.display(),
+            report.pages_written,
+            report.pages
         );
         std::process::exit(1);
     }

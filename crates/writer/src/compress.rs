@@ -57,7 +57,7 @@ impl Compressor {
             #[cfg(feature = "lzo")]
             Compressor::Lzo => {
                 // Level 3 of the lzo1x crate is LZO1X-1 with 14-bit dictionary, as liblzo2's
-                // lzo1x_1_compress.
+                // lzo1x_1_compress (byte for byte: the dumps equal makedumpfile -l's).
                 *out = lzo1x::compress(page, lzo1x::CompressLevel::new(3));
             }
             #[cfg(feature = "snappy")]

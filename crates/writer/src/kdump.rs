@@ -1,12 +1,13 @@
 //! The kdump-compressed writer (header version 6), laid out as makedumpfile lays it out
 //! (../shared/docs/makedumpfile.md section 1): header, sub header and notes, both bitmaps,
 //! the page descriptor table, then the shared zero page and the pages in pfn order.
+//! `--split` files (section 1.10) are the same file restricted to one pfn range.
 
-use vmcore_filter::Filtered;
+use vmcore_filter::{Filtered, PfnBitmap};
 use vmcore_formats::codec::Codec;
 use vmcore_formats::raw::kdump::{self as raw, header as h, sub_header as sh};
-use vmcore_physmem::{PageState, PhysMem};
-use vmcore_types::Pfn;
+use vmcore_physmem::{PageState, PhysMem, ReadOptions};
+use vmcore_types::{Pfn, PhysAddr};
 
 use crate::compress::Compressor;
 use crate::output::{Output, OutputError};
@@ -33,11 +34,12 @@ pub struct KdumpMeta {
 }
 
 const SUB_HEADER_END: u64 = sh::SIZE as u64;
+const DESC: u64 = raw::PAGE_DESC_SIZE as u64;
 /// Pages per job handed to a worker: large enough to amortize the hand-off, small enough
 /// that `threads * 2` jobs in flight stay a few MiB.
-const PAGES_PER_JOB: usize = 64;
+pub(crate) const PAGES_PER_JOB: usize = 64;
 /// Bytes of page data (and descriptors) gathered before a write.
-const WRITE_BUFFER: usize = 1 << 20;
+pub(crate) const WRITE_BUFFER: usize = 1 << 20;
 
 /// The file's layout, all offsets in bytes.
 #[derive(Debug, Clone, Copy)]
@@ -58,7 +60,7 @@ fn layout(meta: &KdumpMeta, max_mapnr: u64, dumpable: u64, block: u64) -> Layout
     let bitmap_offset = (1 + sub_hdr_blocks) * block;
     let bitmap_len = max_mapnr.div_ceil(8).div_ceil(block) * block;
     let desc_offset = bitmap_offset + 2 * bitmap_len;
-    let data_offset = desc_offset + dumpable * raw::PAGE_DESC_SIZE as u64;
+    let data_offset = desc_offset + dumpable * DESC;
     let notes_at = block + SUB_HEADER_END;
     let vmcoreinfo = match (&meta.vmcoreinfo_in_notes, &meta.vmcoreinfo) {
         (Some((off, size)), _) => (notes_at + off, *size),
@@ -68,13 +70,13 @@ fn layout(meta: &KdumpMeta, max_mapnr: u64, dumpable: u64, block: u64) -> Layout
     Layout { block, sub_hdr_blocks, bitmap_offset, bitmap_len, desc_offset, data_offset, vmcoreinfo }
 }
 
-fn put32(b: &mut [u8], off: usize, v: u32) {
+pub(crate) fn put32(b: &mut [u8], off: usize, v: u32) {
     if let Some(d) = b.get_mut(off..off + 4) {
         d.copy_from_slice(&v.to_le_bytes());
     }
 }
 
-fn put64(b: &mut [u8], off: usize, v: u64) {
+pub(crate) fn put64(b: &mut [u8], off: usize, v: u64) {
     if let Some(d) = b.get_mut(off..off + 8) {
         d.copy_from_slice(&v.to_le_bytes());
     }
@@ -104,10 +106,18 @@ fn header_block(meta: &KdumpMeta, l: &Layout, max_mapnr: u64, status: u32) -> Ve
     b
 }
 
-fn sub_header(meta: &KdumpMeta, l: &Layout, max_mapnr: u64, dump_level: u32) -> Vec<u8> {
+fn sub_header(meta: &KdumpMeta, l: &Layout, max_mapnr: u64, dump_level: u32, split: Option<(u64, u64)>) -> Vec<u8> {
     let mut b = vec![0u8; sh::SIZE];
     put64(&mut b, sh::PHYS_BASE, meta.phys_base);
     put32(&mut b, sh::DUMP_LEVEL, dump_level);
+    if let Some((start, end)) = split {
+        let clamp = |v: u64| v.min(u64::from(u32::MAX));
+        put32(&mut b, sh::SPLIT, 1);
+        put64(&mut b, sh::START_PFN, clamp(start));
+        put64(&mut b, sh::END_PFN, clamp(end));
+        put64(&mut b, sh::START_PFN_64, start);
+        put64(&mut b, sh::END_PFN_64, end);
+    }
     put64(&mut b, sh::OFFSET_VMCOREINFO, l.vmcoreinfo.0);
     put64(&mut b, sh::SIZE_VMCOREINFO, l.vmcoreinfo.1);
     if !meta.notes.is_empty() {
@@ -130,7 +140,7 @@ struct JobOut {
     data: Vec<u8>,
 }
 
-fn codec_flag(codec: Codec) -> u32 {
+pub(crate) fn codec_flag(codec: Codec) -> u32 {
     match codec {
         Codec::Raw => 0,
         Codec::Zlib => raw::DUMP_DH_COMPRESSED_ZLIB,
@@ -138,6 +148,245 @@ fn codec_flag(codec: Codec) -> u32 {
         Codec::Snappy => raw::DUMP_DH_COMPRESSED_SNAPPY,
         Codec::Zstd => raw::DUMP_DH_COMPRESSED_ZSTD,
     }
+}
+
+/// Whether every byte of `page` is zero.
+pub(crate) fn is_zero(page: &[u8]) -> bool {
+    // Blocks of 256 bytes: the OR of a block vectorizes, and a page with data usually
+    // shows it in its first block.
+    page.chunks(256).all(|c| c.iter().fold(0u8, |a, &b| a | b) == 0)
+}
+
+/// The pfns of `bitmap` in `[start, end)`, in jobs of at most `per_job`, made as they are
+/// needed (never the whole list: its size would follow the dump's).
+pub(crate) fn pfn_jobs(
+    bitmap: &PfnBitmap,
+    start: u64,
+    end: u64,
+    per_job: usize,
+) -> impl Iterator<Item = Vec<u64>> + '_ {
+    let mut pfns = bitmap.iter().skip_while(move |&p| p < start).take_while(move |&p| p < end).peekable();
+    std::iter::from_fn(move || {
+        pfns.peek()?;
+        Some(pfns.by_ref().take(per_job).collect())
+    })
+}
+
+/// Reads the pages `pfns` (ascending) into `buf` (one page each, in order), one read per
+/// run of consecutive frames where the input allows, and checks that each is in the
+/// input.
+pub(crate) fn read_pages(mem: &dyn PhysMem, pfns: &[u64], buf: &mut [u8], page_size: usize) -> Result<()> {
+    let shift = (page_size as u64).trailing_zeros();
+    let mut i = 0usize;
+    while i < pfns.len() {
+        let first = pfns.get(i).copied().unwrap_or(0);
+        let mut n = 1usize;
+        while pfns.get(i + n).is_some_and(|&p| p == first + n as u64) {
+            n += 1;
+        }
+        let dst = buf.get_mut(i * page_size..(i + n) * page_size).unwrap_or_default();
+        let whole =
+            first.checked_shl(shift).is_some_and(|addr| mem.read(PhysAddr(addr), dst, ReadOptions::default()).is_ok());
+        if !whole {
+            // A frame partly outside the input's segments, or a read error: page by page,
+            // which zero-fills the first and names the second.
+            for (k, page) in dst.chunks_mut(page_size).enumerate() {
+                let pfn = first + k as u64;
+                match mem.read_page(Pfn(pfn), page)? {
+                    PageState::Dumped | PageState::ZeroFilled => {}
+                    state => {
+                        return Err(Error::Input(format!(
+                            "pfn {pfn:#x} is to be dumped but the input has it {state:?}"
+                        )))
+                    }
+                }
+            }
+        }
+        i += n;
+    }
+    Ok(())
+}
+
+/// The consumer side of a kdump file: page data and descriptors gathered in buffers and
+/// written data first, so that a dump cut short never has a descriptor pointing past its
+/// end (descriptors never written stay zero, which readers take as "not written"). On a
+/// file, the descriptors' blocks are allocated (with zeros) before the data that could
+/// fill the disk, and data that only partly fits is kept as far as it goes.
+pub(crate) struct Sink<'a> {
+    pub(crate) out: &'a mut dyn Output,
+    block: u64,
+    pub(crate) data_pos: u64,
+    data_buf: Vec<u8>,
+    desc_pos: u64,
+    desc_buf: Vec<u8>,
+    /// Descriptors on disk (or in the stream).
+    pub(crate) descs_written: u64,
+    big_endian: bool,
+}
+
+impl<'a> Sink<'a> {
+    pub(crate) fn new(out: &'a mut dyn Output, block: u64, desc_pos: u64, data_pos: u64, big_endian: bool) -> Sink<'a> {
+        Sink {
+            out,
+            block,
+            data_pos,
+            data_buf: Vec::with_capacity(WRITE_BUFFER + block as usize),
+            desc_pos,
+            desc_buf: Vec::with_capacity(WRITE_BUFFER / 8),
+            descs_written: 0,
+            big_endian,
+        }
+    }
+
+    /// Where the next page's data goes.
+    pub(crate) fn next_data_offset(&self) -> u64 {
+        self.data_pos + self.data_buf.len() as u64
+    }
+
+    pub(crate) fn push_data(&mut self, data: &[u8]) {
+        self.data_buf.extend_from_slice(data);
+    }
+
+    pub(crate) fn push_desc(&mut self, offset: u64, size: u32, flags: u32) {
+        if self.big_endian {
+            self.desc_buf.extend_from_slice(&offset.to_be_bytes());
+            self.desc_buf.extend_from_slice(&size.to_be_bytes());
+            self.desc_buf.extend_from_slice(&flags.to_be_bytes());
+        } else {
+            self.desc_buf.extend_from_slice(&offset.to_le_bytes());
+            self.desc_buf.extend_from_slice(&size.to_le_bytes());
+            self.desc_buf.extend_from_slice(&flags.to_le_bytes());
+        }
+        self.desc_buf.extend_from_slice(&[0u8; 8]);
+    }
+
+    pub(crate) fn wants_flush(&self) -> bool {
+        self.data_buf.len() >= WRITE_BUFFER || self.desc_buf.len() >= WRITE_BUFFER
+    }
+
+    /// Writes the buffers: data, then the descriptors. On `Full`, `descs_written` counts
+    /// the descriptors that are whole on disk.
+    pub(crate) fn flush(&mut self) -> std::result::Result<(), OutputError> {
+        if self.out.can_rewrite() && !self.desc_buf.is_empty() {
+            // Allocate the descriptors' blocks first (zeros read as "not written"), so
+            // that data filling the disk leaves room to describe what it holds.
+            let zeros = vec![0u8; self.desc_buf.len()];
+            self.out.write_at(self.desc_pos, &zeros)?;
+        }
+        if !self.data_buf.is_empty() {
+            match self.out.write_at(self.data_pos, &self.data_buf) {
+                Ok(()) => {}
+                Err(OutputError::Full) if self.out.can_rewrite() => {
+                    self.salvage();
+                    return Err(OutputError::Full);
+                }
+                Err(e) => return Err(e),
+            }
+            self.data_pos += self.data_buf.len() as u64;
+            self.data_buf.clear();
+        }
+        self.write_descs()
+    }
+
+    /// After the data buffer did not fit: finds, block by block, how much of it is on
+    /// disk, and writes the descriptors of the pages whose data is, so that the dump
+    /// holds every page it can.
+    fn salvage(&mut self) {
+        let len = self.data_buf.len() as u64;
+        let mut done = 0u64;
+        while done < len {
+            let at = self.data_pos + done;
+            let n = ((at / self.block + 1) * self.block - at).min(len - done);
+            let piece = self.data_buf.get(done as usize..(done + n) as usize).unwrap_or_default();
+            if self.out.write_at(at, piece).is_err() {
+                break;
+            }
+            done += n;
+        }
+        let on_disk = self.data_pos + done;
+        let be = self.big_endian;
+        let field = |d: &[u8], off: usize, len: usize| {
+            let b = d.get(off..off + len).unwrap_or_default();
+            b.iter().enumerate().fold(0u64, |v, (i, &x)| {
+                let shift = if be { 8 * (len - 1 - i) } else { 8 * i };
+                v | (u64::from(x) << shift)
+            })
+        };
+        let keep = self
+            .desc_buf
+            .chunks(DESC as usize)
+            .take_while(|d| {
+                let (offset, size) = (field(d, 0, 8), field(d, 8, 4));
+                // The shared zero page lies before this buffer's data: on disk.
+                offset < self.data_pos || offset + size <= on_disk
+            })
+            .count();
+        self.desc_buf.truncate(keep * DESC as usize);
+        self.data_buf.clear();
+        let _ = self.write_descs();
+    }
+
+    fn write_descs(&mut self) -> std::result::Result<(), OutputError> {
+        if self.desc_buf.is_empty() {
+            return Ok(());
+        }
+        if !self.out.can_rewrite() {
+            // A stream: no disk to fill block by block.
+            self.out.write_at(self.desc_pos, &self.desc_buf)?;
+        } else {
+            // The table is a hole until written: each new block of it may find the disk
+            // full. Written block by block, a failure leaves at most one descriptor torn
+            // across the block boundary, which is then cleared (its first bytes are in a
+            // block already allocated), so that it reads as "not written".
+            let len = self.desc_buf.len() as u64;
+            let mut done = 0u64;
+            while done < len {
+                let at = self.desc_pos + done;
+                let n = ((at / self.block + 1) * self.block - at).min(len - done);
+                let piece = self.desc_buf.get(done as usize..(done + n) as usize).unwrap_or_default();
+                match self.out.write_at(at, piece) {
+                    Ok(()) => done += n,
+                    Err(e) => {
+                        let whole = done / DESC * DESC;
+                        if whole < done {
+                            let zeros = vec![0u8; (done - whole) as usize];
+                            let _ = self.out.write_at(self.desc_pos + whole, &zeros);
+                        }
+                        self.descs_written += whole / DESC;
+                        self.desc_pos += whole;
+                        self.desc_buf.clear();
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        self.descs_written += self.desc_buf.len() as u64 / DESC;
+        self.desc_pos += self.desc_buf.len() as u64;
+        self.desc_buf.clear();
+        Ok(())
+    }
+}
+
+/// Sets the INCOMPLETE bit of the header status at `status_offset`, when the output can
+/// be rewritten.
+pub(crate) fn mark_incomplete(out: &mut dyn Output, status: u32, big_endian: bool) -> Result<()> {
+    if !out.can_rewrite() {
+        return Ok(());
+    }
+    let v = status | raw::DUMP_DH_COMPRESSED_INCOMPLETE;
+    let bytes = if big_endian { v.to_be_bytes() } else { v.to_le_bytes() };
+    out.write_at(h::STATUS as u64, &bytes).map_err(|e| match e {
+        OutputError::Io(e) => Error::Output(e),
+        OutputError::Full => Error::Output(std::io::Error::other("cannot mark the dump incomplete")),
+    })
+}
+
+/// One file to write: all pages, or one `--split` range.
+#[derive(Debug, Clone, Copy)]
+struct Part {
+    start: u64,
+    end: u64,
+    split: bool,
 }
 
 /// Writes the kdump-compressed file of `filtered` pages of `mem` to `out`.
@@ -149,6 +398,51 @@ pub fn write_kdump(
     opts: &WriteOptions,
     progress: &dyn Progress,
 ) -> Result<WriteReport> {
+    progress.set_total(filtered.dumpable.count());
+    let part = Part { start: 0, end: filtered.present.len(), split: false };
+    let report = write_part(out, mem, filtered, meta, opts, progress, part)?;
+    progress.finish();
+    Ok(report)
+}
+
+/// Writes a `--split` set: `outs.len()` files, file `i` holding the pages of
+/// `ranges[i]` (from [`split_ranges`](crate::split_ranges)) and both full bitmaps. A file
+/// that runs out of space is closed as incomplete and the others are still written.
+pub fn write_kdump_split(
+    outs: &mut [&mut dyn Output],
+    ranges: &[(u64, u64)],
+    mem: &dyn PhysMem,
+    filtered: &Filtered,
+    meta: &KdumpMeta,
+    opts: &WriteOptions,
+    progress: &dyn Progress,
+) -> Result<Vec<WriteReport>> {
+    if outs.len() != ranges.len() {
+        return Err(Error::Input(format!("{} split files for {} ranges", outs.len(), ranges.len())));
+    }
+    progress.set_total(filtered.dumpable.count());
+    let mut reports = Vec::with_capacity(outs.len());
+    for (out, &(start, end)) in outs.iter_mut().zip(ranges) {
+        let part = Part { start, end, split: true };
+        let report = write_part(&mut **out, mem, filtered, meta, opts, progress, part)?;
+        reports.push(report);
+        if opts.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
+            break;
+        }
+    }
+    progress.finish();
+    Ok(reports)
+}
+
+fn write_part(
+    out: &mut dyn Output,
+    mem: &dyn PhysMem,
+    filtered: &Filtered,
+    meta: &KdumpMeta,
+    opts: &WriteOptions,
+    progress: &dyn Progress,
+    part: Part,
+) -> Result<WriteReport> {
     let block = mem.page_size();
     let page_size = usize::try_from(block).map_err(|_| Error::Input("page size".into()))?;
     let max_mapnr = filtered.present.len();
@@ -158,9 +452,9 @@ pub fn write_kdump(
     let share_zero = filtered.level & 1 != 0;
 
     let mut head = header_block(meta, &l, max_mapnr, status);
-    head.resize(block as usize, 0);
+    head.resize(page_size, 0);
     out.write_at(0, &head)?;
-    let mut sub = sub_header(meta, &l, max_mapnr, filtered.level);
+    let mut sub = sub_header(meta, &l, max_mapnr, filtered.level, part.split.then_some((part.start, part.end)));
     sub.extend_from_slice(&meta.notes);
     if meta.vmcoreinfo_in_notes.is_none() {
         if let Some(v) = &meta.vmcoreinfo {
@@ -178,62 +472,48 @@ pub fn write_kdump(
 
     let zero_offset = l.data_offset;
     let mut data_pos = l.data_offset;
+    let in_range = if part.split { count_range(&filtered.dumpable, part.start, part.end) } else { dumpable };
     if share_zero {
-        out.write_at(zero_offset, &vec![0u8; page_size])?;
+        match out.write_at(zero_offset, &vec![0u8; page_size]) {
+            Ok(()) => {}
+            Err(OutputError::Full) => {
+                // Not even the zero page: a dump of headers and bitmaps, every page lost.
+                mark_incomplete(out, status, false)?;
+                out.finish().map_err(Error::Output)?;
+                return Ok(WriteReport {
+                    pages: in_range,
+                    bytes: zero_offset,
+                    incomplete: true,
+                    ..WriteReport::default()
+                });
+            }
+            Err(OutputError::Io(e)) => return Err(Error::Output(e)),
+        }
         data_pos += block;
     }
-    progress.set_total(dumpable);
 
-    let pfns: Vec<u64> = filtered.dumpable.iter().collect();
-    let jobs = pfns.chunks(PAGES_PER_JOB);
     let codec = opts.codec;
-    let mut report = WriteReport { pages: dumpable, ..WriteReport::default() };
-    let mut data_buf: Vec<u8> = Vec::with_capacity(WRITE_BUFFER + page_size);
-    let mut desc_buf: Vec<u8> = Vec::with_capacity(WRITE_BUFFER / 8);
-    let mut desc_pos = l.desc_offset;
-    let mut written_pages = 0u64;
+    let flag = codec_flag(codec);
+    let mut report = WriteReport::default();
+    let mut sink = Sink::new(out, block, l.desc_offset, data_pos, false);
     let mut full = false;
 
-    // Page data is written before the descriptors that point at it, so that a dump cut
-    // short never has a descriptor pointing past its end (unwritten ones stay zero).
-    let flush = |out: &mut dyn Output,
-                 data_buf: &mut Vec<u8>,
-                 data_pos: &mut u64,
-                 desc_buf: &mut Vec<u8>,
-                 desc_pos: &mut u64|
-     -> std::result::Result<(), OutputError> {
-        out.write_at(*data_pos, data_buf)?;
-        *data_pos += data_buf.len() as u64;
-        data_buf.clear();
-        out.write_at(*desc_pos, desc_buf)?;
-        *desc_pos += desc_buf.len() as u64;
-        desc_buf.clear();
-        Ok(())
-    };
-
     let result = ordered(
-        jobs,
+        pfn_jobs(&filtered.dumpable, part.start, part.end, PAGES_PER_JOB),
         opts.threads,
-        || (Compressor::new(codec), vec![0u8; page_size], Vec::with_capacity(page_size * 2)),
-        |(comp, page, scratch), job: &[u64]| -> Result<JobOut> {
+        || (Compressor::new(codec), vec![0u8; page_size * PAGES_PER_JOB], Vec::with_capacity(page_size * 2)),
+        |(comp, pages, scratch), job: Vec<u64>| -> Result<JobOut> {
             let comp = comp.as_mut().map_err(|e| Error::Input(e.clone()))?;
+            read_pages(mem, &job, pages, page_size)?;
             let mut outp = JobOut { pages: Vec::with_capacity(job.len()), data: Vec::new() };
-            for &pfn in job {
-                match mem.read_page(Pfn(pfn), page)? {
-                    PageState::Dumped | PageState::ZeroFilled => {}
-                    state => {
-                        return Err(Error::Input(format!(
-                            "pfn {pfn:#x} is to be dumped but the input has it {state:?}"
-                        )))
-                    }
-                }
-                if share_zero && page.iter().all(|&b| b == 0) {
+            for page in pages.chunks(page_size).take(job.len()) {
+                if share_zero && is_zero(page) {
                     outp.pages.push((Stored::Zero, 0));
                     continue;
                 }
                 if comp.compress(page, scratch).map_err(Error::Input)? {
                     outp.data.extend_from_slice(scratch);
-                    outp.pages.push((Stored::Compressed(codec_flag(codec)), scratch.len()));
+                    outp.pages.push((Stored::Compressed(flag), scratch.len()));
                 } else {
                     outp.data.extend_from_slice(page);
                     outp.pages.push((Stored::Raw, page.len()));
@@ -245,25 +525,21 @@ pub fn write_kdump(
             let job = job?;
             let mut at = 0usize;
             for (stored, len) in &job.pages {
-                let (offset, size, flags) = match stored {
+                match stored {
                     Stored::Zero => {
                         report.zero_pages += 1;
-                        (zero_offset, block as u32, 0)
+                        sink.push_desc(zero_offset, block as u32, 0);
                     }
-                    Stored::Raw => (data_pos + data_buf.len() as u64, *len as u32, 0),
-                    Stored::Compressed(f) => (data_pos + data_buf.len() as u64, *len as u32, *f),
-                };
-                if !matches!(stored, Stored::Zero) {
-                    data_buf.extend_from_slice(job.data.get(at..at + len).unwrap_or_default());
-                    at += len;
+                    Stored::Raw | Stored::Compressed(_) => {
+                        let f = if let Stored::Compressed(f) = stored { *f } else { 0 };
+                        sink.push_desc(sink.next_data_offset(), *len as u32, f);
+                        sink.push_data(job.data.get(at..at + len).unwrap_or_default());
+                        at += len;
+                    }
                 }
-                desc_buf.extend_from_slice(&offset.to_le_bytes());
-                desc_buf.extend_from_slice(&size.to_le_bytes());
-                desc_buf.extend_from_slice(&flags.to_le_bytes());
-                desc_buf.extend_from_slice(&0u64.to_le_bytes());
             }
-            if data_buf.len() >= WRITE_BUFFER {
-                match flush(out, &mut data_buf, &mut data_pos, &mut desc_buf, &mut desc_pos) {
+            if sink.wants_flush() {
+                match sink.flush() {
                     Ok(()) => {}
                     Err(OutputError::Full) => {
                         full = true;
@@ -272,7 +548,6 @@ pub fn write_kdump(
                     Err(OutputError::Io(e)) => return Err(Error::Output(e)),
                 }
             }
-            written_pages += job.pages.len() as u64;
             progress.advance(job.pages.len() as u64);
             if opts.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
                 full = true;
@@ -283,28 +558,28 @@ pub fn write_kdump(
     );
     result?;
     if !full {
-        match flush(out, &mut data_buf, &mut data_pos, &mut desc_buf, &mut desc_pos) {
+        match sink.flush() {
             Ok(()) => {}
             Err(OutputError::Full) => full = true,
             Err(OutputError::Io(e)) => return Err(Error::Output(e)),
         }
     }
-    if full {
+    report.pages = in_range;
+    report.pages_written = sink.descs_written;
+    report.bytes = sink.data_pos;
+    drop(sink);
+    if full || report.pages_written < in_range {
         report.incomplete = true;
-        report.pages_written = written_pages.saturating_sub(desc_buf.len() as u64 / raw::PAGE_DESC_SIZE as u64);
-        if out.can_rewrite() {
-            let mut status_bytes = [0u8; 4];
-            status_bytes.copy_from_slice(&(status | raw::DUMP_DH_COMPRESSED_INCOMPLETE).to_le_bytes());
-            out.write_at(h::STATUS as u64, &status_bytes).map_err(|e| match e {
-                OutputError::Io(e) => Error::Output(e),
-                OutputError::Full => Error::Output(std::io::Error::other("cannot mark the dump incomplete")),
-            })?;
-        }
-    } else {
-        report.pages_written = dumpable;
+        mark_incomplete(out, status, false)?;
     }
-    report.bytes = data_pos;
     out.finish().map_err(Error::Output)?;
-    progress.finish();
     Ok(report)
+}
+
+/// Set bits of `bitmap` in `[start, end)`.
+pub(crate) fn count_range(bitmap: &PfnBitmap, start: u64, end: u64) -> u64 {
+    if start == 0 && end >= bitmap.len() {
+        return bitmap.count();
+    }
+    (start..end.min(bitmap.len())).filter(|&p| bitmap.get(p)).count() as u64
 }

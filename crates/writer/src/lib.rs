@@ -4,21 +4,37 @@
 //! zero pages, compresses them on N threads, and writes them in pfn order through one
 //! writer, so the output is byte-identical whatever the thread count. Memory is bounded by
 //! the jobs in flight (2 per thread, 64 pages each) and the 1 MiB write buffers, never by
-//! the dump size.
+//! the dump size: the pfns to write are taken from the bitmap as they are needed, and the
+//! input is read with `pread` (vmcore-formats never maps files).
+//!
+//! Outputs: kdump-compressed ([`write_kdump`]), `--split` sets ([`write_kdump_split`],
+//! [`split_ranges`]), ELF ([`write_elf`]), each to a file or as a flattened stream
+//! ([`FlatOutput`]); and the two conversions, [`rearrange`] (flattened stream to file) and
+//! [`reassemble`] (split set to one file).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod compress;
+mod elf;
 mod kdump;
 mod meta;
 mod output;
 mod pipeline;
+mod rearrange;
+mod reassemble;
+mod split;
+#[cfg(test)]
+mod tests;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-pub use kdump::{write_kdump, KdumpMeta};
+pub use elf::{scan_zero_pages, split_segment, write_elf, Piece, PFN_EXCLUDED};
+pub use kdump::{write_kdump, write_kdump_split, KdumpMeta};
 pub use output::{create_dump_file, FileOutput, FlatOutput, Output, OutputError};
+pub use rearrange::{rearrange, RearrangeReport};
+pub use reassemble::reassemble;
+pub use split::{split_ranges, DEFAULT_SPLITBLOCK_BYTES};
 pub use vmcore_formats::codec::Codec;
 
 /// Errors of writing.

@@ -106,6 +106,11 @@ impl<W: Write + Send> FlatOutput<W> {
         FlatOutput { w, started: false }
     }
 
+    /// The writer, after [`Output::finish`].
+    pub fn into_inner(self) -> W {
+        self.w
+    }
+
     fn start(&mut self) -> io::Result<()> {
         if !self.started {
             let mut head = vec![0u8; flat::HEADER_SIZE as usize];

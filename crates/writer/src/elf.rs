@@ -1,0 +1,446 @@
+//! ELF output (`-E`, makedumpfile.md section 3): the input's ELF header and notes, then
+//! one PT_LOAD per kept stretch of each input PT_LOAD.
+//!
+//! Each input PT_LOAD is walked page by page against the pages to keep (the filter's 2nd
+//! bitmap less the zero pages with level bit 1, since the program headers must be known
+//! before any page is written). A run of fewer than 256 excluded pages stays in the
+//! segment with its real contents; a longer one ends the segment, whose `p_memsz` then
+//! exceeds its `p_filesz` by the run, and the next kept page starts a new one. Input
+//! segments are taken as they are, overlaps included: the kernel image's PT_LOAD, which
+//! also lies in the direct map, gives its own output PT_LOADs (with its virtual
+//! addresses), as makedumpfile writes them, so that tools that read kernel text through
+//! the image mapping still find it.
+
+use vmcore_filter::{Filtered, PfnBitmap};
+use vmcore_formats::elf::{ElfCore, LoadSegment, DUMP_ELF_INCOMPLETE};
+use vmcore_physmem::PhysMem;
+use vmcore_types::ReadAt;
+
+use crate::kdump::{is_zero, pfn_jobs, read_pages, PAGES_PER_JOB, WRITE_BUFFER};
+use crate::output::{Output, OutputError};
+use crate::pipeline::{ordered, Flow};
+use crate::{Error, Progress, Result, WriteOptions, WriteReport};
+
+/// Excluded pages in a row from which a segment is split (makedumpfile's PFN_EXCLUDED).
+pub const PFN_EXCLUDED: u64 = 256;
+const EHDR: u64 = 64;
+const PHDR: u64 = 56;
+const SHDR: u64 = 64;
+const PN_XNUM: u64 = 0xffff;
+const PT_NOTE: u32 = 4;
+
+/// One output PT_LOAD: a stretch of one input PT_LOAD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Piece {
+    /// Physical address of the first byte.
+    pub paddr: u64,
+    /// Virtual address of the first byte.
+    pub vaddr: u64,
+    /// Bytes in the file.
+    pub filesz: u64,
+    /// Bytes of memory (the excluded tail reads as zeros).
+    pub memsz: u64,
+}
+
+/// Splits the input segment `[paddr, paddr + memsz)` (at `vaddr`) around the runs of at
+/// least [`PFN_EXCLUDED`] pages that `keep` leaves out, calling `emit` for each piece.
+pub fn split_segment(
+    paddr: u64,
+    vaddr: u64,
+    memsz: u64,
+    page_size: u64,
+    keep: &PfnBitmap,
+    mut emit: impl FnMut(Piece),
+) {
+    let ps = page_size;
+    let end = paddr.saturating_add(memsz);
+    let head = if paddr % ps != 0 { (ps - paddr % ps).min(memsz) } else { 0 };
+    let pfn_start = paddr.div_ceil(ps);
+    let tail = end % ps;
+    let pfn_end = end.div_ceil(ps);
+    let mut p = Piece { paddr, vaddr, filesz: head, memsz: head };
+    let mut excluded = 0u64;
+    for pfn in pfn_start..pfn_end.max(pfn_start) {
+        let size = if pfn + 1 == pfn_end && tail != 0 { tail } else { ps };
+        if !keep.get(pfn) {
+            excluded += 1;
+            p.memsz += size;
+            continue;
+        }
+        if excluded == 0 {
+            p.memsz += size;
+            p.filesz += size;
+        } else if excluded < PFN_EXCLUDED {
+            // A short hole stays, with its real contents.
+            p.memsz += size;
+            p.filesz += ps * excluded + size;
+            excluded = 0;
+        } else {
+            emit(p);
+            p = Piece { paddr: p.paddr + p.memsz, vaddr: p.vaddr.wrapping_add(p.memsz), filesz: size, memsz: size };
+            excluded = 0;
+        }
+    }
+    emit(p);
+}
+
+/// The input's ELF header and program header table, as bytes.
+struct InputHeaders {
+    ehdr: Vec<u8>,
+    phdrs: Vec<u8>,
+    big_endian: bool,
+}
+
+impl InputHeaders {
+    fn read(src: &dyn ReadAt) -> Result<InputHeaders> {
+        let mut ehdr = vec![0u8; EHDR as usize];
+        src.read_exact_at(&mut ehdr, 0).map_err(|e| Error::Input(format!("reading the ELF header: {e}")))?;
+        let big_endian = ehdr.get(5) == Some(&2);
+        let u16_at = |b: &[u8], o: usize| {
+            let v = [b.get(o).copied().unwrap_or(0), b.get(o + 1).copied().unwrap_or(0)];
+            u64::from(if big_endian { u16::from_be_bytes(v) } else { u16::from_le_bytes(v) })
+        };
+        let phoff = get(&ehdr, 32, 8, big_endian);
+        let mut phnum = u16_at(&ehdr, 56);
+        if phnum == PN_XNUM {
+            let shoff = get(&ehdr, 40, 8, big_endian);
+            let mut sh = vec![0u8; SHDR as usize];
+            src.read_exact_at(&mut sh, shoff).map_err(|e| Error::Input(format!("reading section header 0: {e}")))?;
+            phnum = get(&sh, 44, 4, big_endian);
+        }
+        let mut phdrs = vec![0u8; usize::try_from(phnum * PHDR).map_err(|_| Error::Input("phnum".into()))?];
+        src.read_exact_at(&mut phdrs, phoff).map_err(|e| Error::Input(format!("reading the program headers: {e}")))?;
+        Ok(InputHeaders { ehdr, phdrs, big_endian })
+    }
+
+    fn phdr(&self, index: usize) -> &[u8] {
+        let at = index * PHDR as usize;
+        self.phdrs.get(at..at + PHDR as usize).unwrap_or_default()
+    }
+
+    fn first_note(&self) -> Option<&[u8]> {
+        self.phdrs.chunks(PHDR as usize).find(|p| get(p, 0, 4, self.big_endian) == u64::from(PT_NOTE))
+    }
+}
+
+fn get(b: &[u8], off: usize, len: usize, big_endian: bool) -> u64 {
+    let Some(s) = b.get(off..off + len) else { return 0 };
+    let mut v = 0u64;
+    if big_endian {
+        for &x in s {
+            v = (v << 8) | u64::from(x);
+        }
+    } else {
+        for &x in s.iter().rev() {
+            v = (v << 8) | u64::from(x);
+        }
+    }
+    v
+}
+
+fn put(b: &mut [u8], off: usize, len: usize, v: u64, big_endian: bool) {
+    let Some(d) = b.get_mut(off..off + len) else { return };
+    for (i, x) in d.iter_mut().enumerate() {
+        let shift = if big_endian { 8 * (len - 1 - i) } else { 8 * i };
+        *x = (v >> shift) as u8;
+    }
+}
+
+/// A program header: `template` (the input's) with new addresses, sizes and offset.
+fn phdr(template: &[u8], offset: u64, piece: &Piece, be: bool) -> Vec<u8> {
+    let mut p = template.to_vec();
+    p.resize(PHDR as usize, 0);
+    put(&mut p, 8, 8, offset, be);
+    put(&mut p, 16, 8, piece.vaddr, be);
+    put(&mut p, 24, 8, piece.paddr, be);
+    put(&mut p, 32, 8, piece.filesz, be);
+    put(&mut p, 40, 8, piece.memsz, be);
+    p
+}
+
+/// The frames of `dumpable` whose page is all zeros, read on `threads` threads.
+pub fn scan_zero_pages(mem: &dyn PhysMem, dumpable: &PfnBitmap, threads: usize) -> Result<PfnBitmap> {
+    let page_size = usize::try_from(mem.page_size()).map_err(|_| Error::Input("page size".into()))?;
+    let mut zero = PfnBitmap::new(dumpable.len());
+    ordered(
+        pfn_jobs(dumpable, 0, dumpable.len(), PAGES_PER_JOB),
+        threads,
+        || vec![0u8; page_size * PAGES_PER_JOB],
+        |buf, job: Vec<u64>| -> Result<Vec<u64>> {
+            read_pages(mem, &job, buf, page_size)?;
+            Ok(job.iter().zip(buf.chunks(page_size)).filter(|(_, p)| is_zero(p)).map(|(&pfn, _)| pfn).collect())
+        },
+        |r: Result<Vec<u64>>| -> Result<Flow> {
+            for pfn in r? {
+                zero.set(pfn);
+            }
+            Ok(Flow::Continue)
+        },
+    )?;
+    Ok(zero)
+}
+
+/// Writes `filtered` pages of the ELF core `core` (read from `src`, and through `mem` for
+/// the zero-page scan) as an ELF dump to `out`. With level bit 1, the zero pages are
+/// `filtered.zero_pages` when the filter looked for them, else found here.
+pub fn write_elf(
+    out: &mut dyn Output,
+    core: &ElfCore,
+    src: &dyn ReadAt,
+    mem: &dyn PhysMem,
+    filtered: &Filtered,
+    opts: &WriteOptions,
+    progress: &dyn Progress,
+) -> Result<WriteReport> {
+    let ps = mem.page_size();
+    let input = InputHeaders::read(src)?;
+    let be = input.big_endian;
+
+    let mut keep = filtered.dumpable.clone();
+    let mut zero_pages = 0u64;
+    if filtered.level & 1 != 0 {
+        let zero = if filtered.zero_pages.count() > 0 {
+            filtered.zero_pages.clone()
+        } else {
+            scan_zero_pages(mem, &filtered.dumpable, opts.threads)?
+        };
+        for pfn in zero.iter() {
+            if keep.clear(pfn) {
+                zero_pages += 1;
+            }
+        }
+    }
+
+    let loads: Vec<&LoadSegment> = core.loads.iter().filter(|s| s.paddr != u64::MAX).collect();
+    let mut count = 0u64;
+    let mut file_bytes = 0u64;
+    for s in &loads {
+        split_segment(s.paddr, s.vaddr, s.memsz, ps, &keep, |p| {
+            count += 1;
+            file_bytes += p.filesz;
+        });
+    }
+    let notes: Vec<u8> = {
+        let mut n = Vec::new();
+        for &(offset, size) in &core.note_segments {
+            let mut seg = vec![0u8; usize::try_from(size).map_err(|_| Error::Input("PT_NOTE size".into()))?];
+            src.read_exact_at(&mut seg, offset)
+                .map_err(|e| Error::Input(format!("reading PT_NOTE at {offset:#x}: {e}")))?;
+            n.extend_from_slice(&seg);
+        }
+        n
+    };
+    let phnum = 1 + count;
+    let xnum = phnum >= PN_XNUM;
+    let shdr_at = EHDR + phnum * PHDR;
+    let note_at = shdr_at + if xnum { SHDR } else { 0 };
+    let data_start = note_at + notes.len() as u64;
+    let pages = file_bytes.div_ceil(ps);
+    progress.set_total(pages);
+
+    // ELF header: the input's, with the new program header count.
+    let mut ehdr = input.ehdr.clone();
+    put(&mut ehdr, 32, 8, EHDR, be);
+    put(&mut ehdr, 54, 2, PHDR, be);
+    if xnum {
+        put(&mut ehdr, 56, 2, PN_XNUM, be);
+        put(&mut ehdr, 40, 8, shdr_at, be);
+        put(&mut ehdr, 58, 2, SHDR, be);
+        put(&mut ehdr, 60, 2, 1, be);
+        put(&mut ehdr, 62, 2, 0, be);
+    } else {
+        put(&mut ehdr, 56, 2, phnum, be);
+        if get(&input.ehdr, 56, 2, be) == PN_XNUM {
+            // The input's section header was only there for its count.
+            put(&mut ehdr, 40, 8, 0, be);
+            put(&mut ehdr, 58, 2, 0, be);
+            put(&mut ehdr, 60, 2, 0, be);
+            put(&mut ehdr, 62, 2, 0, be);
+        }
+    }
+    out.write_at(0, &ehdr)?;
+
+    // Program headers, streamed: PT_NOTE, then the PT_LOADs.
+    let mut table: Vec<u8> = Vec::with_capacity(WRITE_BUFFER);
+    let mut table_at = EHDR;
+    let note_template = input.first_note().map(<[u8]>::to_vec).unwrap_or_else(|| {
+        let mut t = vec![0u8; PHDR as usize];
+        put(&mut t, 0, 4, u64::from(PT_NOTE), be);
+        t
+    });
+    let mut note_ph = note_template;
+    note_ph.resize(PHDR as usize, 0);
+    put(&mut note_ph, 8, 8, note_at, be);
+    put(&mut note_ph, 32, 8, notes.len() as u64, be);
+    put(&mut note_ph, 40, 8, notes.len() as u64, be);
+    table.extend_from_slice(&note_ph);
+    let mut offset = data_start;
+    let mut failed: Option<OutputError> = None;
+    for s in &loads {
+        let template = input.phdr(s.index).to_vec();
+        split_segment(s.paddr, s.vaddr, s.memsz, ps, &keep, |p| {
+            let off = if p.filesz != 0 { offset } else { 0 };
+            offset += p.filesz;
+            table.extend_from_slice(&phdr(&template, off, &p, be));
+            if table.len() >= WRITE_BUFFER && failed.is_none() {
+                if let Err(e) = out.write_at(table_at, &table) {
+                    failed = Some(e);
+                }
+                table_at += table.len() as u64;
+                table.clear();
+            }
+        });
+    }
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    out.write_at(table_at, &table)?;
+    drop(table);
+    if xnum {
+        let mut sh = vec![0u8; SHDR as usize];
+        put(&mut sh, 32, 8, 1, be); // sh_size
+        put(&mut sh, 44, 4, phnum, be); // sh_info: the real program header count
+        out.write_at(shdr_at, &sh)?;
+    }
+    out.write_at(note_at, &notes)?;
+
+    // The data, in the order of the program headers.
+    let mut report = WriteReport { pages, zero_pages, ..WriteReport::default() };
+    let mut buf = vec![0u8; WRITE_BUFFER];
+    let mut pos = data_start;
+    let mut full = false;
+    'segments: for s in &loads {
+        let mut pieces = Vec::new();
+        split_segment(s.paddr, s.vaddr, s.memsz, ps, &keep, |p| pieces.push(p));
+        for p in pieces {
+            let mut done = 0u64;
+            while done < p.filesz {
+                let n = (p.filesz - done).min(WRITE_BUFFER as u64);
+                let chunk = buf.get_mut(..n as usize).unwrap_or_default();
+                read_segment(src, s, p.paddr - s.paddr + done, chunk)?;
+                match out.write_at(pos, chunk) {
+                    Ok(()) => {}
+                    Err(OutputError::Full) => {
+                        full = true;
+                        break 'segments;
+                    }
+                    Err(OutputError::Io(e)) => return Err(Error::Output(e)),
+                }
+                pos += n;
+                done += n;
+                report.pages_written += n / ps;
+                progress.advance(n / ps);
+                if pos < offset && opts.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
+                    full = true;
+                    break 'segments;
+                }
+            }
+        }
+    }
+    report.bytes = pos;
+    if full {
+        report.incomplete = true;
+        if out.can_rewrite() {
+            let flags = get(&ehdr, 48, 4, be) | u64::from(DUMP_ELF_INCOMPLETE);
+            let mut b = [0u8; 4];
+            put(&mut b, 0, 4, flags, be);
+            out.write_at(48, &b).map_err(|e| match e {
+                OutputError::Io(e) => Error::Output(e),
+                OutputError::Full => Error::Output(std::io::Error::other("cannot mark the dump incomplete")),
+            })?;
+        }
+    } else {
+        report.pages_written = pages;
+    }
+    out.finish().map_err(Error::Output)?;
+    progress.finish();
+    Ok(report)
+}
+
+/// Reads `buf.len()` bytes of input segment `s` from `off` bytes into it: from the file
+/// up to its `p_filesz`, zeros past it.
+fn read_segment(src: &dyn ReadAt, s: &LoadSegment, off: u64, buf: &mut [u8]) -> Result<()> {
+    let in_file = usize::try_from(s.filesz.saturating_sub(off)).unwrap_or(usize::MAX).min(buf.len());
+    let (file_part, zero_part) = buf.split_at_mut(in_file);
+    if !file_part.is_empty() {
+        src.read_exact_at(file_part, s.offset + off)
+            .map_err(|e| Error::Input(format!("reading PT_LOAD data at offset {:#x}: {e}", s.offset + off)))?;
+    }
+    zero_part.fill(0);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pieces(paddr: u64, memsz: u64, keep: &PfnBitmap) -> Vec<Piece> {
+        let mut v = Vec::new();
+        split_segment(paddr, 0xffff_0000_0000_0000 + paddr, memsz, 4096, keep, |p| v.push(p));
+        v
+    }
+
+    #[test]
+    fn short_holes_stay_long_runs_split() {
+        let mut keep = PfnBitmap::new(2000);
+        keep.set_range(0, 10);
+        keep.set_range(20, 30); // hole of 10: kept
+        keep.set_range(300, 310); // hole of 270: split
+        let p = pieces(0, 1000 * 4096, &keep);
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0], Piece { paddr: 0, vaddr: 0xffff_0000_0000_0000, filesz: 30 * 4096, memsz: 300 * 4096 });
+        assert_eq!(p[1].paddr, 300 * 4096);
+        assert_eq!(p[1].filesz, 10 * 4096);
+        assert_eq!(p[1].memsz, 700 * 4096);
+    }
+
+    #[test]
+    fn exactly_256_excluded_split_255_do_not() {
+        let mut keep = PfnBitmap::new(1000);
+        keep.set(0);
+        keep.set(256); // 255 excluded between
+        keep.set(513); // 256 excluded between
+        let p = pieces(0, 600 * 4096, &keep);
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].filesz, 257 * 4096);
+        assert_eq!(p[0].memsz, 513 * 4096);
+        assert_eq!(
+            p[1],
+            Piece { paddr: 513 * 4096, vaddr: 0xffff_0000_0000_0000 + 513 * 4096, filesz: 4096, memsz: 87 * 4096 }
+        );
+    }
+
+    #[test]
+    fn a_leading_excluded_run_gives_an_empty_piece() {
+        let mut keep = PfnBitmap::new(1000);
+        keep.set_range(500, 600);
+        let p = pieces(0, 600 * 4096, &keep);
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].filesz, 0);
+        assert_eq!(p[0].memsz, 500 * 4096);
+        assert_eq!(p[1].filesz, 100 * 4096);
+    }
+
+    #[test]
+    fn unaligned_ends_count_their_fragments() {
+        let mut keep = PfnBitmap::new(200);
+        keep.set_range(0, 200);
+        // [0x1800, 0x9fc00): a head fragment of 0x800, pfns 2..0x9f, a tail of 0xc00.
+        let p = pieces(0x1800, 0x9fc00 - 0x1800, &keep);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].filesz, 0x9fc00 - 0x1800);
+        assert_eq!(p[0].memsz, 0x9fc00 - 0x1800);
+        // The tail frame not kept: memory but not file.
+        keep.clear(0x9f);
+        let p = pieces(0x1800, 0x9fc00 - 0x1800, &keep);
+        assert_eq!(p[0].filesz, 0x9f000 - 0x1800);
+        assert_eq!(p[0].memsz, 0x9fc00 - 0x1800);
+    }
+
+    #[test]
+    fn nothing_kept_is_one_piece_without_data() {
+        let keep = PfnBitmap::new(100);
+        let p = pieces(4096, 50 * 4096, &keep);
+        assert_eq!(p, vec![Piece { paddr: 4096, vaddr: 0xffff_0000_0000_1000, filesz: 0, memsz: 50 * 4096 }]);
+    }
+}

@@ -1,0 +1,175 @@
+//! `vmcore rearrange` (makedumpfile -R, makedumpfile.md section 2): a flattened stream,
+//! read once from start to end (a pipe, stdin), turned back into the dump file it
+//! describes by writing each chunk at its offset.
+
+use std::io::{self, Read};
+
+use vmcore_formats::raw::flat;
+
+use crate::output::{Output, OutputError};
+use crate::{Error, Progress, Result};
+
+/// What a rearrangement did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RearrangeReport {
+    /// Chunks copied.
+    pub chunks: u64,
+    /// Payload bytes copied.
+    pub bytes: u64,
+    /// Size of the dump file (the end of its furthest chunk).
+    pub file_size: u64,
+}
+
+/// Pieces in which a chunk's payload is copied: a chunk may be as large as the stream
+/// says, memory stays this.
+const PIECE: usize = 1 << 20;
+
+fn read_full(input: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match input.read(buf.get_mut(done..).unwrap_or_default()) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// Copies the flattened stream `input` into `out`. `progress` counts payload bytes
+/// (the total is unknown).
+pub fn rearrange(input: &mut dyn Read, out: &mut dyn Output, progress: &dyn Progress) -> Result<RearrangeReport> {
+    let bad = |pos: u64, what: String| Error::Input(format!("flattened stream, offset {pos:#x}: {what}"));
+    let mut head = vec![0u8; flat::HEADER_SIZE as usize];
+    let n = read_full(input, &mut head).map_err(|e| bad(0, format!("reading the header: {e}")))?;
+    if n < head.len() {
+        return Err(bad(0, format!("{n} bytes, shorter than the {}-byte header", flat::HEADER_SIZE)));
+    }
+    // makedumpfile compares the signature as a C string and checks the type only.
+    if head.get(..13) != Some(&b"makedumpfile\0"[..]) {
+        return Err(bad(0, "no \"makedumpfile\" signature: not a flattened stream".into()));
+    }
+    let ty = head.get(16..24).and_then(|b| <[u8; 8]>::try_from(b).ok()).map_or(0, i64::from_be_bytes);
+    if ty != flat::TYPE_FLAT_HEADER {
+        return Err(bad(16, format!("type {ty}, expected {}", flat::TYPE_FLAT_HEADER)));
+    }
+    let mut pos = flat::HEADER_SIZE;
+    let mut report = RearrangeReport::default();
+    let mut buf = vec![0u8; PIECE];
+    loop {
+        let mut ch = [0u8; flat::CHUNK_HEADER_SIZE as usize];
+        let n = read_full(input, &mut ch).map_err(|e| bad(pos, format!("reading a chunk header: {e}")))?;
+        if n < ch.len() {
+            return Err(bad(pos, "the stream ends without its end marker (cut short?)".into()));
+        }
+        let (o, s) = ch.split_at(8);
+        let offset = <[u8; 8]>::try_from(o).map_or(0, i64::from_be_bytes);
+        let size = <[u8; 8]>::try_from(s).map_or(0, i64::from_be_bytes);
+        if offset == -1 && size == -1 {
+            break;
+        }
+        if offset < 0 || size <= 0 {
+            return Err(bad(pos, format!("chunk header with offset {offset} and size {size}")));
+        }
+        pos += flat::CHUNK_HEADER_SIZE;
+        let (mut at, mut left) = (offset as u64, size as u64);
+        while left > 0 {
+            let piece = buf.get_mut(..left.min(PIECE as u64) as usize).unwrap_or_default();
+            let got = read_full(input, piece).map_err(|e| bad(pos, format!("reading chunk data: {e}")))?;
+            if got < piece.len() {
+                return Err(bad(pos + got as u64, "the stream ends inside a chunk (cut short?)".into()));
+            }
+            out.write_at(at, piece).map_err(|e| match e {
+                OutputError::Full => Error::Output(io::Error::other("no space left for the dump")),
+                OutputError::Io(e) => Error::Output(e),
+            })?;
+            progress.advance(piece.len() as u64);
+            at += piece.len() as u64;
+            left -= piece.len() as u64;
+            pos += piece.len() as u64;
+        }
+        report.chunks += 1;
+        report.bytes += size as u64;
+        report.file_size = report.file_size.max(offset as u64 + size as u64);
+    }
+    out.finish().map_err(Error::Output)?;
+    progress.finish();
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{FlatOutput, NoProgress};
+
+    /// Positioned writes into memory.
+    struct Mem(Vec<u8>);
+
+    impl Output for Mem {
+        fn write_at(&mut self, offset: u64, data: &[u8]) -> std::result::Result<(), OutputError> {
+            let end = offset as usize + data.len();
+            if self.0.len() < end {
+                self.0.resize(end, 0);
+            }
+            self.0[offset as usize..end].copy_from_slice(data);
+            Ok(())
+        }
+        fn can_rewrite(&self) -> bool {
+            true
+        }
+        fn finish(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn stream(writes: &[(u64, &[u8])]) -> Vec<u8> {
+        let mut f = FlatOutput::new(Vec::new());
+        for &(o, d) in writes {
+            f.write_at(o, d).unwrap();
+        }
+        f.finish().unwrap();
+        f.into_inner()
+    }
+
+    #[test]
+    fn chunks_land_at_their_offsets_later_ones_win() {
+        let s = stream(&[(10, b"hello"), (0, b"ab"), (12, b"XY"), (3 * PIECE as u64, &[7u8; 5])]);
+        let mut out = Mem(Vec::new());
+        let r = rearrange(&mut &s[..], &mut out, &NoProgress).unwrap();
+        assert_eq!(r.chunks, 4);
+        assert_eq!(r.file_size, 3 * PIECE as u64 + 5);
+        assert_eq!(&out.0[..15], b"ab\0\0\0\0\0\0\0\0heXYo");
+        // Data after the end marker is ignored.
+        let mut s2 = s.clone();
+        s2.extend_from_slice(b"garbage");
+        let mut out2 = Mem(Vec::new());
+        rearrange(&mut &s2[..], &mut out2, &NoProgress).unwrap();
+        assert_eq!(out.0, out2.0);
+    }
+
+    #[test]
+    fn large_chunks_are_copied_in_pieces() {
+        let big: Vec<u8> = (0..(2 * PIECE + 17)).map(|i| (i % 251) as u8).collect();
+        let s = stream(&[(5, &big)]);
+        let mut out = Mem(Vec::new());
+        rearrange(&mut &s[..], &mut out, &NoProgress).unwrap();
+        assert_eq!(&out.0[5..], &big[..]);
+    }
+
+    #[test]
+    fn bad_streams_say_where() {
+        let s = stream(&[(0, b"abc")]);
+        let mut out = Mem(Vec::new());
+        for cut in [100, 4096 + 8, 4096 + 16 + 1, s.len() - 3] {
+            let e = rearrange(&mut &s[..cut], &mut out, &NoProgress).unwrap_err().to_string();
+            assert!(e.contains("flattened stream, offset"), "{cut}: {e}");
+        }
+        let mut bad = s.clone();
+        bad[0] = b'M';
+        assert!(rearrange(&mut &bad[..], &mut out, &NoProgress).unwrap_err().to_string().contains("signature"));
+        let mut bad = s.clone();
+        bad[4096..4104].copy_from_slice(&(-5i64).to_be_bytes());
+        assert!(rearrange(&mut &bad[..], &mut out, &NoProgress).unwrap_err().to_string().contains("offset -5"));
+    }
+}

@@ -1,0 +1,455 @@
+//! Round trips on a small synthetic machine: every writer, read back with the readers of
+//! vmcore-formats and vmcore-physmem; thread counts; a disk that fills up at every
+//! possible block; split sets and their reassembly; flattened streams.
+
+use std::collections::HashSet;
+use std::io;
+use std::sync::Arc;
+
+use vmcore_filter::{Filtered, PfnBitmap, Stats};
+use vmcore_formats::elf::{test_support, ElfCore};
+use vmcore_formats::kdump::{KdumpFile, PageRead};
+use vmcore_physmem::{ElfMem, PageState, PhysMem, SplitMem};
+use vmcore_types::ReadAt;
+
+use crate::*;
+
+const PS: u64 = 4096;
+/// RAM: [0x1000, 0x9fc00) (an unaligned end, as on real machines) and 1 MiB + 1200 pages.
+const LOW: (u64, u64) = (0x1000, 0x9fc00);
+const HIGH_PAGES: u64 = 1200;
+
+/// Page `pfn`'s contents: zero, incompressible, or text-like, by pfn.
+fn page_of(pfn: u64) -> Vec<u8> {
+    let mut p = vec![0u8; PS as usize];
+    match pfn % 5 {
+        0 => {}
+        1 | 2 => {
+            let mut x = pfn.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            for b in p.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+        }
+        _ => {
+            for (i, b) in p.iter_mut().enumerate() {
+                *b = b"kernel data "[(i + pfn as usize) % 12];
+            }
+        }
+    }
+    p
+}
+
+struct Machine {
+    file: Vec<u8>,
+    core: ElfCore,
+    src: Arc<dyn ReadAt>,
+    mem: ElfMem,
+}
+
+fn machine() -> Machine {
+    let high = (0x100000u64, HIGH_PAGES * PS);
+    let notes = test_support::note("CORE", 1, &[7u8; 336]);
+    let data_at = 0x1000u64;
+    let low_len = LOW.1 - LOW.0;
+    let note_at = 0x800u64;
+    let mut file = test_support::header(
+        &[
+            (LOW.0, 0xffff_8880_0000_0000 + LOW.0, data_at, low_len, low_len),
+            (high.0, 0xffff_8880_0000_0000 + high.0, data_at + low_len, high.1, high.1),
+        ],
+        (note_at, notes.len() as u64),
+    );
+    file.resize(note_at as usize, 0);
+    file.extend_from_slice(&notes);
+    file.resize(data_at as usize, 0);
+    for addr in (LOW.0..LOW.1).step_by(PS as usize) {
+        let p = page_of(addr / PS);
+        let n = (LOW.1 - addr).min(PS) as usize;
+        file.extend_from_slice(&p[..n]);
+    }
+    for pfn in high.0 / PS..high.0 / PS + HIGH_PAGES {
+        file.extend_from_slice(&page_of(pfn));
+    }
+    let src: Arc<dyn ReadAt> = Arc::new(file.clone());
+    let core = ElfCore::parse(&*src).unwrap();
+    let mem = ElfMem::new(&core, src.clone(), PS);
+    Machine { file, core, src, mem }
+}
+
+/// What a filter would say at `level`: present frames of the segments (ends rounded
+/// down), less a long excluded run, a short one and some single frames.
+fn filtered(level: u32) -> Filtered {
+    let max = 0x100 + HIGH_PAGES;
+    let mut present = PfnBitmap::new(max);
+    present.set_range(LOW.0 / PS, LOW.1 / PS);
+    present.set_range(0x100, max);
+    let mut dumpable = present.clone();
+    for pfn in (0x100 + 100..0x100 + 400).chain(0x100 + 600..0x100 + 610).chain((0x100 + 700..max).step_by(7)) {
+        dumpable.clear(pfn);
+    }
+    Filtered { level, present, dumpable, zero_pages: PfnBitmap::new(max), stats: Stats::default() }
+}
+
+fn meta(m: &Machine) -> KdumpMeta {
+    KdumpMeta {
+        utsname: ["Linux".into(), "host".into(), "6.1.0".into(), "#1".into(), "x86_64".into(), String::new()],
+        timestamp: 1_700_000_000,
+        phys_base: 0x1000000,
+        notes: m.file[0x800..0x800 + 356].to_vec(),
+        vmcoreinfo_in_notes: None,
+        vmcoreinfo: Some(b"OSRELEASE=6.1.0\nPAGESIZE=4096\n".to_vec()),
+        nr_cpus: 1,
+    }
+}
+
+/// Positioned writes into memory, as a disk of `cap` blocks of 4096 bytes: a write that
+/// needs a block beyond that writes what fits and fails, as a full filesystem does.
+struct Disk {
+    bytes: Vec<u8>,
+    blocks: HashSet<u64>,
+    cap: usize,
+    /// Refuse every write (after a failure) if set: the writer must not retry forever.
+    finished: bool,
+}
+
+impl Disk {
+    fn new(cap: usize) -> Disk {
+        Disk { bytes: Vec::new(), blocks: HashSet::new(), cap, finished: false }
+    }
+}
+
+impl Output for Disk {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> std::result::Result<(), OutputError> {
+        assert!(!self.finished, "write after finish");
+        let mut done = 0usize;
+        while done < data.len() {
+            let at = offset + done as u64;
+            let block = at / PS;
+            if !self.blocks.contains(&block) {
+                if self.blocks.len() >= self.cap {
+                    return Err(OutputError::Full);
+                }
+                self.blocks.insert(block);
+            }
+            let n = ((block + 1) * PS - at).min((data.len() - done) as u64) as usize;
+            let end = at as usize + n;
+            if self.bytes.len() < end {
+                self.bytes.resize(end, 0);
+            }
+            self.bytes[at as usize..end].copy_from_slice(&data[done..done + n]);
+            done += n;
+        }
+        Ok(())
+    }
+    fn can_rewrite(&self) -> bool {
+        true
+    }
+    fn finish(&mut self) -> io::Result<()> {
+        self.finished = true;
+        Ok(())
+    }
+}
+
+fn opts(codec: Codec, threads: usize) -> WriteOptions {
+    WriteOptions { codec, threads, stop: None }
+}
+
+fn kdump_bytes(m: &Machine, f: &Filtered, codec: Codec, threads: usize) -> Vec<u8> {
+    let mut disk = Disk::new(usize::MAX);
+    let r = write_kdump(&mut disk, &m.mem, f, &meta(m), &opts(codec, threads), &NoProgress).unwrap();
+    assert!(!r.incomplete);
+    assert_eq!(r.pages_written, f.dumpable.count());
+    disk.bytes
+}
+
+/// Every frame of `file` reads as the machine has it: kept frames equal, the others
+/// excluded or holes; with `cut`, kept frames may also be not written, but only after
+/// every written one.
+fn check_kdump(file: Vec<u8>, f: &Filtered, incomplete: bool) -> u64 {
+    let src: Arc<dyn ReadAt> = Arc::new(file);
+    let k = KdumpFile::parse(src).unwrap();
+    assert_eq!(k.is_incomplete(), incomplete);
+    let mut page = vec![0u8; PS as usize];
+    let mut written = 0u64;
+    let mut seen_unwritten = false;
+    for pfn in 0..f.present.len() {
+        let r = k.read_page(pfn, &mut page).unwrap();
+        match r {
+            PageRead::Data => {
+                assert!(f.dumpable.get(pfn), "pfn {pfn:#x}");
+                assert!(!seen_unwritten, "pfn {pfn:#x} written after an unwritten one");
+                assert_eq!(page, page_of(pfn), "pfn {pfn:#x}");
+                written += 1;
+            }
+            PageRead::NotWritten => {
+                assert!(incomplete && f.dumpable.get(pfn), "pfn {pfn:#x}");
+                seen_unwritten = true;
+            }
+            PageRead::Excluded => assert!(f.present.get(pfn) && !f.dumpable.get(pfn), "pfn {pfn:#x}"),
+            PageRead::Hole => assert!(!f.present.get(pfn), "pfn {pfn:#x}"),
+        }
+    }
+    written
+}
+
+#[test]
+fn every_codec_reads_back_and_threads_do_not_change_a_byte() {
+    let m = machine();
+    for level in [0, 1, 31] {
+        let f = filtered(level);
+        for codec in [Codec::Raw, Codec::Zlib, Codec::Lzo, Codec::Snappy, Codec::Zstd] {
+            let one = kdump_bytes(&m, &f, codec, 1);
+            for threads in [2, 3, 8] {
+                assert!(kdump_bytes(&m, &f, codec, threads) == one, "{codec:?} level {level}: {threads} threads");
+            }
+            assert_eq!(check_kdump(one, &f, false), f.dumpable.count());
+        }
+    }
+}
+
+#[test]
+fn a_disk_filling_at_any_block_leaves_a_readable_incomplete_dump() {
+    let m = machine();
+    let f = filtered(1);
+    let full = kdump_bytes(&m, &f, Codec::Lzo, 1);
+    let blocks = full.len().div_ceil(PS as usize);
+    let header_blocks = 1 + 1 + 2; // header, sub header with notes, two bitmaps
+    let mut best = 0;
+    for cap in header_blocks + 1..blocks {
+        let mut disk = Disk::new(cap);
+        let r = write_kdump(&mut disk, &m.mem, &f, &meta(&m), &opts(Codec::Lzo, 2), &NoProgress).unwrap();
+        assert!(r.incomplete, "cap {cap}");
+        assert!(disk.finished);
+        let written = check_kdump(disk.bytes, &f, true);
+        assert_eq!(written, r.pages_written, "cap {cap}");
+        assert!(written >= best, "cap {cap}: fewer pages on a larger disk");
+        best = written;
+    }
+    // The last capacity short of the whole file keeps nearly everything.
+    assert!(best + 64 >= f.dumpable.count(), "{best}");
+    // A size limit anywhere in the data.
+    for limit in [40_000u64, 100_000, 1_000_000, full.len() as u64 - 1] {
+        let tmp = tempfile::NamedTempFile::new().unwrap();
+        let mut out = FileOutput::new(tmp.reopen().unwrap(), Some(limit));
+        let r = write_kdump(&mut out, &m.mem, &f, &meta(&m), &opts(Codec::Zlib, 1), &NoProgress).unwrap();
+        assert!(r.incomplete);
+        let bytes = std::fs::read(tmp.path()).unwrap();
+        assert!(bytes.len() as u64 <= limit);
+        assert_eq!(check_kdump(bytes, &f, true), r.pages_written);
+    }
+}
+
+#[test]
+fn split_sets_read_back_and_reassemble_to_the_direct_file() {
+    let m = machine();
+    for level in [0, 31] {
+        let f = filtered(level);
+        let direct = kdump_bytes(&m, &f, Codec::Zstd, 1);
+        for (files, block_pages) in [(3usize, 64u64), (2, 1), (4, 1 << 18)] {
+            let ranges = split_ranges(&f.dumpable, files, block_pages);
+            let mut disks: Vec<Disk> = (0..files).map(|_| Disk::new(usize::MAX)).collect();
+            let mut outs: Vec<&mut dyn Output> = disks.iter_mut().map(|d| d as &mut dyn Output).collect();
+            let reports =
+                write_kdump_split(&mut outs, &ranges, &m.mem, &f, &meta(&m), &opts(Codec::Zstd, 2), &NoProgress)
+                    .unwrap();
+            assert_eq!(reports.iter().map(|r| r.pages_written).sum::<u64>(), f.dumpable.count());
+            // Read as a set, in any order.
+            let mut parts: Vec<(String, KdumpFile<Arc<dyn ReadAt>>)> = disks
+                .iter()
+                .rev()
+                .enumerate()
+                .map(|(i, d)| {
+                    let src: Arc<dyn ReadAt> = Arc::new(d.bytes.clone());
+                    (format!("part{i}"), KdumpFile::parse(src).unwrap())
+                })
+                .collect();
+            parts.rotate_left(1);
+            let set = SplitMem::new(parts).unwrap();
+            let mut page = vec![0u8; PS as usize];
+            for pfn in f.dumpable.iter() {
+                assert_eq!(set.read_page(vmcore_types::Pfn(pfn), &mut page).unwrap(), PageState::Dumped);
+                assert_eq!(page, page_of(pfn));
+            }
+            let inputs: Vec<(String, Arc<dyn ReadAt>)> = disks
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (format!("p{i}"), Arc::new(d.bytes.clone()) as Arc<dyn ReadAt>))
+                .collect();
+            let mut joined = Disk::new(usize::MAX);
+            let r = reassemble(inputs, &mut joined, &NoProgress).unwrap();
+            assert!(!r.incomplete);
+            assert!(joined.bytes == direct, "level {level}, {files} files of blocks of {block_pages}");
+        }
+        // A missing part is an error that says so.
+        let ranges = split_ranges(&f.dumpable, 3, 64);
+        let mut disks: Vec<Disk> = (0..3).map(|_| Disk::new(usize::MAX)).collect();
+        let mut outs: Vec<&mut dyn Output> = disks.iter_mut().map(|d| d as &mut dyn Output).collect();
+        write_kdump_split(&mut outs, &ranges, &m.mem, &f, &meta(&m), &opts(Codec::Lzo, 1), &NoProgress).unwrap();
+        let two: Vec<(String, Arc<dyn ReadAt>)> =
+            [0, 2].iter().map(|&i| (format!("p{i}"), Arc::new(disks[i].bytes.clone()) as Arc<dyn ReadAt>)).collect();
+        let e = reassemble(two, &mut Disk::new(usize::MAX), &NoProgress).unwrap_err().to_string();
+        assert!(e.contains("do not tile"), "{e}");
+        let not_split: Vec<(String, Arc<dyn ReadAt>)> = vec![("d".into(), Arc::new(direct.clone()))];
+        let e = reassemble(not_split, &mut Disk::new(usize::MAX), &NoProgress).unwrap_err().to_string();
+        assert!(e.contains("not a file of a --split set"), "{e}");
+    }
+}
+
+#[test]
+fn reassembling_an_incomplete_part_keeps_what_it_has() {
+    let m = machine();
+    let f = filtered(1);
+    let ranges = split_ranges(&f.dumpable, 2, 64);
+    let mut a = Disk::new(usize::MAX);
+    let mut b = Disk::new(12);
+    let mut outs: Vec<&mut dyn Output> = vec![&mut a, &mut b];
+    let reports =
+        write_kdump_split(&mut outs, &ranges, &m.mem, &f, &meta(&m), &opts(Codec::Lzo, 1), &NoProgress).unwrap();
+    assert!(!reports[0].incomplete && reports[1].incomplete);
+    let inputs: Vec<(String, Arc<dyn ReadAt>)> =
+        vec![("a".into(), Arc::new(a.bytes.clone())), ("b".into(), Arc::new(b.bytes.clone()))];
+    let mut joined = Disk::new(usize::MAX);
+    let r = reassemble(inputs, &mut joined, &NoProgress).unwrap();
+    assert!(r.incomplete);
+    let written = check_kdump(joined.bytes, &f, true);
+    assert_eq!(written, reports[0].pages_written + reports[1].pages_written);
+    assert_eq!(written, r.pages_written);
+}
+
+#[test]
+fn flattened_streams_rearrange_to_the_file() {
+    let m = machine();
+    let f = filtered(31);
+    let direct = kdump_bytes(&m, &f, Codec::Snappy, 1);
+    let mut flat = FlatOutput::new(Vec::new());
+    write_kdump(&mut flat, &m.mem, &f, &meta(&m), &opts(Codec::Snappy, 3), &NoProgress).unwrap();
+    let stream = flat.into_inner();
+    let mut out = Disk::new(usize::MAX);
+    rearrange(&mut &stream[..], &mut out, &NoProgress).unwrap();
+    assert!(out.bytes == direct);
+
+    let mut elf_file = Disk::new(usize::MAX);
+    write_elf(&mut elf_file, &m.core, &*m.src, &m.mem, &f, &opts(Codec::Raw, 1), &NoProgress).unwrap();
+    let mut flat = FlatOutput::new(Vec::new());
+    write_elf(&mut flat, &m.core, &*m.src, &m.mem, &f, &opts(Codec::Raw, 2), &NoProgress).unwrap();
+    let mut out = Disk::new(usize::MAX);
+    rearrange(&mut &flat.into_inner()[..], &mut out, &NoProgress).unwrap();
+    assert!(out.bytes == elf_file.bytes);
+}
+
+#[test]
+fn elf_output_reads_back_with_zero_pages_and_long_runs_left_out() {
+    let m = machine();
+    for level in [0, 1, 31] {
+        let f = filtered(level);
+        let mut disk = Disk::new(usize::MAX);
+        let r = write_elf(&mut disk, &m.core, &*m.src, &m.mem, &f, &opts(Codec::Raw, 2), &NoProgress).unwrap();
+        assert!(!r.incomplete);
+        let src: Arc<dyn ReadAt> = Arc::new(disk.bytes.clone());
+        let core = ElfCore::parse(&*src).unwrap();
+        // The notes are copied, the segments split around the run of 300 excluded pages.
+        assert_eq!(core.note(b"CORE", 1).map(|n| n.desc.len()), Some(336));
+        assert_eq!(core.loads.len(), 3);
+        let mem = ElfMem::new(&core, src, PS);
+        let mut page = vec![0u8; PS as usize];
+        for pfn in 0..f.present.len() {
+            let state = mem.read_page(vmcore_types::Pfn(pfn), &mut page).unwrap();
+            if f.dumpable.get(pfn) {
+                assert!(matches!(state, PageState::Dumped | PageState::ZeroFilled), "pfn {pfn:#x}");
+                assert_eq!(page, page_of(pfn), "pfn {pfn:#x}");
+            } else if f.present.get(pfn) {
+                // Excluded: zeros where the run was long, real contents in a short hole.
+                assert!(page == page_of(pfn) || page.iter().all(|&b| b == 0), "pfn {pfn:#x}");
+            }
+        }
+        let zero_kept = f.dumpable.iter().filter(|&p| p % 5 == 0).count() as u64;
+        assert_eq!(r.zero_pages, if level & 1 != 0 { zero_kept } else { 0 });
+    }
+}
+
+/// A file of `head` followed by zeros up to `size` bytes.
+struct Zeros {
+    head: Vec<u8>,
+    size: u64,
+}
+
+impl ReadAt for Zeros {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        if offset + buf.len() as u64 > self.size {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.fill(0);
+        for (i, b) in buf.iter_mut().enumerate() {
+            match self.head.get(offset as usize + i) {
+                Some(&x) => *b = x,
+                None => break,
+            }
+        }
+        Ok(())
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+/// Keeps the first bytes written, counts the rest.
+struct Head {
+    keep: usize,
+    bytes: Vec<u8>,
+    end: u64,
+}
+
+impl Output for Head {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> std::result::Result<(), OutputError> {
+        self.end = self.end.max(offset + data.len() as u64);
+        if (offset as usize) < self.keep {
+            let end = (offset as usize + data.len()).min(self.keep);
+            if self.bytes.len() < end {
+                self.bytes.resize(end, 0);
+            }
+            self.bytes[offset as usize..end].copy_from_slice(&data[..end - offset as usize]);
+        }
+        Ok(())
+    }
+    fn can_rewrite(&self) -> bool {
+        true
+    }
+    fn finish(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn elf_output_with_more_than_65534_segments_uses_pn_xnum() {
+    // One kept page every 257: each its own segment.
+    let pieces = 70_000u64;
+    let pages = pieces * 257;
+    let mut head = test_support::header(&[(0, 0xffff_8880_0000_0000, 0x1000, pages * PS, pages * PS)], (0x800, 0));
+    head.resize(0x1000, 0);
+    let core = ElfCore::parse(&head).unwrap();
+    let src = Arc::new(Zeros { head: head.clone(), size: 0x1000 + pages * PS });
+    let mem = ElfMem::new(&core, src.clone(), PS);
+    let mut present = PfnBitmap::new(pages);
+    present.set_range(0, pages);
+    let mut dumpable = PfnBitmap::new(pages);
+    for i in 0..pieces {
+        dumpable.set(i * 257);
+    }
+    let f = Filtered { level: 0, present, dumpable, zero_pages: PfnBitmap::new(pages), stats: Stats::default() };
+    let phnum = 1 + pieces as usize;
+    let mut out = Head { keep: 64 + phnum * 56 + 64, bytes: Vec::new(), end: 0 };
+    write_elf(&mut out, &core, &*src, &mem, &f, &opts(Codec::Raw, 1), &NoProgress).unwrap();
+    assert_eq!(u16::from_le_bytes([out.bytes[56], out.bytes[57]]), 0xffff);
+    assert_eq!(out.end, out.keep as u64 + pieces * PS);
+    // Our own parser finds every segment through section header 0.
+    out.bytes.resize(out.end as usize, 0);
+    let parsed = ElfCore::parse(&out.bytes).unwrap();
+    assert_eq!(parsed.loads.len(), pieces as usize);
+    assert_eq!(parsed.loads[1].paddr, 257 * PS);
+    assert_eq!(parsed.loads[1].filesz, PS);
+    assert_eq!(parsed.loads[1].memsz, 257 * PS);
+    assert_eq!(parsed.loads.last().map(|l| l.memsz), Some(257 * PS));
+}

@@ -1,0 +1,175 @@
+#!/usr/bin/python3
+"""Reads kdump files with python3-libkdumpfile and compares them page by page (kdump.sh).
+
+    kdump-pages.py OURS [--ref MAKEDUMPFILE_DUMP] [--elf FULL_VMCORE.elf]
+                        [--memmap FILE SIZEOF_PAGE OFFSET_OF_MAPCOUNT]
+
+Opens OURS (and the others) with libkdumpfile and reads every page frame 0..max_pfn through
+KDUMP_MACHPHYSADDR: a page the dump does not hold (excluded, or a hole) raises an error and
+counts as absent. Prints one JSON object:
+  format, release, max_pfn              what libkdumpfile says of OURS
+  pages                                 pages of OURS it reads
+  uts_sysname                           init_uts_ns's sysname read through KDUMP_KVADDR (the
+                                        kernel's own page tables, by libkdumpfile's addrxlat)
+  ref_pages, only_ours, only_ref,       against the makedumpfile dump: pages each holds, pages
+  ref_mismatch, first_*                 only one holds, common pages whose bytes differ
+  elf_pages, elf_mismatch, elf_absent   against the full /proc/vmcore copy: pages of OURS whose
+                                        bytes differ from memory, pages of OURS it lacks
+  only_ours_types                       with --memmap (the struct pages from pfn 0 on, as
+                                        `vmcore read` gives them): the page_type word of the
+                                        pages only OURS holds, counted (names: 6.12+ types)
+Exit 0 when it could read the files (the verdict is kdump.sh's), 1 otherwise.
+"""
+import json
+import struct
+import sys
+
+import kdumpfile
+
+PAGE = 4096
+
+
+def elf_loads(f):
+    eh = f.read(64)
+    if eh[:4] != b"\x7fELF":
+        raise SystemExit("%s: not an ELF file" % f.name)
+    phoff, = struct.unpack_from("<Q", eh, 32)
+    phnum, = struct.unpack_from("<H", eh, 56)
+    if phnum == 0xFFFF:
+        shoff, = struct.unpack_from("<Q", eh, 40)
+        f.seek(shoff)
+        phnum, = struct.unpack_from("<I", f.read(64), 44)
+    f.seek(phoff)
+    tab = f.read(56 * phnum)
+    loads = []
+    for i in range(phnum):
+        t, _, off, vaddr, paddr, filesz, memsz, _ = struct.unpack_from("<IIQQQQQQ", tab, 56 * i)
+        # the kernel image PT_LOAD aliases the direct map: physical ranges are enough
+        if t == 1 and paddr != 0xFFFFFFFFFFFFFFFF:
+            loads.append((paddr, memsz, off, filesz))
+    loads.sort()
+    return loads
+
+
+def elf_page(f, loads, pfn):
+    a = pfn * PAGE
+    for paddr, memsz, off, filesz in loads:
+        if paddr <= a and a + PAGE <= paddr + memsz:
+            if a - paddr + PAGE <= filesz:
+                f.seek(off + a - paddr)
+                return f.read(PAGE)
+            return bytes(PAGE)
+    return None
+
+
+def reader(path):
+    k = kdumpfile.kdumpfile(path)
+    space = kdumpfile.KDUMP_MACHPHYSADDR
+
+    def read(pfn):
+        try:
+            return k.read(space, pfn * PAGE, PAGE)
+        except Exception:  # excluded or not in the dump: libkdumpfile's NoDataError and kin
+            return None
+    return k, read
+
+
+def main():
+    args = sys.argv[1:]
+    ours = args.pop(0)
+    ref = elf = memmap = None
+    while args:
+        opt = args.pop(0)
+        if opt == "--ref":
+            ref = args.pop(0)
+        elif opt == "--elf":
+            elf = args.pop(0)
+        elif opt == "--memmap":
+            memmap = (args.pop(0), int(args.pop(0), 0), int(args.pop(0), 0))
+        else:
+            raise SystemExit("unknown argument " + opt)
+    k, read = reader(ours)
+    attr = k.attr
+    res = {
+        "format": attr["file.format"],
+        "release": attr["linux.uts.release"],
+        "max_pfn": attr["max_pfn"],
+        "pages": 0,
+    }
+    try:
+        vi = attr["linux.vmcoreinfo.SYMBOL"]
+        uts = vi["init_uts_ns"]
+        off = 0
+        try:
+            off = attr["linux.vmcoreinfo.OFFSET.uts_namespace"]["name"]
+        except Exception:
+            off = 4  # struct uts_namespace { struct kref kref; struct new_utsname name; } (< 4.x)
+        res["uts_sysname"] = k.read(kdumpfile.KDUMP_KVADDR, uts + off, 65).split(b"\0")[0].decode()
+    except Exception as e:
+        res["uts_sysname"] = "error: %s" % e
+    rread = None
+    if ref:
+        rk, rread = reader(ref)
+        res.update(ref_format=rk.attr["file.format"], ref_pages=0, only_ours=0, only_ref=0,
+                   ref_mismatch=0, first_only_ours=None, first_only_ref=None, first_ref_mismatch=None)
+    only_ours = []
+    ef = loads = None
+    if elf:
+        ef = open(elf, "rb")
+        loads = elf_loads(ef)
+        res.update(elf_pages=0, elf_mismatch=0, elf_absent=0, first_elf_mismatch=None)
+    for pfn in range(res["max_pfn"]):
+        a = read(pfn)
+        if a is not None:
+            res["pages"] += 1
+        if rread:
+            b = rread(pfn)
+            if b is not None:
+                res["ref_pages"] += 1
+            if a is not None and b is None:
+                res["only_ours"] += 1
+                only_ours.append(pfn)
+                if res["first_only_ours"] is None:
+                    res["first_only_ours"] = hex(pfn)
+            elif a is None and b is not None:
+                res["only_ref"] += 1
+                if res["first_only_ref"] is None:
+                    res["first_only_ref"] = hex(pfn)
+            elif a is not None and a != b:
+                res["ref_mismatch"] += 1
+                if res["first_ref_mismatch"] is None:
+                    res["first_ref_mismatch"] = hex(pfn)
+        if ef and a is not None:
+            m = elf_page(ef, loads, pfn)
+            if m is None:
+                res["elf_absent"] += 1
+            elif m != a:
+                res["elf_mismatch"] += 1
+                if res["first_elf_mismatch"] is None:
+                    res["first_elf_mismatch"] = hex(pfn)
+            else:
+                res["elf_pages"] += 1
+    if memmap and only_ours:
+        # PGTY_* << 24 (include/linux/page-flags.h, 6.12+)
+        names = {0xf0: "buddy", 0xf1: "offline", 0xf2: "table", 0xf3: "guard", 0xf4: "hugetlb",
+                 0xf5: "slab", 0xf6: "zsmalloc", 0xf7: "unaccepted", 0xf8: "large_kmalloc"}
+        types = {}
+        with open(memmap[0], "rb") as mf:
+            for pfn in only_ours:
+                mf.seek(pfn * memmap[1] + memmap[2])
+                b = mf.read(4)
+                if len(b) < 4:
+                    key = "unknown (no struct page)"
+                else:
+                    v, = struct.unpack("<I", b)
+                    if v >> 24 in names:
+                        key = "%s (page_type 0x%02x......)" % (names[v >> 24], v >> 24)
+                    else:
+                        key = "page_type 0x%08x" % v
+                types[key] = types.get(key, 0) + 1
+        res["only_ours_types"] = types
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()
