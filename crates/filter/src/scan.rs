@@ -81,7 +81,8 @@ fn initial_bitmaps(dump: &Dump, exclude_phys: &[(u64, u64)]) -> (PfnBitmap, PfnB
             // its bitmap buffer, a segment's partial last page counts and one page is lost
             // when max_mapnr is not a multiple of 8 (the fixtures' reports show both; with
             // several cycles neither happens).
-            let single_cycle = total <= SINGLE_CYCLE_MAX_PFNS;
+            // (--mem-usage on /proc/kcore takes makedumpfile's non-cyclic path: neither.)
+            let single_cycle = total <= SINGLE_CYCLE_MAX_PFNS && core.kind != ElfKind::Kcore;
             for s in core.loads.iter().filter(|s| s.paddr != u64::MAX && s.memsz > 0) {
                 if core.kind == ElfKind::Kcore && s.paddr == 0 {
                     continue;
