@@ -148,7 +148,7 @@ if [ -n "$all" ]; then
   for c in "${configs[@]}"; do
     IFS=: read -r k p r <<< "$c"
     name=$(config_name "$k" "$p" "$r")
-    grep -h '^FAIL: \|^vm: ERROR' "$base/$name.log" 2>/dev/null | sed "s/^/$name: /"
+    grep -h '^FAIL: \|^vm: ERROR' "$base/$name.log" 2>/dev/null | sed "s/^/$name: /" || true
   done
   echo "took $(( $(date +%s) - t0 ))s"
   worst=0
