@@ -9,17 +9,6 @@ use vmcore_types::Pfn;
 
 use crate::util::{fixture_names, run, Fixture};
 
-fn expected_ranges(f: &Fixture) -> Vec<(u64, u64)> {
-    std::fs::read_to_string(f.expected("dumpable_d31.txt"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let (a, b) = l.split_once(' ').unwrap();
-            (u64::from_str_radix(a, 16).unwrap(), u64::from_str_radix(b, 16).unwrap())
-        })
-        .collect()
-}
-
 #[test]
 fn written_arm64_dumps_keep_upstreams_pages_and_read_back() {
     for name in fixture_names().into_iter().filter(|n| n.starts_with("aarch64")) {
@@ -49,7 +38,7 @@ fn written_arm64_dumps_keep_upstreams_pages_and_read_back() {
                 }
             }
         }
-        assert_eq!(ranges, expected_ranges(&f), "{name}: the 2nd bitmap");
+        assert_eq!(ranges, f.expected_d31(), "{name}: the 2nd bitmap");
         // Every page it holds equals vmcore.elf's.
         let elf = Dump::open(&[f.vmcore()], &OpenOptions::default()).unwrap();
         let (mut a, mut b) = (vec![0u8; 4096], vec![0u8; 4096]);

@@ -68,14 +68,7 @@ fn dry_run_reports_equal_makedumpfile_for_every_level() {
 #[test]
 fn level_31_keeps_exactly_the_pages_upstream_makedumpfile_keeps() {
     for f in all() {
-        let expected: Vec<(u64, u64)> = std::fs::read_to_string(f.expected("dumpable_d31.txt"))
-            .unwrap()
-            .lines()
-            .map(|l| {
-                let (a, b) = l.split_once(' ').unwrap();
-                (u64::from_str_radix(a, 16).unwrap(), u64::from_str_radix(b, 16).unwrap())
-            })
-            .collect();
+        let expected = f.expected_d31();
         let dump = Dump::open(&[f.vmcore()], &OpenOptions::default()).unwrap();
         let machine = Machine::new(&dump).unwrap();
         let filtered = vmcore_filter::filter(&dump, &machine, 31, &vmcore_filter::Options::default()).unwrap();

@@ -55,6 +55,19 @@ impl Fixture {
         self.dir.join("expected").join(file)
     }
 
+    /// expected/dumpable_d31.txt: the pfn ranges `[start, end)` upstream makedumpfile keeps
+    /// at -d 31.
+    pub fn expected_d31(&self) -> Vec<(u64, u64)> {
+        std::fs::read_to_string(self.expected("dumpable_d31.txt"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let (a, b) = l.split_once(' ').unwrap();
+                (u64::from_str_radix(a, 16).unwrap(), u64::from_str_radix(b, 16).unwrap())
+            })
+            .collect()
+    }
+
     /// The decompressed vmcore.elf, made once.
     pub fn vmcore(&self) -> PathBuf {
         let out = self.work.join("vmcore.elf");

@@ -160,17 +160,6 @@ fn ranges(bits: impl Iterator<Item = u64>) -> Vec<(u64, u64)> {
     r
 }
 
-fn expected_d31(f: &Fixture) -> Vec<(u64, u64)> {
-    std::fs::read_to_string(f.expected("dumpable_d31.txt"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let (a, b) = l.split_once(' ').unwrap();
-            (u64::from_str_radix(a, 16).unwrap(), u64::from_str_radix(b, 16).unwrap())
-        })
-        .collect()
-}
-
 fn kdump_file(path: &Path) -> KdumpFile<std::sync::Arc<dyn ReadAt>> {
     let src: std::sync::Arc<dyn ReadAt> = std::sync::Arc::new(FileSource::open(path).unwrap());
     KdumpFile::parse(src).unwrap()
@@ -193,7 +182,7 @@ fn every_codec_and_level_reads_back_equal_to_the_vmcore() {
                 assert!(!k.is_incomplete());
                 let second = ranges((0..k.max_mapnr()).filter(|&p| k.is_dumpable(p)));
                 if level == 31 {
-                    assert_eq!(second, expected_d31(&f), "{name}: 2nd bitmap vs upstream's dumpable_d31.txt");
+                    assert_eq!(second, f.expected_d31(), "{name}: 2nd bitmap vs upstream's dumpable_d31.txt");
                 }
             }
         }
