@@ -17,7 +17,7 @@ pub(crate) enum Compressor {
     Raw,
     Zlib(Box<libdeflater::Compressor>),
     #[cfg(feature = "lzo")]
-    Lzo,
+    Lzo(crate::lzo::Lzo1x1),
     #[cfg(feature = "snappy")]
     Snappy(Box<snap::raw::Encoder>),
     #[cfg(feature = "zstd")]
@@ -33,7 +33,7 @@ impl Compressor {
                 Compressor::Zlib(Box::new(libdeflater::Compressor::new(level)))
             }
             #[cfg(feature = "lzo")]
-            Codec::Lzo => Compressor::Lzo,
+            Codec::Lzo => Compressor::Lzo(crate::lzo::Lzo1x1::new()),
             #[cfg(feature = "snappy")]
             Codec::Snappy => Compressor::Snappy(Box::new(snap::raw::Encoder::new())),
             #[cfg(feature = "zstd")]
@@ -59,11 +59,7 @@ impl Compressor {
                 }
             }
             #[cfg(feature = "lzo")]
-            Compressor::Lzo => {
-                // Level 3 of the lzo1x crate is LZO1X-1 with 14-bit dictionary, as liblzo2's
-                // lzo1x_1_compress (byte for byte: the dumps equal makedumpfile -l's).
-                *out = lzo1x::compress(page, lzo1x::CompressLevel::new(3));
-            }
+            Compressor::Lzo(lzo) => lzo.compress(page, out),
             #[cfg(feature = "snappy")]
             Compressor::Snappy(e) => {
                 out.resize(snap::raw::max_compress_len(page.len()), 0);

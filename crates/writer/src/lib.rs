@@ -11,12 +11,14 @@
 //! [`split_ranges`]), ELF ([`write_elf`]), each to a file or as a flattened stream
 //! ([`FlatOutput`]); and the two conversions, [`rearrange`] (flattened stream to file) and
 //! [`reassemble`] (split set to one file).
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 mod compress;
 mod elf;
 mod kdump;
+#[cfg(feature = "lzo")]
+mod lzo;
 mod meta;
 mod output;
 mod pipeline;
