@@ -11,7 +11,7 @@ use vmcore_types::{Pfn, PhysAddr};
 
 use crate::compress::Compressor;
 use crate::output::{Output, OutputError};
-use crate::pipeline::{ordered, Flow};
+use crate::pipeline::{ordered, Flow, Recycler};
 use crate::{Error, Progress, Result, WriteOptions, WriteReport};
 
 /// What a kdump-compressed file carries besides pages.
@@ -498,6 +498,8 @@ fn write_part(
     let mut sink = Sink::new(out, block, l.desc_offset, data_pos, false);
     let mut full = false;
 
+    // Jobs queued, being worked on and waiting for the consumer, with room to spare.
+    let spare = Recycler::new(4 * opts.threads + 2);
     let result = ordered(
         pfn_jobs(&filtered.dumpable, part.start, part.end, PAGES_PER_JOB),
         opts.threads,
@@ -505,7 +507,12 @@ fn write_part(
         |(comp, pages, scratch), job: Vec<u64>| -> Result<JobOut> {
             let comp = comp.as_mut().map_err(|e| Error::Input(e.clone()))?;
             read_pages(mem, &job, pages, page_size)?;
-            let mut outp = JobOut { pages: Vec::with_capacity(job.len()), data: Vec::new() };
+            let mut outp = spare.take(|| JobOut {
+                pages: Vec::with_capacity(PAGES_PER_JOB),
+                data: Vec::with_capacity(page_size * PAGES_PER_JOB),
+            });
+            outp.pages.clear();
+            outp.data.clear();
             for page in pages.chunks(page_size).take(job.len()) {
                 if share_zero && is_zero(page) {
                     outp.pages.push((Stored::Zero, 0));
@@ -549,6 +556,7 @@ fn write_part(
                 }
             }
             progress.advance(job.pages.len() as u64);
+            spare.give(job);
             if opts.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
                 full = true;
                 return Ok(Flow::Stop);
