@@ -558,7 +558,8 @@ fn write_part(
             progress.advance(job.pages.len() as u64);
             spare.give(job);
             if opts.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
-                full = true;
+                // The buffered pages are still written below; the pages never reached
+                // make the dump incomplete.
                 return Ok(Flow::Stop);
             }
             Ok(Flow::Continue)

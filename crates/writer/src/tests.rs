@@ -210,6 +210,33 @@ fn every_codec_reads_back_and_threads_do_not_change_a_byte() {
     }
 }
 
+/// Asks the writer to stop (what Ctrl-C does) once the first pages are written.
+struct StopAfterFirstJob(Arc<std::sync::atomic::AtomicBool>);
+
+impl Progress for StopAfterFirstJob {
+    fn set_total(&self, _: u64) {}
+    fn advance(&self, _: u64) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn finish(&self) {}
+}
+
+#[test]
+fn a_stop_request_leaves_a_readable_incomplete_dump() {
+    let m = machine();
+    let f = filtered(1);
+    for threads in [1, 3] {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tmp = tempfile::NamedTempFile::new().unwrap();
+        let mut out = FileOutput::new(tmp.reopen().unwrap(), None);
+        let o = WriteOptions { codec: Codec::Lzo, threads, stop: Some(Arc::clone(&stop)) };
+        let r = write_kdump(&mut out, &m.mem, &f, &meta(&m), &o, &StopAfterFirstJob(stop)).unwrap();
+        assert!(r.incomplete, "{threads} threads");
+        assert!(r.pages_written > 0 && r.pages_written < f.dumpable.count(), "{threads} threads: {}", r.pages_written);
+        assert_eq!(check_kdump(std::fs::read(tmp.path()).unwrap(), &f, true), r.pages_written);
+    }
+}
+
 #[test]
 fn a_disk_filling_at_any_block_leaves_a_readable_incomplete_dump() {
     let m = machine();
