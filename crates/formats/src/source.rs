@@ -1,21 +1,41 @@
 //! Opening a dump file as a [`ReadAt`] source.
 //!
-//! Reads are `pread`s into the caller's buffer. A memory map would save a copy, but every
-//! page it touches counts in the resident set, and a dump writer in a kdump kernel must
-//! keep its memory small whatever the dump size; the kernel's page cache does the caching.
+//! Reads are `pread`s into the caller's buffer, except on /proc/vmcore. A memory map of a
+//! regular file would save a copy, but every page it touches counts in the resident set,
+//! and the file could change or shrink under the map. /proc/vmcore is different: it maps
+//! the crashed kernel's memory itself (no page cache, nothing in the resident set), that
+//! memory never changes, and a `pread` of it costs the kernel a temporary mapping per page.
+//! So /proc/vmcore is read through a few maps of [`WINDOW`] bytes, as makedumpfile does.
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::Path;
+use std::sync::Mutex;
 
 use vmcore_types::ReadAt;
+
+/// Bytes of /proc/vmcore mapped at a time: the kernel builds the page tables of the whole
+/// window when it is mapped, so a window is not larger than the reads need.
+pub const WINDOW: u64 = 4 << 20;
+/// Windows kept mapped: enough for each writer thread to read its own run of pages.
+const WINDOWS: usize = 8;
 
 /// A file opened for positioned reads: a dump, /proc/kcore, /proc/vmcore or a device.
 #[derive(Debug)]
 pub struct FileSource {
     file: File,
     size: u64,
+    /// Present for /proc/vmcore (see the module comment).
+    maps: Option<Mutex<Windows>>,
+}
+
+/// Mapped windows, most recently used last.
+#[derive(Debug, Default)]
+struct Windows {
+    maps: Vec<(u64, memmap2::Mmap)>,
+    /// Mapping failed once (a kernel without vmcore mmap): `pread` from then on.
+    failed: bool,
 }
 
 impl FileSource {
@@ -24,7 +44,56 @@ impl FileSource {
         let file = File::open(path)?;
         let meta = file.metadata()?;
         let size = if meta.file_type().is_block_device() { block_device_size(&file)? } else { meta.len() };
-        Ok(FileSource { file, size })
+        let is_vmcore = path.canonicalize().is_ok_and(|p| p == Path::new("/proc/vmcore"));
+        Ok(FileSource { file, size, maps: is_vmcore.then(Mutex::default) })
+    }
+
+    /// Reads through the window that holds `[offset, offset + buf.len())`, mapping it if
+    /// needed. Returns false when the range is not mappable (crosses a window, or the
+    /// kernel refuses): the caller then reads it with `pread`.
+    fn read_mapped(&self, maps: &Mutex<Windows>, buf: &mut [u8], offset: u64) -> bool {
+        let start = offset / WINDOW * WINDOW;
+        let end = offset.saturating_add(buf.len() as u64);
+        if end > self.size || end > start + WINDOW {
+            return false;
+        }
+        let Ok(mut w) = maps.lock() else { return false };
+        if w.failed {
+            return false;
+        }
+        let i = match w.maps.iter().position(|(s, _)| *s == start) {
+            Some(i) => i,
+            None => {
+                let len = WINDOW.min(self.size - start);
+                // SAFETY: this file is /proc/vmcore (checked in open). It is the crashed
+                // kernel's memory and the ELF headers the kernel built for it: neither is
+                // written while the kdump kernel runs, and the file never shrinks, so the
+                // mapped bytes stay valid and unchanged for as long as the map exists (no
+                // SIGBUS, no data race). The map is read-only.
+                #[allow(unsafe_code)]
+                let map = unsafe { memmap2::MmapOptions::new().offset(start).len(len as usize).map(&self.file) };
+                match map {
+                    Ok(map) => {
+                        if w.maps.len() == WINDOWS {
+                            w.maps.remove(0);
+                        }
+                        w.maps.push((start, map));
+                        w.maps.len() - 1
+                    }
+                    Err(_) => {
+                        w.failed = true;
+                        return false;
+                    }
+                }
+            }
+        };
+        let from = (offset - start) as usize;
+        let Some(bytes) = w.maps.get(i).and_then(|(_, m)| m.get(from..from + buf.len())) else { return false };
+        buf.copy_from_slice(bytes);
+        // Most recently used last, so that the oldest window goes first.
+        let used = w.maps.remove(i);
+        w.maps.push(used);
+        true
     }
 }
 
@@ -36,9 +105,47 @@ fn block_device_size(file: &File) -> io::Result<u64> {
 
 impl ReadAt for FileSource {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        if let Some(maps) = &self.maps {
+            if self.read_mapped(maps, buf, offset) {
+                return Ok(());
+            }
+        }
         FileExt::read_exact_at(&self.file, buf, offset)
     }
     fn size(&self) -> u64 {
         self.size
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The mapped path on a regular file (only /proc/vmcore uses it for real; the test file
+    /// is not changed while mapped): every read equals the pread, within and across
+    /// windows, at the end of the file, and with more windows in use than are kept.
+    #[test]
+    fn mapped_reads_equal_preads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        let size = 3 * WINDOW + 12345;
+        let data: Vec<u8> = (0..size).map(|i| (i * 7 + i / 4096) as u8).collect();
+        std::fs::write(&path, &data).expect("write");
+        let mut src = FileSource::open(&path).expect("open");
+        assert!(src.maps.is_none(), "a regular file is read with pread");
+        src.maps = Some(Mutex::default());
+        let cases = [(0u64, 4096usize), (WINDOW - 100, 200), (WINDOW, 64 << 10), (size - 10, 10), (2 * WINDOW + 5, 1)];
+        for round in 0..2 {
+            for &(off, len) in cases.iter().chain(&[(WINDOW * 3 - 4096, 8192)]) {
+                let mut buf = vec![0u8; len];
+                src.read_exact_at(&mut buf, off).expect("read");
+                let want = data.get(off as usize..off as usize + len).expect("in file");
+                assert!(buf == want, "round {round}: {len} bytes at {off:#x}");
+            }
+        }
+        let maps = src.maps.as_ref().and_then(|m| m.lock().ok()).map(|w| (w.maps.len(), w.failed));
+        assert_eq!(maps, Some((4, false)), "windows 0-3 mapped once each, none failed");
+        let mut past = [0u8; 2];
+        assert!(src.read_exact_at(&mut past, size - 1).is_err(), "past the end");
     }
 }
