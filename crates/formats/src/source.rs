@@ -49,8 +49,8 @@ impl FileSource {
     }
 
     /// Reads through the window that holds `[offset, offset + buf.len())`, mapping it if
-    /// needed. Returns false when the range is not mappable (crosses a window, or the
-    /// kernel refuses): the caller then reads it with `pread`.
+    /// needed. Returns false when the range is not mappable (past the end, or the kernel
+    /// refuses): the caller then reads it with `pread`.
     fn read_mapped(&self, maps: &Mutex<Windows>, buf: &mut [u8], offset: u64) -> bool {
         let start = offset / WINDOW * WINDOW;
         let end = offset.saturating_add(buf.len() as u64);
@@ -105,12 +105,19 @@ fn block_device_size(file: &File) -> io::Result<u64> {
 
 impl ReadAt for FileSource {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        if let Some(maps) = &self.maps {
-            if self.read_mapped(maps, buf, offset) {
-                return Ok(());
+        let Some(maps) = &self.maps else { return FileExt::read_exact_at(&self.file, buf, offset) };
+        // Window by window, so that a run of pages across a window boundary is mapped too.
+        let mut done = 0usize;
+        while done < buf.len() {
+            let at = offset.saturating_add(done as u64);
+            let n = usize::try_from((at / WINDOW + 1) * WINDOW - at).unwrap_or(usize::MAX).min(buf.len() - done);
+            let piece = buf.get_mut(done..done + n).unwrap_or_default();
+            if !self.read_mapped(maps, piece, at) {
+                FileExt::read_exact_at(&self.file, piece, at)?;
             }
+            done += n;
         }
-        FileExt::read_exact_at(&self.file, buf, offset)
+        Ok(())
     }
     fn size(&self) -> u64 {
         self.size
@@ -145,6 +152,9 @@ mod tests {
         }
         let maps = src.maps.as_ref().and_then(|m| m.lock().ok()).map(|w| (w.maps.len(), w.failed));
         assert_eq!(maps, Some((4, false)), "windows 0-3 mapped once each, none failed");
+        let mut across = vec![0u8; 3 * WINDOW as usize];
+        src.read_exact_at(&mut across, 100).expect("read across windows");
+        assert!(across == data[100..100 + across.len()], "a read across three windows");
         let mut past = [0u8; 2];
         assert!(src.read_exact_at(&mut past, size - 1).is_err(), "past the end");
     }
