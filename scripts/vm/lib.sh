@@ -185,41 +185,16 @@ vm_initrd_pack() {
 
 # vm_boot INITRD OUTDIR: returns 0 when the guest wrote its results, 2 otherwise.
 vm_boot() {
-  local initrd=$1 outdir=$2 disk rc=0 start
+  local initrd=$1 outdir=$2 rc=0 scratch=()
   mkdir -p "$outdir"
-  disk=$outdir/results.img
-  rm -rf "$disk" "$outdir/out"
-  truncate -s 64M "$disk"
-  local scratch=()
   if [ -n "${VM_SCRATCH:-}" ]; then
-    rm -f "$outdir/scratch.img"; truncate -s "$VM_SCRATCH" "$outdir/scratch.img"
-    scratch=(-drive "file=$outdir/scratch.img,format=raw,if=virtio")
+    rm -f "$outdir/scratch.img"
+    truncate -s "$VM_SCRATCH" "$outdir/scratch.img"
+    scratch=("$outdir/scratch.img")
   fi
-  local append="console=ttyS0 panic=1 ${VM_APPEND:-}"
-  vm_say "booting $VM_KVER (TCG, -cpu ${VM_CPU:-max}, ${VM_MEM:-512M}): $append"
-  vm_say "console: $outdir/console.log"
-  start=$(date +%s)
-  # nested KVM hangs on these machines: software emulation, multi-threaded
-  timeout "${VMCORE_VM_TIMEOUT:-900}" qemu-system-x86_64 \
-    -accel tcg,thread=multi -cpu "${VM_CPU:-max}" -m "${VM_MEM:-512M}" -smp "${VM_SMP:-2}" \
-    -nodefaults -display none -serial "file:$outdir/console.log" -no-reboot \
-    -kernel "$VM_KDIR/boot/vmlinuz-$VM_KVER" -initrd "$initrd" -append "$append" \
-    -drive "file=$disk,format=raw,if=virtio" "${scratch[@]}" < /dev/null > "$outdir/qemu.log" 2>&1 || rc=$?
-  VM_BOOT_SECONDS=$(( $(date +%s) - start ))
-  [ $rc = 0 ] && { (cd "$outdir" && tar xf results.img 2>/dev/null) || true; }
-  rm -f "$disk" "$outdir/scratch.img"
-  if [ $rc = 124 ]; then
-    vm_say "QEMU killed after ${VMCORE_VM_TIMEOUT:-900}s; last console lines:"
-    tail -20 "$outdir/console.log" >&2
-    return 2
-  fi
-  [ $rc = 0 ] || { vm_say "QEMU failed ($rc):"; cat "$outdir/qemu.log" >&2; return 2; }
-  if [ ! -f "$outdir/out/status" ]; then
-    vm_say "the guest wrote no results (${VM_BOOT_SECONDS}s); last console lines:"
-    tail -30 "$outdir/console.log" >&2
-    return 2
-  fi
-  vm_say "guest done in ${VM_BOOT_SECONDS}s"
+  vm_boot_disks "$initrd" "$outdir" "${scratch[@]}" || rc=$?
+  rm -f "$outdir/scratch.img"
+  return $rc
 }
 
 # ---- added for kdump.sh ----
@@ -246,6 +221,7 @@ vm_boot_disks() {
   vm_say "booting $VM_KVER (TCG, -cpu ${VM_CPU:-max}, ${VM_MEM:-512M}): $append"
   vm_say "console: $outdir/console.log"
   start=$(date +%s)
+  # nested KVM hangs on these machines: software emulation, multi-threaded
   timeout "${VMCORE_VM_TIMEOUT:-900}" qemu-system-x86_64 \
     -accel tcg,thread=multi -cpu "${VM_CPU:-max}" -m "${VM_MEM:-512M}" -smp "${VM_SMP:-2}" \
     -nodefaults -display none -serial "file:$outdir/console.log" -no-reboot \
