@@ -13,30 +13,10 @@ fn all() -> Vec<Fixture> {
     fixture_names().iter().map(|n| Fixture::new(n)).collect()
 }
 
-/// (key, value) pairs of a makedumpfile report.
+/// (key, value) pairs of a makedumpfile report, every line of it.
 fn parse_report(text: &str) -> Vec<(&'static str, u64)> {
-    let keys = [
-        ("Original pages", "original_pages"),
-        ("Excluded pages", "excluded_pages"),
-        ("Pages filled with zero", "zero"),
-        ("Non-private cache pages", "non_pri_cache"),
-        ("Private cache pages", "pri_cache"),
-        ("User process data pages", "user"),
-        ("Free pages", "free"),
-        ("Hwpoison pages", "hwpoison"),
-        ("Offline pages", "offline"),
-        ("Remaining pages", "remaining_pages"),
-        ("Memory Hole", "memory_hole"),
-        ("Total pages", "total_pages"),
-    ];
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let Some((label, value)) = line.split_once(':') else { continue };
-        if let Some((_, key)) = keys.iter().find(|(l, _)| label.trim() == *l) {
-            out.push((*key, u64::from_str_radix(value.trim().trim_start_matches("0x"), 16).unwrap()));
-        }
-    }
-    assert_eq!(out.len(), keys.len(), "unparsed report:\n{text}");
+    let out = vmcore_synth::machine::parse_report(text);
+    assert_eq!(out.len(), vmcore_synth::machine::REPORT_LINES.len(), "unparsed report:\n{text}");
     out
 }
 

@@ -9,6 +9,7 @@ use std::process::{Command, Output};
 
 use vmcore_formats::elf::ElfCore;
 use vmcore_formats::kdump::{KdumpFile, PageRead};
+use vmcore_synth::machine::REPORT_LINES;
 
 fn run(args: &[&std::ffi::OsStr]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vmcore-synth")).args(args).output().unwrap()
@@ -151,20 +152,7 @@ fn kernel_dump_with_truth() {
     let t: serde_json::Value = serde_json::from_slice(&std::fs::read(&truth).unwrap()).unwrap();
     assert_eq!(t["layout_name"], "x86_64-6.1-l4");
     assert_eq!(t["levels"].as_object().unwrap().len(), 32);
-    for key in [
-        "original_pages",
-        "excluded_pages",
-        "zero",
-        "non_pri_cache",
-        "pri_cache",
-        "user",
-        "free",
-        "hwpoison",
-        "offline",
-        "remaining_pages",
-        "memory_hole",
-        "total_pages",
-    ] {
+    for (_, key) in REPORT_LINES {
         assert!(t["levels"]["31"][key].is_u64(), "{key}");
     }
     for key in ["kaslr_offset", "phys_base", "paging_levels", "pgd", "page_offset_base", "vmalloc_base", "vmemmap_base"]

@@ -17,7 +17,9 @@ use std::path::Path;
 use std::process::Command;
 
 use vmcore_synth::machine::phys::CKind;
-use vmcore_synth::machine::{Category, Desc, Generation, Layout, LevelCounts, Machine, MachineSpec};
+use vmcore_synth::machine::{
+    parse_report, Category, Desc, Generation, Layout, LevelCounts, Machine, MachineSpec, REPORT_LINES,
+};
 
 const LEVELS: [u8; 7] = [0, 1, 2, 4, 8, 16, 31];
 
@@ -49,51 +51,14 @@ fn report(image: &Path, level: u8, dir: &Path) -> BTreeMap<&'static str, u64> {
     let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success(), "makedumpfile -d {level} {}: {text}", image.display());
     let _ = std::fs::remove_file(&out);
-    let keys = [
-        ("Original pages", "original_pages"),
-        ("Excluded pages", "excluded_pages"),
-        ("Pages filled with zero", "zero"),
-        ("Non-private cache pages", "non_pri_cache"),
-        ("Private cache pages", "pri_cache"),
-        ("User process data pages", "user"),
-        ("Free pages", "free"),
-        ("Hwpoison pages", "hwpoison"),
-        ("Offline pages", "offline"),
-        ("Remaining pages", "remaining_pages"),
-        ("Memory Hole", "memory_hole"),
-        ("Total pages", "total_pages"),
-    ];
-    let mut got = BTreeMap::new();
-    for line in text.lines() {
-        if let Some((label, value)) = line.split_once(" : ") {
-            if let Some((_, key)) = keys.iter().find(|(l, _)| *l == label.trim()) {
-                if let Some(hex) = value.trim().strip_prefix("0x") {
-                    got.insert(*key, u64::from_str_radix(hex, 16).unwrap());
-                }
-            }
-        }
-    }
-    assert_eq!(got.len(), keys.len(), "report of -d {level}: {text}");
+    let got: BTreeMap<&'static str, u64> = parse_report(&text).into_iter().collect();
+    assert_eq!(got.len(), REPORT_LINES.len(), "report of -d {level}: {text}");
     got
 }
 
 fn as_map(c: &LevelCounts) -> BTreeMap<&'static str, u64> {
     let v = serde_json::to_value(c).unwrap();
-    let keys = [
-        "original_pages",
-        "excluded_pages",
-        "zero",
-        "non_pri_cache",
-        "pri_cache",
-        "user",
-        "free",
-        "hwpoison",
-        "offline",
-        "remaining_pages",
-        "memory_hole",
-        "total_pages",
-    ];
-    keys.iter().map(|&k| (k, v[k].as_u64().unwrap())).collect()
+    REPORT_LINES.iter().map(|&(_, k)| (k, v[k].as_u64().unwrap())).collect()
 }
 
 /// What makedumpfile 1.7.2 reports for a 6.12 machine, page by page: compound order

@@ -61,7 +61,7 @@ use vmcore_formats::codec::Codec;
 pub use layout::{Generation, Layout, PrintkKind};
 pub use phys::{Category, Desc};
 pub use printk::Message;
-pub use truth::{LayoutTruth, LevelCounts, Truth};
+pub use truth::{parse_report, LayoutTruth, LevelCounts, Truth, REPORT_LINES};
 
 use crate::elf::{self, ElfVmcore, Load, NoteSpec};
 use crate::error::{Error, Result};

@@ -50,6 +50,36 @@ pub struct LevelCounts {
     pub total_pages: u64,
 }
 
+/// makedumpfile's report lines in their order: label, and the [`LevelCounts`] field (as
+/// serialized) that holds its number.
+pub const REPORT_LINES: [(&str, &str); 12] = [
+    ("Original pages", "original_pages"),
+    ("Excluded pages", "excluded_pages"),
+    ("Pages filled with zero", "zero"),
+    ("Non-private cache pages", "non_pri_cache"),
+    ("Private cache pages", "pri_cache"),
+    ("User process data pages", "user"),
+    ("Free pages", "free"),
+    ("Hwpoison pages", "hwpoison"),
+    ("Offline pages", "offline"),
+    ("Remaining pages", "remaining_pages"),
+    ("Memory Hole", "memory_hole"),
+    ("Total pages", "total_pages"),
+];
+
+/// The (field, number) pairs of the report lines in `text` (makedumpfile's output, or a
+/// saved report), in the order they appear; other lines are skipped.
+pub fn parse_report(text: &str) -> Vec<(&'static str, u64)> {
+    text.lines()
+        .filter_map(|line| {
+            let (label, value) = line.split_once(':')?;
+            let (_, key) = REPORT_LINES.iter().find(|(l, _)| label.trim() == *l)?;
+            let hex = value.trim().strip_prefix("0x")?;
+            Some((*key, u64::from_str_radix(hex, 16).ok()?))
+        })
+        .collect()
+}
+
 /// The x86_64 layout values, as `vmcore info --json` reports them under `layout`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LayoutTruth {
