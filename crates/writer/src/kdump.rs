@@ -292,17 +292,7 @@ impl<'a> Sink<'a> {
     /// disk, and writes the descriptors of the pages whose data is, so that the dump
     /// holds every page it can.
     fn salvage(&mut self) {
-        let len = self.data_buf.len() as u64;
-        let mut done = 0u64;
-        while done < len {
-            let at = self.data_pos + done;
-            let n = ((at / self.block + 1) * self.block - at).min(len - done);
-            let piece = self.data_buf.get(done as usize..(done + n) as usize).unwrap_or_default();
-            if self.out.write_at(at, piece).is_err() {
-                break;
-            }
-            done += n;
-        }
+        let (done, _) = write_by_block(&mut *self.out, self.block, self.data_pos, &self.data_buf);
         let on_disk = self.data_pos + done;
         let be = self.big_endian;
         let field = |d: &[u8], off: usize, len: usize| {
@@ -338,26 +328,17 @@ impl<'a> Sink<'a> {
             // full. Written block by block, a failure leaves at most one descriptor torn
             // across the block boundary, which is then cleared (its first bytes are in a
             // block already allocated), so that it reads as "not written".
-            let len = self.desc_buf.len() as u64;
-            let mut done = 0u64;
-            while done < len {
-                let at = self.desc_pos + done;
-                let n = ((at / self.block + 1) * self.block - at).min(len - done);
-                let piece = self.desc_buf.get(done as usize..(done + n) as usize).unwrap_or_default();
-                match self.out.write_at(at, piece) {
-                    Ok(()) => done += n,
-                    Err(e) => {
-                        let whole = done / DESC * DESC;
-                        if whole < done {
-                            let zeros = vec![0u8; (done - whole) as usize];
-                            let _ = self.out.write_at(self.desc_pos + whole, &zeros);
-                        }
-                        self.descs_written += whole / DESC;
-                        self.desc_pos += whole;
-                        self.desc_buf.clear();
-                        return Err(e);
-                    }
+            let (done, failure) = write_by_block(&mut *self.out, self.block, self.desc_pos, &self.desc_buf);
+            if let Some(e) = failure {
+                let whole = done / DESC * DESC;
+                if whole < done {
+                    let zeros = vec![0u8; (done - whole) as usize];
+                    let _ = self.out.write_at(self.desc_pos + whole, &zeros);
                 }
+                self.descs_written += whole / DESC;
+                self.desc_pos += whole;
+                self.desc_buf.clear();
+                return Err(e);
             }
         }
         self.descs_written += self.desc_buf.len() as u64 / DESC;
@@ -365,6 +346,23 @@ impl<'a> Sink<'a> {
         self.desc_buf.clear();
         Ok(())
     }
+}
+
+/// Writes `buf` at `pos` one block at a time, so that a disk filling up keeps every whole
+/// block that fitted. Returns the bytes written before the first failure, and the failure.
+fn write_by_block(out: &mut dyn Output, block: u64, pos: u64, buf: &[u8]) -> (u64, Option<OutputError>) {
+    let len = buf.len() as u64;
+    let mut done = 0u64;
+    while done < len {
+        let at = pos + done;
+        let n = ((at / block + 1) * block - at).min(len - done);
+        let piece = buf.get(done as usize..(done + n) as usize).unwrap_or_default();
+        if let Err(e) = out.write_at(at, piece) {
+            return (done, Some(e));
+        }
+        done += n;
+    }
+    (done, None)
 }
 
 /// Sets the INCOMPLETE bit of the header status at `status_offset`, when the output can
