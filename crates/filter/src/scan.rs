@@ -88,8 +88,7 @@ fn initial_bitmaps(dump: &Dump, exclude_phys: &[(u64, u64)]) -> (PfnBitmap, PfnB
             // multiple of 4, at most 16 Mi frames) does it take its non-cyclic path, whose
             // 1st bitmap also marks a segment's partial last page. The 6.1 fixture
             // (0x1ffcb frames) is cyclic; a 16 GiB machine is not.
-            let partial_last_page_present =
-                core.kind != ElfKind::Kcore && total % 4 == 0 && total <= SINGLE_CYCLE_MAX_PFNS;
+            let partial_last_page_present = single_cycle && total % 4 == 0;
             for s in core.loads.iter().filter(|s| s.paddr != u64::MAX && s.memsz > 0) {
                 if core.kind == ElfKind::Kcore && s.paddr == 0 {
                     continue;

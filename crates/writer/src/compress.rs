@@ -4,8 +4,8 @@
 //! makedumpfile uses zlib level 1 through zlib's streaming API. Readers only need a valid
 //! zlib stream per page, so `-c` uses libdeflate, which compresses a whole buffer at once:
 //! on the x86_64 fixtures at -d 31 its level 2 takes 0.6x the time of makedumpfile -c and
-//! its output is 1.4-3% smaller (zlib-rs, which the readers use, needed level 2 to reach zlib level
-//! 1's ratio and was no faster). Measured with bench/write.sh.
+//! its output is 1.4-3% smaller (zlib-rs, which the readers use, needed level 2 to reach
+//! zlib level 1's ratio and was no faster). Measured with bench/write.sh.
 
 use vmcore_formats::codec::Codec;
 
