@@ -193,8 +193,12 @@ pub(crate) fn mem_usage(args: &DumpArgs, json: bool) -> Result<()> {
     } else {
         Vec::new()
     };
-    let opts =
-        vmcore_filter::Options { classify_excluded_input: true, exclude_phys, ..vmcore_filter::Options::default() };
+    let opts = vmcore_filter::Options {
+        classify_excluded_input: true,
+        exclude_phys,
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        ..vmcore_filter::Options::default()
+    };
     let filtered = vmcore_filter::filter(&dump, &machine, 31, &opts)
         .with_context(|| format!("{}: classifying pages", args.file.display()))?;
     let not_in_dump = match &dump.container {

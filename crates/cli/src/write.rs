@@ -123,7 +123,8 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
     if format.elf && !job.dry_run && !matches!(dump.container, Container::Elf { .. }) {
         bail!("{name}: -E writes ELF dumps from ELF inputs (/proc/vmcore or an ELF vmcore); this input is kdump-compressed");
     }
-    let mut fopts = vmcore_filter::Options::default();
+    let threads = job.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let mut fopts = vmcore_filter::Options { threads, ..vmcore_filter::Options::default() };
     if !job.dry_run {
         // The writers check every page for zeros as they copy it (the ELF writer in a
         // parallel pass of its own).
@@ -143,8 +144,7 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
     // A second Ctrl-C while the first is being handled is ignored: the dump is closed as
     // incomplete either way.
     let _ = ctrlc::set_handler(move || handler_stop.store(true, Ordering::Relaxed));
-    let threads = job.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let opts = WriteOptions { codec: job.codec, threads: threads.max(1), stop: Some(Arc::clone(&stop)) };
+    let opts = WriteOptions { codec: job.codec, threads, stop: Some(Arc::clone(&stop)) };
     let progress = bar(job.quiet || job.flatten && io::stdout().is_terminal(), "pages");
     let mem = &*dump.mem;
 

@@ -52,6 +52,24 @@ impl PfnBitmap {
         was
     }
 
+    /// Clears `[start, end)`; returns how many of its bits were set.
+    pub fn clear_range(&mut self, start: u64, end: u64) -> u64 {
+        let end = end.min(self.len);
+        let mut cleared = 0;
+        let mut pfn = start;
+        while pfn < end {
+            let bit = pfn % 64;
+            let bits = (64 - bit).min(end - pfn);
+            let mask = if bits == 64 { u64::MAX } else { ((1u64 << bits) - 1) << bit };
+            if let Some(w) = self.words.get_mut((pfn / 64) as usize) {
+                cleared += u64::from((*w & mask).count_ones());
+                *w &= !mask;
+            }
+            pfn += bits;
+        }
+        cleared
+    }
+
     /// Sets `[start, end)`.
     pub fn set_range(&mut self, start: u64, end: u64) {
         for pfn in start..end.min(self.len) {
@@ -94,6 +112,14 @@ mod tests {
         assert_eq!(b.count(), 8);
         assert!(b.clear(3));
         assert!(!b.clear(3));
+        let mut c = b.clone();
+        assert_eq!(c.clear_range(5, 200), 6);
+        assert_eq!(c.iter().collect::<Vec<_>>(), vec![4]);
+        let mut wide = PfnBitmap::new(300);
+        wide.set_range(0, 300);
+        assert_eq!(wide.clear_range(10, 138), 128);
+        assert_eq!(wide.clear_range(0, 64), 10);
+        assert_eq!(wide.count(), 300 - 138);
         assert_eq!(b.iter().collect::<Vec<_>>(), vec![4, 5, 6, 7, 8, 9, 69]);
         let bytes = b.to_bytes();
         assert_eq!(bytes.len(), 9);

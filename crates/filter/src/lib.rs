@@ -7,6 +7,9 @@
 //! rounded down to a page), the 2nd starts as a copy of it less the frames without data,
 //! the `struct page` scan clears the classes the level excludes (and hwpoison and offline
 //! frames at every level), and with level bit 1 the frames left are checked for zeros.
+//!
+//! Both reading passes run on `Options::threads` threads, in units of 32768 frames. The
+//! scan's result is that of one sequential pass whatever the thread count (see `scan`).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

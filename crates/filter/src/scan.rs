@@ -1,5 +1,9 @@
 //! The filtering pass.
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Condvar, Mutex};
+
 use vmcore_formats::elf::ElfKind;
 use vmcore_kernel::machine::Machine;
 use vmcore_kernel::mm::page::level;
@@ -27,6 +31,11 @@ pub struct Options {
     /// crash kernel's reservation on a live system (makedumpfile cuts `/proc/iomem`'s
     /// "Crash kernel" ranges out of /proc/kcore the same way).
     pub exclude_phys: Vec<(u64, u64)>,
+    /// Threads that read and classify the struct pages.
+    pub threads: usize,
+    /// Frames per unit of the threads' work (a multiple of 512; default 32768). The result
+    /// does not depend on it: small units serve to test exclusions that cross units.
+    pub unit_pfns: u64,
 }
 
 impl Default for Options {
@@ -36,6 +45,8 @@ impl Default for Options {
             classify_excluded_input: false,
             scan_zero_pages: true,
             exclude_phys: Vec::new(),
+            threads: 1,
+            unit_pfns: UNIT_PFNS,
         }
     }
 }
@@ -164,85 +175,256 @@ pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -
         }
         let page_size = dump.mem.page_size();
         let memmap = MemMap::discover(vi, &machine.kmem, total, page_size)?;
-        scan(&memmap, &rules, machine, &present, &mut dumpable, dump_level, &mut stats)?;
+        let ctx = Scan { rules: &rules, machine, present: &present, dump_level };
+        scan(&ctx, &memmap, &mut dumpable, &mut stats, opts);
     }
 
-    let mut zero_pages = PfnBitmap::new(total);
-    if dump_level & level::ZERO != 0 && opts.scan_zero_pages {
-        let mut page = vec![0u8; dump.mem.page_size() as usize];
-        for pfn in dumpable.iter().collect::<Vec<_>>() {
-            let state = match dump.mem.read_page(Pfn(pfn), &mut page) {
-                Ok(s) => s,
-                // Left out of the input: its content is unknown, so it is not a zero page.
-                Err(_) if opts.classify_excluded_input => continue,
-                Err(e) => return Err(e.into()),
-            };
-            if state == PageState::Dumped && page.iter().all(|&b| b == 0) {
-                zero_pages.set(pfn);
-                stats.zero += 1;
-            }
-        }
-    }
+    let zero_pages = if dump_level & level::ZERO != 0 && opts.scan_zero_pages {
+        find_zero_pages(dump, &dumpable, opts)?
+    } else {
+        PfnBitmap::new(total)
+    };
+    stats.zero = zero_pages.count();
     stats.excluded_pages =
         stats.zero + stats.non_pri_cache + stats.pri_cache + stats.user + stats.free + stats.hwpoison + stats.offline;
     stats.remaining_pages = stats.original_pages.saturating_sub(stats.excluded_pages);
     Ok(Filtered { level: dump_level, present, dumpable, zero_pages, stats })
 }
 
-fn scan(
-    memmap: &MemMap,
-    rules: &PageRules,
-    machine: &Machine,
-    present: &PfnBitmap,
-    dumpable: &mut PfnBitmap,
+/// The dumpable frames whose pages hold only zero bytes, read on `opts.threads` threads.
+fn find_zero_pages(dump: &Dump, dumpable: &PfnBitmap, opts: &Options) -> Result<PfnBitmap> {
+    let total = dumpable.len();
+    let unit_pfns = opts.unit_pfns.max(64);
+    let units = total.div_ceil(unit_pfns);
+    let taken = AtomicU64::new(0);
+    // The zero pages found so far, and the failure of the lowest unit (so that the error
+    // reported does not depend on the thread count).
+    let found = Mutex::new((PfnBitmap::new(total), None::<(u64, vmcore_physmem::Error)>));
+    let work = || {
+        let mut page = vec![0u8; dump.mem.page_size() as usize];
+        let mut zeros = Vec::new();
+        loop {
+            let unit = taken.fetch_add(1, Ordering::Relaxed);
+            if unit >= units {
+                break;
+            }
+            zeros.clear();
+            let mut failure = None;
+            for pfn in (unit * unit_pfns..((unit + 1) * unit_pfns).min(total)).filter(|&p| dumpable.get(p)) {
+                match dump.mem.read_page(Pfn(pfn), &mut page) {
+                    Ok(state) => {
+                        if state == PageState::Dumped && page.iter().all(|&b| b == 0) {
+                            zeros.push(pfn);
+                        }
+                    }
+                    // Left out of the input: its content is unknown, so it is not a zero page.
+                    Err(_) if opts.classify_excluded_input => {}
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+            let mut found = found.lock().unwrap_or_else(|e| e.into_inner());
+            for &pfn in &zeros {
+                found.0.set(pfn);
+            }
+            if let Some(e) = failure {
+                if found.1.as_ref().is_none_or(|(first, _)| unit < *first) {
+                    found.1 = Some((unit, e));
+                }
+            }
+        }
+    };
+    let threads = opts.threads.clamp(1, usize::try_from(units).unwrap_or(usize::MAX).max(1));
+    std::thread::scope(|scope| {
+        for _ in 1..threads {
+            scope.spawn(work);
+        }
+        work();
+    });
+    let (zero_pages, failure) = found.into_inner().unwrap_or_else(|e| e.into_inner());
+    match failure {
+        Some((_, e)) => Err(e.into()),
+        None => Ok(zero_pages),
+    }
+}
+
+/// Frames per unit of the parallel scan: a multiple of BATCH, so that the batches are those
+/// of one sequential pass, and large enough that an exclusion (a buddy block, a compound
+/// page) rarely runs past a unit's end. Larger units hold more decisions in memory.
+const UNIT_PFNS: u64 = 1 << 15;
+
+/// Units a worker may run ahead of the merge, per thread: bounds the decisions held.
+const UNITS_AHEAD_PER_THREAD: usize = 4;
+
+/// Frames whose struct pages are read together: part of one mem_map section.
+#[derive(Debug, Clone, Copy)]
+struct Unit {
+    start: u64,
+    end: u64,
+    /// Virtual address of the struct page of `start`.
+    mem_map: u64,
+}
+
+/// Frames `[start, end)` to exclude, decided from the struct page of `start`.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    start: u64,
+    end: u64,
+    class: Class,
+}
+
+/// What every unit's scan reads.
+struct Scan<'a> {
+    rules: &'a PageRules,
+    machine: &'a Machine,
+    present: &'a PfnBitmap,
     dump_level: u32,
-    stats: &mut Stats,
-) -> Result<()> {
-    let size = rules.size;
-    let mut buf = vec![0u8; size * BATCH as usize];
-    // An exclusion may run past the batch (a large buddy block): the next pfn to look at.
-    let mut next_pfn = 0u64;
-    for section in &memmap.sections {
-        let mut chunk = section.pfn_start;
-        while chunk < section.pfn_end {
-            let chunk_end = ((chunk / BATCH + 1) * BATCH).min(section.pfn_end);
+}
+
+impl Scan<'_> {
+    /// The exclusions decided in `unit` when decisions resume at `resume` (frames before
+    /// it are covered by an earlier exclusion). One sequential pass decides the same
+    /// frames as the units in order, each resumed where the previous one's last
+    /// exclusion ended.
+    fn unit(&self, unit: &Unit, resume: u64, buf: &mut [u8]) -> Vec<Run> {
+        let size = self.rules.size;
+        let total = self.present.len();
+        let mut runs = Vec::new();
+        let mut next_pfn = resume;
+        let mut chunk = unit.start;
+        while chunk < unit.end {
+            let chunk_end = ((chunk / BATCH + 1) * BATCH).min(unit.end);
             let n = (chunk_end - chunk) as usize;
             let bytes = buf.get_mut(..n * size).unwrap_or_default();
-            let addr = section.mem_map + (chunk - section.pfn_start) * size as u64;
-            if machine.kmem.read(addr, bytes).is_err() {
-                // struct pages not in the dump (a refiltered input): nothing to decide.
+            let addr = unit.mem_map + (chunk - unit.start) * size as u64;
+            if chunk_end <= next_pfn || self.machine.kmem.read(addr, bytes).is_err() {
+                // Covered by an exclusion, or struct pages not in the dump (a refiltered
+                // input): nothing to decide.
                 chunk = chunk_end;
                 continue;
             }
             for pfn in chunk.max(next_pfn)..chunk_end {
-                if pfn < next_pfn || !present.get(pfn) {
+                if pfn < next_pfn || !self.present.get(pfn) {
                     continue;
                 }
                 let i = (pfn - chunk) as usize;
                 let page = bytes.get(i * size..(i + 1) * size).unwrap_or_default();
                 let next = bytes.get((i + 1) * size..(i + 2) * size);
-                if let Decision::Exclude { class, pages } = rules.decide(pfn, page, next, dump_level) {
-                    let counter = match class {
-                        Class::Cache => &mut stats.non_pri_cache,
-                        Class::CachePrivate => &mut stats.pri_cache,
-                        Class::User => &mut stats.user,
-                        Class::Free => &mut stats.free,
-                        Class::Hwpoison => &mut stats.hwpoison,
-                        Class::Offline => &mut stats.offline,
-                    };
-                    let end = pfn.saturating_add(pages).min(dumpable.len());
-                    for p in pfn..end {
-                        if dumpable.clear(p) {
-                            *counter += 1;
-                        }
-                    }
+                if let Decision::Exclude { class, pages } = self.rules.decide(pfn, page, next, self.dump_level) {
+                    let end = pfn.saturating_add(pages).min(total);
+                    runs.push(Run { start: pfn, end, class });
                     next_pfn = end;
                 }
             }
             chunk = chunk_end;
         }
+        runs
     }
-    Ok(())
+}
+
+/// The units of `memmap`'s sections, in pfn order, cut at multiples of `unit_pfns`.
+fn units(memmap: &MemMap, struct_page_size: u64, unit_pfns: u64) -> Vec<Unit> {
+    // Units must be whole batches, or a compound head would see a different next page.
+    let unit_pfns = unit_pfns.div_ceil(BATCH).max(1) * BATCH;
+    let mut units = Vec::new();
+    for section in &memmap.sections {
+        let mut start = section.pfn_start;
+        while start < section.pfn_end {
+            let end = ((start / unit_pfns + 1) * unit_pfns).min(section.pfn_end);
+            units.push(Unit { start, end, mem_map: section.mem_map + (start - section.pfn_start) * struct_page_size });
+            start = end;
+        }
+    }
+    units
+}
+
+/// Classifies the struct pages of the present frames on `threads` threads and clears the
+/// excluded ones in `dumpable`, counting them per class. The result is that of one
+/// sequential pass whatever the thread count: workers scan units independently, each as if
+/// no exclusion ran into it, and the units are applied in order; the rare unit that an
+/// earlier exclusion does run into is scanned again from where that exclusion ends.
+fn scan(ctx: &Scan, memmap: &MemMap, dumpable: &mut PfnBitmap, stats: &mut Stats, opts: &Options) {
+    let units = units(memmap, ctx.rules.size as u64, opts.unit_pfns);
+    let batch_bytes = ctx.rules.size * BATCH as usize;
+    let mut buf = vec![0u8; batch_bytes];
+    let mut next_pfn = 0u64;
+    let mut apply = |unit: &Unit, runs: Option<Vec<Run>>, buf: &mut [u8]| {
+        let runs = match runs {
+            Some(runs) if next_pfn <= unit.start => runs,
+            _ => ctx.unit(unit, next_pfn.max(unit.start), buf),
+        };
+        for run in runs {
+            let counter = match run.class {
+                Class::Cache => &mut stats.non_pri_cache,
+                Class::CachePrivate => &mut stats.pri_cache,
+                Class::User => &mut stats.user,
+                Class::Free => &mut stats.free,
+                Class::Hwpoison => &mut stats.hwpoison,
+                Class::Offline => &mut stats.offline,
+            };
+            *counter += dumpable.clear_range(run.start, run.end);
+            next_pfn = run.end;
+        }
+    };
+    let threads = opts.threads.min(units.len());
+    if threads <= 1 {
+        for unit in &units {
+            apply(unit, None, &mut buf);
+        }
+        return;
+    }
+
+    let taken = AtomicUsize::new(0);
+    let merged = (Mutex::new(0usize), Condvar::new());
+    let ahead = threads * UNITS_AHEAD_PER_THREAD;
+    std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::channel::<(usize, Option<Vec<Run>>)>();
+        for _ in 0..threads {
+            let tx = tx.clone();
+            let (units, taken, merged) = (&units, &taken, &merged);
+            scope.spawn(move || {
+                let mut buf = vec![0u8; batch_bytes];
+                loop {
+                    let k = taken.fetch_add(1, Ordering::Relaxed);
+                    let Some(unit) = units.get(k) else { break };
+                    // The lowest unit not merged yet is always being scanned (it was taken
+                    // first and is never held back here), so the merge keeps going.
+                    let mut done = merged.0.lock().unwrap_or_else(|e| e.into_inner());
+                    while k >= *done + ahead {
+                        done = merged.1.wait(done).unwrap_or_else(|e| e.into_inner());
+                    }
+                    drop(done);
+                    // A panic would leave the merge waiting: send nothing instead, and the
+                    // merge scans the unit itself.
+                    let runs =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ctx.unit(unit, unit.start, &mut buf)));
+                    if tx.send((k, runs.ok())).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut waiting = BTreeMap::new();
+        for (k, unit) in units.iter().enumerate() {
+            let runs = loop {
+                if let Some(runs) = waiting.remove(&k) {
+                    break runs;
+                }
+                match rx.recv() {
+                    Ok((i, runs)) => {
+                        waiting.insert(i, runs);
+                    }
+                    Err(_) => break None,
+                }
+            };
+            apply(unit, runs, &mut buf);
+            *merged.0.lock().unwrap_or_else(|e| e.into_inner()) = k + 1;
+            merged.1.notify_all();
+        }
+    });
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! writer, so the output is byte-identical whatever the thread count. Memory is bounded by
 //! the jobs in flight (2 per thread, 64 pages each) and the 1 MiB write buffers, never by
 //! the dump size: the pfns to write are taken from the bitmap as they are needed, and the
-//! input is read with `pread` (vmcore-formats never maps files).
+//! input is read with `pread` (only /proc/vmcore is mapped, in vmcore-formats).
 //!
 //! Outputs: kdump-compressed ([`write_kdump`]), `--split` sets ([`write_kdump_split`],
 //! [`split_ranges`]), ELF ([`write_elf`]), each to a file or as a flattened stream
