@@ -1,9 +1,27 @@
-//! A plain bitmap over page frame numbers.
+//! Bitmaps over page frame numbers.
+//!
+//! A machine's bitmaps are mostly long runs: RAM present from end to end, free memory
+//! excluded in large blocks. They are kept in chunks of 32768 frames, and a chunk whose
+//! frames are all set or all clear takes no memory: a bitmap costs 4 KiB per 128 MiB of
+//! RAM where set and clear frames mix, instead of 32 MiB per TiB whatever its content.
+
+/// Frames per chunk.
+const CHUNK_BITS: u64 = 1 << 15;
+const CHUNK_WORDS: usize = (CHUNK_BITS / 64) as usize;
+
+#[derive(Clone)]
+enum Chunk {
+    Clear,
+    /// Every frame of the chunk below the bitmap's length is set.
+    Set,
+    /// Bits at and past the bitmap's length are always clear.
+    Mixed(Box<[u64; CHUNK_WORDS]>),
+}
 
 /// One bit per page frame.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct PfnBitmap {
-    words: Vec<u64>,
+    chunks: Vec<Chunk>,
     len: u64,
 }
 
@@ -13,10 +31,20 @@ impl std::fmt::Debug for PfnBitmap {
     }
 }
 
+impl PartialEq for PfnBitmap {
+    fn eq(&self, other: &PfnBitmap) -> bool {
+        self.len == other.len
+            && (0..self.chunks.len()).all(|c| (0..CHUNK_WORDS).all(|w| self.word(c, w) == other.word(c, w)))
+    }
+}
+
+impl Eq for PfnBitmap {}
+
 impl PfnBitmap {
     /// All clear, `len` frames.
     pub fn new(len: u64) -> PfnBitmap {
-        PfnBitmap { words: vec![0; usize::try_from(len.div_ceil(64)).unwrap_or(0)], len }
+        let chunks = usize::try_from(len.div_ceil(CHUNK_BITS)).unwrap_or(0);
+        PfnBitmap { chunks: vec![Chunk::Clear; chunks], len }
     }
 
     /// Number of frames.
@@ -29,78 +57,223 @@ impl PfnBitmap {
         self.len == 0
     }
 
+    /// Frames of chunk `chunk` that are below the length.
+    fn chunk_len(&self, chunk: usize) -> u64 {
+        self.len.saturating_sub(chunk as u64 * CHUNK_BITS).min(CHUNK_BITS)
+    }
+
+    /// Word `word` of chunk `chunk`, as a mixed chunk would hold it.
+    fn word(&self, chunk: usize, word: usize) -> u64 {
+        match self.chunks.get(chunk) {
+            Some(Chunk::Set) => ones(self.chunk_len(chunk).saturating_sub(word as u64 * 64)),
+            Some(Chunk::Mixed(words)) => words.get(word).copied().unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    /// The words of chunk `chunk`, made mixed.
+    fn words_mut(&mut self, chunk: usize) -> Option<&mut [u64; CHUNK_WORDS]> {
+        let len = self.chunk_len(chunk);
+        let slot = self.chunks.get_mut(chunk)?;
+        if !matches!(slot, Chunk::Mixed(_)) {
+            let mut words = Box::new([0u64; CHUNK_WORDS]);
+            if matches!(slot, Chunk::Set) {
+                for (i, w) in words.iter_mut().enumerate() {
+                    *w = ones(len.saturating_sub(i as u64 * 64));
+                }
+            }
+            *slot = Chunk::Mixed(words);
+        }
+        match slot {
+            Chunk::Mixed(words) => Some(words),
+            _ => None,
+        }
+    }
+
     /// Bit `pfn`.
     pub fn get(&self, pfn: u64) -> bool {
-        pfn < self.len && self.words.get((pfn / 64) as usize).is_some_and(|w| w & (1 << (pfn % 64)) != 0)
+        let (chunk, bit) = split(pfn);
+        pfn < self.len
+            && match self.chunks.get(chunk) {
+                Some(Chunk::Set) => true,
+                Some(Chunk::Mixed(words)) => words.get(bit / 64).is_some_and(|w| w & (1 << (bit % 64)) != 0),
+                _ => false,
+            }
     }
 
     /// Sets bit `pfn`.
     pub fn set(&mut self, pfn: u64) {
-        if pfn < self.len {
-            if let Some(w) = self.words.get_mut((pfn / 64) as usize) {
-                *w |= 1 << (pfn % 64);
+        let (chunk, bit) = split(pfn);
+        if pfn < self.len && !matches!(self.chunks.get(chunk), Some(Chunk::Set)) {
+            if let Some(w) = self.words_mut(chunk).and_then(|words| words.get_mut(bit / 64)) {
+                *w |= 1 << (bit % 64);
             }
         }
     }
 
     /// Clears bit `pfn`; returns whether it was set.
     pub fn clear(&mut self, pfn: u64) -> bool {
-        let was = self.get(pfn);
-        if let Some(w) = self.words.get_mut((pfn / 64) as usize) {
-            *w &= !(1 << (pfn % 64));
+        if !self.get(pfn) {
+            return false;
         }
-        was
-    }
-
-    /// Clears `[start, end)`; returns how many of its bits were set.
-    pub fn clear_range(&mut self, start: u64, end: u64) -> u64 {
-        let end = end.min(self.len);
-        let mut cleared = 0;
-        let mut pfn = start;
-        while pfn < end {
-            let bit = pfn % 64;
-            let bits = (64 - bit).min(end - pfn);
-            let mask = if bits == 64 { u64::MAX } else { ((1u64 << bits) - 1) << bit };
-            if let Some(w) = self.words.get_mut((pfn / 64) as usize) {
-                cleared += u64::from((*w & mask).count_ones());
-                *w &= !mask;
-            }
-            pfn += bits;
+        let (chunk, bit) = split(pfn);
+        if let Some(w) = self.words_mut(chunk).and_then(|words| words.get_mut(bit / 64)) {
+            *w &= !(1 << (bit % 64));
         }
-        cleared
+        true
     }
 
     /// Sets `[start, end)`.
     pub fn set_range(&mut self, start: u64, end: u64) {
-        for pfn in start..end.min(self.len) {
-            self.set(pfn);
+        self.fill_range(start, end, true);
+    }
+
+    /// Clears `[start, end)`; returns how many of its bits were set.
+    pub fn clear_range(&mut self, start: u64, end: u64) -> u64 {
+        self.fill_range(start, end, false)
+    }
+
+    /// Sets or clears `[start, end)`; returns how many bits changed.
+    fn fill_range(&mut self, start: u64, end: u64, value: bool) -> u64 {
+        let end = end.min(self.len);
+        let mut changed = 0;
+        let mut pfn = start;
+        while pfn < end {
+            let (chunk, bit) = split(pfn);
+            let chunk_end = (chunk as u64 + 1) * CHUNK_BITS;
+            let stop = end.min(chunk_end);
+            if bit == 0 && stop - pfn == self.chunk_len(chunk) {
+                changed +=
+                    if value { self.chunk_len(chunk) - self.chunk_count(chunk) } else { self.chunk_count(chunk) };
+                if let Some(slot) = self.chunks.get_mut(chunk) {
+                    *slot = if value { Chunk::Set } else { Chunk::Clear };
+                }
+            } else if !matches!(self.chunks.get(chunk), Some(Chunk::Set) if value)
+                && !matches!(self.chunks.get(chunk), Some(Chunk::Clear) if !value)
+            {
+                let Some(words) = self.words_mut(chunk) else { break };
+                let mut b = bit as u64;
+                let stop_bit = stop - chunk as u64 * CHUNK_BITS;
+                while b < stop_bit {
+                    let n = (64 - b % 64).min(stop_bit - b);
+                    let mask = ones(n) << (b % 64);
+                    if let Some(w) = words.get_mut((b / 64) as usize) {
+                        changed += u64::from(if value { !*w & mask } else { *w & mask }.count_ones());
+                        if value {
+                            *w |= mask;
+                        } else {
+                            *w &= !mask;
+                        }
+                    }
+                    b += n;
+                }
+            }
+            pfn = stop;
+        }
+        changed
+    }
+
+    /// Set bits of chunk `chunk`.
+    fn chunk_count(&self, chunk: usize) -> u64 {
+        match self.chunks.get(chunk) {
+            Some(Chunk::Set) => self.chunk_len(chunk),
+            Some(Chunk::Mixed(words)) => words.iter().map(|w| u64::from(w.count_ones())).sum(),
+            _ => 0,
         }
     }
 
     /// Number of set bits.
     pub fn count(&self) -> u64 {
-        self.words.iter().map(|w| u64::from(w.count_ones())).sum()
+        (0..self.chunks.len()).map(|c| self.chunk_count(c)).sum()
     }
 
     /// Set bits, ascending.
-    pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
-        self.words.iter().enumerate().flat_map(|(i, &w)| {
-            let base = i as u64 * 64;
-            (0..64u64).filter(move |b| w & (1 << b) != 0).map(move |b| base + b)
-        })
+    pub fn iter(&self) -> Iter<'_> {
+        self.iter_from(0)
     }
 
-    /// The bytes makedumpfile writes: bit `pfn % 8` of byte `pfn / 8`.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out: Vec<u8> = self.words.iter().flat_map(|w| w.to_le_bytes()).collect();
-        out.truncate(usize::try_from(self.len.div_ceil(8)).unwrap_or(0));
-        out
+    /// Set bits from `start` on, ascending.
+    pub fn iter_from(&self, start: u64) -> Iter<'_> {
+        let word = start / 64;
+        let (chunk, bit) = split(word * 64);
+        let bits = if start < self.len { self.word(chunk, bit / 64) & !ones(start % 64) } else { 0 };
+        Iter { bitmap: self, word, bits }
+    }
+
+    /// The bytes makedumpfile writes (bit `pfn % 8` of byte `pfn / 8`) from byte `offset`
+    /// on, into `out`; bytes past the bitmap are zero.
+    pub fn fill_bytes(&self, offset: u64, out: &mut [u8]) {
+        let mut done = 0;
+        while done < out.len() {
+            let at = offset + done as u64;
+            let (chunk, bit) = split(at * 8);
+            let word = self.word(chunk, bit / 64) >> (bit % 64);
+            let n = (8 - (at % 8) as usize).min(out.len() - done);
+            for (k, byte) in out.iter_mut().skip(done).take(n).enumerate() {
+                *byte = (word >> (8 * k)) as u8;
+            }
+            done += n;
+        }
+    }
+}
+
+/// (chunk, bit within it) of `pfn`.
+fn split(pfn: u64) -> (usize, usize) {
+    (usize::try_from(pfn / CHUNK_BITS).unwrap_or(usize::MAX), (pfn % CHUNK_BITS) as usize)
+}
+
+/// A word with its low `n` bits set (all 64 for n >= 64).
+fn ones(n: u64) -> u64 {
+    if n >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << n) - 1
+    }
+}
+
+/// The set bits of a [`PfnBitmap`], ascending.
+#[derive(Debug)]
+pub struct Iter<'a> {
+    bitmap: &'a PfnBitmap,
+    /// Index of the word `bits` comes from.
+    word: u64,
+    /// Its set bits not returned yet.
+    bits: u64,
+}
+
+impl Iterator for Iter<'_> {
+    type Item = u64;
+
+    fn next(&mut self) -> Option<u64> {
+        let words_per_chunk = CHUNK_WORDS as u64;
+        while self.bits == 0 {
+            self.word += 1;
+            if self.word * 64 >= self.bitmap.len {
+                return None;
+            }
+            let (chunk, bit) = split(self.word * 64);
+            if matches!(self.bitmap.chunks.get(chunk), Some(Chunk::Clear)) {
+                // Skip to the chunk's last word.
+                self.word = (self.word / words_per_chunk + 1) * words_per_chunk - 1;
+                continue;
+            }
+            self.bits = self.bitmap.word(chunk, bit / 64);
+        }
+        let bit = self.bits.trailing_zeros();
+        self.bits &= self.bits - 1;
+        Some(self.word * 64 + u64::from(bit))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn bytes(b: &PfnBitmap) -> Vec<u8> {
+        let mut out = vec![0u8; b.len().div_ceil(8) as usize];
+        b.fill_bytes(0, &mut out);
+        out
+    }
 
     #[test]
     fn bits_bytes_and_counts() {
@@ -115,16 +288,59 @@ mod tests {
         let mut c = b.clone();
         assert_eq!(c.clear_range(5, 200), 6);
         assert_eq!(c.iter().collect::<Vec<_>>(), vec![4]);
-        let mut wide = PfnBitmap::new(300);
-        wide.set_range(0, 300);
-        assert_eq!(wide.clear_range(10, 138), 128);
-        assert_eq!(wide.clear_range(0, 64), 10);
-        assert_eq!(wide.count(), 300 - 138);
         assert_eq!(b.iter().collect::<Vec<_>>(), vec![4, 5, 6, 7, 8, 9, 69]);
-        let bytes = b.to_bytes();
+        assert_eq!(b.iter_from(6).collect::<Vec<_>>(), vec![6, 7, 8, 9, 69]);
+        let bytes = bytes(&b);
         assert_eq!(bytes.len(), 9);
         assert_eq!(bytes[0], 0b1111_0000);
         assert_eq!(bytes[1], 0b0000_0011);
         assert_eq!(bytes[8], 0b0010_0000);
+    }
+
+    /// Whole chunks become uniform and cost nothing; partial ranges and single bits across
+    /// chunk boundaries behave as on a plain bitmap, including the last partial chunk.
+    #[test]
+    fn chunks_agree_with_a_plain_bitmap() {
+        let len = 3 * CHUNK_BITS + 1000;
+        let mut b = PfnBitmap::new(len);
+        let mut plain = vec![false; len as usize];
+        let set = |b: &mut PfnBitmap, plain: &mut Vec<bool>, s: u64, e: u64, v: bool| {
+            let changed = (s..e.min(len)).filter(|&p| plain[p as usize] != v).count() as u64;
+            assert_eq!(b.fill_range(s, e, v), changed, "{s}..{e} {v}");
+            for p in s..e.min(len) {
+                plain[p as usize] = v;
+            }
+        };
+        set(&mut b, &mut plain, 0, len + 50, true);
+        assert!(matches!(b.chunks[0], Chunk::Set) && matches!(b.chunks[3], Chunk::Set));
+        assert_eq!(b.count(), len);
+        set(&mut b, &mut plain, CHUNK_BITS - 5, 2 * CHUNK_BITS + 7, false);
+        assert!(matches!(b.chunks[1], Chunk::Clear) && matches!(b.chunks[2], Chunk::Mixed(_)));
+        set(&mut b, &mut plain, CHUNK_BITS + 100, CHUNK_BITS + 300, true);
+        set(&mut b, &mut plain, 3 * CHUNK_BITS + 999, len, false);
+        assert!(b.clear(5) && !b.clear(5));
+        plain[5] = false;
+        b.set(CHUNK_BITS + 1);
+        plain[(CHUNK_BITS + 1) as usize] = true;
+        assert_eq!(b.count(), plain.iter().filter(|&&v| v).count() as u64);
+        let expected: Vec<u64> = (0..len).filter(|&p| plain[p as usize]).collect();
+        assert_eq!(b.iter().collect::<Vec<_>>(), expected);
+        assert!((0..len + 10).all(|p| b.get(p) == plain.get(p as usize).copied().unwrap_or(false)));
+        let mut expected_bytes = vec![0u8; len.div_ceil(8) as usize];
+        for &p in &expected {
+            expected_bytes[(p / 8) as usize] |= 1 << (p % 8);
+        }
+        assert!(bytes(&b) == expected_bytes);
+        let mut tail = [0xffu8; 4];
+        b.fill_bytes(len.div_ceil(8) - 1, &mut tail);
+        assert_eq!(tail, [expected_bytes[expected_bytes.len() - 1], 0, 0, 0]);
+        // The same bits through another history are equal.
+        let mut other = PfnBitmap::new(len);
+        for &p in &expected {
+            other.set(p);
+        }
+        assert!(other == b);
+        other.set(CHUNK_BITS + 50);
+        assert!(other != b);
     }
 }

@@ -16,7 +16,7 @@
 mod bitmap;
 mod scan;
 
-pub use bitmap::PfnBitmap;
+pub use bitmap::{Iter, PfnBitmap};
 pub use scan::{filter, Options};
 
 /// Errors of filtering.

@@ -165,7 +165,7 @@ pub(crate) fn pfn_jobs(
     end: u64,
     per_job: usize,
 ) -> impl Iterator<Item = Vec<u64>> + '_ {
-    let mut pfns = bitmap.iter().skip_while(move |&p| p < start).take_while(move |&p| p < end).peekable();
+    let mut pfns = bitmap.iter_from(start).take_while(move |&p| p < end).peekable();
     std::iter::from_fn(move || {
         pfns.peek()?;
         Some(pfns.by_ref().take(per_job).collect())
@@ -350,6 +350,20 @@ impl<'a> Sink<'a> {
 
 /// Writes `buf` at `pos` one block at a time, so that a disk filling up keeps every whole
 /// block that fitted. Returns the bytes written before the first failure, and the failure.
+/// Writes `bitmap`'s bytes, zero-padded to `len`, at `offset`, 1 MiB at a time: a TiB of
+/// RAM has 32 MiB bitmaps, which are never copied whole.
+fn write_bitmap(out: &mut dyn Output, offset: u64, len: u64, bitmap: &PfnBitmap) -> Result<()> {
+    let mut buf = vec![0u8; len.min(1 << 20) as usize];
+    let mut done = 0;
+    while done < len {
+        let block = buf.get_mut(..(len - done).min(1 << 20) as usize).unwrap_or_default();
+        bitmap.fill_bytes(done, block);
+        out.write_at(offset + done, block)?;
+        done += block.len() as u64;
+    }
+    Ok(())
+}
+
 fn write_by_block(out: &mut dyn Output, block: u64, pos: u64, buf: &[u8]) -> (u64, Option<OutputError>) {
     let len = buf.len() as u64;
     let mut done = 0u64;
@@ -460,13 +474,8 @@ fn write_part(
         }
     }
     out.write_at(block, &sub)?;
-    let mut present = filtered.present.to_bytes();
-    present.resize(l.bitmap_len as usize, 0);
-    out.write_at(l.bitmap_offset, &present)?;
-    let mut second = filtered.dumpable.to_bytes();
-    second.resize(l.bitmap_len as usize, 0);
-    out.write_at(l.bitmap_offset + l.bitmap_len, &second)?;
-    drop((present, second));
+    write_bitmap(out, l.bitmap_offset, l.bitmap_len, &filtered.present)?;
+    write_bitmap(out, l.bitmap_offset + l.bitmap_len, l.bitmap_len, &filtered.dumpable)?;
 
     let zero_offset = l.data_offset;
     let mut data_pos = l.data_offset;
