@@ -97,20 +97,24 @@ fn ours(f: &Fixture, level: u32, codec: Codec) -> PathBuf {
         return out;
     }
     let lv = level.to_string();
-    vm(&[
-        OsStr::new("dump"),
-        f.vmcore().as_os_str(),
-        out.as_os_str(),
-        OsStr::new("-d"),
-        OsStr::new(&lv),
-        OsStr::new(codec_flag(codec)),
-        OsStr::new("-f"),
-        OsStr::new("-q"),
-        OsStr::new("--threads"),
-        OsStr::new("2"),
-    ]);
+    dump_ok(&f.vmcore(), Some(&out), &["-d", &lv, codec_flag(codec), "-f", "-q", "--threads", "2"]);
     made.insert(out.clone());
     out
+}
+
+/// `vmcore dump INPUT [OUT] FLAGS...`: (exit success, stdout, stderr).
+fn dump(input: &Path, out: Option<&Path>, flags: &[&str]) -> (bool, Vec<u8>, String) {
+    let mut args = vec![OsStr::new("dump"), input.as_os_str()];
+    args.extend(out.map(Path::as_os_str));
+    args.extend(flags.iter().map(OsStr::new));
+    run(&args)
+}
+
+/// `dump` that must succeed; returns its stdout.
+fn dump_ok(input: &Path, out: Option<&Path>, flags: &[&str]) -> Vec<u8> {
+    let (ok, stdout, err) = dump(input, out, flags);
+    assert!(ok, "vmcore dump {} {flags:?}: {err}", input.display());
+    stdout
 }
 
 /// Runs `vmcore ARGS` and expects success.
@@ -208,9 +212,7 @@ fn byte_identical_to_debian_makedumpfile_on_6_1() {
             let Some(theirs) = f.makedumpfile(name, &args) else { return };
             let out = f.work.join(format!("ours_{name}"));
             let _ = std::fs::remove_file(&out);
-            let mut a: Vec<&OsStr> = vec![OsStr::new("dump"), vmcore.as_os_str(), out.as_os_str(), OsStr::new("-q")];
-            a.extend(args.iter().map(OsStr::new));
-            vm(&a);
+            dump_ok(&vmcore, Some(&out), &[&["-q"], &args[..]].concat());
             assert!(std::fs::read(&out).unwrap() == std::fs::read(&theirs).unwrap(), "{}: {args:?}", f.name);
         }
         // --split, on splitblocks small enough that every file gets pages.
@@ -315,15 +317,8 @@ fn flattened_streams_rearrange_to_the_file_written_directly() {
         for (flag, name) in [("-l", "lzo"), ("-E", "elf")] {
             let direct = f.work.join(format!("w_direct_{name}"));
             let _ = std::fs::remove_file(&direct);
-            vm(&[OsStr::new("dump"), vmcore.as_os_str(), direct.as_os_str(), OsStr::new(flag), OsStr::new("-q")]);
-            let stream = vm(&[
-                OsStr::new("dump"),
-                vmcore.as_os_str(),
-                OsStr::new(flag),
-                OsStr::new("-F"),
-                OsStr::new("--threads"),
-                OsStr::new("3"),
-            ]);
+            dump_ok(&vmcore, Some(&direct), &[flag, "-q"]);
+            let stream = dump_ok(&vmcore, None, &[flag, "-F", "--threads", "3"]);
             let flat = f.work.join(format!("w_{name}.flat"));
             std::fs::write(&flat, &stream).unwrap();
             let want = std::fs::read(&direct).unwrap();
@@ -383,11 +378,7 @@ fn thread_counts_do_not_change_a_byte() {
             for threads in ["1", "2", "3"] {
                 let out = f.work.join(format!("w_threads_{name}_{threads}"));
                 let _ = std::fs::remove_file(&out);
-                let mut a: Vec<&OsStr> =
-                    vec![OsStr::new("dump"), vmcore.as_os_str(), out.as_os_str(), OsStr::new("-q")];
-                a.extend(args.iter().map(OsStr::new));
-                a.extend([OsStr::new("--threads"), OsStr::new(threads)]);
-                vm(&a);
+                dump_ok(&vmcore, Some(&out), &[&["-q", "--threads", threads], &args[..]].concat());
                 let bytes = std::fs::read(&out).unwrap();
                 let _ = std::fs::remove_file(&out);
                 match &first {
@@ -409,15 +400,7 @@ fn elf_output_reads_back_in_vmcore() {
             let out = f.work.join(format!("w_d{level}.elf"));
             let _ = std::fs::remove_file(&out);
             let lv = level.to_string();
-            vm(&[
-                OsStr::new("dump"),
-                vmcore.as_os_str(),
-                out.as_os_str(),
-                OsStr::new("-E"),
-                OsStr::new("-d"),
-                OsStr::new(&lv),
-                OsStr::new("-q"),
-            ]);
+            dump_ok(&vmcore, Some(&out), &["-E", "-d", &lv, "-q"]);
             let dump = open(std::slice::from_ref(&out));
             let Container::Elf { core, .. } = &dump.container else { panic!("not ELF") };
             assert_eq!(core.note_segments.len(), 1);
@@ -573,15 +556,7 @@ fn peers_read_what_vmcore_writes() {
             let out = f.work.join(format!("w_peer_d{level}.elf"));
             let _ = std::fs::remove_file(&out);
             let lv = level.to_string();
-            vm(&[
-                OsStr::new("dump"),
-                f.vmcore().as_os_str(),
-                out.as_os_str(),
-                OsStr::new("-E"),
-                OsStr::new("-d"),
-                OsStr::new(&lv),
-                OsStr::new("-q"),
-            ]);
+            dump_ok(&f.vmcore(), Some(&out), &["-E", "-d", &lv, "-q"]);
             files.push((format!("-E -d {level}"), out, elf_keep(&f, level)));
         }
         for (what, path, keep) in &files {
@@ -706,15 +681,7 @@ fn a_size_limit_leaves_a_valid_incomplete_dump() {
         let keep = filtered(&f, 31).dumpable;
         let out = f.work.join("w_limited.kdump");
         let _ = std::fs::remove_file(&out);
-        let (ok, _, err) = run(&[
-            OsStr::new("dump"),
-            f.vmcore().as_os_str(),
-            out.as_os_str(),
-            OsStr::new("-l"),
-            OsStr::new("-L"),
-            OsStr::new("5M"),
-            OsStr::new("-q"),
-        ]);
+        let (ok, _, err) = dump(&f.vmcore(), Some(&out), &["-l", "-L", "5M", "-q"]);
         assert!(!ok && err.contains("INCOMPLETE"), "{err}");
         assert!(std::fs::metadata(&out).unwrap().len() <= 5 << 20);
         let name = format!("{} -L 5M", f.name);
@@ -725,15 +692,7 @@ fn a_size_limit_leaves_a_valid_incomplete_dump() {
         // An ELF dump at its limit is marked in e_flags.
         let elf = f.work.join("w_limited.elf");
         let _ = std::fs::remove_file(&elf);
-        let (ok, _, err) = run(&[
-            OsStr::new("dump"),
-            f.vmcore().as_os_str(),
-            elf.as_os_str(),
-            OsStr::new("-E"),
-            OsStr::new("-L"),
-            OsStr::new("20M"),
-            OsStr::new("-q"),
-        ]);
+        let (ok, _, err) = dump(&f.vmcore(), Some(&elf), &["-E", "-L", "20M", "-q"]);
         assert!(!ok && err.contains("INCOMPLETE"), "{err}");
         let dump = open(std::slice::from_ref(&elf));
         let Container::Elf { core, .. } = &dump.container else { panic!() };
@@ -759,8 +718,7 @@ fn a_full_filesystem_leaves_a_valid_incomplete_dump() {
             return;
         }
         let out = dir.join("dump");
-        let result =
-            run(&[OsStr::new("dump"), f.vmcore().as_os_str(), out.as_os_str(), OsStr::new("-l"), OsStr::new("-q")]);
+        let result = dump(&f.vmcore(), Some(&out), &["-l", "-q"]);
         let copy = f.work.join("w_full.kdump");
         let _ = std::fs::remove_file(&copy);
         std::fs::copy(&out, &copy).unwrap();
@@ -782,31 +740,16 @@ fn outputs_are_created_exclusively_and_private() {
     let vmcore = f.vmcore();
     let out = f.work.join("w_exclusive.kdump");
     std::fs::write(&out, b"precious").unwrap();
-    let (ok, _, err) = run(&[OsStr::new("dump"), vmcore.as_os_str(), out.as_os_str(), OsStr::new("-q")]);
+    let (ok, _, err) = dump(&vmcore, Some(&out), &["-q"]);
     assert!(!ok && err.contains("exists"), "{err}");
     assert_eq!(std::fs::read(&out).unwrap(), b"precious");
-    vm(&[
-        OsStr::new("dump"),
-        vmcore.as_os_str(),
-        out.as_os_str(),
-        OsStr::new("-q"),
-        OsStr::new("-f"),
-        OsStr::new("-l"),
-    ]);
+    dump_ok(&vmcore, Some(&out), &["-q", "-f", "-l"]);
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&out).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
     // -E needs an ELF input; --split cannot go with -E or -F.
-    let (ok, _, err) =
-        run(&[OsStr::new("dump"), out.as_os_str(), f.work.join("w_x.elf").as_os_str(), OsStr::new("-E")]);
+    let (ok, _, err) = dump(&out, Some(&f.work.join("w_x.elf")), &["-E"]);
     assert!(!ok && err.contains("ELF"), "{err}");
-    let (ok, _, _) = run(&[
-        OsStr::new("dump"),
-        vmcore.as_os_str(),
-        OsStr::new("-E"),
-        OsStr::new("--split"),
-        OsStr::new("a"),
-        OsStr::new("b"),
-    ]);
+    let (ok, _, _) = dump(&vmcore, None, &["-E", "--split", "a", "b"]);
     assert!(!ok);
 }
 
@@ -864,14 +807,7 @@ fn the_progress_bar_shows_on_a_terminal_only() {
     assert!(shown.contains("% "), "{shown}");
     // Not on a terminal (a log, a pipe): nothing drawn.
     let _ = std::fs::remove_file(&out);
-    let (ok, _, err) = run(&[
-        OsStr::new("dump"),
-        f.vmcore().as_os_str(),
-        out.as_os_str(),
-        OsStr::new("-l"),
-        OsStr::new("-d"),
-        OsStr::new("1"),
-    ]);
+    let (ok, _, err) = dump(&f.vmcore(), Some(&out), &["-l", "-d", "1"]);
     assert!(ok && !err.contains("pages, ETA"), "{err}");
     let _ = std::fs::remove_file(&out);
 }
