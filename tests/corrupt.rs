@@ -223,3 +223,31 @@ proptest! {
         let _ = first_error(&write(dir.path(), "fuzzed", &bytes));
     }
 }
+
+/// A PT_LOAD at 2^62: the filter used to size its bitmaps by the highest frame and abort
+/// on a 512 GiB allocation. Past 2^52 bytes it now refuses the dump, naming it.
+#[test]
+fn a_segment_beyond_any_physical_address_is_refused_not_allocated() {
+    use vmcore_synth::machine::{Layout, Machine, MachineSpec};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("far.elf");
+    let spec = MachineSpec::new(Layout::parse("x86_64-6.1-l4").unwrap(), 64 << 20, 3);
+    Machine::new(&spec).unwrap().write_elf(&path).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let phoff = u64::from_le_bytes(bytes[32..40].try_into().unwrap()) as usize;
+    let (phentsize, phnum) =
+        (u16::from_le_bytes([bytes[54], bytes[55]]) as usize, u16::from_le_bytes([bytes[56], bytes[57]]) as usize);
+    let last_load =
+        (0..phnum).map(|i| phoff + i * phentsize).rev().find(|&at| bytes[at..at + 4] == [1, 0, 0, 0]).unwrap();
+    // p_paddr, p_filesz, p_memsz
+    bytes[last_load + 24..last_load + 32].copy_from_slice(&(1u64 << 62).to_le_bytes());
+    bytes[last_load + 32..last_load + 40].copy_from_slice(&0u64.to_le_bytes());
+    bytes[last_load + 40..last_load + 48].copy_from_slice(&4096u64.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    for args in [vec!["dump", "--dry-run"], vec!["mem-usage"]] {
+        let mut a: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+        a.push(path.as_os_str());
+        let (ok, _, err) = run(&a);
+        assert!(!ok && err.contains("far.elf") && err.contains("beyond 2^52 bytes"), "{args:?}: {err}");
+    }
+}

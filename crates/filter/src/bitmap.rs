@@ -4,10 +4,27 @@
 //! excluded in large blocks. They are kept in chunks of 32768 frames, and a chunk whose
 //! frames are all set or all clear takes no memory: a bitmap costs 4 KiB per 128 MiB of
 //! RAM where set and clear frames mix, instead of 32 MiB per TiB whatever its content.
+//! Chunks come in groups of 4096 (512 GiB of 4 KiB frames), which are uniform in turn until
+//! a frame in them differs: a sparse physical address space (RAM at 2^47, say) or a huge
+//! segment without data costs nothing either.
 
 /// Frames per chunk.
 const CHUNK_BITS: u64 = 1 << 15;
 const CHUNK_WORDS: usize = (CHUNK_BITS / 64) as usize;
+/// Chunks per group.
+const GROUP_CHUNKS: usize = 1 << 12;
+
+static CLEAR: Chunk = Chunk::Clear;
+static SET: Chunk = Chunk::Set;
+
+/// GROUP_CHUNKS chunks.
+#[derive(Clone)]
+enum Group {
+    Clear,
+    /// Every frame of the group below the bitmap's length is set.
+    Set,
+    Chunks(Box<[Chunk]>),
+}
 
 #[derive(Clone)]
 enum Chunk {
@@ -21,7 +38,9 @@ enum Chunk {
 /// One bit per page frame.
 #[derive(Clone)]
 pub struct PfnBitmap {
-    chunks: Vec<Chunk>,
+    groups: Vec<Group>,
+    /// Number of chunks.
+    chunks: usize,
     len: u64,
 }
 
@@ -34,7 +53,10 @@ impl std::fmt::Debug for PfnBitmap {
 impl PartialEq for PfnBitmap {
     fn eq(&self, other: &PfnBitmap) -> bool {
         self.len == other.len
-            && (0..self.chunks.len()).all(|c| (0..CHUNK_WORDS).all(|w| self.word(c, w) == other.word(c, w)))
+            && (0..self.chunks).all(|c| {
+                matches!((self.chunk(c), other.chunk(c)), (Chunk::Clear, Chunk::Clear) | (Chunk::Set, Chunk::Set))
+                    || (0..CHUNK_WORDS).all(|w| self.word(c, w) == other.word(c, w))
+            })
     }
 }
 
@@ -42,9 +64,41 @@ impl Eq for PfnBitmap {}
 
 impl PfnBitmap {
     /// All clear, `len` frames.
+    ///
+    /// The filter refuses more than 2^40 frames (see `MAX_FRAMES` there), whose groups
+    /// take 128 KiB.
     pub fn new(len: u64) -> PfnBitmap {
-        let chunks = usize::try_from(len.div_ceil(CHUNK_BITS)).unwrap_or(0);
-        PfnBitmap { chunks: vec![Chunk::Clear; chunks], len }
+        let chunks = usize::try_from(len.div_ceil(CHUNK_BITS)).unwrap_or(usize::MAX);
+        PfnBitmap { groups: vec![Group::Clear; chunks.div_ceil(GROUP_CHUNKS)], chunks, len }
+    }
+
+    /// Chunk `c` (all clear when its group was never written).
+    fn chunk(&self, c: usize) -> &Chunk {
+        match self.groups.get(c / GROUP_CHUNKS) {
+            Some(Group::Chunks(chunks)) => chunks.get(c % GROUP_CHUNKS).unwrap_or(&CLEAR),
+            Some(Group::Set) => &SET,
+            _ => &CLEAR,
+        }
+    }
+
+    /// Chunk `c` for writing, its group allocated if needed.
+    fn chunk_mut(&mut self, c: usize) -> Option<&mut Chunk> {
+        if c >= self.chunks {
+            return None;
+        }
+        let group = self.groups.get_mut(c / GROUP_CHUNKS)?;
+        let fill = match group {
+            Group::Chunks(_) => None,
+            Group::Clear => Some(Chunk::Clear),
+            Group::Set => Some(Chunk::Set),
+        };
+        if let Some(fill) = fill {
+            *group = Group::Chunks(vec![fill; GROUP_CHUNKS].into_boxed_slice());
+        }
+        match group {
+            Group::Chunks(chunks) => chunks.get_mut(c % GROUP_CHUNKS),
+            _ => None,
+        }
     }
 
     /// Number of frames.
@@ -64,17 +118,17 @@ impl PfnBitmap {
 
     /// Word `word` of chunk `chunk`, as a mixed chunk would hold it.
     fn word(&self, chunk: usize, word: usize) -> u64 {
-        match self.chunks.get(chunk) {
-            Some(Chunk::Set) => ones(self.chunk_len(chunk).saturating_sub(word as u64 * 64)),
-            Some(Chunk::Mixed(words)) => words.get(word).copied().unwrap_or(0),
-            _ => 0,
+        match self.chunk(chunk) {
+            Chunk::Set => ones(self.chunk_len(chunk).saturating_sub(word as u64 * 64)),
+            Chunk::Mixed(words) => words.get(word).copied().unwrap_or(0),
+            Chunk::Clear => 0,
         }
     }
 
     /// The words of chunk `chunk`, made mixed.
     fn words_mut(&mut self, chunk: usize) -> Option<&mut [u64; CHUNK_WORDS]> {
         let len = self.chunk_len(chunk);
-        let slot = self.chunks.get_mut(chunk)?;
+        let slot = self.chunk_mut(chunk)?;
         if !matches!(slot, Chunk::Mixed(_)) {
             let mut words = Box::new([0u64; CHUNK_WORDS]);
             if matches!(slot, Chunk::Set) {
@@ -94,17 +148,17 @@ impl PfnBitmap {
     pub fn get(&self, pfn: u64) -> bool {
         let (chunk, bit) = split(pfn);
         pfn < self.len
-            && match self.chunks.get(chunk) {
-                Some(Chunk::Set) => true,
-                Some(Chunk::Mixed(words)) => words.get(bit / 64).is_some_and(|w| w & (1 << (bit % 64)) != 0),
-                _ => false,
+            && match self.chunk(chunk) {
+                Chunk::Set => true,
+                Chunk::Mixed(words) => words.get(bit / 64).is_some_and(|w| w & (1 << (bit % 64)) != 0),
+                Chunk::Clear => false,
             }
     }
 
     /// Sets bit `pfn`.
     pub fn set(&mut self, pfn: u64) {
         let (chunk, bit) = split(pfn);
-        if pfn < self.len && !matches!(self.chunks.get(chunk), Some(Chunk::Set)) {
+        if pfn < self.len && !matches!(self.chunk(chunk), Chunk::Set) {
             if let Some(w) = self.words_mut(chunk).and_then(|words| words.get_mut(bit / 64)) {
                 *w |= 1 << (bit % 64);
             }
@@ -137,19 +191,35 @@ impl PfnBitmap {
     fn fill_range(&mut self, start: u64, end: u64, value: bool) -> u64 {
         let end = end.min(self.len);
         let mut changed = 0;
+        let group_bits = CHUNK_BITS * GROUP_CHUNKS as u64;
         let mut pfn = start;
         while pfn < end {
+            if pfn % group_bits == 0 && end >= (pfn + group_bits).min(self.len) {
+                let g = (pfn / group_bits) as usize;
+                let group_len = self.len.saturating_sub(pfn).min(group_bits);
+                let before = self.group_count(g);
+                changed += if value { group_len - before } else { before };
+                if let Some(slot) = self.groups.get_mut(g) {
+                    *slot = if value { Group::Set } else { Group::Clear };
+                }
+                pfn += group_len;
+                continue;
+            }
             let (chunk, bit) = split(pfn);
             let chunk_end = (chunk as u64 + 1) * CHUNK_BITS;
             let stop = end.min(chunk_end);
             if bit == 0 && stop - pfn == self.chunk_len(chunk) {
                 changed +=
                     if value { self.chunk_len(chunk) - self.chunk_count(chunk) } else { self.chunk_count(chunk) };
-                if let Some(slot) = self.chunks.get_mut(chunk) {
-                    *slot = if value { Chunk::Set } else { Chunk::Clear };
+                let uniform = if value { Chunk::Set } else { Chunk::Clear };
+                // Clearing a chunk of a group never written allocates nothing.
+                if value || !matches!(self.chunk(chunk), Chunk::Clear) {
+                    if let Some(slot) = self.chunk_mut(chunk) {
+                        *slot = uniform;
+                    }
                 }
-            } else if !matches!(self.chunks.get(chunk), Some(Chunk::Set) if value)
-                && !matches!(self.chunks.get(chunk), Some(Chunk::Clear) if !value)
+            } else if !matches!(self.chunk(chunk), Chunk::Set if value)
+                && !matches!(self.chunk(chunk), Chunk::Clear if !value)
             {
                 let Some(words) = self.words_mut(chunk) else { break };
                 let mut b = bit as u64;
@@ -175,29 +245,44 @@ impl PfnBitmap {
 
     /// Set bits of chunk `chunk`.
     fn chunk_count(&self, chunk: usize) -> u64 {
-        match self.chunks.get(chunk) {
-            Some(Chunk::Set) => self.chunk_len(chunk),
-            Some(Chunk::Mixed(words)) => words.iter().map(|w| u64::from(w.count_ones())).sum(),
+        match self.chunk(chunk) {
+            Chunk::Set => self.chunk_len(chunk),
+            Chunk::Mixed(words) => words.iter().map(|w| u64::from(w.count_ones())).sum(),
+            Chunk::Clear => 0,
+        }
+    }
+
+    /// Set bits of group `g`.
+    fn group_count(&self, g: usize) -> u64 {
+        let first = g * GROUP_CHUNKS;
+        match self.groups.get(g) {
+            Some(Group::Set) => {
+                self.len.saturating_sub(first as u64 * CHUNK_BITS).min(CHUNK_BITS * GROUP_CHUNKS as u64)
+            }
+            Some(Group::Chunks(_)) => {
+                (first..(first + GROUP_CHUNKS).min(self.chunks)).map(|c| self.chunk_count(c)).sum()
+            }
             _ => 0,
         }
     }
 
     /// Number of set bits.
     pub fn count(&self) -> u64 {
-        (0..self.chunks.len()).map(|c| self.chunk_count(c)).sum()
+        (0..self.groups.len()).map(|g| self.group_count(g)).sum()
     }
 
     /// Set bits, ascending.
     pub fn iter(&self) -> Iter<'_> {
-        self.iter_from(0)
+        self.iter_range(0, self.len)
     }
 
-    /// Set bits from `start` on, ascending.
-    pub fn iter_from(&self, start: u64) -> Iter<'_> {
+    /// Set bits in `[start, end)`, ascending.
+    pub fn iter_range(&self, start: u64, end: u64) -> Iter<'_> {
+        let end = end.min(self.len);
         let word = start / 64;
         let (chunk, bit) = split(word * 64);
-        let bits = if start < self.len { self.word(chunk, bit / 64) & !ones(start % 64) } else { 0 };
-        Iter { bitmap: self, word, bits }
+        let bits = if start < end { self.word(chunk, bit / 64) & !ones(start % 64) } else { 0 };
+        Iter { bitmap: self, word, bits, end }
     }
 
     /// The bytes makedumpfile writes (bit `pfn % 8` of byte `pfn / 8`) from byte `offset`
@@ -239,6 +324,8 @@ pub struct Iter<'a> {
     word: u64,
     /// Its set bits not returned yet.
     bits: u64,
+    /// No bit at or past it is returned.
+    end: u64,
 }
 
 impl Iterator for Iter<'_> {
@@ -246,22 +333,27 @@ impl Iterator for Iter<'_> {
 
     fn next(&mut self) -> Option<u64> {
         let words_per_chunk = CHUNK_WORDS as u64;
+        let words_per_group = words_per_chunk * GROUP_CHUNKS as u64;
         while self.bits == 0 {
             self.word += 1;
-            if self.word * 64 >= self.bitmap.len {
+            if self.word.saturating_mul(64) >= self.end {
                 return None;
             }
             let (chunk, bit) = split(self.word * 64);
-            if matches!(self.bitmap.chunks.get(chunk), Some(Chunk::Clear)) {
-                // Skip to the chunk's last word.
+            if matches!(self.bitmap.groups.get(chunk / GROUP_CHUNKS), Some(Group::Clear)) {
+                // A group never written: skip to its last word.
+                self.word = (self.word / words_per_group + 1) * words_per_group - 1;
+                continue;
+            }
+            if matches!(self.bitmap.chunk(chunk), Chunk::Clear) {
                 self.word = (self.word / words_per_chunk + 1) * words_per_chunk - 1;
                 continue;
             }
             self.bits = self.bitmap.word(chunk, bit / 64);
         }
-        let bit = self.bits.trailing_zeros();
+        let pfn = self.word * 64 + u64::from(self.bits.trailing_zeros());
         self.bits &= self.bits - 1;
-        Some(self.word * 64 + u64::from(bit))
+        (pfn < self.end).then_some(pfn)
     }
 }
 
@@ -289,7 +381,9 @@ mod tests {
         assert_eq!(c.clear_range(5, 200), 6);
         assert_eq!(c.iter().collect::<Vec<_>>(), vec![4]);
         assert_eq!(b.iter().collect::<Vec<_>>(), vec![4, 5, 6, 7, 8, 9, 69]);
-        assert_eq!(b.iter_from(6).collect::<Vec<_>>(), vec![6, 7, 8, 9, 69]);
+        assert_eq!(b.iter_range(6, 70).collect::<Vec<_>>(), vec![6, 7, 8, 9, 69]);
+        assert_eq!(b.iter_range(5, 9).collect::<Vec<_>>(), vec![5, 6, 7, 8]);
+        assert_eq!(b.iter_range(10, 69).count(), 0);
         let bytes = bytes(&b);
         assert_eq!(bytes.len(), 9);
         assert_eq!(bytes[0], 0b1111_0000);
@@ -312,10 +406,10 @@ mod tests {
             }
         };
         set(&mut b, &mut plain, 0, len + 50, true);
-        assert!(matches!(b.chunks[0], Chunk::Set) && matches!(b.chunks[3], Chunk::Set));
+        assert!(matches!(b.chunk(0), Chunk::Set) && matches!(b.chunk(3), Chunk::Set));
         assert_eq!(b.count(), len);
         set(&mut b, &mut plain, CHUNK_BITS - 5, 2 * CHUNK_BITS + 7, false);
-        assert!(matches!(b.chunks[1], Chunk::Clear) && matches!(b.chunks[2], Chunk::Mixed(_)));
+        assert!(matches!(b.chunk(1), Chunk::Clear) && matches!(b.chunk(2), Chunk::Mixed(_)));
         set(&mut b, &mut plain, CHUNK_BITS + 100, CHUNK_BITS + 300, true);
         set(&mut b, &mut plain, 3 * CHUNK_BITS + 999, len, false);
         assert!(b.clear(5) && !b.clear(5));
@@ -342,5 +436,32 @@ mod tests {
         assert!(other == b);
         other.set(CHUNK_BITS + 50);
         assert!(other != b);
+    }
+
+    /// 2^40 frames (4 PiB of 4 KiB pages) with RAM at both ends: only the groups written
+    /// are allocated, and iterating skips the rest.
+    #[test]
+    fn a_sparse_address_space_costs_only_what_is_written() {
+        let len = 1u64 << 40;
+        let mut b = PfnBitmap::new(len);
+        assert_eq!(b.groups.len(), 8192);
+        b.set_range(0, 3 * CHUNK_BITS);
+        b.set_range(len - 100, len);
+        b.clear(1);
+        assert_eq!(b.groups.iter().filter(|g| matches!(g, Group::Chunks(_))).count(), 2);
+        assert_eq!(b.count(), 3 * CHUNK_BITS - 1 + 100);
+        let tail: Vec<u64> = b.iter_range(3 * CHUNK_BITS - 2, len).collect();
+        assert_eq!(tail.len(), 2 + 100);
+        assert_eq!(tail[2], len - 100);
+        assert_eq!(b.clear_range(1 << 35, 1 << 39), 0);
+        assert_eq!(b.groups.iter().filter(|g| matches!(g, Group::Chunks(_))).count(), 2);
+        // A segment over most of it: whole groups set, only its ends hold chunks.
+        assert_eq!(b.fill_range(100, len - 1000, true), len - 1000 - 3 * CHUNK_BITS);
+        assert_eq!(b.groups.iter().filter(|g| matches!(g, Group::Chunks(_))).count(), 2);
+        assert_eq!(b.count(), len - 1000 + 100 - 1);
+        assert!(b.get(1 << 39) && !b.get(1) && b.get(len - 1));
+        assert_eq!(b.clear_range(0, len), len - 1000 + 100 - 1);
+        assert_eq!(b.count(), 0);
+        assert_eq!(b.iter().next(), None);
     }
 }

@@ -51,6 +51,11 @@ impl Default for Options {
     }
 }
 
+/// Frames the filter accepts: 2^52 bytes of 4 KiB pages, the widest physical address any
+/// 64-bit Linux architecture maps (x86_64 with 5-level paging, arm64 with 52-bit PAs).
+/// Past it a dump's segments are corrupt, and per-frame bitmaps and loops would not end.
+const MAX_FRAMES: u64 = 1 << 40;
+
 /// makedumpfile's bitmap buffer is at most 4 MiB, two bits per frame: up to this many
 /// frames it works in one cycle.
 const SINGLE_CYCLE_MAX_PFNS: u64 = (4 << 20) * 8 / 2;
@@ -146,6 +151,13 @@ fn initial_bitmaps(dump: &Dump, exclude_phys: &[(u64, u64)]) -> (PfnBitmap, PfnB
 /// Filters `dump` at `dump_level` (0-31).
 pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -> Result<Filtered> {
     let vi = dump.require_vmcoreinfo().map_err(|e| Error::Missing(e.to_string()))?;
+    let frames = dump.mem.max_pfn();
+    if frames > MAX_FRAMES {
+        return Err(Error::Missing(format!(
+            "the dump describes physical memory up to {:#x}: beyond 2^52 bytes, which no kernel maps (a corrupt segment?)",
+            frames.saturating_mul(dump.mem.page_size())
+        )));
+    }
     let (present, mut dumpable, described) = initial_bitmaps(dump, &opts.exclude_phys);
     if opts.classify_excluded_input {
         dumpable = present.clone();
@@ -197,6 +209,8 @@ fn find_zero_pages(dump: &Dump, dumpable: &PfnBitmap, opts: &Options) -> Result<
     let unit_pfns = opts.unit_pfns.max(64);
     let units = total.div_ceil(unit_pfns);
     let taken = AtomicU64::new(0);
+    // The lowest unit whose read failed: units past it need not be read.
+    let first_failure = AtomicU64::new(u64::MAX);
     // The zero pages found so far, and the failure of the lowest unit (so that the error
     // reported does not depend on the thread count).
     let found = Mutex::new((PfnBitmap::new(total), None::<(u64, vmcore_physmem::Error)>));
@@ -205,12 +219,12 @@ fn find_zero_pages(dump: &Dump, dumpable: &PfnBitmap, opts: &Options) -> Result<
         let mut zeros = Vec::new();
         loop {
             let unit = taken.fetch_add(1, Ordering::Relaxed);
-            if unit >= units {
+            if unit >= units || unit > first_failure.load(Ordering::Relaxed) {
                 break;
             }
             zeros.clear();
             let mut failure = None;
-            for pfn in (unit * unit_pfns..((unit + 1) * unit_pfns).min(total)).filter(|&p| dumpable.get(p)) {
+            for pfn in dumpable.iter_range(unit * unit_pfns, (unit + 1) * unit_pfns) {
                 match dump.mem.read_page(Pfn(pfn), &mut page) {
                     Ok(state) => {
                         if state == PageState::Dumped && page.iter().all(|&b| b == 0) {
@@ -230,6 +244,7 @@ fn find_zero_pages(dump: &Dump, dumpable: &PfnBitmap, opts: &Options) -> Result<
                 found.0.set(pfn);
             }
             if let Some(e) = failure {
+                first_failure.fetch_min(unit, Ordering::Relaxed);
                 if found.1.as_ref().is_none_or(|(first, _)| unit < *first) {
                     found.1 = Some((unit, e));
                 }
@@ -256,7 +271,7 @@ fn find_zero_pages(dump: &Dump, dumpable: &PfnBitmap, opts: &Options) -> Result<
 const UNIT_PFNS: u64 = 1 << 15;
 
 /// Units a worker may run ahead of the merge, per thread: bounds the decisions held.
-const UNITS_AHEAD_PER_THREAD: usize = 4;
+const UNITS_AHEAD_PER_THREAD: usize = 2;
 
 /// Frames whose struct pages are read together: part of one mem_map section.
 #[derive(Debug, Clone, Copy)]
@@ -291,7 +306,7 @@ impl Scan<'_> {
     fn unit(&self, unit: &Unit, resume: u64, buf: &mut [u8]) -> Vec<Run> {
         let size = self.rules.size;
         let total = self.present.len();
-        let mut runs = Vec::new();
+        let mut runs: Vec<Run> = Vec::new();
         let mut next_pfn = resume;
         let mut chunk = unit.start;
         while chunk < unit.end {
@@ -314,7 +329,12 @@ impl Scan<'_> {
                 let next = bytes.get((i + 1) * size..(i + 2) * size);
                 if let Decision::Exclude { class, pages } = self.rules.decide(pfn, page, next, self.dump_level) {
                     let end = pfn.saturating_add(pages).min(total);
-                    runs.push(Run { start: pfn, end, class });
+                    // Frames excluded one by one make one run per class stretch, so that
+                    // a unit's decisions stay small.
+                    match runs.last_mut() {
+                        Some(last) if last.end == pfn && last.class == class => last.end = end,
+                        _ => runs.push(Run { start: pfn, end, class }),
+                    }
                     next_pfn = end;
                 }
             }
@@ -327,7 +347,7 @@ impl Scan<'_> {
 /// The units of `memmap`'s sections, in pfn order, cut at multiples of `unit_pfns`.
 fn units(memmap: &MemMap, struct_page_size: u64, unit_pfns: u64) -> Vec<Unit> {
     // Units must be whole batches, or a compound head would see a different next page.
-    let unit_pfns = unit_pfns.div_ceil(BATCH).max(1) * BATCH;
+    let unit_pfns = unit_pfns.clamp(BATCH, 1 << 40).next_multiple_of(BATCH);
     let mut units = Vec::new();
     for section in &memmap.sections {
         let mut start = section.pfn_start;
@@ -338,6 +358,23 @@ fn units(memmap: &MemMap, struct_page_size: u64, unit_pfns: u64) -> Vec<Unit> {
         }
     }
     units
+}
+
+/// How far the merge of the parallel scan got.
+struct Progress {
+    /// Units applied.
+    merged: usize,
+    /// The merge is over: workers stop.
+    stopped: bool,
+}
+
+struct StopOnDrop<'a>(&'a (Mutex<Progress>, Condvar));
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0 .0.lock().unwrap_or_else(|e| e.into_inner()).stopped = true;
+        self.0 .1.notify_all();
+    }
 }
 
 /// Classifies the struct pages of the present frames on `threads` threads and clears the
@@ -377,13 +414,13 @@ fn scan(ctx: &Scan, memmap: &MemMap, dumpable: &mut PfnBitmap, stats: &mut Stats
     }
 
     let taken = AtomicUsize::new(0);
-    let merged = (Mutex::new(0usize), Condvar::new());
+    let progress = (Mutex::new(Progress { merged: 0, stopped: false }), Condvar::new());
     let ahead = threads * UNITS_AHEAD_PER_THREAD;
     std::thread::scope(|scope| {
         let (tx, rx) = mpsc::channel::<(usize, Option<Vec<Run>>)>();
         for _ in 0..threads {
             let tx = tx.clone();
-            let (units, taken, merged) = (&units, &taken, &merged);
+            let (units, taken, progress) = (&units, &taken, &progress);
             scope.spawn(move || {
                 let mut buf = vec![0u8; batch_bytes];
                 loop {
@@ -391,13 +428,17 @@ fn scan(ctx: &Scan, memmap: &MemMap, dumpable: &mut PfnBitmap, stats: &mut Stats
                     let Some(unit) = units.get(k) else { break };
                     // The lowest unit not merged yet is always being scanned (it was taken
                     // first and is never held back here), so the merge keeps going.
-                    let mut done = merged.0.lock().unwrap_or_else(|e| e.into_inner());
-                    while k >= *done + ahead {
-                        done = merged.1.wait(done).unwrap_or_else(|e| e.into_inner());
+                    let mut state = progress.0.lock().unwrap_or_else(|e| e.into_inner());
+                    while k >= state.merged + ahead && !state.stopped {
+                        state = progress.1.wait(state).unwrap_or_else(|e| e.into_inner());
                     }
-                    drop(done);
-                    // A panic would leave the merge waiting: send nothing instead, and the
-                    // merge scans the unit itself.
+                    if state.stopped {
+                        break;
+                    }
+                    drop(state);
+                    // In builds that unwind (tests), a panic here would leave the merge
+                    // waiting for this unit: send nothing instead, and the merge scans it
+                    // itself. (Release builds abort on panic.)
                     let runs =
                         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ctx.unit(unit, unit.start, &mut buf)));
                     if tx.send((k, runs.ok())).is_err() {
@@ -407,6 +448,9 @@ fn scan(ctx: &Scan, memmap: &MemMap, dumpable: &mut PfnBitmap, stats: &mut Stats
             });
         }
         drop(tx);
+        // However the merge ends (done, or unwinding from a panic), workers waiting for
+        // it must not wait forever: the scope joins them.
+        let _release = StopOnDrop(&progress);
         let mut waiting = BTreeMap::new();
         for (k, unit) in units.iter().enumerate() {
             let runs = loop {
@@ -421,8 +465,8 @@ fn scan(ctx: &Scan, memmap: &MemMap, dumpable: &mut PfnBitmap, stats: &mut Stats
                 }
             };
             apply(unit, runs, &mut buf);
-            *merged.0.lock().unwrap_or_else(|e| e.into_inner()) = k + 1;
-            merged.1.notify_all();
+            progress.0.lock().unwrap_or_else(|e| e.into_inner()).merged = k + 1;
+            progress.1.notify_all();
         }
     });
 }

@@ -57,7 +57,9 @@ impl FileSource {
             file,
             size,
             maps: is("/proc/vmcore").then(Mutex::default),
-            one_reader: is("/proc/kcore").then(Mutex::default),
+            // Also procfs mounted elsewhere (a container's /host/proc): any file named
+            // kcore is read serially, which costs a regular file only speed.
+            one_reader: (is("/proc/kcore") || path.file_name().is_some_and(|n| n == "kcore")).then(Mutex::default),
         })
     }
 

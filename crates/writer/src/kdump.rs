@@ -165,7 +165,7 @@ pub(crate) fn pfn_jobs(
     end: u64,
     per_job: usize,
 ) -> impl Iterator<Item = Vec<u64>> + '_ {
-    let mut pfns = bitmap.iter_from(start).take_while(move |&p| p < end).peekable();
+    let mut pfns = bitmap.iter_range(start, end).peekable();
     std::iter::from_fn(move || {
         pfns.peek()?;
         Some(pfns.by_ref().take(per_job).collect())
@@ -348,8 +348,6 @@ impl<'a> Sink<'a> {
     }
 }
 
-/// Writes `buf` at `pos` one block at a time, so that a disk filling up keeps every whole
-/// block that fitted. Returns the bytes written before the first failure, and the failure.
 /// Writes `bitmap`'s bytes, zero-padded to `len`, at `offset`, 1 MiB at a time: a TiB of
 /// RAM has 32 MiB bitmaps, which are never copied whole.
 fn write_bitmap(out: &mut dyn Output, offset: u64, len: u64, bitmap: &PfnBitmap) -> Result<()> {
@@ -364,6 +362,8 @@ fn write_bitmap(out: &mut dyn Output, offset: u64, len: u64, bitmap: &PfnBitmap)
     Ok(())
 }
 
+/// Writes `buf` at `pos` one block at a time, so that a disk filling up keeps every whole
+/// block that fitted. Returns the bytes written before the first failure, and the failure.
 fn write_by_block(out: &mut dyn Output, block: u64, pos: u64, buf: &[u8]) -> (u64, Option<OutputError>) {
     let len = buf.len() as u64;
     let mut done = 0u64;
