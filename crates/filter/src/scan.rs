@@ -1,8 +1,6 @@
 //! The filtering pass.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{mpsc, Condvar, Mutex};
+use std::convert::Infallible;
 
 use vmcore_formats::elf::ElfKind;
 use vmcore_kernel::machine::Machine;
@@ -10,6 +8,7 @@ use vmcore_kernel::mm::page::level;
 use vmcore_kernel::mm::{Class, Decision, MemMap, PageRules};
 use vmcore_kernel::Dump;
 use vmcore_physmem::{Container, PageState};
+use vmcore_types::ordered::{ordered, Flow};
 use vmcore_types::Pfn;
 
 use crate::{Error, Filtered, PfnBitmap, Result, Stats};
@@ -204,28 +203,21 @@ pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -
 }
 
 /// The dumpable frames whose pages hold only zero bytes, read on `opts.threads` threads.
+/// Units are taken in pfn order, so a read failure reported is the first one, as in one
+/// pass, and reading stops there.
 fn find_zero_pages(dump: &Dump, dumpable: &PfnBitmap, opts: &Options) -> Result<PfnBitmap> {
     let total = dumpable.len();
     let unit_pfns = opts.unit_pfns.max(64);
-    let units = total.div_ceil(unit_pfns);
-    let taken = AtomicU64::new(0);
-    // The lowest unit whose read failed: units past it need not be read.
-    let first_failure = AtomicU64::new(u64::MAX);
-    // The zero pages found so far, and the failure of the lowest unit (so that the error
-    // reported does not depend on the thread count).
-    let found = Mutex::new((PfnBitmap::new(total), None::<(u64, vmcore_physmem::Error)>));
-    let work = || {
-        let mut page = vec![0u8; dump.mem.page_size() as usize];
-        let mut zeros = Vec::new();
-        loop {
-            let unit = taken.fetch_add(1, Ordering::Relaxed);
-            if unit >= units || unit > first_failure.load(Ordering::Relaxed) {
-                break;
-            }
-            zeros.clear();
-            let mut failure = None;
-            for pfn in dumpable.iter_range(unit * unit_pfns, (unit + 1) * unit_pfns) {
-                match dump.mem.read_page(Pfn(pfn), &mut page) {
+    let page_size = dump.mem.page_size() as usize;
+    let mut zero_pages = PfnBitmap::new(total);
+    ordered(
+        (0..total.div_ceil(unit_pfns)).map(|u| (u * unit_pfns, (u + 1) * unit_pfns)),
+        opts.threads,
+        || vec![0u8; page_size],
+        |page, (start, end)| {
+            let mut zeros = Vec::new();
+            for pfn in dumpable.iter_range(start, end) {
+                match dump.mem.read_page(Pfn(pfn), page) {
                     Ok(state) => {
                         if state == PageState::Dumped && page.iter().all(|&b| b == 0) {
                             zeros.push(pfn);
@@ -233,45 +225,26 @@ fn find_zero_pages(dump: &Dump, dumpable: &PfnBitmap, opts: &Options) -> Result<
                     }
                     // Left out of the input: its content is unknown, so it is not a zero page.
                     Err(_) if opts.classify_excluded_input => {}
-                    Err(e) => {
-                        failure = Some(e);
-                        break;
-                    }
+                    Err(e) => return Err(e),
                 }
             }
-            let mut found = found.lock().unwrap_or_else(|e| e.into_inner());
-            for &pfn in &zeros {
-                found.0.set(pfn);
+            Ok(zeros)
+        },
+        |zeros| {
+            for pfn in zeros? {
+                zero_pages.set(pfn);
             }
-            if let Some(e) = failure {
-                first_failure.fetch_min(unit, Ordering::Relaxed);
-                if found.1.as_ref().is_none_or(|(first, _)| unit < *first) {
-                    found.1 = Some((unit, e));
-                }
-            }
-        }
-    };
-    let threads = opts.threads.clamp(1, usize::try_from(units).unwrap_or(usize::MAX).max(1));
-    std::thread::scope(|scope| {
-        for _ in 1..threads {
-            scope.spawn(work);
-        }
-        work();
-    });
-    let (zero_pages, failure) = found.into_inner().unwrap_or_else(|e| e.into_inner());
-    match failure {
-        Some((_, e)) => Err(e.into()),
-        None => Ok(zero_pages),
-    }
+            Ok::<_, vmcore_physmem::Error>(Flow::Continue)
+        },
+    )?;
+    Ok(zero_pages)
 }
 
 /// Frames per unit of the parallel scan: a multiple of BATCH, so that the batches are those
 /// of one sequential pass, and large enough that an exclusion (a buddy block, a compound
-/// page) rarely runs past a unit's end. Larger units hold more decisions in memory.
+/// page) rarely runs past a unit's end. Larger units hold more decisions in memory (at
+/// most two units per thread are in flight).
 const UNIT_PFNS: u64 = 1 << 15;
-
-/// Units a worker may run ahead of the merge, per thread: bounds the decisions held.
-const UNITS_AHEAD_PER_THREAD: usize = 2;
 
 /// Frames whose struct pages are read together: part of one mem_map section.
 #[derive(Debug, Clone, Copy)]
@@ -360,23 +333,6 @@ fn units(memmap: &MemMap, struct_page_size: u64, unit_pfns: u64) -> Vec<Unit> {
     units
 }
 
-/// How far the merge of the parallel scan got.
-struct Progress {
-    /// Units applied.
-    merged: usize,
-    /// The merge is over: workers stop.
-    stopped: bool,
-}
-
-struct StopOnDrop<'a>(&'a (Mutex<Progress>, Condvar));
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0 .0.lock().unwrap_or_else(|e| e.into_inner()).stopped = true;
-        self.0 .1.notify_all();
-    }
-}
-
 /// Classifies the struct pages of the present frames on `threads` threads and clears the
 /// excluded ones in `dumpable`, counting them per class. The result is that of one
 /// sequential pass whatever the thread count: workers scan units independently, each as if
@@ -385,90 +341,31 @@ impl Drop for StopOnDrop<'_> {
 fn scan(ctx: &Scan, memmap: &MemMap, dumpable: &mut PfnBitmap, stats: &mut Stats, opts: &Options) {
     let units = units(memmap, ctx.rules.size as u64, opts.unit_pfns);
     let batch_bytes = ctx.rules.size * BATCH as usize;
+    // For the rescans, on the merging thread.
     let mut buf = vec![0u8; batch_bytes];
     let mut next_pfn = 0u64;
-    let mut apply = |unit: &Unit, runs: Option<Vec<Run>>, buf: &mut [u8]| {
-        let runs = match runs {
-            Some(runs) if next_pfn <= unit.start => runs,
-            _ => ctx.unit(unit, next_pfn.max(unit.start), buf),
-        };
-        for run in runs {
-            let counter = match run.class {
-                Class::Cache => &mut stats.non_pri_cache,
-                Class::CachePrivate => &mut stats.pri_cache,
-                Class::User => &mut stats.user,
-                Class::Free => &mut stats.free,
-                Class::Hwpoison => &mut stats.hwpoison,
-                Class::Offline => &mut stats.offline,
-            };
-            *counter += dumpable.clear_range(run.start, run.end);
-            next_pfn = run.end;
-        }
-    };
-    let threads = opts.threads.min(units.len());
-    if threads <= 1 {
-        for unit in &units {
-            apply(unit, None, &mut buf);
-        }
-        return;
-    }
-
-    let taken = AtomicUsize::new(0);
-    let progress = (Mutex::new(Progress { merged: 0, stopped: false }), Condvar::new());
-    let ahead = threads * UNITS_AHEAD_PER_THREAD;
-    std::thread::scope(|scope| {
-        let (tx, rx) = mpsc::channel::<(usize, Option<Vec<Run>>)>();
-        for _ in 0..threads {
-            let tx = tx.clone();
-            let (units, taken, progress) = (&units, &taken, &progress);
-            scope.spawn(move || {
-                let mut buf = vec![0u8; batch_bytes];
-                loop {
-                    let k = taken.fetch_add(1, Ordering::Relaxed);
-                    let Some(unit) = units.get(k) else { break };
-                    // The lowest unit not merged yet is always being scanned (it was taken
-                    // first and is never held back here), so the merge keeps going.
-                    let mut state = progress.0.lock().unwrap_or_else(|e| e.into_inner());
-                    while k >= state.merged + ahead && !state.stopped {
-                        state = progress.1.wait(state).unwrap_or_else(|e| e.into_inner());
-                    }
-                    if state.stopped {
-                        break;
-                    }
-                    drop(state);
-                    // In builds that unwind (tests), a panic here would leave the merge
-                    // waiting for this unit: send nothing instead, and the merge scans it
-                    // itself. (Release builds abort on panic.)
-                    let runs =
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ctx.unit(unit, unit.start, &mut buf)));
-                    if tx.send((k, runs.ok())).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(tx);
-        // However the merge ends (done, or unwinding from a panic), workers waiting for
-        // it must not wait forever: the scope joins them.
-        let _release = StopOnDrop(&progress);
-        let mut waiting = BTreeMap::new();
-        for (k, unit) in units.iter().enumerate() {
-            let runs = loop {
-                if let Some(runs) = waiting.remove(&k) {
-                    break runs;
-                }
-                match rx.recv() {
-                    Ok((i, runs)) => {
-                        waiting.insert(i, runs);
-                    }
-                    Err(_) => break None,
-                }
-            };
-            apply(unit, runs, &mut buf);
-            progress.0.lock().unwrap_or_else(|e| e.into_inner()).merged = k + 1;
-            progress.1.notify_all();
-        }
-    });
+    let Ok(()) = ordered::<_, _, _, Infallible>(
+        units.iter(),
+        opts.threads,
+        || vec![0u8; batch_bytes],
+        |buf, unit| (unit, ctx.unit(unit, unit.start, buf)),
+        |(unit, runs)| {
+            let runs = if next_pfn > unit.start { ctx.unit(unit, next_pfn, &mut buf) } else { runs };
+            for run in runs {
+                let counter = match run.class {
+                    Class::Cache => &mut stats.non_pri_cache,
+                    Class::CachePrivate => &mut stats.pri_cache,
+                    Class::User => &mut stats.user,
+                    Class::Free => &mut stats.free,
+                    Class::Hwpoison => &mut stats.hwpoison,
+                    Class::Offline => &mut stats.offline,
+                };
+                *counter += dumpable.clear_range(run.start, run.end);
+                next_pfn = run.end;
+            }
+            Ok(Flow::Continue)
+        },
+    );
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@
 use std::fmt;
 use std::io;
 
+pub mod ordered;
+
 /// A physical address in the dumped machine.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct PhysAddr(pub u64);

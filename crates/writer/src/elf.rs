@@ -18,8 +18,8 @@ use vmcore_types::ReadAt;
 
 use crate::kdump::{is_zero, pfn_jobs, read_pages, PAGES_PER_JOB, WRITE_BUFFER};
 use crate::output::{Output, OutputError};
-use crate::pipeline::{ordered, Flow};
 use crate::{Error, Progress, Result, WriteOptions, WriteReport};
+use vmcore_types::ordered::{ordered, Flow};
 
 /// Excluded pages in a row from which a segment is split (makedumpfile's PFN_EXCLUDED).
 pub const PFN_EXCLUDED: u64 = 256;

@@ -11,8 +11,9 @@ use vmcore_types::{Pfn, PhysAddr};
 
 use crate::compress::Compressor;
 use crate::output::{Output, OutputError};
-use crate::pipeline::{ordered, Flow, Recycler};
+use crate::pipeline::Recycler;
 use crate::{Error, Progress, Result, WriteOptions, WriteReport};
+use vmcore_types::ordered::{ordered, Flow};
 
 /// What a kdump-compressed file carries besides pages.
 #[derive(Debug, Clone, Default)]
