@@ -127,18 +127,11 @@ impl PfnBitmap {
 
     /// The words of chunk `chunk`, made mixed.
     fn words_mut(&mut self, chunk: usize) -> Option<&mut [u64; CHUNK_WORDS]> {
-        let len = self.chunk_len(chunk);
-        let slot = self.chunk_mut(chunk)?;
-        if !matches!(slot, Chunk::Mixed(_)) {
-            let mut words = Box::new([0u64; CHUNK_WORDS]);
-            if matches!(slot, Chunk::Set) {
-                for (i, w) in words.iter_mut().enumerate() {
-                    *w = ones(len.saturating_sub(i as u64 * 64));
-                }
-            }
-            *slot = Chunk::Mixed(words);
+        if !matches!(self.chunk(chunk), Chunk::Mixed(_)) {
+            let words = Box::new(std::array::from_fn(|w| self.word(chunk, w)));
+            *self.chunk_mut(chunk)? = Chunk::Mixed(words);
         }
-        match slot {
+        match self.chunk_mut(chunk)? {
             Chunk::Mixed(words) => Some(words),
             _ => None,
         }
