@@ -368,25 +368,48 @@ fn flattened_streams_rearrange_to_the_file_written_directly() {
     }
 }
 
+/// Neither the thread count nor bitmaps spilled to a temporary file (one 4 KiB chunk in
+/// memory) change the output.
 #[test]
-fn thread_counts_do_not_change_a_byte() {
+fn thread_counts_and_spilled_bitmaps_do_not_change_a_byte() {
     for f in x86() {
         let vmcore = f.vmcore();
         for (args, name) in [(["-c", "-d", "31"], "zlib31"), (["-z", "-d", "1"], "zstd1"), (["-E", "-d", "1"], "elf1")]
         {
             let mut first: Option<Vec<u8>> = None;
-            for threads in ["1", "2", "3"] {
-                let out = f.work.join(format!("w_threads_{name}_{threads}"));
+            for run in [&["--threads", "1"][..], &["--threads", "2"], &["--threads", "3"], &["--bitmap-memory", "4K"]] {
+                let out = f.work.join(format!("w_threads_{name}_{}", run[1]));
                 let _ = std::fs::remove_file(&out);
-                dump_ok(&vmcore, Some(&out), &[&["-q", "--threads", threads], &args[..]].concat());
+                dump_ok(&vmcore, Some(&out), &[&["-q"], run, &args[..]].concat());
                 let bytes = std::fs::read(&out).unwrap();
                 let _ = std::fs::remove_file(&out);
                 match &first {
                     None => first = Some(bytes),
-                    Some(one) => assert!(&bytes == one, "{}: {name}: {threads} threads", f.name),
+                    Some(one) => assert!(&bytes == one, "{}: {name}: {run:?}", f.name),
                 }
             }
         }
+    }
+}
+
+/// The fixtures' bitmaps do spill with a budget of one chunk, and come back equal.
+#[test]
+fn bitmaps_over_budget_spill_and_read_back_equal() {
+    for f in x86() {
+        let dump = open(&[f.vmcore()]);
+        let machine = Machine::new(&dump).unwrap();
+        let dir = tempfile::tempdir_in(&f.work).unwrap();
+        let storage = vmcore_filter::BitmapStorage { dir: dir.path().to_path_buf(), memory: 4096 };
+        let opts = vmcore_filter::Options { bitmap_storage: Some(storage.into()), ..vmcore_filter::Options::default() };
+        let spilled = vmcore_filter::filter(&dump, &machine, 31, &opts).unwrap();
+        let memory = vmcore_filter::filter(&dump, &machine, 31, &vmcore_filter::Options::default()).unwrap();
+        let (resident, on_disk) = spilled.dumpable.mixed_chunks();
+        assert!(resident <= 1 && on_disk >= 1, "{}: {resident} chunks in memory, {on_disk} spilled", f.name);
+        assert_eq!(spilled.stats, memory.stats, "{}", f.name);
+        assert!(spilled.dumpable == memory.dumpable && spilled.present == memory.present, "{}", f.name);
+        assert!(spilled.zero_pages == memory.zero_pages, "{}", f.name);
+        assert!(spilled.dumpable.iter().eq(memory.dumpable.iter()), "{}", f.name);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "{}: temporary files have no name", f.name);
     }
 }
 

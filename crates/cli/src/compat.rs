@@ -258,6 +258,7 @@ fn run(o: Opts) -> Result<()> {
         flatten: o.flatten,
         threads: o.threads.map(|t| t.max(1)).or(Some(1)),
         limit: o.limit,
+        bitmap_memory: crate::write::DEFAULT_BITMAP_MEMORY,
         force: o.force,
         stats: o.show_stats || level & 16 != 0,
         dry_run: o.dry_run,

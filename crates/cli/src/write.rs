@@ -22,12 +22,18 @@ pub struct DumpJob<'a> {
     pub flatten: bool,
     pub threads: Option<usize>,
     pub limit: Option<u64>,
+    /// Bytes of memory each bitmap keeps before it spills beside the output.
+    pub bitmap_memory: u64,
     pub force: bool,
     pub stats: bool,
     pub dry_run: bool,
     pub json: bool,
     pub quiet: bool,
 }
+
+/// `--bitmap-memory`'s default: 256 GiB of RAM where kept and excluded pages mix, per
+/// bitmap, before spilling.
+pub const DEFAULT_BITMAP_MEMORY: u64 = 8 << 20;
 
 /// The format options beyond [`DumpJob`]: ELF output, a split set.
 #[derive(Default)]
@@ -125,6 +131,12 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
     }
     let threads = job.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
     let mut fopts = vmcore_filter::Options { threads, ..vmcore_filter::Options::default() };
+    let output_dir = format.split.first().map(PathBuf::as_path).or(job.output).filter(|_| !job.flatten && !job.dry_run);
+    if let Some(out) = output_dir {
+        let dir = out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        fopts.bitmap_storage =
+            Some(Arc::new(vmcore_filter::BitmapStorage { dir: dir.to_path_buf(), memory: job.bitmap_memory }));
+    }
     if !job.dry_run {
         // The writers check every page for zeros as they copy it (the ELF writer in a
         // parallel pass of its own).
@@ -196,7 +208,8 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
             let why = if stop.load(Ordering::Relaxed) { "interrupted" } else { "out of space or at the size limit" };
             eprintln!(
                 "vmcore: {file}: the dump is INCOMPLETE ({why}): {} of {} pages written, the rest read as not written",
-                report.pages_written, report.pages
+                report.pages_written,
+                report.pages
             );
         }
     }

@@ -7,12 +7,21 @@
 //! Chunks come in groups of 4096 (512 GiB of 4 KiB frames), which are uniform in turn until
 //! a frame in them differs: a sparse physical address space (RAM at 2^47, say) or a huge
 //! segment without data costs nothing either.
+//!
+//! A bitmap made with a [`BitmapStorage`] keeps at most its budget of mixed chunks in
+//! memory and writes the others to a temporary file (see `spill`).
+
+use std::sync::Arc;
+
+use crate::spill::{BitmapStorage, Spill};
 
 /// Frames per chunk.
 const CHUNK_BITS: u64 = 1 << 15;
 const CHUNK_WORDS: usize = (CHUNK_BITS / 64) as usize;
 /// Chunks per group.
 const GROUP_CHUNKS: usize = 1 << 12;
+
+type Words = [u64; CHUNK_WORDS];
 
 static CLEAR: Chunk = Chunk::Clear;
 static SET: Chunk = Chunk::Set;
@@ -26,22 +35,25 @@ enum Group {
     Chunks(Box<[Chunk]>),
 }
 
+/// Only a bitmap without storage is cloned as is: it has no `Spilled` chunk.
 #[derive(Clone)]
 enum Chunk {
     Clear,
     /// Every frame of the chunk below the bitmap's length is set.
     Set,
     /// Bits at and past the bitmap's length are always clear.
-    Mixed(Box<[u64; CHUNK_WORDS]>),
+    Mixed(Box<Words>),
+    /// Mixed, its words in the bitmap's temporary file.
+    Spilled,
 }
 
 /// One bit per page frame.
-#[derive(Clone)]
 pub struct PfnBitmap {
     groups: Vec<Group>,
     /// Number of chunks.
     chunks: usize,
     len: u64,
+    spill: Option<Spill>,
 }
 
 impl std::fmt::Debug for PfnBitmap {
@@ -55,21 +67,86 @@ impl PartialEq for PfnBitmap {
         self.len == other.len
             && (0..self.chunks).all(|c| {
                 matches!((self.chunk(c), other.chunk(c)), (Chunk::Clear, Chunk::Clear) | (Chunk::Set, Chunk::Set))
-                    || (0..CHUNK_WORDS).all(|w| self.word(c, w) == other.word(c, w))
+                    || self.load(c) == other.load(c)
             })
     }
 }
 
 impl Eq for PfnBitmap {}
 
+impl Clone for PfnBitmap {
+    /// A copy stored as the original is (its own temporary file, the same budget).
+    fn clone(&self) -> PfnBitmap {
+        let Some(spill) = &self.spill else {
+            return PfnBitmap { groups: self.groups.clone(), chunks: self.chunks, len: self.len, spill: None };
+        };
+        let mut copy = PfnBitmap::spilling(self.len, &spill.storage);
+        for (g, group) in self.groups.iter().enumerate() {
+            match group {
+                Group::Chunks(_) => {
+                    for c in g * GROUP_CHUNKS..((g + 1) * GROUP_CHUNKS).min(self.chunks) {
+                        let chunk = match self.chunk(c) {
+                            Chunk::Clear => continue,
+                            Chunk::Set => Chunk::Set,
+                            Chunk::Mixed(_) | Chunk::Spilled => Chunk::Mixed(self.load(c)),
+                        };
+                        copy.replace_chunk(c, chunk);
+                    }
+                }
+                uniform => {
+                    if let Some(slot) = copy.groups.get_mut(g) {
+                        *slot = uniform.clone();
+                    }
+                }
+            }
+        }
+        copy
+    }
+}
+
 impl PfnBitmap {
-    /// All clear, `len` frames.
+    /// All clear, `len` frames, in memory.
     ///
     /// The filter refuses more than 2^40 frames (see `MAX_FRAMES` there), whose groups
     /// take 128 KiB.
     pub fn new(len: u64) -> PfnBitmap {
         let chunks = usize::try_from(len.div_ceil(CHUNK_BITS)).unwrap_or(usize::MAX);
-        PfnBitmap { groups: vec![Group::Clear; chunks.div_ceil(GROUP_CHUNKS)], chunks, len }
+        PfnBitmap { groups: vec![Group::Clear; chunks.div_ceil(GROUP_CHUNKS)], chunks, len, spill: None }
+    }
+
+    /// All clear, `len` frames; the mixed chunks past `storage.memory` bytes go to a
+    /// temporary file in `storage.dir`.
+    pub fn spilling(len: u64, storage: &Arc<BitmapStorage>) -> PfnBitmap {
+        let mut b = PfnBitmap::new(len);
+        b.spill = Some(Spill::new(Arc::clone(storage), CHUNK_WORDS * 8));
+        b
+    }
+
+    /// All clear, `len` frames, stored as this one is.
+    pub fn new_like(&self, len: u64) -> PfnBitmap {
+        match &self.spill {
+            Some(spill) => PfnBitmap::spilling(len, &spill.storage),
+            None => PfnBitmap::new(len),
+        }
+    }
+
+    /// What went wrong reading a chunk back from the temporary file, if anything did: its
+    /// bits then read as clear, and whatever was made from them is wrong.
+    pub fn lost(&self) -> Option<&str> {
+        self.spill.as_ref().and_then(Spill::lost)
+    }
+
+    /// Mixed chunks in memory and in the temporary file (for tests and reports).
+    pub fn mixed_chunks(&self) -> (usize, usize) {
+        let (mut resident, mut spilled) = (0, 0);
+        for c in 0..self.chunks {
+            match self.chunk(c) {
+                Chunk::Mixed(_) => resident += 1,
+                Chunk::Spilled => spilled += 1,
+                _ => {}
+            }
+        }
+        (resident, spilled)
     }
 
     /// Chunk `c` (all clear when its group was never written).
@@ -101,6 +178,62 @@ impl PfnBitmap {
         }
     }
 
+    /// Puts `new` in place of chunk `c`, keeping the count of chunks in memory, and
+    /// writes older chunks out if that passes the budget.
+    fn replace_chunk(&mut self, c: usize, new: Chunk) {
+        let mixed = matches!(new, Chunk::Mixed(_));
+        let Some(slot) = self.chunk_mut(c) else { return };
+        let was_mixed = matches!(slot, Chunk::Mixed(_));
+        *slot = new;
+        if let Some(spill) = &mut self.spill {
+            spill.resident = (spill.resident + usize::from(mixed)).saturating_sub(usize::from(was_mixed));
+        }
+        if mixed {
+            self.evict(c);
+        }
+    }
+
+    /// Puts `new` in place of group `g`.
+    fn replace_group(&mut self, g: usize, new: Group) {
+        let Some(slot) = self.groups.get_mut(g) else { return };
+        let mixed = match slot {
+            Group::Chunks(chunks) => chunks.iter().filter(|c| matches!(c, Chunk::Mixed(_))).count(),
+            _ => 0,
+        };
+        *slot = new;
+        if let Some(spill) = &mut self.spill {
+            spill.resident = spill.resident.saturating_sub(mixed);
+        }
+    }
+
+    /// Writes mixed chunks other than `keep` to the temporary file until the budget holds,
+    /// taking them in pfn order from where the last eviction stopped.
+    fn evict(&mut self, keep: usize) {
+        let Some(spill) = &mut self.spill else { return };
+        let mut looked = 0;
+        while spill.resident > spill.budget && !spill.stopped && looked <= self.chunks {
+            let c = if spill.hand >= self.chunks { 0 } else { spill.hand };
+            let Some(Group::Chunks(chunks)) = self.groups.get_mut(c / GROUP_CHUNKS) else {
+                let next = (c / GROUP_CHUNKS + 1) * GROUP_CHUNKS;
+                looked += next - c;
+                spill.hand = next;
+                continue;
+            };
+            looked += 1;
+            spill.hand = c + 1;
+            let Some(slot) = chunks.get_mut(c % GROUP_CHUNKS) else { continue };
+            if c == keep {
+                continue;
+            }
+            if let Chunk::Mixed(words) = slot {
+                if spill.write(c, &words[..]) {
+                    *slot = Chunk::Spilled;
+                    spill.resident -= 1;
+                }
+            }
+        }
+    }
+
     /// Number of frames.
     pub fn len(&self) -> u64 {
         self.len
@@ -121,15 +254,29 @@ impl PfnBitmap {
         match self.chunk(chunk) {
             Chunk::Set => ones(self.chunk_len(chunk).saturating_sub(word as u64 * 64)),
             Chunk::Mixed(words) => words.get(word).copied().unwrap_or(0),
+            Chunk::Spilled => self.spill.as_ref().map_or(0, |s| s.read_word(chunk, CHUNK_WORDS, word)),
             Chunk::Clear => 0,
         }
     }
 
-    /// The words of chunk `chunk`, made mixed.
-    fn words_mut(&mut self, chunk: usize) -> Option<&mut [u64; CHUNK_WORDS]> {
+    /// The words of chunk `chunk`, as a mixed chunk would hold them.
+    fn load(&self, chunk: usize) -> Box<Words> {
+        match (self.chunk(chunk), &self.spill) {
+            (Chunk::Mixed(words), _) => words.clone(),
+            (Chunk::Spilled, Some(spill)) => {
+                let mut words = Box::new([0; CHUNK_WORDS]);
+                spill.read(chunk, &mut words[..]);
+                words
+            }
+            _ => Box::new(std::array::from_fn(|w| self.word(chunk, w))),
+        }
+    }
+
+    /// The words of chunk `chunk`, made mixed (and kept in memory).
+    fn words_mut(&mut self, chunk: usize) -> Option<&mut Words> {
         if !matches!(self.chunk(chunk), Chunk::Mixed(_)) {
-            let words = Box::new(std::array::from_fn(|w| self.word(chunk, w)));
-            *self.chunk_mut(chunk)? = Chunk::Mixed(words);
+            let words = self.load(chunk);
+            self.replace_chunk(chunk, Chunk::Mixed(words));
         }
         match self.chunk_mut(chunk)? {
             Chunk::Mixed(words) => Some(words),
@@ -140,12 +287,7 @@ impl PfnBitmap {
     /// Bit `pfn`.
     pub fn get(&self, pfn: u64) -> bool {
         let (chunk, bit) = split(pfn);
-        pfn < self.len
-            && match self.chunk(chunk) {
-                Chunk::Set => true,
-                Chunk::Mixed(words) => words.get(bit / 64).is_some_and(|w| w & (1 << (bit % 64)) != 0),
-                Chunk::Clear => false,
-            }
+        pfn < self.len && self.word(chunk, bit / 64) & (1 << (bit % 64)) != 0
     }
 
     /// Sets bit `pfn`.
@@ -192,9 +334,7 @@ impl PfnBitmap {
                 let group_len = self.len.saturating_sub(pfn).min(group_bits);
                 let before = self.group_count(g);
                 changed += if value { group_len - before } else { before };
-                if let Some(slot) = self.groups.get_mut(g) {
-                    *slot = if value { Group::Set } else { Group::Clear };
-                }
+                self.replace_group(g, if value { Group::Set } else { Group::Clear });
                 pfn += group_len;
                 continue;
             }
@@ -207,9 +347,7 @@ impl PfnBitmap {
                 let uniform = if value { Chunk::Set } else { Chunk::Clear };
                 // Clearing a chunk of a group never written allocates nothing.
                 if value || !matches!(self.chunk(chunk), Chunk::Clear) {
-                    if let Some(slot) = self.chunk_mut(chunk) {
-                        *slot = uniform;
-                    }
+                    self.replace_chunk(chunk, uniform);
                 }
             } else if !matches!(self.chunk(chunk), Chunk::Set if value)
                 && !matches!(self.chunk(chunk), Chunk::Clear if !value)
@@ -241,6 +379,7 @@ impl PfnBitmap {
         match self.chunk(chunk) {
             Chunk::Set => self.chunk_len(chunk),
             Chunk::Mixed(words) => words.iter().map(|w| u64::from(w.count_ones())).sum(),
+            Chunk::Spilled => self.load(chunk).iter().map(|w| u64::from(w.count_ones())).sum(),
             Chunk::Clear => 0,
         }
     }
@@ -274,18 +413,20 @@ impl PfnBitmap {
         let end = end.min(self.len);
         let word = start / 64;
         let (chunk, bit) = split(word * 64);
-        let bits = if start < end { self.word(chunk, bit / 64) & !ones(start % 64) } else { 0 };
-        Iter { bitmap: self, word, bits, end }
+        let mut words = WordReader::new(self);
+        let bits = if start < end { words.word(chunk, bit / 64) & !ones(start % 64) } else { 0 };
+        Iter { words, word, bits, end }
     }
 
     /// The bytes makedumpfile writes (bit `pfn % 8` of byte `pfn / 8`) from byte `offset`
     /// on, into `out`; bytes past the bitmap are zero.
     pub fn fill_bytes(&self, offset: u64, out: &mut [u8]) {
+        let mut words = WordReader::new(self);
         let mut done = 0;
         while done < out.len() {
             let at = offset + done as u64;
             let (chunk, bit) = split(at * 8);
-            let word = self.word(chunk, bit / 64) >> (bit % 64);
+            let word = words.word(chunk, bit / 64) >> (bit % 64);
             let n = (8 - (at % 8) as usize).min(out.len() - done);
             for (k, byte) in out.iter_mut().skip(done).take(n).enumerate() {
                 *byte = (word >> (8 * k)) as u8;
@@ -309,10 +450,39 @@ fn ones(n: u64) -> u64 {
     }
 }
 
+/// Reads a bitmap's words in order: a spilled chunk is read back once, not word by word.
+struct WordReader<'a> {
+    bitmap: &'a PfnBitmap,
+    /// The last spilled chunk read back.
+    spilled: Option<(usize, Box<Words>)>,
+}
+
+impl<'a> WordReader<'a> {
+    fn new(bitmap: &'a PfnBitmap) -> WordReader<'a> {
+        WordReader { bitmap, spilled: None }
+    }
+
+    fn word(&mut self, chunk: usize, word: usize) -> u64 {
+        if !matches!(self.bitmap.chunk(chunk), Chunk::Spilled) {
+            return self.bitmap.word(chunk, word);
+        }
+        if self.spilled.as_ref().is_none_or(|(c, _)| *c != chunk) {
+            self.spilled = Some((chunk, self.bitmap.load(chunk)));
+        }
+        self.spilled.as_ref().and_then(|(_, words)| words.get(word)).copied().unwrap_or(0)
+    }
+}
+
+impl std::fmt::Debug for WordReader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WordReader").finish_non_exhaustive()
+    }
+}
+
 /// The set bits of a [`PfnBitmap`], ascending.
 #[derive(Debug)]
 pub struct Iter<'a> {
-    bitmap: &'a PfnBitmap,
+    words: WordReader<'a>,
     /// Index of the word `bits` comes from.
     word: u64,
     /// Its set bits not returned yet.
@@ -333,16 +503,17 @@ impl Iterator for Iter<'_> {
                 return None;
             }
             let (chunk, bit) = split(self.word * 64);
-            if matches!(self.bitmap.groups.get(chunk / GROUP_CHUNKS), Some(Group::Clear)) {
+            let bitmap = self.words.bitmap;
+            if matches!(bitmap.groups.get(chunk / GROUP_CHUNKS), Some(Group::Clear)) {
                 // A group never written: skip to its last word.
                 self.word = (self.word / words_per_group + 1) * words_per_group - 1;
                 continue;
             }
-            if matches!(self.bitmap.chunk(chunk), Chunk::Clear) {
+            if matches!(bitmap.chunk(chunk), Chunk::Clear) {
                 self.word = (self.word / words_per_chunk + 1) * words_per_chunk - 1;
                 continue;
             }
-            self.bits = self.bitmap.word(chunk, bit / 64);
+            self.bits = self.words.word(chunk, bit / 64);
         }
         let pfn = self.word * 64 + u64::from(self.bits.trailing_zeros());
         self.bits &= self.bits - 1;
@@ -388,8 +559,27 @@ mod tests {
     /// chunk boundaries behave as on a plain bitmap, including the last partial chunk.
     #[test]
     fn chunks_agree_with_a_plain_bitmap() {
+        agrees_with_a_plain_bitmap(PfnBitmap::new);
+    }
+
+    /// The same with one mixed chunk in memory: the others go to the temporary file and
+    /// come back, and the results do not change.
+    #[test]
+    fn spilled_chunks_agree_with_a_plain_bitmap() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Arc::new(BitmapStorage { dir: dir.path().to_path_buf(), memory: 4096 });
+        let spilled = agrees_with_a_plain_bitmap(|len| PfnBitmap::spilling(len, &storage));
+        assert!(spilled > 0);
+        // The temporary file has no name.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    /// Runs the same operations on `make(len)` and on a plain bitmap; returns how many
+    /// chunks the bitmap had spilled at most.
+    fn agrees_with_a_plain_bitmap(make: impl Fn(u64) -> PfnBitmap) -> usize {
         let len = 3 * CHUNK_BITS + 1000;
-        let mut b = PfnBitmap::new(len);
+        let mut b = make(len);
+        let mut most_spilled = 0;
         let mut plain = vec![false; len as usize];
         let set = |b: &mut PfnBitmap, plain: &mut Vec<bool>, s: u64, e: u64, v: bool| {
             let changed = (s..e.min(len)).filter(|&p| plain[p as usize] != v).count() as u64;
@@ -397,14 +587,16 @@ mod tests {
             for p in s..e.min(len) {
                 plain[p as usize] = v;
             }
+            assert!(b.mixed_chunks().0 <= b.spill.as_ref().map_or(usize::MAX, |s| s.budget));
         };
         set(&mut b, &mut plain, 0, len + 50, true);
         assert!(matches!(b.chunk(0), Chunk::Set) && matches!(b.chunk(3), Chunk::Set));
         assert_eq!(b.count(), len);
         set(&mut b, &mut plain, CHUNK_BITS - 5, 2 * CHUNK_BITS + 7, false);
-        assert!(matches!(b.chunk(1), Chunk::Clear) && matches!(b.chunk(2), Chunk::Mixed(_)));
+        assert!(matches!(b.chunk(1), Chunk::Clear) && matches!(b.chunk(2), Chunk::Mixed(_) | Chunk::Spilled));
         set(&mut b, &mut plain, CHUNK_BITS + 100, CHUNK_BITS + 300, true);
         set(&mut b, &mut plain, 3 * CHUNK_BITS + 999, len, false);
+        most_spilled = most_spilled.max(b.mixed_chunks().1);
         assert!(b.clear(5) && !b.clear(5));
         plain[5] = false;
         b.set(CHUNK_BITS + 1);
@@ -421,14 +613,19 @@ mod tests {
         let mut tail = [0xffu8; 4];
         b.fill_bytes(len.div_ceil(8) - 1, &mut tail);
         assert_eq!(tail, [expected_bytes[expected_bytes.len() - 1], 0, 0, 0]);
-        // The same bits through another history are equal.
-        let mut other = PfnBitmap::new(len);
+        most_spilled = most_spilled.max(b.mixed_chunks().1);
+        // The same bits through another history are equal, and so is a copy.
+        let mut other = make(len);
         for &p in &expected {
             other.set(p);
         }
         assert!(other == b);
+        let copy = b.clone();
         other.set(CHUNK_BITS + 50);
         assert!(other != b);
+        assert!(copy == b);
+        assert_eq!(b.lost(), None);
+        most_spilled
     }
 
     /// 2^40 frames (4 PiB of 4 KiB pages) with RAM at both ends: only the groups written
@@ -456,5 +653,38 @@ mod tests {
         assert_eq!(b.clear_range(0, len), len - 1000 + 100 - 1);
         assert_eq!(b.count(), 0);
         assert_eq!(b.iter().next(), None);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Any sequence of range and bit operations over six chunks gives the same bits,
+        /// counts and bytes with a budget of one or two chunks as in memory.
+        #[test]
+        fn a_spilling_bitmap_equals_one_in_memory(
+            budget in 1u64..3,
+            ops in proptest::collection::vec((0u8..4, 0u64..6 * CHUNK_BITS, 0u64..3 * CHUNK_BITS), 1..40),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let storage = Arc::new(BitmapStorage { dir: dir.path().to_path_buf(), memory: budget * 4096 });
+            let len = 6 * CHUNK_BITS - 77;
+            let mut spilling = PfnBitmap::spilling(len, &storage);
+            let mut memory = PfnBitmap::new(len);
+            for (op, start, n) in ops {
+                match op {
+                    0 => proptest::prop_assert_eq!(spilling.fill_range(start, start + n, true), memory.fill_range(start, start + n, true)),
+                    1 => proptest::prop_assert_eq!(spilling.clear_range(start, start + n), memory.clear_range(start, start + n)),
+                    2 => { spilling.set(start); memory.set(start); }
+                    _ => proptest::prop_assert_eq!(spilling.clear(start), memory.clear(start)),
+                }
+                proptest::prop_assert!(spilling.mixed_chunks().0 <= budget as usize);
+                proptest::prop_assert_eq!(spilling.get(start), memory.get(start));
+            }
+            proptest::prop_assert_eq!(spilling.count(), memory.count());
+            proptest::prop_assert!(spilling.iter().eq(memory.iter()));
+            proptest::prop_assert!(spilling.iter_range(CHUNK_BITS + 3, 4 * CHUNK_BITS).eq(memory.iter_range(CHUNK_BITS + 3, 4 * CHUNK_BITS)));
+            proptest::prop_assert!(bytes(&spilling) == bytes(&memory));
+            proptest::prop_assert!(spilling == memory);
+            proptest::prop_assert_eq!(spilling.lost(), None);
+        }
     }
 }

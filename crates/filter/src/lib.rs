@@ -15,9 +15,11 @@
 
 mod bitmap;
 mod scan;
+mod spill;
 
 pub use bitmap::{Iter, PfnBitmap};
 pub use scan::{filter, Options};
+pub use spill::BitmapStorage;
 
 /// Errors of filtering.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +37,9 @@ pub enum Error {
     /// The page rules could not be read.
     #[error(transparent)]
     Rules(#[from] vmcore_kernel::mm::page::Error),
+    /// A bitmap's temporary file failed.
+    #[error("{0}")]
+    Bitmap(String),
 }
 
 /// Result alias.

@@ -1,6 +1,7 @@
 //! The filtering pass.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use vmcore_formats::elf::ElfKind;
 use vmcore_kernel::machine::Machine;
@@ -11,7 +12,7 @@ use vmcore_physmem::{Container, PageState};
 use vmcore_types::ordered::{ordered, Flow};
 use vmcore_types::Pfn;
 
-use crate::{Error, Filtered, PfnBitmap, Result, Stats};
+use crate::{BitmapStorage, Error, Filtered, PfnBitmap, Result, Stats};
 
 /// Choices of the filtering pass.
 #[derive(Debug, Clone)]
@@ -35,6 +36,8 @@ pub struct Options {
     /// Frames per unit of the threads' work (a multiple of 512; default 32768). The result
     /// does not depend on it: small units serve to test exclusions that cross units.
     pub unit_pfns: u64,
+    /// Where the bitmaps keep what does not fit their memory budget; None: all in memory.
+    pub bitmap_storage: Option<Arc<BitmapStorage>>,
 }
 
 impl Default for Options {
@@ -46,6 +49,7 @@ impl Default for Options {
             exclude_phys: Vec::new(),
             threads: 1,
             unit_pfns: UNIT_PFNS,
+            bitmap_storage: None,
         }
     }
 }
@@ -83,14 +87,17 @@ fn cut(start: u64, end: u64, exclude: &[(u64, u64)]) -> Vec<(u64, u64)> {
 
 /// The 1st and 2nd bitmaps before classification, and the pages the input describes
 /// (counted per segment, so overlapping segments count twice, as in makedumpfile).
-fn initial_bitmaps(dump: &Dump, exclude_phys: &[(u64, u64)]) -> (PfnBitmap, PfnBitmap, u64) {
+fn initial_bitmaps(dump: &Dump, opts: &Options) -> (PfnBitmap, PfnBitmap, u64) {
     let total = dump.mem.max_pfn();
     let ps = dump.mem.page_size();
-    let mut present = PfnBitmap::new(total);
-    let mut dumpable = PfnBitmap::new(total);
+    let mut present = match &opts.bitmap_storage {
+        Some(storage) => PfnBitmap::spilling(total, storage),
+        None => PfnBitmap::new(total),
+    };
+    let mut dumpable = present.new_like(total);
     match &dump.container {
         Container::Elf { core, .. } => {
-            let exclude: Vec<(u64, u64)> = exclude_phys.iter().map(|&(a, b)| (a / ps, b.div_ceil(ps))).collect();
+            let exclude: Vec<(u64, u64)> = opts.exclude_phys.iter().map(|&(a, b)| (a / ps, b.div_ceil(ps))).collect();
             let mut described = 0u64;
             // makedumpfile's count, not its bitmap: when the whole machine fits one cycle of
             // its bitmap buffer, a segment's partial last page counts and one page is lost
@@ -157,7 +164,7 @@ pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -
             frames.saturating_mul(dump.mem.page_size())
         )));
     }
-    let (present, mut dumpable, described) = initial_bitmaps(dump, &opts.exclude_phys);
+    let (present, mut dumpable, described) = initial_bitmaps(dump, opts);
     if opts.classify_excluded_input {
         dumpable = present.clone();
     }
@@ -193,12 +200,15 @@ pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -
     let zero_pages = if dump_level & level::ZERO != 0 && opts.scan_zero_pages {
         find_zero_pages(dump, &dumpable, opts)?
     } else {
-        PfnBitmap::new(total)
+        dumpable.new_like(total)
     };
     stats.zero = zero_pages.count();
     stats.excluded_pages =
         stats.zero + stats.non_pri_cache + stats.pri_cache + stats.user + stats.free + stats.hwpoison + stats.offline;
     stats.remaining_pages = stats.original_pages.saturating_sub(stats.excluded_pages);
+    if let Some(lost) = [&present, &dumpable, &zero_pages].iter().find_map(|b| b.lost()) {
+        return Err(Error::Bitmap(lost.to_string()));
+    }
     Ok(Filtered { level: dump_level, present, dumpable, zero_pages, stats })
 }
 
@@ -209,7 +219,7 @@ fn find_zero_pages(dump: &Dump, dumpable: &PfnBitmap, opts: &Options) -> Result<
     let total = dumpable.len();
     let unit_pfns = opts.unit_pfns.max(64);
     let page_size = dump.mem.page_size() as usize;
-    let mut zero_pages = PfnBitmap::new(total);
+    let mut zero_pages = dumpable.new_like(total);
     ordered(
         (0..total.div_ceil(unit_pfns)).map(|u| (u * unit_pfns, (u + 1) * unit_pfns)),
         opts.threads,

@@ -18,7 +18,7 @@ use vmcore_types::ReadAt;
 
 use crate::kdump::{is_zero, pfn_jobs, read_pages, PAGES_PER_JOB, WRITE_BUFFER};
 use crate::output::{Output, OutputError};
-use crate::{Error, Progress, Result, WriteOptions, WriteReport};
+use crate::{bitmaps_read_back, Error, Progress, Result, WriteOptions, WriteReport};
 use vmcore_types::ordered::{ordered, Flow};
 
 /// Excluded pages in a row from which a segment is split (makedumpfile's PFN_EXCLUDED).
@@ -161,7 +161,7 @@ fn phdr(template: &[u8], offset: u64, piece: &Piece, be: bool) -> Vec<u8> {
 /// The frames of `dumpable` whose page is all zeros, read on `threads` threads.
 pub fn scan_zero_pages(mem: &dyn PhysMem, dumpable: &PfnBitmap, threads: usize) -> Result<PfnBitmap> {
     let page_size = usize::try_from(mem.page_size()).map_err(|_| Error::Input("page size".into()))?;
-    let mut zero = PfnBitmap::new(dumpable.len());
+    let mut zero = dumpable.new_like(dumpable.len());
     ordered(
         pfn_jobs(dumpable, 0, dumpable.len(), PAGES_PER_JOB),
         threads,
@@ -209,6 +209,7 @@ pub fn write_elf(
                 zero_pages += 1;
             }
         }
+        bitmaps_read_back(&[&zero])?;
     }
 
     let loads: Vec<&LoadSegment> = core.loads.iter().filter(|s| s.paddr != u64::MAX).collect();
@@ -352,6 +353,7 @@ pub fn write_elf(
     } else {
         report.pages_written = pages;
     }
+    bitmaps_read_back(&[&filtered.present, &filtered.dumpable, &keep])?;
     out.finish().map_err(Error::Output)?;
     progress.finish();
     Ok(report)

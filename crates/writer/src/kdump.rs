@@ -12,7 +12,7 @@ use vmcore_types::{Pfn, PhysAddr};
 use crate::compress::Compressor;
 use crate::output::{Output, OutputError};
 use crate::pipeline::Recycler;
-use crate::{Error, Progress, Result, WriteOptions, WriteReport};
+use crate::{bitmaps_read_back, Error, Progress, Result, WriteOptions, WriteReport};
 use vmcore_types::ordered::{ordered, Flow};
 
 /// What a kdump-compressed file carries besides pages.
@@ -589,6 +589,7 @@ fn write_part(
         report.incomplete = true;
         mark_incomplete(out, status, false)?;
     }
+    bitmaps_read_back(&[&filtered.present, &filtered.dumpable])?;
     out.finish().map_err(Error::Output)?;
     Ok(report)
 }
@@ -598,5 +599,5 @@ pub(crate) fn count_range(bitmap: &PfnBitmap, start: u64, end: u64) -> u64 {
     if start == 0 && end >= bitmap.len() {
         return bitmap.count();
     }
-    (start..end.min(bitmap.len())).filter(|&p| bitmap.get(p)).count() as u64
+    bitmap.iter_range(start, end).count() as u64
 }

@@ -30,6 +30,7 @@ mod tests;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use vmcore_filter::PfnBitmap;
 
 pub use elf::{scan_zero_pages, split_segment, write_elf, Piece, PFN_EXCLUDED};
 pub use kdump::{write_kdump, write_kdump_split, KdumpMeta};
@@ -97,6 +98,15 @@ pub struct WriteReport {
     pub bytes: u64,
     /// The dump was cut short (no space, size limit, interrupted) and is marked incomplete.
     pub incomplete: bool,
+}
+
+/// Fails when a bitmap's temporary file could not be read back: the pages written from it
+/// are then not the ones the filter chose.
+fn bitmaps_read_back(bitmaps: &[&PfnBitmap]) -> Result<()> {
+    match bitmaps.iter().find_map(|b| b.lost()) {
+        Some(lost) => Err(Error::Input(lost.to_string())),
+        None => Ok(()),
+    }
 }
 
 /// Progress of a long write; the CLI draws it, the library only reports.
