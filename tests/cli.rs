@@ -21,6 +21,19 @@ fn missing_file_is_a_clear_error() {
     assert!(err.contains("/nonexistent/dump") && err.contains("cannot open"), "{err}");
 }
 
+/// A full disk under stderr (a kdump script's log beside the dump it filled) leaves the
+/// exit code 1, not an abort.
+#[test]
+fn an_unwritable_stderr_does_not_abort() {
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else { return };
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_vmcore"))
+        .args(["info", "/nonexistent/dump"])
+        .stderr(full)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{status}");
+}
+
 #[test]
 fn read_of_an_unknown_symbol_says_so() {
     let dir = tempfile::tempdir().unwrap();

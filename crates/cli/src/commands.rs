@@ -108,13 +108,13 @@ fn info(args: &DumpArgs, json: bool) -> Result<()> {
     let machine = match Machine::new(&dump) {
         Ok(m) => Some(m),
         Err(e) => {
-            eprintln!("vmcore: warning: no kernel layout: {e}");
+            say!("vmcore: warning: no kernel layout: {e}");
             None
         }
     };
     let report = InfoReport::new(&dump, machine.as_ref());
     for w in &report.warnings {
-        eprintln!("vmcore: warning: {w}");
+        say!("vmcore: warning: {w}");
     }
     let mut out = io::stdout().lock();
     if json {

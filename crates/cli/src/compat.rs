@@ -291,8 +291,8 @@ pub fn main(argv: Vec<OsString>) -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::from(COMPLETED),
         Err(e) => {
-            eprintln!("makedumpfile (vmcore): {e:#}");
-            eprintln!("\nmakedumpfile Failed.");
+            say!("makedumpfile (vmcore): {e:#}");
+            say!("\nmakedumpfile Failed.");
             std::process::ExitCode::from(FAILED)
         }
     }

@@ -34,7 +34,7 @@ pub fn run(dump: &Dump, machine: &Machine, partial: bool, json: bool, out: &mut 
     let name = dump.paths.first().map(|p| p.display().to_string()).unwrap_or_default();
     let log = read(dump, machine, partial).with_context(|| format!("{name}: reading the kernel log"))?;
     for w in &log.warnings {
-        eprintln!("vmcore: warning: {w}");
+        say!("vmcore: warning: {w}");
     }
     if json {
         let mut w = BufWriter::with_capacity(64 << 10, &mut *out);

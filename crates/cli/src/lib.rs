@@ -2,6 +2,15 @@
 //! library crates, every report is a `vmcore-report` struct.
 #![forbid(unsafe_code)]
 
+/// `eprintln!` that does not panic (and so abort) when stderr cannot be written: a kdump
+/// script may log to the filesystem the dump has just filled.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod args;
 mod commands;
 mod compat;
@@ -27,7 +36,7 @@ pub fn main() -> ExitCode {
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             let _ = io::stdout().flush();
-            eprintln!("vmcore: {e:#}");
+            say!("vmcore: {e:#}");
             ExitCode::FAILURE
         }
     }

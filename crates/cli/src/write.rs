@@ -206,7 +206,7 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
         if report.incomplete {
             incomplete = true;
             let why = if stop.load(Ordering::Relaxed) { "interrupted" } else { "out of space or at the size limit" };
-            eprintln!(
+            say!(
                 "vmcore: {file}: the dump is INCOMPLETE ({why}): {} of {} pages written, the rest read as not written",
                 report.pages_written,
                 report.pages
@@ -255,7 +255,7 @@ pub fn reassemble(files: &[PathBuf], force: bool, quiet: bool) -> Result<()> {
     let report = vmcore_writer::reassemble(parts, &mut out, &progress)
         .with_context(|| format!("reassembling into {}", output.display()))?;
     if report.incomplete {
-        eprintln!(
+        say!(
             "vmcore: {}: the dump is INCOMPLETE (a part was, or the disk filled): {} of {} pages, the rest read as not written",
             output.display(),
             report.pages_written,
