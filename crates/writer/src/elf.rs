@@ -58,15 +58,16 @@ pub fn split_segment(
     let pfn_start = paddr.div_ceil(ps);
     let tail = end % ps;
     let pfn_end = end.div_ceil(ps);
+    let pfn_end = pfn_end.max(pfn_start);
+    let size_of = |pfn: u64| if pfn + 1 == pfn_end && tail != 0 { tail } else { ps };
     let mut p = Piece { paddr, vaddr, filesz: head, memsz: head };
-    let mut excluded = 0u64;
-    for pfn in pfn_start..pfn_end.max(pfn_start) {
-        let size = if pfn + 1 == pfn_end && tail != 0 { tail } else { ps };
-        if !keep.get(pfn) {
-            excluded += 1;
-            p.memsz += size;
-            continue;
-        }
+    // The kept frames only, so that a bitmap spilled to disk is read a chunk at a time.
+    let mut next = pfn_start;
+    for pfn in keep.iter_range(pfn_start, pfn_end) {
+        // Only the segment's last frame can be partial, and it is not before `pfn`.
+        let excluded = pfn - next;
+        let size = size_of(pfn);
+        p.memsz += ps * excluded;
         if excluded == 0 {
             p.memsz += size;
             p.filesz += size;
@@ -74,12 +75,14 @@ pub fn split_segment(
             // A short hole stays, with its real contents.
             p.memsz += size;
             p.filesz += ps * excluded + size;
-            excluded = 0;
         } else {
             emit(p);
             p = Piece { paddr: p.paddr + p.memsz, vaddr: p.vaddr.wrapping_add(p.memsz), filesz: size, memsz: size };
-            excluded = 0;
         }
+        next = pfn + 1;
+    }
+    if next < pfn_end {
+        p.memsz += ps * (pfn_end - 1 - next) + size_of(pfn_end - 1);
     }
     emit(p);
 }
@@ -437,6 +440,52 @@ mod tests {
         let p = pieces(0x1800, 0x9fc00 - 0x1800, &keep);
         assert_eq!(p[0].filesz, 0x9f000 - 0x1800);
         assert_eq!(p[0].memsz, 0x9fc00 - 0x1800);
+    }
+
+    /// The pieces by their definition, the oracle of the walk above: a piece starts at a
+    /// kept frame after 256 or more excluded ones, its memory runs to the next piece, its
+    /// file data to its last kept frame (the first piece also holds the head fragment).
+    fn pieces_by_definition(paddr: u64, memsz: u64, keep: &PfnBitmap) -> Vec<Piece> {
+        let ps = 4096;
+        let end = paddr + memsz;
+        let first = paddr.div_ceil(ps);
+        let frames: Vec<(u64, u64, bool)> = (first..end.div_ceil(ps).max(first))
+            .map(|pfn| (pfn * ps, (pfn * ps + ps).min(end) - pfn * ps, keep.get(pfn)))
+            .collect();
+        let mut starts = vec![paddr];
+        let mut excluded = 0;
+        for &(at, _, kept) in &frames {
+            if kept && excluded >= PFN_EXCLUDED {
+                starts.push(at);
+            }
+            excluded = if kept { 0 } else { excluded + 1 };
+        }
+        let bounds: Vec<u64> = starts.iter().skip(1).copied().chain([end]).collect();
+        starts
+            .iter()
+            .zip(bounds)
+            .map(|(&from, to)| {
+                let data_end = frames.iter().filter(|f| f.2 && f.0 >= from && f.0 < to).map(|f| f.0 + f.1).max();
+                let filesz =
+                    data_end.map_or(if from == paddr { paddr.div_ceil(ps) * ps - paddr } else { 0 }, |e| e - from);
+                Piece { paddr: from, vaddr: 0xffff_0000_0000_0000 + from, filesz: filesz.min(memsz), memsz: to - from }
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn pieces_follow_their_definition(
+            runs in proptest::collection::vec((0u64..600, 0u64..300), 0..12),
+            start in 0u64..20_000,
+            len in 1u64..2_000_000,
+        ) {
+            let mut keep = PfnBitmap::new(1000);
+            for (at, n) in runs {
+                keep.set_range(at, at + n);
+            }
+            proptest::prop_assert_eq!(pieces(start, len, &keep), pieces_by_definition(start, len, &keep));
+        }
     }
 
     #[test]
