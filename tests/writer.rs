@@ -319,6 +319,10 @@ fn flattened_streams_rearrange_to_the_file_written_directly() {
             let _ = std::fs::remove_file(&direct);
             dump_ok(&vmcore, Some(&direct), &[flag, "-q"]);
             let stream = dump_ok(&vmcore, None, &[flag, "-F", "--threads", "3"]);
+            // Bitmaps spilled to --work-dir leave the stream as it is.
+            let work = f.work.to_string_lossy();
+            let spilled = dump_ok(&vmcore, None, &[flag, "-F", "--bitmap-memory", "4K", "--work-dir", &work]);
+            assert!(spilled == stream, "{}: {name}: -F with bitmaps spilled", f.name);
             let flat = f.work.join(format!("w_{name}.flat"));
             std::fs::write(&flat, &stream).unwrap();
             let want = std::fs::read(&direct).unwrap();

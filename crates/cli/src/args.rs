@@ -175,10 +175,14 @@ pub enum Command {
         #[arg(short = 'L', long = "limit", value_name = "SIZE", value_parser = parse_size)]
         limit: Option<u64>,
         /// Memory each page bitmap keeps (K, M, G suffixes); past it, the parts where kept
-        /// and excluded pages mix go to an unlinked file beside OUT. 8 MiB holds 256 GiB
-        /// of such RAM; with -F (or --dry-run) bitmaps stay in memory.
+        /// and excluded pages mix go to an unlinked file in --work-dir. 8 MiB holds 256 GiB
+        /// of such RAM.
         #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value_t = crate::write::DEFAULT_BITMAP_MEMORY)]
         bitmap_memory: u64,
+        /// Where bitmaps spill past --bitmap-memory (makedumpfile --work-dir); default:
+        /// OUT's directory. Without it, -F keeps bitmaps in memory.
+        #[arg(long, value_name = "DIR")]
+        work_dir: Option<PathBuf>,
         /// Overwrite OUT if it exists (it is still made mode 0600).
         #[arg(short = 'f', long)]
         force: bool,

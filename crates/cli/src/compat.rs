@@ -36,6 +36,8 @@ struct Opts {
     dry_run: bool,
     show_stats: bool,
     limit: Option<u64>,
+    bitmap_memory: Option<u64>,
+    work_dir: Option<PathBuf>,
     force: bool,
     vmcoreinfo: Option<PathBuf>,
     debug: bool,
@@ -62,9 +64,10 @@ const REFUSED: &[(&str, &str)] = &[
     ("--dump-dmesg-all", "--dump-dmesg-all"),
 ];
 
-/// Options accepted and ignored: they tune makedumpfile's own memory management
-/// (bitmap caches, cyclic buffers, mmap windows), which vmcore does not need.
-const TUNING: &[&str] = &["-b", "--cyclic-buffer", "--work-dir", "--non-mmap", "--splitblock-size"];
+/// Options accepted and ignored: they tune makedumpfile's own memory management (bitmap
+/// caches, mmap windows), which vmcore does not need. --cyclic-buffer and --work-dir are
+/// taken as vmcore's --bitmap-memory and spill directory.
+const TUNING: &[&str] = &["-b", "--non-mmap", "--splitblock-size"];
 
 fn value(args: &mut std::vec::IntoIter<String>, opt: &str, attached: Option<String>) -> Result<String> {
     match attached {
@@ -101,6 +104,12 @@ fn parse(argv: Vec<String>) -> Result<Opts> {
             continue;
         }
         match name.as_str() {
+            "--cyclic-buffer" => {
+                let kib: u64 = value(&mut args, &name, attached)?.parse().context("--cyclic-buffer")?;
+                // makedumpfile's buffer holds a cycle of both bitmaps.
+                o.bitmap_memory = Some(kib.saturating_mul(1024) / 2);
+            }
+            "--work-dir" => o.work_dir = Some(PathBuf::from(value(&mut args, &name, attached)?)),
             "--num-threads" => o.threads = Some(value(&mut args, &name, attached)?.parse().context("--num-threads")?),
             "--message-level" => {
                 o.message_level = Some(value(&mut args, &name, attached)?.parse().context("--message-level")?)
@@ -181,8 +190,9 @@ vmcore's makedumpfile-compatible front end.
   makedumpfile --mem-usage /proc/kcore
   makedumpfile -h | -v
 
--b, --cyclic-buffer, --work-dir, --non-mmap and --splitblock-size are accepted and
-ignored (vmcore's memory use is bounded without them). -x, -g, -X, -e, --config, --eppic,
+--cyclic-buffer KiB bounds the bitmaps' memory (half each) and --work-dir sets where the
+rest goes (default: beside the dump). -b, --non-mmap and --splitblock-size are accepted
+and ignored. -x, -g, -X, -e, --config, --eppic,
 --vtop, Xen and sadump options are refused.
 ";
 
@@ -258,7 +268,8 @@ fn run(o: Opts) -> Result<()> {
         flatten: o.flatten,
         threads: o.threads.map(|t| t.max(1)).or(Some(1)),
         limit: o.limit,
-        bitmap_memory: crate::write::DEFAULT_BITMAP_MEMORY,
+        bitmap_memory: o.bitmap_memory.unwrap_or(crate::write::DEFAULT_BITMAP_MEMORY),
+        work_dir: o.work_dir.as_deref(),
         force: o.force,
         stats: o.show_stats || level & 16 != 0,
         dry_run: o.dry_run,
@@ -315,8 +326,9 @@ mod tests {
         assert!(o.flatten && o.codec == Some('c') && o.levels == vec![31] && o.threads == Some(4));
         let o = p(&["-cd", "11,31", "-L", "1G", "in", "out"]).unwrap();
         assert_eq!((o.codec, o.levels.clone(), o.limit), (Some('c'), vec![11, 31], Some(1 << 30)));
-        let o = p(&["-E", "-d", "1", "--cyclic-buffer", "1024", "--non-mmap", "-b", "8", "in", "out"]).unwrap();
-        assert!(o.elf);
+        let o = p(&["-E", "-d", "1", "--cyclic-buffer", "1024", "--non-mmap", "-b", "8", "--work-dir=/w", "in", "out"])
+            .unwrap();
+        assert!(o.elf && o.bitmap_memory == Some(512 << 10) && o.work_dir == Some(PathBuf::from("/w")));
         let o = p(&["--split", "-d", "31", "in", "o1", "o2"]).unwrap();
         assert!(o.split && o.files.len() == 3);
     }

@@ -22,8 +22,10 @@ pub struct DumpJob<'a> {
     pub flatten: bool,
     pub threads: Option<usize>,
     pub limit: Option<u64>,
-    /// Bytes of memory each bitmap keeps before it spills beside the output.
+    /// Bytes of memory each bitmap keeps before it spills to `work_dir`.
     pub bitmap_memory: u64,
+    /// Where bitmaps spill (default: the output's directory; none for a stream).
+    pub work_dir: Option<&'a Path>,
     pub force: bool,
     pub stats: bool,
     pub dry_run: bool,
@@ -131,9 +133,14 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
     }
     let threads = job.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
     let mut fopts = vmcore_filter::Options { threads, ..vmcore_filter::Options::default() };
-    let output_dir = format.split.first().map(PathBuf::as_path).or(job.output).filter(|_| !job.flatten && !job.dry_run);
-    if let Some(out) = output_dir {
-        let dir = out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let beside_output = format
+        .split
+        .first()
+        .map(PathBuf::as_path)
+        .or(job.output)
+        .filter(|_| !job.flatten)
+        .map(|out| out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")));
+    if let Some(dir) = job.work_dir.or(beside_output).filter(|_| !job.dry_run) {
         fopts.bitmap_storage =
             Some(Arc::new(vmcore_filter::BitmapStorage { dir: dir.to_path_buf(), memory: job.bitmap_memory }));
     }
