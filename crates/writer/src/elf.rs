@@ -42,49 +42,82 @@ pub struct Piece {
     pub memsz: u64,
 }
 
-/// Splits the input segment `[paddr, paddr + memsz)` (at `vaddr`) around the runs of at
-/// least [`PFN_EXCLUDED`] pages that `keep` leaves out, calling `emit` for each piece.
-pub fn split_segment(
-    paddr: u64,
-    vaddr: u64,
-    memsz: u64,
-    page_size: u64,
-    keep: &PfnBitmap,
-    mut emit: impl FnMut(Piece),
-) {
+/// The pieces of the input segment `[paddr, paddr + memsz)` (at `vaddr`), split around
+/// the runs of at least [`PFN_EXCLUDED`] pages that `keep` leaves out, in order. They are
+/// made as they are asked for: a fragmented machine has millions.
+pub fn split_segment(paddr: u64, vaddr: u64, memsz: u64, page_size: u64, keep: &PfnBitmap) -> Pieces<'_> {
     let ps = page_size;
     let end = paddr.saturating_add(memsz);
     let head = if paddr % ps != 0 { (ps - paddr % ps).min(memsz) } else { 0 };
     let pfn_start = paddr.div_ceil(ps);
-    let tail = end % ps;
-    let pfn_end = end.div_ceil(ps);
-    let pfn_end = pfn_end.max(pfn_start);
-    let size_of = |pfn: u64| if pfn + 1 == pfn_end && tail != 0 { tail } else { ps };
-    let mut p = Piece { paddr, vaddr, filesz: head, memsz: head };
-    // The kept frames only, so that a bitmap spilled to disk is read a chunk at a time.
-    let mut next = pfn_start;
-    for pfn in keep.iter_range(pfn_start, pfn_end) {
-        // Only the segment's last frame can be partial, and it is not before `pfn`.
-        let excluded = pfn - next;
-        let size = size_of(pfn);
-        p.memsz += ps * excluded;
-        if excluded == 0 {
-            p.memsz += size;
-            p.filesz += size;
-        } else if excluded < PFN_EXCLUDED {
-            // A short hole stays, with its real contents.
-            p.memsz += size;
-            p.filesz += ps * excluded + size;
-        } else {
-            emit(p);
-            p = Piece { paddr: p.paddr + p.memsz, vaddr: p.vaddr.wrapping_add(p.memsz), filesz: size, memsz: size };
+    let pfn_end = end.div_ceil(ps).max(pfn_start);
+    Pieces {
+        kept: keep.iter_range(pfn_start, pfn_end),
+        piece: Some(Piece { paddr, vaddr, filesz: head, memsz: head }),
+        next: pfn_start,
+        pfn_end,
+        tail: end % ps,
+        ps,
+    }
+}
+
+/// The pieces of one segment, see [`split_segment`].
+#[derive(Debug)]
+pub struct Pieces<'a> {
+    kept: vmcore_filter::Iter<'a>,
+    /// The piece being grown; None once the last is returned.
+    piece: Option<Piece>,
+    /// The first frame not yet counted.
+    next: u64,
+    pfn_end: u64,
+    /// Bytes of the last frame inside the segment (0: all of it).
+    tail: u64,
+    ps: u64,
+}
+
+/// Bytes of frame `pfn` inside a segment whose frames end at `pfn_end`, the last one
+/// holding `tail` bytes (0: a whole page).
+fn frame_size(pfn: u64, pfn_end: u64, tail: u64, ps: u64) -> u64 {
+    if pfn + 1 == pfn_end && tail != 0 {
+        tail
+    } else {
+        ps
+    }
+}
+
+impl Iterator for Pieces<'_> {
+    type Item = Piece;
+
+    fn next(&mut self) -> Option<Piece> {
+        let (ps, pfn_end, tail) = (self.ps, self.pfn_end, self.tail);
+        let mut p = self.piece.take()?;
+        // The kept frames only, so that a bitmap spilled to disk is read a chunk at a time.
+        for pfn in self.kept.by_ref() {
+            // Only the segment's last frame can be partial, and it is not before `pfn`.
+            let excluded = pfn - self.next;
+            let size = frame_size(pfn, pfn_end, tail, ps);
+            self.next = pfn + 1;
+            p.memsz += ps * excluded;
+            if excluded == 0 {
+                p.memsz += size;
+                p.filesz += size;
+            } else if excluded < PFN_EXCLUDED {
+                // A short hole stays, with its real contents.
+                p.memsz += size;
+                p.filesz += ps * excluded + size;
+            } else {
+                let next =
+                    Piece { paddr: p.paddr + p.memsz, vaddr: p.vaddr.wrapping_add(p.memsz), filesz: size, memsz: size };
+                self.piece = Some(next);
+                return Some(p);
+            }
         }
-        next = pfn + 1;
+        if self.next < pfn_end {
+            p.memsz += ps * (pfn_end - 1 - self.next) + frame_size(pfn_end - 1, pfn_end, tail, ps);
+            self.next = pfn_end;
+        }
+        Some(p)
     }
-    if next < pfn_end {
-        p.memsz += ps * (pfn_end - 1 - next) + size_of(pfn_end - 1);
-    }
-    emit(p);
 }
 
 /// The input's ELF header and program header table, as bytes.
@@ -219,10 +252,10 @@ pub fn write_elf(
     let mut count = 0u64;
     let mut file_bytes = 0u64;
     for s in &loads {
-        split_segment(s.paddr, s.vaddr, s.memsz, ps, &keep, |p| {
+        for p in split_segment(s.paddr, s.vaddr, s.memsz, ps, &keep) {
             count += 1;
             file_bytes += p.filesz;
-        });
+        }
     }
     let notes: Vec<u8> = {
         let mut n = Vec::new();
@@ -279,24 +312,18 @@ pub fn write_elf(
     put(&mut note_ph, 40, 8, notes.len() as u64, be);
     table.extend_from_slice(&note_ph);
     let mut offset = data_start;
-    let mut failed: Option<OutputError> = None;
     for s in &loads {
         let template = input.phdr(s.index).to_vec();
-        split_segment(s.paddr, s.vaddr, s.memsz, ps, &keep, |p| {
+        for p in split_segment(s.paddr, s.vaddr, s.memsz, ps, &keep) {
             let off = if p.filesz != 0 { offset } else { 0 };
             offset += p.filesz;
             table.extend_from_slice(&phdr(&template, off, &p, be));
-            if table.len() >= WRITE_BUFFER && failed.is_none() {
-                if let Err(e) = out.write_at(table_at, &table) {
-                    failed = Some(e);
-                }
+            if table.len() >= WRITE_BUFFER {
+                out.write_at(table_at, &table)?;
                 table_at += table.len() as u64;
                 table.clear();
             }
-        });
-    }
-    if let Some(e) = failed {
-        return Err(e.into());
+        }
     }
     out.write_at(table_at, &table)?;
     drop(table);
@@ -314,9 +341,7 @@ pub fn write_elf(
     let mut pos = data_start;
     let mut full = false;
     'segments: for s in &loads {
-        let mut pieces = Vec::new();
-        split_segment(s.paddr, s.vaddr, s.memsz, ps, &keep, |p| pieces.push(p));
-        for p in pieces {
+        for p in split_segment(s.paddr, s.vaddr, s.memsz, ps, &keep) {
             let mut done = 0u64;
             while done < p.filesz {
                 let n = (p.filesz - done).min(WRITE_BUFFER as u64);
@@ -381,7 +406,7 @@ mod tests {
 
     fn pieces(paddr: u64, memsz: u64, keep: &PfnBitmap) -> Vec<Piece> {
         let mut v = Vec::new();
-        split_segment(paddr, 0xffff_0000_0000_0000 + paddr, memsz, 4096, keep, |p| v.push(p));
+        v.extend(split_segment(paddr, 0xffff_0000_0000_0000 + paddr, memsz, 4096, keep));
         v
     }
 
