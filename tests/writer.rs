@@ -744,20 +744,26 @@ fn a_full_filesystem_leaves_a_valid_incomplete_dump() {
             eprintln!("\n*** cannot mount a tmpfs: the full-filesystem test is SKIPPED ***\n");
             return;
         }
-        let out = dir.join("dump");
-        let result = dump(&f.vmcore(), Some(&out), &["-l", "-q"]);
-        let copy = f.work.join("w_full.kdump");
-        let _ = std::fs::remove_file(&copy);
-        std::fs::copy(&out, &copy).unwrap();
-        let _ = std::fs::remove_file(&out);
+        // Second, with the bitmaps spilling to the same filesystem as it fills.
+        let mut results = Vec::new();
+        for extra in [&[][..], &["--bitmap-memory", "4K"]] {
+            let out = dir.join("dump");
+            let result = dump(&f.vmcore(), Some(&out), &[&["-l", "-q"], extra].concat());
+            let copy = f.work.join(format!("w_full{}.kdump", results.len()));
+            let _ = std::fs::remove_file(&copy);
+            std::fs::copy(&out, &copy).unwrap();
+            let _ = std::fs::remove_file(&out);
+            results.push((result, copy, extra));
+        }
         let st = Command::new("umount").arg(&dir).status().unwrap();
         assert!(st.success());
-        let (ok, _, err) = result;
-        assert!(!ok && err.contains("INCOMPLETE"), "{err}");
-        let name = format!("{} on a full 8 MiB tmpfs", f.name);
-        let written = check_incomplete(&name, &f, &copy, &keep);
-        assert!(written > keep.count() / 5, "{name}: {written}");
-        check_incomplete_peer(&name, &f, &copy, &keep, written);
+        for ((ok, _, err), copy, extra) in results {
+            assert!(!ok && err.contains("INCOMPLETE"), "{err}");
+            let name = format!("{} on a full 8 MiB tmpfs {extra:?}", f.name);
+            let written = check_incomplete(&name, &f, &copy, &keep);
+            assert!(written > keep.count() / 5, "{name}: {written}");
+            check_incomplete_peer(&name, &f, &copy, &keep, written);
+        }
     }
 }
 
