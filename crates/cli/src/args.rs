@@ -180,7 +180,7 @@ pub enum Command {
         #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value_t = crate::write::DEFAULT_BITMAP_MEMORY)]
         bitmap_memory: u64,
         /// Where bitmaps spill past --bitmap-memory (makedumpfile --work-dir); default:
-        /// OUT's directory. Without it, -F keeps bitmaps in memory.
+        /// OUT's directory, or $TMPDIR (or /tmp) with -F and --dry-run.
         #[arg(long, value_name = "DIR")]
         work_dir: Option<PathBuf>,
         /// Overwrite OUT if it exists (it is still made mode 0600).

@@ -201,6 +201,11 @@ pub(crate) fn mem_usage(args: &DumpArgs, json: bool) -> Result<()> {
         classify_excluded_input: true,
         exclude_phys,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        // A live machine of many TiB must not cost its workload hundreds of MiB.
+        bitmap_storage: Some(std::sync::Arc::new(vmcore_filter::BitmapStorage {
+            dir: std::env::temp_dir(),
+            memory: crate::write::DEFAULT_BITMAP_MEMORY,
+        })),
         ..vmcore_filter::Options::default()
     };
     let filtered = vmcore_filter::filter(&dump, &machine, 31, &opts)

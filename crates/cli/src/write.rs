@@ -24,7 +24,7 @@ pub struct DumpJob<'a> {
     pub limit: Option<u64>,
     /// Bytes of memory each bitmap keeps before it spills to `work_dir`.
     pub bitmap_memory: u64,
-    /// Where bitmaps spill (default: the output's directory; none for a stream).
+    /// Where bitmaps spill (default: the output's directory, else $TMPDIR).
     pub work_dir: Option<&'a Path>,
     pub force: bool,
     pub stats: bool,
@@ -138,12 +138,10 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
         .first()
         .map(PathBuf::as_path)
         .or(job.output)
-        .filter(|_| !job.flatten)
+        .filter(|_| !job.flatten && !job.dry_run)
         .map(|out| out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")));
-    if let Some(dir) = job.work_dir.or(beside_output).filter(|_| !job.dry_run) {
-        fopts.bitmap_storage =
-            Some(Arc::new(vmcore_filter::BitmapStorage { dir: dir.to_path_buf(), memory: job.bitmap_memory }));
-    }
+    let spill_dir = job.work_dir.or(beside_output).map_or_else(std::env::temp_dir, Path::to_path_buf);
+    fopts.bitmap_storage = Some(Arc::new(vmcore_filter::BitmapStorage { dir: spill_dir, memory: job.bitmap_memory }));
     if !job.dry_run {
         // The writers check every page for zeros as they copy it (the ELF writer in a
         // parallel pass of its own).
