@@ -190,6 +190,24 @@ fn elf_damage() {
     assert!(err.contains("program header table") && err.contains("truncated"), "{err}");
 }
 
+/// Found by `cargo fuzz run elf`: a segment without file data whose p_offset is near 2^64,
+/// overlapped by a larger one, made the piece past the overlap start past 2^64 in the
+/// file (an overflow panic with debug assertions). Its memory reads as zeros.
+#[test]
+fn a_clipped_segment_with_its_offset_near_2_64_reads_as_zeros() {
+    use vmcore_formats::elf::test_support::{header, note};
+    let n = note("VMCOREINFO", 0, b"OSRELEASE=x\nPAGESIZE=4096\n");
+    let mut elf = header(&[(0, 0, 0, 0, 0x2000), (0x1000, 0, u64::MAX - 0x10, 0, 0x1800)], (0x800, n.len() as u64));
+    elf.resize(0x800, 0);
+    elf.extend_from_slice(&n);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "far-offset.elf", &elf);
+    let (ok, out, err) =
+        run(&[OsStr::new("read"), OsStr::new("--phys"), path.as_os_str(), OsStr::new("0x2000"), OsStr::new("16")]);
+    assert!(ok, "{err}");
+    assert_eq!(out, vec![0u8; 16]);
+}
+
 #[test]
 fn cli_names_the_file_and_exits_non_zero() {
     let dir = tempfile::tempdir().unwrap();

@@ -85,7 +85,14 @@ fn uncovered(map: &[MapEntry], new: MapEntry) -> Vec<MapEntry> {
 }
 
 fn clip(e: MapEntry, start: u64, end: u64) -> MapEntry {
-    MapEntry { start, end, file_end: e.file_end.clamp(start, end), file_offset: e.file_offset + (start - e.start) }
+    // A piece past the segment's file data may lie past 2^64 in the file (a corrupt
+    // p_offset near 2^64 with p_memsz beyond p_filesz): its offset is never read.
+    MapEntry {
+        start,
+        end,
+        file_end: e.file_end.clamp(start, end),
+        file_offset: e.file_offset.saturating_add(start - e.start),
+    }
 }
 
 impl PhysMem for ElfMem {
