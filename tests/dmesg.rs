@@ -10,12 +10,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use vmcore_kernel::machine::Machine;
-use vmcore_kernel::printk::synth::{Image, Msg, Plain, PrintkLog, Ringbuffer};
 use vmcore_kernel::printk::{read_log, render, Escape, Generation, Log, Options};
 use vmcore_kernel::vmem::{KernelMem, LinearMap};
 use vmcore_kernel::{Dump, OpenOptions};
 use vmcore_synth::elf::{vmcoreinfo_note, ElfVmcore, Load, EM_X86_64};
 use vmcore_synth::kdump::{self, KdumpSpec, PageSpec};
+use vmcore_synth::printk::{Image, Msg, Plain, PrintkLog, Ringbuffer};
 
 use crate::util::{fixture_names, have_makedumpfile, run, Fixture};
 

@@ -8,7 +8,8 @@
 //! * [`flat`]: the flattened stream (`makedumpfile -F`) of a finished file;
 //! * [`sample`]: the small deterministic x86_64 machine of the first tests (`--layout sample`);
 //! * [`machine`]: synthetic kernels of several generations, of any size, with their ground
-//!   truth (page classes per dump level, dmesg, layout), what the `vmcore-synth` binary writes.
+//!   truth (page classes per dump level, dmesg, layout), what the `vmcore-synth` binary writes;
+//! * [`printk`]: the three printk buffers alone, in memory images, for the log readers' tests.
 //!
 //! The kdump, flattened and sample writers are not tuned for speed: they keep their output
 //! obviously correct, so that a test failing against it points at the reader. The
@@ -21,6 +22,7 @@ mod error;
 pub mod flat;
 pub mod kdump;
 pub mod machine;
+pub mod printk;
 pub mod rng;
 pub mod sample;
 

@@ -27,7 +27,6 @@ pub mod plain;
 pub mod printk_log;
 mod render;
 pub mod ringbuffer;
-pub mod synth;
 
 pub use render::{caller_string, render, render_record, Escape};
 

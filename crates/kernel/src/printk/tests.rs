@@ -1,12 +1,12 @@
-//! Unit tests: the three generations built by [`super::synth`] as the kernel writes them,
+//! Unit tests: the three generations built by `vmcore_synth::printk` as the kernel writes them,
 //! makedumpfile's formatting, and corrupt rings.
 
 use proptest::prelude::*;
 
 use super::ringbuffer::{block, state, Block, State, DESC_ID_MASK};
-use super::synth::{Image, Msg, Plain, PrintkLog, Ringbuffer, STATE_COMMITTED, STATE_RESERVED};
 use super::*;
 use crate::vmcoreinfo::Source;
+use vmcore_synth::printk::{self as synth, Image, Msg, Plain, PrintkLog, Ringbuffer, STATE_COMMITTED, STATE_RESERVED};
 
 const BASE: u64 = 0xffff_8880_0100_0000;
 

@@ -2,6 +2,7 @@
 //! (6.1 and 6.12 follow the fixtures' notes line by line), with this machine's values.
 
 use super::layout::{Generation, PrintkKind};
+use crate::printk::{RB_CORE, RB_DATA_RING, RB_DEV_INFO};
 
 /// Addresses and values VMCOREINFO reports.
 #[derive(Debug, Clone, Default)]
@@ -149,44 +150,9 @@ pub fn text(generation: Generation, v: &Values) -> String {
             l(format!("SYMBOL(prb)={:x}", v.prb));
             l(format!("SYMBOL(printk_rb_static)={:x}", v.printk_rb_static));
             l(format!("SYMBOL(clear_seq)={:x}", v.clear_seq));
-            for line in [
-                "SIZE(printk_ringbuffer)=88",
-                "OFFSET(printk_ringbuffer.desc_ring)=0",
-                "OFFSET(printk_ringbuffer.text_data_ring)=48",
-                "OFFSET(printk_ringbuffer.fail)=80",
-                "SIZE(prb_desc_ring)=48",
-                "OFFSET(prb_desc_ring.count_bits)=0",
-                "OFFSET(prb_desc_ring.descs)=8",
-                "OFFSET(prb_desc_ring.infos)=16",
-                "OFFSET(prb_desc_ring.head_id)=24",
-                "OFFSET(prb_desc_ring.tail_id)=32",
-                "SIZE(prb_desc)=24",
-                "OFFSET(prb_desc.state_var)=0",
-                "OFFSET(prb_desc.text_blk_lpos)=8",
-                "SIZE(prb_data_blk_lpos)=16",
-                "OFFSET(prb_data_blk_lpos.begin)=0",
-                "OFFSET(prb_data_blk_lpos.next)=8",
-                "SIZE(printk_info)=88",
-                "OFFSET(printk_info.seq)=0",
-                "OFFSET(printk_info.ts_nsec)=8",
-                "OFFSET(printk_info.text_len)=16",
-                "OFFSET(printk_info.caller_id)=20",
-                "OFFSET(printk_info.dev_info)=24",
-                "SIZE(dev_printk_info)=64",
-                "OFFSET(dev_printk_info.subsystem)=0",
-                "LENGTH(printk_info_subsystem)=16",
-                "OFFSET(dev_printk_info.device)=16",
-                "LENGTH(printk_info_device)=48",
-                "SIZE(prb_data_ring)=32",
-                "OFFSET(prb_data_ring.size_bits)=0",
-                "OFFSET(prb_data_ring.data)=8",
-                "OFFSET(prb_data_ring.head_lpos)=16",
-                "OFFSET(prb_data_ring.tail_lpos)=24",
-                "SIZE(atomic_long_t)=8",
-                "OFFSET(atomic_long_t.counter)=0",
-                "SIZE(latched_seq)=24",
-                "OFFSET(latched_seq.val)=8",
-            ] {
+            let caller_id = ["OFFSET(printk_info.caller_id)=20"];
+            let latched = ["SIZE(latched_seq)=24", "OFFSET(latched_seq.val)=8"];
+            for line in [RB_CORE, &caller_id, RB_DEV_INFO, RB_DATA_RING, &latched].concat() {
                 l(line.into());
             }
         }

@@ -1,11 +1,58 @@
 //! Builders of the three printk buffers in memory, written the way the kernel writes them,
-//! for tests (here and in the integration tests, which put an [`Image`] into an ELF dump).
+//! for tests (vmcore-kernel's printk tests, and the integration tests, which put an
+//! [`Image`] into an ELF dump).
 //!
 //! Each builder lays its structures out in one [`Image`]: bytes at a virtual address,
 //! with the VMCOREINFO lines that describe them (the keys and values of a real x86_64
 //! kernel of that generation).
 
-use super::ringbuffer::DESC_ID_MASK;
+/// The id bits of a descriptor's state word (the top two hold its state).
+const DESC_ID_MASK: u64 = !(3u64 << 62);
+
+/// VMCOREINFO of Linux 6.1's `printk_ringbuffer` on x86_64: the ring, its descriptors and `printk_info` up to `text_len` (also the synthetic machines').
+pub(crate) const RB_CORE: &[&str] = &[
+    "SIZE(printk_ringbuffer)=88",
+    "OFFSET(printk_ringbuffer.desc_ring)=0",
+    "OFFSET(printk_ringbuffer.text_data_ring)=48",
+    "OFFSET(printk_ringbuffer.fail)=80",
+    "SIZE(prb_desc_ring)=48",
+    "OFFSET(prb_desc_ring.count_bits)=0",
+    "OFFSET(prb_desc_ring.descs)=8",
+    "OFFSET(prb_desc_ring.infos)=16",
+    "OFFSET(prb_desc_ring.head_id)=24",
+    "OFFSET(prb_desc_ring.tail_id)=32",
+    "SIZE(prb_desc)=24",
+    "OFFSET(prb_desc.state_var)=0",
+    "OFFSET(prb_desc.text_blk_lpos)=8",
+    "SIZE(prb_data_blk_lpos)=16",
+    "OFFSET(prb_data_blk_lpos.begin)=0",
+    "OFFSET(prb_data_blk_lpos.next)=8",
+    "SIZE(printk_info)=88",
+    "OFFSET(printk_info.seq)=0",
+    "OFFSET(printk_info.ts_nsec)=8",
+    "OFFSET(printk_info.text_len)=16",
+];
+
+/// `printk_info.dev_info` and its fields (5.10+).
+pub(crate) const RB_DEV_INFO: &[&str] = &[
+    "OFFSET(printk_info.dev_info)=24",
+    "SIZE(dev_printk_info)=64",
+    "OFFSET(dev_printk_info.subsystem)=0",
+    "LENGTH(printk_info_subsystem)=16",
+    "OFFSET(dev_printk_info.device)=16",
+    "LENGTH(printk_info_device)=48",
+];
+
+/// The text data ring and `atomic_long_t`.
+pub(crate) const RB_DATA_RING: &[&str] = &[
+    "SIZE(prb_data_ring)=32",
+    "OFFSET(prb_data_ring.size_bits)=0",
+    "OFFSET(prb_data_ring.data)=8",
+    "OFFSET(prb_data_ring.head_lpos)=16",
+    "OFFSET(prb_data_ring.tail_lpos)=24",
+    "SIZE(atomic_long_t)=8",
+    "OFFSET(atomic_long_t.counter)=0",
+];
 
 /// One message to store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +117,7 @@ impl Image {
         Image { base, bytes: vec![0; size], vmcoreinfo: String::new() }
     }
 
-    /// Reads memory as a [`super::ReadMem`] would: an error outside the image.
+    /// Reads memory as vmcore-kernel's printk readers do: an error outside the image.
     pub fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), String> {
         let src = addr
             .checked_sub(self.base)
@@ -324,55 +371,19 @@ impl Ringbuffer {
         img.line("PAGESIZE=4096");
         img.line(format!("SYMBOL(prb)={base:x}"));
         img.line(format!("SYMBOL(clear_seq)={clear:x}"));
-        for l in [
-            "SIZE(printk_ringbuffer)=88",
-            "OFFSET(printk_ringbuffer.desc_ring)=0",
-            "OFFSET(printk_ringbuffer.text_data_ring)=48",
-            "OFFSET(printk_ringbuffer.fail)=80",
-            "SIZE(prb_desc_ring)=48",
-            "OFFSET(prb_desc_ring.count_bits)=0",
-            "OFFSET(prb_desc_ring.descs)=8",
-            "OFFSET(prb_desc_ring.infos)=16",
-            "OFFSET(prb_desc_ring.head_id)=24",
-            "OFFSET(prb_desc_ring.tail_id)=32",
-            "SIZE(prb_desc)=24",
-            "OFFSET(prb_desc.state_var)=0",
-            "OFFSET(prb_desc.text_blk_lpos)=8",
-            "SIZE(prb_data_blk_lpos)=16",
-            "OFFSET(prb_data_blk_lpos.begin)=0",
-            "OFFSET(prb_data_blk_lpos.next)=8",
-            "SIZE(printk_info)=88",
-            "OFFSET(printk_info.seq)=0",
-            "OFFSET(printk_info.ts_nsec)=8",
-            "OFFSET(printk_info.text_len)=16",
-        ] {
-            img.line(l);
+        for l in RB_CORE {
+            img.line(*l);
         }
         if self.caller_id_key {
             img.line("OFFSET(printk_info.caller_id)=20");
         }
         if self.dev_info_keys {
-            for l in [
-                "OFFSET(printk_info.dev_info)=24",
-                "SIZE(dev_printk_info)=64",
-                "OFFSET(dev_printk_info.subsystem)=0",
-                "LENGTH(printk_info_subsystem)=16",
-                "OFFSET(dev_printk_info.device)=16",
-                "LENGTH(printk_info_device)=48",
-            ] {
-                img.line(l);
+            for l in RB_DEV_INFO {
+                img.line(*l);
             }
         }
-        for l in [
-            "SIZE(prb_data_ring)=32",
-            "OFFSET(prb_data_ring.size_bits)=0",
-            "OFFSET(prb_data_ring.data)=8",
-            "OFFSET(prb_data_ring.head_lpos)=16",
-            "OFFSET(prb_data_ring.tail_lpos)=24",
-            "SIZE(atomic_long_t)=8",
-            "OFFSET(atomic_long_t.counter)=0",
-        ] {
-            img.line(l);
+        for l in RB_DATA_RING {
+            img.line(*l);
         }
         if self.latched {
             img.line("SIZE(latched_seq)=24");
@@ -573,8 +584,10 @@ impl Plain {
         for (i, &c) in text.iter().enumerate() {
             img.put(buf + (i as u64 & mask), &[c]);
         }
-        let long = super::plain::release_before(Some(&self.release), (2, 6, 25)) == Some(true);
-        if long {
+        // `log_end` became an unsigned long in 2.6.25.
+        let mut numbers = self.release.split(|c: char| !c.is_ascii_digit()).map(|n| n.parse::<u32>().unwrap_or(0));
+        let version = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+        if version < (2, 6, 25) {
             img.put_u64(base + 0x10, text.len() as u64);
         } else {
             // An unsigned int, with a neighbour variable after it that must not be read.
