@@ -17,7 +17,7 @@ BIN=$ROOT/target/release
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-mkdir -p "$CORPUS"/{elf,kdump,flat,vmcoreinfo,codec}
+mkdir -p "$CORPUS"/{elf,kdump,flat,vmcoreinfo}
 "$BIN/vmcore-synth" --size 64M --layout x86_64-6.1-l4 --messages 50 "$WORK/m.elf"
 head -c $HEAD "$WORK/m.elf" >"$CORPUS/elf/synth-6.1"
 for codec in zlib lzo snappy zstd none; do

@@ -396,6 +396,28 @@ fn thread_counts_and_spilled_bitmaps_do_not_change_a_byte() {
     }
 }
 
+/// A spill directory that cannot be used leaves the bitmaps in memory, with a warning, and
+/// the same dump.
+#[test]
+fn an_unusable_work_dir_warns_and_keeps_bitmaps_in_memory() {
+    let Some(f) = x86().into_iter().next() else { return };
+    let (plain, spilled) = (f.work.join("w_workdir_plain"), f.work.join("w_workdir_missing"));
+    let _ = std::fs::remove_file(&plain);
+    let _ = std::fs::remove_file(&spilled);
+    dump_ok(&f.vmcore(), Some(&plain), &["-q", "-l"]);
+    let missing = f.work.join("no-such-dir");
+    let (ok, _, err) = dump(
+        &f.vmcore(),
+        Some(&spilled),
+        &["-q", "-l", "--bitmap-memory", "4K", "--work-dir", &missing.to_string_lossy()],
+    );
+    assert!(ok, "{err}");
+    assert!(err.contains("warning: bitmaps could not spill to") && err.contains("no-such-dir"), "{err}");
+    assert!(std::fs::read(&plain).unwrap() == std::fs::read(&spilled).unwrap());
+    let _ = std::fs::remove_file(&plain);
+    let _ = std::fs::remove_file(&spilled);
+}
+
 /// The fixtures' bitmaps do spill with a budget of one chunk, and come back equal.
 #[test]
 fn bitmaps_over_budget_spill_and_read_back_equal() {

@@ -67,7 +67,7 @@ const REFUSED: &[(&str, &str)] = &[
 /// Options accepted and ignored: they tune makedumpfile's own memory management (bitmap
 /// caches, mmap windows), which vmcore does not need. --cyclic-buffer and --work-dir are
 /// taken as vmcore's --bitmap-memory and spill directory.
-const TUNING: &[&str] = &["-b", "--non-mmap", "--splitblock-size"];
+const TUNING: &[&str] = &["-b", "--splitblock-size"];
 
 fn value(args: &mut std::vec::IntoIter<String>, opt: &str, attached: Option<String>) -> Result<String> {
     match attached {
@@ -204,11 +204,11 @@ fn run(o: Opts) -> Result<()> {
     let level = o.message_level.unwrap_or(7) | if o.debug { 8 } else { 0 };
     let common = level & 2 != 0;
     if o.help {
-        print!("{USAGE}");
+        let _ = write!(io::stdout(), "{USAGE}");
         return Ok(());
     }
     if o.version {
-        println!("{VERSION}{})", env!("CARGO_PKG_VERSION"));
+        let _ = writeln!(io::stdout(), "{VERSION}{})", env!("CARGO_PKG_VERSION"));
         return Ok(());
     }
     if o.check_params {
@@ -240,7 +240,8 @@ fn run(o: Opts) -> Result<()> {
         crate::dmesg::run(&dump, &machine, o.partial_dmesg, false, &mut w)?;
         w.flush()?;
         if common {
-            println!("\nThe dmesg log is saved to {}.", output.display());
+            // kdump scripts send stdout to a log that may sit on the full dump disk.
+            let _ = writeln!(io::stdout(), "\nThe dmesg log is saved to {}.", output.display());
         }
         return completed(common, None, false);
     }
@@ -329,6 +330,10 @@ mod tests {
         let o = p(&["-E", "-d", "1", "--cyclic-buffer", "1024", "--non-mmap", "-b", "8", "--work-dir=/w", "in", "out"])
             .unwrap();
         assert!(o.elf && o.bitmap_memory == Some(512 << 10) && o.work_dir == Some(PathBuf::from("/w")));
+        assert_eq!(o.files, [PathBuf::from("in"), PathBuf::from("out")]);
+        // --non-mmap takes no value.
+        let o = p(&["-c", "--non-mmap", "/proc/vmcore", "out"]).unwrap();
+        assert_eq!(o.files, [PathBuf::from("/proc/vmcore"), PathBuf::from("out")]);
         let o = p(&["--split", "-d", "31", "in", "o1", "o2"]).unwrap();
         assert!(o.split && o.files.len() == 3);
     }

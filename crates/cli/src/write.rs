@@ -152,6 +152,9 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
         .with_context(|| format!("{name}: filtering at dump level {}", job.level));
     filtering.finish_and_clear();
     let filtered = filtered?;
+    if let Some(why) = filtered.dumpable.spill_stopped().or(filtered.present.spill_stopped()) {
+        say!("vmcore: warning: bitmaps could not spill to {why}; they stay in memory, past --bitmap-memory");
+    }
     if job.dry_run {
         return print_report(&FilterReport::new(job.level, &filtered.stats), job.json, false);
     }

@@ -100,6 +100,10 @@ impl Clone for PfnBitmap {
                 }
             }
         }
+        // Chunks that could not be read back are clear in the copy too: it says so.
+        if let (Some(lost), Some(spill)) = (self.lost(), &copy.spill) {
+            spill.mark_lost(lost);
+        }
         copy
     }
 }
@@ -134,6 +138,12 @@ impl PfnBitmap {
     /// bits then read as clear, and whatever was made from them is wrong.
     pub fn lost(&self) -> Option<&str> {
         self.spill.as_ref().and_then(Spill::lost)
+    }
+
+    /// Why the bitmap could not spill (the directory is missing, the disk is full, ...),
+    /// if that happened: it then holds its chunks in memory, past the budget.
+    pub fn spill_stopped(&self) -> Option<&str> {
+        self.spill.as_ref().and_then(Spill::stopped_by)
     }
 
     /// Mixed chunks in memory and in the temporary file (for tests and reports).
@@ -214,7 +224,8 @@ impl PfnBitmap {
         while spill.resident > spill.budget && !spill.stopped && looked <= self.chunks {
             let c = if spill.hand >= self.chunks { 0 } else { spill.hand };
             let Some(Group::Chunks(chunks)) = self.groups.get_mut(c / GROUP_CHUNKS) else {
-                let next = (c / GROUP_CHUNKS + 1) * GROUP_CHUNKS;
+                // The last group may hold fewer chunks: count only those.
+                let next = ((c / GROUP_CHUNKS + 1) * GROUP_CHUNKS).min(self.chunks);
                 looked += next - c;
                 spill.hand = next;
                 continue;
@@ -653,6 +664,89 @@ mod tests {
         assert_eq!(b.clear_range(0, len), len - 1000 + 100 - 1);
         assert_eq!(b.count(), 0);
         assert_eq!(b.iter().next(), None);
+    }
+
+    /// Empties this process's unnamed files in `dir`, as a failing disk would lose them.
+    fn lose_spill_files(dir: &std::path::Path) -> usize {
+        let mut n = 0;
+        for fd in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|target| target.starts_with(dir)) {
+                std::fs::OpenOptions::new().write(true).open(fd.path()).unwrap().set_len(0).unwrap();
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// A chunk that cannot be read back is reported by the bitmap and by its copies, never
+    /// taken for clear bits in silence.
+    #[test]
+    fn chunks_that_cannot_be_read_back_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Arc::new(BitmapStorage { dir: dir.path().to_path_buf(), memory: 4096 });
+        let mut b = PfnBitmap::spilling(4 * CHUNK_BITS, &storage);
+        for c in 0..4 {
+            b.set(c * CHUNK_BITS + 1);
+        }
+        assert_eq!(b.mixed_chunks(), (1, 3));
+        assert_eq!(b.lost(), None);
+        assert_eq!(lose_spill_files(dir.path()), 1);
+        let copy = b.clone();
+        assert!(b.lost().is_some_and(|why| why.contains("bitmap chunk 0") && why.contains("offset 0x0")));
+        assert!(copy.lost().is_some(), "the copy has {} of 4 bits", copy.count());
+    }
+
+    /// Random operations over two groups and a short third, copies included: the count of
+    /// chunks in memory stays true and within the budget (also when the last group is
+    /// uniform and holds fewer chunks), and the bits equal those of a bitmap in memory.
+    #[test]
+    fn spilling_across_groups_keeps_its_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let group_bits = CHUNK_BITS * GROUP_CHUNKS as u64;
+        let len = 2 * group_bits + 5 * CHUNK_BITS + 77;
+        let mut state = 0x1234_5678_9abc_def1u64;
+        let mut rng = move || {
+            // xorshift64: reproducible operations without a dependency.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for budget in [1u64, 2, 3] {
+            let storage = Arc::new(BitmapStorage { dir: dir.path().to_path_buf(), memory: budget * 4096 });
+            let mut spilling = PfnBitmap::spilling(len, &storage);
+            let mut memory = PfnBitmap::new(len);
+            for _ in 0..400 {
+                let start = match rng() % 3 {
+                    0 => (rng() % 3) * group_bits,
+                    1 => (rng() % (len / CHUNK_BITS + 1)) * CHUNK_BITS,
+                    _ => rng() % len,
+                }
+                .saturating_sub(rng() % 3);
+                let n = [rng() % 100, rng() % (3 * CHUNK_BITS), group_bits + rng() % (2 * CHUNK_BITS)]
+                    [(rng() % 3) as usize];
+                match rng() % 5 {
+                    0 => assert_eq!(
+                        spilling.fill_range(start, start + n, true),
+                        memory.fill_range(start, start + n, true)
+                    ),
+                    1 => assert_eq!(spilling.clear_range(start, start + n), memory.clear_range(start, start + n)),
+                    2 => {
+                        spilling.set(start);
+                        memory.set(start);
+                    }
+                    3 => assert_eq!(spilling.clear(start), memory.clear(start)),
+                    _ => spilling = spilling.clone(),
+                }
+                let resident = spilling.spill.as_ref().map_or(0, |s| s.resident);
+                assert_eq!(resident, spilling.mixed_chunks().0, "budget {budget}: count of chunks in memory");
+                assert!(resident <= budget as usize, "budget {budget}: {resident} chunks in memory");
+            }
+            assert!(spilling == memory);
+            assert!(spilling.iter().eq(memory.iter()));
+            assert_eq!(spilling.count(), memory.count());
+            assert_eq!(spilling.lost(), None);
+        }
     }
 
     proptest::proptest! {

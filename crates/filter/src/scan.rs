@@ -139,18 +139,32 @@ fn initial_bitmaps(dump: &Dump, opts: &Options) -> (PfnBitmap, PfnBitmap, u64) {
         }
         Container::Kdump { mem, .. } => {
             if let Some(p) = mem.primary() {
-                for pfn in 0..total {
-                    if p.is_present(pfn) {
-                        present.set(pfn);
-                    }
-                    if p.is_dumpable(pfn) {
-                        dumpable.set(pfn);
-                    }
-                }
+                // In runs, so that whole chunks become uniform (set bit by bit, they would
+                // stay mixed and count against the memory budget).
+                set_runs(&mut present, (0..total).filter(|&pfn| p.is_present(pfn)));
+                set_runs(&mut dumpable, (0..total).filter(|&pfn| p.is_dumpable(pfn)));
             }
             let described = present.count();
             (present, dumpable, described)
         }
+    }
+}
+
+/// Sets the frames `pfns` (ascending) in `bitmap`, a run at a time.
+fn set_runs(bitmap: &mut PfnBitmap, pfns: impl Iterator<Item = u64>) {
+    let mut run: Option<(u64, u64)> = None;
+    for pfn in pfns {
+        run = match run {
+            Some((start, end)) if end == pfn => Some((start, pfn + 1)),
+            Some((start, end)) => {
+                bitmap.set_range(start, end);
+                Some((pfn, pfn + 1))
+            }
+            None => Some((pfn, pfn + 1)),
+        };
+    }
+    if let Some((start, end)) = run {
+        bitmap.set_range(start, end);
     }
 }
 

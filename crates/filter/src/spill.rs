@@ -38,6 +38,8 @@ pub(crate) struct Spill {
     file: Option<File>,
     /// The file could not be created or written: the bitmap stays in memory from then on.
     pub(crate) stopped: bool,
+    /// Why, for a warning.
+    stopped_by: Option<String>,
     /// The first chunk that could not be read back.
     lost: OnceLock<String>,
 }
@@ -45,7 +47,16 @@ pub(crate) struct Spill {
 impl Spill {
     pub(crate) fn new(storage: Arc<BitmapStorage>, chunk_bytes: usize) -> Spill {
         let budget = usize::try_from(storage.memory / chunk_bytes as u64).unwrap_or(usize::MAX).max(1);
-        Spill { storage, budget, resident: 0, hand: 0, file: None, stopped: false, lost: OnceLock::new() }
+        Spill {
+            storage,
+            budget,
+            resident: 0,
+            hand: 0,
+            file: None,
+            stopped: false,
+            stopped_by: None,
+            lost: OnceLock::new(),
+        }
     }
 
     /// Writes chunk `chunk`'s words; false when they must stay in memory.
@@ -53,16 +64,28 @@ impl Spill {
         if self.stopped {
             return false;
         }
-        if self.file.is_none() {
-            self.file = create_temp(&self.storage.dir).ok();
-        }
         let mut bytes = vec![0u8; words.len() * WORD_BYTES];
         for (b, w) in bytes.chunks_exact_mut(WORD_BYTES).zip(words) {
             b.copy_from_slice(&w.to_le_bytes());
         }
-        let written = self.file.as_ref().is_some_and(|f| f.write_all_at(&bytes, offset(chunk, words.len())).is_ok());
-        self.stopped = !written;
-        written
+        let written = match &self.file {
+            Some(f) => f.write_all_at(&bytes, offset(chunk, words.len())),
+            None => create_temp(&self.storage.dir).and_then(|f| {
+                let written = f.write_all_at(&bytes, offset(chunk, words.len()));
+                self.file = Some(f);
+                written
+            }),
+        };
+        if let Err(e) = written {
+            self.stopped = true;
+            self.stopped_by = Some(format!("{}: {e}", self.storage.dir.display()));
+        }
+        !self.stopped
+    }
+
+    /// Why spilling stopped, if it did.
+    pub(crate) fn stopped_by(&self) -> Option<&str> {
+        self.stopped_by.as_deref()
     }
 
     /// Reads chunk `chunk`'s words back into `words`; clear if that fails (see `lost`).
@@ -100,6 +123,11 @@ impl Spill {
 
     pub(crate) fn lost(&self) -> Option<&str> {
         self.lost.get().map(String::as_str)
+    }
+
+    /// Records that chunks copied from another bitmap were lost there.
+    pub(crate) fn mark_lost(&self, why: &str) {
+        self.lost.get_or_init(|| why.to_string());
     }
 }
 

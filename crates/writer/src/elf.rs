@@ -381,7 +381,7 @@ pub fn write_elf(
     } else {
         report.pages_written = pages;
     }
-    bitmaps_read_back(&[&filtered.present, &filtered.dumpable, &keep])?;
+    bitmaps_read_back(&[&filtered.present, &filtered.dumpable, &filtered.zero_pages, &keep])?;
     out.finish().map_err(Error::Output)?;
     progress.finish();
     Ok(report)

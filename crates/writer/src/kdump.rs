@@ -486,6 +486,7 @@ fn write_part(
             Ok(()) => {}
             Err(OutputError::Full) => {
                 // Not even the zero page: a dump of headers and bitmaps, every page lost.
+                bitmaps_read_back(&[&filtered.present, &filtered.dumpable])?;
                 mark_incomplete(out, status, false)?;
                 out.finish().map_err(Error::Output)?;
                 return Ok(WriteReport {
