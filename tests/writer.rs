@@ -493,27 +493,9 @@ fn elf_keep(f: &Fixture, level: u32) -> PfnBitmap {
 }
 
 const PEER: &str = r#"
-import json, struct, sys
-PAGE = 4096
-def elf_loads(f):
-    eh = f.read(64)
-    phoff, = struct.unpack_from("<Q", eh, 32); phnum, = struct.unpack_from("<H", eh, 56)
-    if phnum == 0xFFFF:
-        f.seek(struct.unpack_from("<Q", eh, 40)[0]); phnum, = struct.unpack_from("<I", f.read(64), 44)
-    f.seek(phoff); tab = f.read(56 * phnum); loads = []
-    for i in range(phnum):
-        t, _, off, _, paddr, filesz, memsz, _ = struct.unpack_from("<IIQQQQQQ", tab, 56 * i)
-        if t == 1: loads.append((paddr, memsz, off, filesz))
-    loads.sort(key=lambda l: -l[1])
-    return loads
-def elf_page(f, loads, pfn):
-    a = pfn * PAGE
-    for paddr, memsz, off, filesz in loads:
-        if paddr <= a and a + PAGE <= paddr + memsz:
-            if a - paddr + PAGE <= filesz:
-                f.seek(off + a - paddr); return f.read(PAGE)
-            return None
-    return None
+import json, os, sys
+sys.path.insert(0, os.environ["VMCORE_SCRIPTS"])
+from elfpages import PAGE, elf_loads, elf_page
 tool, dump, ref, ranges = sys.argv[1:5]
 banner = int(sys.argv[5], 0) if len(sys.argv) > 5 else None
 read_virt = None
@@ -532,7 +514,7 @@ with open(ref, "rb") as f:
     for line in open(ranges):
         a, b = (int(x, 16) for x in line.split())
         for pfn in range(a, b):
-            want = elf_page(f, loads, pfn)
+            want = elf_page(f, loads, pfn, nodata=None)
             try:
                 got = read(pfn * PAGE)
             except Exception:
@@ -570,6 +552,7 @@ fn peer(tool: &str, py: &str, f: &Fixture, dump: &Path, keep: &PfnBitmap, banner
     let text: String = ranges(keep.iter()).iter().map(|(a, b)| format!("{a:x} {b:x}\n")).collect();
     std::fs::write(&list, text).unwrap();
     let mut cmd = Command::new(py);
+    cmd.env("VMCORE_SCRIPTS", concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/vm"));
     cmd.arg(&script).arg(tool).arg(dump).arg(f.vmcore()).arg(&list);
     if let Some(b) = banner {
         cmd.arg(format!("{b:#x}"));

@@ -26,40 +26,7 @@ import sys
 
 import kdumpfile
 
-PAGE = 4096
-
-
-def elf_loads(f):
-    eh = f.read(64)
-    if eh[:4] != b"\x7fELF":
-        raise SystemExit("%s: not an ELF file" % f.name)
-    phoff, = struct.unpack_from("<Q", eh, 32)
-    phnum, = struct.unpack_from("<H", eh, 56)
-    if phnum == 0xFFFF:
-        shoff, = struct.unpack_from("<Q", eh, 40)
-        f.seek(shoff)
-        phnum, = struct.unpack_from("<I", f.read(64), 44)
-    f.seek(phoff)
-    tab = f.read(56 * phnum)
-    loads = []
-    for i in range(phnum):
-        t, _, off, vaddr, paddr, filesz, memsz, _ = struct.unpack_from("<IIQQQQQQ", tab, 56 * i)
-        # the kernel image PT_LOAD aliases the direct map: physical ranges are enough
-        if t == 1 and paddr != 0xFFFFFFFFFFFFFFFF:
-            loads.append((paddr, memsz, off, filesz))
-    loads.sort()
-    return loads
-
-
-def elf_page(f, loads, pfn):
-    a = pfn * PAGE
-    for paddr, memsz, off, filesz in loads:
-        if paddr <= a and a + PAGE <= paddr + memsz:
-            if a - paddr + PAGE <= filesz:
-                f.seek(off + a - paddr)
-                return f.read(PAGE)
-            return bytes(PAGE)
-    return None
+from elfpages import PAGE, elf_loads, elf_page
 
 
 def reader(path):
