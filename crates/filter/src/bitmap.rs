@@ -221,7 +221,7 @@ impl PfnBitmap {
     fn evict(&mut self, keep: usize) {
         let Some(spill) = &mut self.spill else { return };
         let mut looked = 0;
-        while spill.resident > spill.budget && !spill.stopped && looked <= self.chunks {
+        while spill.resident > spill.budget && !spill.stopped() && looked <= self.chunks {
             let c = if spill.hand >= self.chunks { 0 } else { spill.hand };
             let Some(Group::Chunks(chunks)) = self.groups.get_mut(c / GROUP_CHUNKS) else {
                 // The last group may hold fewer chunks: count only those.

@@ -36,9 +36,8 @@ pub(crate) struct Spill {
     pub(crate) hand: usize,
     /// Created at the first eviction.
     file: Option<File>,
-    /// The file could not be created or written: the bitmap stays in memory from then on.
-    pub(crate) stopped: bool,
-    /// Why, for a warning.
+    /// Why the file could not be created or written: the bitmap stays in memory from then
+    /// on.
     stopped_by: Option<String>,
     /// The first chunk that could not be read back.
     lost: OnceLock<String>,
@@ -47,21 +46,12 @@ pub(crate) struct Spill {
 impl Spill {
     pub(crate) fn new(storage: Arc<BitmapStorage>, chunk_bytes: usize) -> Spill {
         let budget = usize::try_from(storage.memory / chunk_bytes as u64).unwrap_or(usize::MAX).max(1);
-        Spill {
-            storage,
-            budget,
-            resident: 0,
-            hand: 0,
-            file: None,
-            stopped: false,
-            stopped_by: None,
-            lost: OnceLock::new(),
-        }
+        Spill { storage, budget, resident: 0, hand: 0, file: None, stopped_by: None, lost: OnceLock::new() }
     }
 
     /// Writes chunk `chunk`'s words; false when they must stay in memory.
     pub(crate) fn write(&mut self, chunk: usize, words: &[u64]) -> bool {
-        if self.stopped {
+        if self.stopped() {
             return false;
         }
         let mut bytes = vec![0u8; words.len() * WORD_BYTES];
@@ -77,10 +67,14 @@ impl Spill {
             }),
         };
         if let Err(e) = written {
-            self.stopped = true;
             self.stopped_by = Some(format!("{}: {e}", self.storage.dir.display()));
         }
-        !self.stopped
+        !self.stopped()
+    }
+
+    /// Whether spilling has stopped.
+    pub(crate) fn stopped(&self) -> bool {
+        self.stopped_by.is_some()
     }
 
     /// Why spilling stopped, if it did.
