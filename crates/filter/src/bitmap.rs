@@ -704,14 +704,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let group_bits = CHUNK_BITS * GROUP_CHUNKS as u64;
         let len = 2 * group_bits + 5 * CHUNK_BITS + 77;
-        let mut state = 0x1234_5678_9abc_def1u64;
-        let mut rng = move || {
-            // xorshift64: reproducible operations without a dependency.
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut gen = vmcore_synth::rng::SplitMix64::new(0x1234_5678_9abc_def1);
+        let mut rng = move || gen.next_u64();
         for budget in [1u64, 2, 3] {
             let storage = Arc::new(BitmapStorage { dir: dir.path().to_path_buf(), memory: budget * 4096 });
             let mut spilling = PfnBitmap::spilling(len, &storage);

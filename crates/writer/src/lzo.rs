@@ -223,13 +223,8 @@ mod tests {
     /// one byte (long matches), text-like repeats at short and long distances, and sizes
     /// around the piece boundary and the 20-byte tail.
     fn inputs() -> Vec<Vec<u8>> {
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut gen = vmcore_synth::rng::SplitMix64::new(0x9e37_79b9_7f4a_7c15);
+        let mut next = move || gen.next_u64();
         let mut all = Vec::new();
         for size in [0, 1, 3, 4, 17, 20, 21, 31, 32, 33, 100, 238, 239, 4096, 49152, 49153, 70_000, 150_000] {
             let random: Vec<u8> = (0..size).map(|_| next() as u8).collect();
