@@ -122,7 +122,7 @@ impl PfnBitmap {
     /// temporary file in `storage.dir`.
     pub fn spilling(len: u64, storage: &Arc<BitmapStorage>) -> PfnBitmap {
         let mut b = PfnBitmap::new(len);
-        b.spill = Some(Spill::new(Arc::clone(storage), CHUNK_WORDS * 8));
+        b.spill = Some(Spill::new(Arc::clone(storage), CHUNK_WORDS));
         b
     }
 
@@ -265,7 +265,7 @@ impl PfnBitmap {
         match self.chunk(chunk) {
             Chunk::Set => ones(self.chunk_len(chunk).saturating_sub(word as u64 * 64)),
             Chunk::Mixed(words) => words.get(word).copied().unwrap_or(0),
-            Chunk::Spilled => self.spill.as_ref().map_or(0, |s| s.read_word(chunk, CHUNK_WORDS, word)),
+            Chunk::Spilled => self.spill.as_ref().map_or(0, |s| s.read_word(chunk, word)),
             Chunk::Clear => 0,
         }
     }

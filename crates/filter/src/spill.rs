@@ -28,6 +28,8 @@ pub struct BitmapStorage {
 /// One bitmap's temporary file and the accounting of its chunks in memory.
 pub(crate) struct Spill {
     pub(crate) storage: Arc<BitmapStorage>,
+    /// Words per chunk.
+    chunk_words: usize,
     /// Mixed chunks kept in memory at most.
     pub(crate) budget: usize,
     /// Mixed chunks in memory now.
@@ -44,9 +46,19 @@ pub(crate) struct Spill {
 }
 
 impl Spill {
-    pub(crate) fn new(storage: Arc<BitmapStorage>, chunk_bytes: usize) -> Spill {
-        let budget = usize::try_from(storage.memory / chunk_bytes as u64).unwrap_or(usize::MAX).max(1);
-        Spill { storage, budget, resident: 0, hand: 0, file: None, stopped_by: None, lost: OnceLock::new() }
+    pub(crate) fn new(storage: Arc<BitmapStorage>, chunk_words: usize) -> Spill {
+        let chunk_bytes = (chunk_words * WORD_BYTES) as u64;
+        let budget = usize::try_from(storage.memory / chunk_bytes).unwrap_or(usize::MAX).max(1);
+        Spill {
+            storage,
+            chunk_words,
+            budget,
+            resident: 0,
+            hand: 0,
+            file: None,
+            stopped_by: None,
+            lost: OnceLock::new(),
+        }
     }
 
     /// Writes chunk `chunk`'s words; false when they must stay in memory.
@@ -54,18 +66,18 @@ impl Spill {
         if self.stopped() {
             return false;
         }
-        let mut bytes = vec![0u8; words.len() * WORD_BYTES];
+        let mut bytes = vec![0u8; self.chunk_words * WORD_BYTES];
         for (b, w) in bytes.chunks_exact_mut(WORD_BYTES).zip(words) {
             b.copy_from_slice(&w.to_le_bytes());
         }
-        let written = match &self.file {
-            Some(f) => f.write_all_at(&bytes, offset(chunk, words.len())),
-            None => create_temp(&self.storage.dir).and_then(|f| {
-                let written = f.write_all_at(&bytes, offset(chunk, words.len()));
-                self.file = Some(f);
-                written
-            }),
-        };
+        let pos = self.offset(chunk);
+        if self.file.is_none() {
+            match create_temp(&self.storage.dir) {
+                Ok(f) => self.file = Some(f),
+                Err(e) => self.stopped_by = Some(format!("{}: {e}", self.storage.dir.display())),
+            }
+        }
+        let written = self.file.as_ref().map_or(Ok(()), |f| f.write_all_at(&bytes, pos));
         if let Err(e) = written {
             self.stopped_by = Some(format!("{}: {e}", self.storage.dir.display()));
         }
@@ -84,22 +96,27 @@ impl Spill {
 
     /// Reads chunk `chunk`'s words back into `words`; clear if that fails (see `lost`).
     pub(crate) fn read(&self, chunk: usize, words: &mut [u64]) {
-        let mut bytes = vec![0u8; words.len() * WORD_BYTES];
-        self.read_bytes(chunk, words.len(), 0, &mut bytes);
+        let mut bytes = vec![0u8; self.chunk_words * WORD_BYTES];
+        self.read_bytes(chunk, 0, &mut bytes);
         for (w, b) in words.iter_mut().zip(bytes.chunks_exact(WORD_BYTES)) {
             *w = u64::from_le_bytes(b.try_into().unwrap_or_default());
         }
     }
 
-    /// Word `word` of chunk `chunk` (of `chunk_words` words).
-    pub(crate) fn read_word(&self, chunk: usize, chunk_words: usize, word: usize) -> u64 {
+    /// Word `word` of chunk `chunk`.
+    pub(crate) fn read_word(&self, chunk: usize, word: usize) -> u64 {
         let mut bytes = [0u8; WORD_BYTES];
-        self.read_bytes(chunk, chunk_words, word * WORD_BYTES, &mut bytes);
+        self.read_bytes(chunk, word * WORD_BYTES, &mut bytes);
         u64::from_le_bytes(bytes)
     }
 
-    fn read_bytes(&self, chunk: usize, chunk_words: usize, at: usize, out: &mut [u8]) {
-        let pos = offset(chunk, chunk_words) + at as u64;
+    /// Where chunk `chunk` lies in the file.
+    fn offset(&self, chunk: usize) -> u64 {
+        chunk as u64 * (self.chunk_words * WORD_BYTES) as u64
+    }
+
+    fn read_bytes(&self, chunk: usize, at: usize, out: &mut [u8]) {
+        let pos = self.offset(chunk) + at as u64;
         let result = match &self.file {
             Some(f) => f.read_exact_at(out, pos),
             None => Err(io::Error::new(io::ErrorKind::NotFound, "no file")),
@@ -123,10 +140,6 @@ impl Spill {
     pub(crate) fn mark_lost(&self, why: &str) {
         self.lost.get_or_init(|| why.to_string());
     }
-}
-
-fn offset(chunk: usize, chunk_words: usize) -> u64 {
-    chunk as u64 * (chunk_words * WORD_BYTES) as u64
 }
 
 /// An unlinked file in `dir`, mode 0600: O_TMPFILE, or a new name removed at once where
