@@ -31,7 +31,7 @@ fn written_arm64_dumps_keep_upstreams_pages_and_read_back() {
         assert_eq!(part.header.utsname.machine, "aarch64", "{name}");
         let mut ranges: Vec<(u64, u64)> = Vec::new();
         for pfn in 0..part.max_mapnr() {
-            if part.is_dumpable(pfn) {
+            if part.is_dumpable(pfn).unwrap() {
                 match ranges.last_mut() {
                     Some((_, end)) if *end == pfn => *end += 1,
                     _ => ranges.push((pfn, pfn + 1)),

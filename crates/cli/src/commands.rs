@@ -212,7 +212,7 @@ pub(crate) fn mem_usage(args: &DumpArgs, json: bool) -> Result<()> {
         .with_context(|| format!("{}: classifying pages", args.file.display()))?;
     let not_in_dump = match &dump.container {
         vmcore_physmem::Container::Kdump { mem, .. } => {
-            mem.primary().map(|p| p.present_bitmap().count_ones().saturating_sub(p.dumpable_bitmap().count_ones()))
+            mem.primary().map(|p| p.present_pages().saturating_sub(p.dumped_pages()))
         }
         vmcore_physmem::Container::Elf { .. } => None,
     };

@@ -87,7 +87,7 @@ fn cut(start: u64, end: u64, exclude: &[(u64, u64)]) -> Vec<(u64, u64)> {
 
 /// The 1st and 2nd bitmaps before classification, and the pages the input describes
 /// (counted per segment, so overlapping segments count twice, as in makedumpfile).
-fn initial_bitmaps(dump: &Dump, opts: &Options) -> (PfnBitmap, PfnBitmap, u64) {
+fn initial_bitmaps(dump: &Dump, opts: &Options) -> Result<(PfnBitmap, PfnBitmap, u64)> {
     let total = dump.mem.max_pfn();
     let ps = dump.mem.page_size();
     let mut present = match &opts.bitmap_storage {
@@ -135,36 +135,16 @@ fn initial_bitmaps(dump: &Dump, opts: &Options) -> (PfnBitmap, PfnBitmap, u64) {
             if single_cycle && total % 8 != 0 {
                 described = described.saturating_sub(1);
             }
-            (present, dumpable, described)
+            Ok((present, dumpable, described))
         }
         Container::Kdump { mem, .. } => {
-            if let Some(p) = mem.primary() {
-                // In runs, so that whole chunks become uniform (set bit by bit, they would
-                // stay mixed and count against the memory budget).
-                set_runs(&mut present, (0..total).filter(|&pfn| p.is_present(pfn)));
-                set_runs(&mut dumpable, (0..total).filter(|&pfn| p.is_dumpable(pfn)));
-            }
+            // In runs, so that whole chunks become uniform (set bit by bit, they would
+            // stay mixed and count against the memory budget).
+            mem.for_each_present_run(|start, end| present.set_range(start, end))?;
+            mem.for_each_dumped_run(|start, end| dumpable.set_range(start, end))?;
             let described = present.count();
-            (present, dumpable, described)
+            Ok((present, dumpable, described))
         }
-    }
-}
-
-/// Sets the frames `pfns` (ascending) in `bitmap`, a run at a time.
-fn set_runs(bitmap: &mut PfnBitmap, pfns: impl Iterator<Item = u64>) {
-    let mut run: Option<(u64, u64)> = None;
-    for pfn in pfns {
-        run = match run {
-            Some((start, end)) if end == pfn => Some((start, pfn + 1)),
-            Some((start, end)) => {
-                bitmap.set_range(start, end);
-                Some((pfn, pfn + 1))
-            }
-            None => Some((pfn, pfn + 1)),
-        };
-    }
-    if let Some((start, end)) = run {
-        bitmap.set_range(start, end);
     }
 }
 
@@ -178,7 +158,7 @@ pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -
             frames.saturating_mul(dump.mem.page_size())
         )));
     }
-    let (present, mut dumpable, described) = initial_bitmaps(dump, opts);
+    let (present, mut dumpable, described) = initial_bitmaps(dump, opts)?;
     if opts.classify_excluded_input {
         dumpable = present.clone();
     }

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use vmcore_types::bytes::{u32_at, u64_at};
 use vmcore_types::ReadAt;
 
-use crate::bitmap::Bitmap;
+use crate::bitmap::FileBitmap;
 use crate::codec::Codec;
 use crate::error::{read_exact, read_vec, Error, Result};
 use crate::raw::kdump::{self as raw, header as h, sub_header as sh};
@@ -115,8 +115,8 @@ pub struct KdumpFile<R> {
     /// Sub header.
     pub sub: KdumpSubHeader,
     max_mapnr: u64,
-    present: Bitmap,
-    dumpable: Bitmap,
+    present: FileBitmap,
+    dumpable: FileBitmap,
     desc_offset: u64,
     /// First pfn whose descriptor is in this file (non-zero only in split files).
     start_pfn: u64,
@@ -235,8 +235,8 @@ impl<R: ReadAt> KdumpFile<R> {
                 ),
             ));
         }
-        let present = Bitmap::new(read_vec(&src, bitmap_offset, one, "1st bitmap (memory present)")?, max_mapnr);
-        let dumpable = Bitmap::new(read_vec(&src, bitmap_offset + one, one, "2nd bitmap (pages dumped)")?, max_mapnr);
+        let present = FileBitmap::open(&src, bitmap_offset, max_mapnr, "1st bitmap (memory present)")?;
+        let dumpable = FileBitmap::open(&src, bitmap_offset + one, max_mapnr, "2nd bitmap (pages dumped)")?;
         let desc_offset = bitmap_offset + bitmap_bytes;
         let (start_pfn, end_pfn) = match (sub.split, sub.start_pfn, sub.end_pfn) {
             (Some(true), Some(s), Some(e)) if s <= e && e <= max_mapnr => (s, e),
@@ -249,7 +249,7 @@ impl<R: ReadAt> KdumpFile<R> {
             }
             _ => (0, max_mapnr),
         };
-        let rank_base = dumpable.rank(start_pfn);
+        let rank_base = dumpable.rank(&src, start_pfn)?;
         Ok(KdumpFile { src, header, sub, max_mapnr, present, dumpable, desc_offset, start_pfn, end_pfn, rank_base })
     }
 
@@ -279,37 +279,53 @@ impl<R: ReadAt> KdumpFile<R> {
     }
 
     /// 1st bitmap: the pfn is RAM.
-    pub fn is_present(&self, pfn: u64) -> bool {
-        self.present.get(pfn)
+    pub fn is_present(&self, pfn: u64) -> Result<bool> {
+        self.present.get(&self.src, pfn)
     }
 
     /// 2nd bitmap: the pfn was dumped.
-    pub fn is_dumpable(&self, pfn: u64) -> bool {
-        self.dumpable.get(pfn)
+    pub fn is_dumpable(&self, pfn: u64) -> Result<bool> {
+        self.dumpable.get(&self.src, pfn)
     }
 
-    /// The 1st bitmap.
-    pub fn present_bitmap(&self) -> &Bitmap {
-        &self.present
+    /// Pages of RAM (set bits of the 1st bitmap).
+    pub fn present_pages(&self) -> u64 {
+        self.present.count_ones()
     }
 
-    /// The 2nd bitmap.
-    pub fn dumpable_bitmap(&self) -> &Bitmap {
-        &self.dumpable
+    /// Pages dumped in the whole dump, this file's range or not (set bits of the 2nd
+    /// bitmap).
+    pub fn dumped_pages(&self) -> u64 {
+        self.dumpable.count_ones()
+    }
+
+    /// Calls `f` with each run `[start, end)` of pfns that are RAM, in order.
+    pub fn for_each_present_run(&self, f: impl FnMut(u64, u64)) -> Result<()> {
+        self.present.for_each_run(&self.src, f)
+    }
+
+    /// Calls `f` with each run `[start, end)` of dumped pfns, in order.
+    pub fn for_each_dumped_run(&self, f: impl FnMut(u64, u64)) -> Result<()> {
+        self.dumpable.for_each_run(&self.src, f)
+    }
+
+    /// Whether `other` dumped exactly the same pfns (as the files of one split dump do).
+    pub fn same_dumped_pages<S: ReadAt>(&self, other: &KdumpFile<S>) -> Result<bool> {
+        self.dumpable.same_bits(&self.src, &other.dumpable, &other.src)
     }
 
     /// Pages with a descriptor in this file.
-    pub fn dumpable_pages(&self) -> u64 {
-        self.dumpable.rank(self.end_pfn) - self.rank_base
+    pub fn dumpable_pages(&self) -> Result<u64> {
+        Ok(self.dumpable.rank(&self.src, self.end_pfn)? - self.rank_base)
     }
 
     /// The descriptor of a dumped pfn in this file's range, `None` when the pfn is not
     /// dumped here. A descriptor past the end of an incomplete file reads as unwritten.
     pub fn page_desc(&self, pfn: u64) -> Result<Option<PageDesc>> {
-        if pfn < self.start_pfn || pfn >= self.end_pfn || !self.dumpable.get(pfn) {
+        if pfn < self.start_pfn || pfn >= self.end_pfn || !self.dumpable.get(&self.src, pfn)? {
             return Ok(None);
         }
-        let index = self.dumpable.rank(pfn) - self.rank_base;
+        let index = self.dumpable.rank(&self.src, pfn)? - self.rank_base;
         let at = self.desc_offset + index * raw::PAGE_DESC_SIZE as u64;
         let mut d = [0u8; raw::PAGE_DESC_SIZE];
         match read_exact(&self.src, &mut d, at, "page descriptor") {
@@ -333,11 +349,11 @@ impl<R: ReadAt> KdumpFile<R> {
         if out.len() != self.header.block_size as usize {
             return Err(Error::invalid("read buffer", 0, format!("{} bytes, expected one page", out.len())));
         }
-        if !self.present.get(pfn) {
+        if !self.present.get(&self.src, pfn)? {
             return Ok(PageRead::Hole);
         }
         let Some(desc) = self.page_desc(pfn)? else {
-            return Ok(if self.dumpable.get(pfn) { PageRead::NotWritten } else { PageRead::Excluded });
+            return Ok(if self.dumpable.get(&self.src, pfn)? { PageRead::NotWritten } else { PageRead::Excluded });
         };
         if desc.offset == 0 {
             return Ok(PageRead::NotWritten);

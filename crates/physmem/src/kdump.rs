@@ -19,6 +19,8 @@ pub struct SplitMem {
     parts: Vec<KdumpFile<Arc<dyn ReadAt>>>,
     /// File names, in the order of `parts`, for errors.
     names: Vec<String>,
+    /// RAM as the first file's 1st bitmap has it, in runs.
+    ranges: Vec<PhysRange>,
     cache: PageCache,
 }
 
@@ -50,7 +52,12 @@ impl SplitMem {
                 "split parts end at pfn {next:#x}, before max_mapnr {max:#x} (give every file of the set)"
             )));
         }
-        Ok(SplitMem { parts, names, cache: PageCache::new() })
+        let size = u64::from(bs);
+        let mut ranges = Vec::new();
+        first
+            .for_each_present_run(|start, end| ranges.push(PhysRange { start: start * size, end: end * size }))
+            .map_err(|e| e.in_file(names.first().map_or("", String::as_str)))?;
+        Ok(SplitMem { parts, names, ranges, cache: PageCache::new() })
     }
 
     /// The files, sorted by the pfn range they hold.
@@ -61,6 +68,22 @@ impl SplitMem {
     /// The first (or only) file: its headers and bitmaps stand for the whole set.
     pub fn primary(&self) -> Option<&KdumpFile<Arc<dyn ReadAt>>> {
         self.parts.first()
+    }
+
+    /// Calls `f` with each run `[start, end)` of pfns the 1st bitmap has as RAM.
+    pub fn for_each_present_run(&self, f: impl FnMut(u64, u64)) -> Result<()> {
+        let Some(first) = self.parts.first() else { return Ok(()) };
+        Ok(first.for_each_present_run(f).map_err(|e| e.in_file(self.primary_name()))?)
+    }
+
+    /// Calls `f` with each run `[start, end)` of pfns the 2nd bitmap has as dumped.
+    pub fn for_each_dumped_run(&self, f: impl FnMut(u64, u64)) -> Result<()> {
+        let Some(first) = self.parts.first() else { return Ok(()) };
+        Ok(first.for_each_dumped_run(f).map_err(|e| e.in_file(self.primary_name()))?)
+    }
+
+    fn primary_name(&self) -> &str {
+        self.names.first().map_or("", String::as_str)
     }
 
     fn part_for(&self, pfn: u64) -> Option<(&KdumpFile<Arc<dyn ReadAt>>, &str)> {
@@ -92,7 +115,7 @@ impl PhysMem for SplitMem {
         let Some((part, name)) = self.part_for(pfn.0) else {
             return Ok(PageState::Hole);
         };
-        if !part.is_present(pfn.0) {
+        if !part.is_present(pfn.0).map_err(|e| e.in_file(name))? {
             return Ok(PageState::Hole);
         }
         Ok(match part.page_desc(pfn.0).map_err(|e| e.in_file(name))? {
@@ -117,44 +140,6 @@ impl PhysMem for SplitMem {
     }
 
     fn ranges(&self) -> Vec<PhysRange> {
-        let Some(p) = self.parts.first() else {
-            return Vec::new();
-        };
-        let bitmap = p.present_bitmap();
-        let size = u64::from(p.page_size());
-        let mut out: Vec<PhysRange> = Vec::new();
-        let mut run: Option<u64> = None;
-        let bytes = bitmap.as_bytes();
-        let mut pfn = 0u64;
-        while pfn < bitmap.len() {
-            // Skip whole bytes of zeros or ones quickly.
-            let byte = usize::try_from(pfn / 8).ok().and_then(|i| bytes.get(i)).copied().unwrap_or(0);
-            if pfn % 8 == 0 && pfn + 8 <= bitmap.len() && (byte == 0 || byte == 0xff) {
-                let set = byte == 0xff;
-                match (set, run) {
-                    (true, None) => run = Some(pfn),
-                    (false, Some(s)) => {
-                        out.push(PhysRange { start: s * size, end: pfn * size });
-                        run = None;
-                    }
-                    _ => {}
-                }
-                pfn += 8;
-                continue;
-            }
-            match (bitmap.get(pfn), run) {
-                (true, None) => run = Some(pfn),
-                (false, Some(s)) => {
-                    out.push(PhysRange { start: s * size, end: pfn * size });
-                    run = None;
-                }
-                _ => {}
-            }
-            pfn += 1;
-        }
-        if let Some(s) = run {
-            out.push(PhysRange { start: s * size, end: bitmap.len() * size });
-        }
-        out
+        self.ranges.clone()
     }
 }

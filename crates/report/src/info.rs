@@ -98,8 +98,8 @@ impl InfoReport {
         let (kdump, elf_segments, kdump_release, kdump_time) = match &dump.container {
             Container::Kdump { mem, .. } => match mem.primary() {
                 Some(p) => {
-                    let dumpable = p.dumpable_bitmap().count_ones();
-                    let present = p.present_bitmap().count_ones();
+                    let dumpable = p.dumped_pages();
+                    let present = p.present_pages();
                     let report = KdumpReport {
                         header_version: p.header.header_version,
                         dump_level: p.sub.dump_level,

@@ -120,10 +120,13 @@ pub fn reassemble(
         let same = |a: &[u8], b: &[u8]| {
             a.get(..h::STATUS) == b.get(..h::STATUS) && a.get(h::STATUS + 4..) == b.get(h::STATUS + 4..)
         };
+        let same_pages = |a: &Part, b: &Part| {
+            a.file.same_dumped_pages(&b.file).map_err(|e| Error::Input(format!("{}: {e}", a.name)))
+        };
         if !same(&head, &head0)
             || p.file.sub.phys_base != first.file.sub.phys_base
             || p.file.sub.dump_level != first.file.sub.dump_level
-            || p.file.dumpable_bitmap().as_bytes() != first.file.dumpable_bitmap().as_bytes()
+            || !same_pages(p, first)?
         {
             return Err(Error::Input(format!(
                 "{}: its header or bitmap differs from {}'s: not the same dump",
@@ -140,7 +143,7 @@ pub fn reassemble(
 
     let sub_blocks = u64::from(first.file.header.sub_hdr_size);
     let desc_offset = (1 + sub_blocks + u64::from(first.file.header.bitmap_blocks)) * bs;
-    let total = first.file.dumpable_bitmap().count_ones();
+    let total = first.file.dumped_pages();
     let data_offset = desc_offset + total * DESC;
     let share_zero = first.file.sub.dump_level.unwrap_or(0) & 1 != 0;
     let status = first.file.header.status & !raw::DUMP_DH_COMPRESSED_INCOMPLETE;
@@ -186,7 +189,7 @@ pub fn reassemble(
     'parts: for p in &files {
         let part_desc = (1 + u64::from(p.file.header.sub_hdr_size) + u64::from(p.file.header.bitmap_blocks)) * bs;
         let part_zero = share_zero.then_some(part_desc + total * DESC);
-        let count = p.file.dumpable_pages();
+        let count = p.file.dumpable_pages().map_err(|e| Error::Input(format!("{}: {e}", p.name)))?;
         let mut window = Window::new(p.src.clone());
         let mut descs = vec![0u8; 4096 * DESC as usize];
         let mut i = 0u64;
