@@ -59,7 +59,7 @@ impl Compressor {
                 }
             }
             #[cfg(feature = "lzo")]
-            Compressor::Lzo(lzo) => lzo.compress(page, out),
+            Compressor::Lzo(lzo) => return Ok(lzo.compress(page, out, page.len())),
             #[cfg(feature = "snappy")]
             Compressor::Snappy(e) => {
                 out.resize(snap::raw::max_compress_len(page.len()), 0);
