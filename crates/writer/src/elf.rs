@@ -16,10 +16,9 @@ use vmcore_formats::elf::{ElfCore, LoadSegment, DUMP_ELF_INCOMPLETE};
 use vmcore_physmem::PhysMem;
 use vmcore_types::ReadAt;
 
-use crate::kdump::{is_zero, pfn_jobs, read_pages, PAGES_PER_JOB, WRITE_BUFFER};
+use crate::kdump::WRITE_BUFFER;
 use crate::output::{Output, OutputError};
 use crate::{bitmaps_read_back, Error, Progress, Result, WriteOptions, WriteReport};
-use vmcore_types::ordered::{ordered, Flow};
 
 /// Excluded pages in a row from which a segment is split (makedumpfile's PFN_EXCLUDED).
 pub const PFN_EXCLUDED: u64 = 256;
@@ -194,28 +193,6 @@ fn phdr(template: &[u8], offset: u64, piece: &Piece, be: bool) -> Vec<u8> {
     p
 }
 
-/// The frames of `dumpable` whose page is all zeros, read on `threads` threads.
-pub fn scan_zero_pages(mem: &dyn PhysMem, dumpable: &PfnBitmap, threads: usize) -> Result<PfnBitmap> {
-    let page_size = usize::try_from(mem.page_size()).map_err(|_| Error::Input("page size".into()))?;
-    let mut zero = dumpable.new_like(dumpable.len());
-    ordered(
-        pfn_jobs(dumpable, 0, dumpable.len(), PAGES_PER_JOB),
-        threads,
-        || vec![0u8; page_size * PAGES_PER_JOB],
-        |buf, job: Vec<u64>| -> Result<Vec<u64>> {
-            read_pages(mem, &job, buf, page_size)?;
-            Ok(job.iter().zip(buf.chunks(page_size)).filter(|(_, p)| is_zero(p)).map(|(&pfn, _)| pfn).collect())
-        },
-        |r: Result<Vec<u64>>| -> Result<Flow> {
-            for pfn in r? {
-                zero.set(pfn);
-            }
-            Ok(Flow::Continue)
-        },
-    )?;
-    Ok(zero)
-}
-
 /// Writes `filtered` pages of the ELF core `core` (read from `src`, and through `mem` for
 /// the zero-page scan) as an ELF dump to `out`. With level bit 1, the zero pages are
 /// `filtered.zero_pages` when the filter looked for them, else found here.
@@ -238,7 +215,8 @@ pub fn write_elf(
         let zero = if filtered.zero_pages.count() > 0 {
             filtered.zero_pages.clone()
         } else {
-            scan_zero_pages(mem, &filtered.dumpable, opts.threads)?
+            let unit = vmcore_filter::Options::default().unit_pfns;
+            vmcore_filter::zero_pages(mem, &filtered.dumpable, opts.threads, unit, false)?
         };
         for pfn in zero.iter() {
             if keep.clear(pfn) {

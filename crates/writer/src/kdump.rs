@@ -3,7 +3,7 @@
 //! the page descriptor table, then the shared zero page and the pages in pfn order.
 //! `--split` files (section 1.10) are the same file restricted to one pfn range.
 
-use vmcore_filter::{Filtered, PfnBitmap};
+use vmcore_filter::{is_zero, Filtered, PfnBitmap};
 use vmcore_formats::codec::Codec;
 use vmcore_formats::raw::kdump::{self as raw, header as h, sub_header as sh};
 use vmcore_physmem::{PageState, PhysMem, ReadOptions};
@@ -38,7 +38,7 @@ const SUB_HEADER_END: u64 = sh::SIZE as u64;
 const DESC: u64 = raw::PAGE_DESC_SIZE as u64;
 /// Pages per job handed to a worker: large enough to amortize the hand-off, small enough
 /// that `threads * 2` jobs in flight stay a few MiB.
-pub(crate) const PAGES_PER_JOB: usize = 64;
+const PAGES_PER_JOB: usize = 64;
 /// Bytes of page data (and descriptors) gathered before a write.
 pub(crate) const WRITE_BUFFER: usize = 1 << 20;
 
@@ -151,21 +151,9 @@ pub(crate) fn codec_flag(codec: Codec) -> u32 {
     }
 }
 
-/// Whether every byte of `page` is zero.
-pub(crate) fn is_zero(page: &[u8]) -> bool {
-    // Blocks of 256 bytes: the OR of a block vectorizes, and a page with data usually
-    // shows it in its first block.
-    page.chunks(256).all(|c| c.iter().fold(0u8, |a, &b| a | b) == 0)
-}
-
 /// The pfns of `bitmap` in `[start, end)`, in jobs of at most `per_job`, made as they are
 /// needed (never the whole list: its size would follow the dump's).
-pub(crate) fn pfn_jobs(
-    bitmap: &PfnBitmap,
-    start: u64,
-    end: u64,
-    per_job: usize,
-) -> impl Iterator<Item = Vec<u64>> + '_ {
+fn pfn_jobs(bitmap: &PfnBitmap, start: u64, end: u64, per_job: usize) -> impl Iterator<Item = Vec<u64>> + '_ {
     let mut pfns = bitmap.iter_range(start, end).peekable();
     std::iter::from_fn(move || {
         pfns.peek()?;
@@ -176,7 +164,7 @@ pub(crate) fn pfn_jobs(
 /// Reads the pages `pfns` (ascending) into `buf` (one page each, in order), one read per
 /// run of consecutive frames where the input allows, and checks that each is in the
 /// input.
-pub(crate) fn read_pages(mem: &dyn PhysMem, pfns: &[u64], buf: &mut [u8], page_size: usize) -> Result<()> {
+fn read_pages(mem: &dyn PhysMem, pfns: &[u64], buf: &mut [u8], page_size: usize) -> Result<()> {
     let shift = (page_size as u64).trailing_zeros();
     let mut i = 0usize;
     while i < pfns.len() {
