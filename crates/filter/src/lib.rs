@@ -45,8 +45,9 @@ pub enum Error {
 /// Result alias.
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// The counts of makedumpfile's filtering report (`--message-level 31`), in pages.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// The counts of makedumpfile's filtering report (`--message-level 31`), in pages; also
+/// the keys of `vmcore dump --dry-run --json`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Stats {
     /// Frames the input's segments describe, counted per segment (a frame described by two
     /// overlapping segments, such as the kernel image, counts twice, as in makedumpfile).
