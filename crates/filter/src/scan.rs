@@ -410,7 +410,37 @@ fn scan(ctx: &Scan, memmap: &MemMap, dumpable: &mut PfnBitmap, stats: &mut Stats
 
 #[cfg(test)]
 mod tests {
-    use super::cut;
+    use std::sync::Arc;
+
+    use vmcore_formats::elf::ElfCore;
+    use vmcore_physmem::ElfMem;
+    use vmcore_synth::elf::{ElfVmcore, Load, EM_X86_64};
+    use vmcore_types::ReadAt;
+
+    use super::{cut, zero_pages};
+    use crate::PfnBitmap;
+
+    /// Frames 0-9 of one segment: 0, 2 and 5 hold data, 1, 3 and 4 zeros, 6-8 lie past the
+    /// segment's file size (zero-filled), and 9 is half in the segment, its part zeros.
+    /// Frame 4 is not to be dumped, so not looked at.
+    #[test]
+    fn zero_pages_read_runs_and_count_zero_filled_and_partial_frames() {
+        let mut spec = ElfVmcore::new(EM_X86_64);
+        spec.loads.push(Load { paddr: 0, vaddr: 0xffff_8880_0000_0000, memsz: 0x9800, filesz: 0x6000 });
+        let file = spec
+            .to_vec(|paddr, buf| buf.fill(if [0, 2, 5].contains(&(paddr / 4096)) { 0xaa } else { 0 }))
+            .expect("writes");
+        let src: Arc<dyn ReadAt> = Arc::new(file);
+        let core = ElfCore::parse(&*src).expect("parses");
+        let mem = ElfMem::new(&core, src, 4096);
+        let mut dumpable = PfnBitmap::new(10);
+        dumpable.set_range(0, 10);
+        dumpable.clear(4);
+        for threads in [1, 2] {
+            let zeros = zero_pages(&mem, &dumpable, threads, 64, false).expect("reads");
+            assert_eq!(zeros.iter().collect::<Vec<_>>(), vec![1, 3, 6, 7, 8, 9], "{threads} threads");
+        }
+    }
 
     #[test]
     fn cutting_ranges_out_of_a_segment() {
