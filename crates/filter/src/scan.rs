@@ -218,11 +218,16 @@ pub fn is_zero(page: &[u8]) -> bool {
 }
 
 /// The frames of `dumpable` whose page holds only zero bytes, read on `threads` threads
-/// in units of `unit_pfns` frames, taken in pfn order. A frame the input holds only in
-/// part counts when the part it holds is zeros (makedumpfile reads it zero-filled). A
-/// frame that cannot be read is not a zero page when `skip_unreadable` (the content of a
-/// page a filtered input left out is unknown); otherwise the first such frame, in pfn
-/// order, is the error and reading stops there.
+/// in units of `unit_pfns` frames, taken in pfn order.
+/// - A frame past a segment's file size reads as zeros and counts. So does a frame whose
+///   segment ends inside it, when the part it holds is zeros (makedumpfile reads such
+///   pages zero-filled).
+/// - A frame the input does not hold is not a zero page. That is a hole (including a
+///   frame whose segment starts inside it: the input's state of a frame is that of its
+///   first byte), or a page a filtered input left out.
+/// - A read that fails is the error, the first in pfn order, and reading stops there;
+///   with `skip_unreadable` the frame is taken as not zero and the scan goes on (for
+///   reports about the machine rather than a new dump).
 pub fn zero_pages(
     mem: &dyn PhysMem,
     dumpable: &PfnBitmap,

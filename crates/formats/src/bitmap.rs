@@ -346,6 +346,38 @@ mod tests {
         assert_eq!(runs[1], (8 << 20, (8 << 20) + 1));
     }
 
+    /// Queries jumping between more blocks than are kept, so that blocks are replaced and
+    /// read again: every answer still equals a naive count.
+    #[test]
+    fn queries_over_more_blocks_than_are_kept() {
+        let blocks = KEPT_BLOCKS * 2 + 7;
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let bytes: Vec<u8> = (0..blocks * BLOCK_BYTES).map(|_| next() as u8 & next() as u8).collect();
+        let nbits = bytes.len() as u64 * 8 - 5;
+        let (file, b) = open(&bytes, 3, nbits);
+        let src: &dyn ReadAt = &file;
+        // Set bits before each byte.
+        let mut before = vec![0u64];
+        for &byte in &bytes {
+            before.push(before.last().copied().unwrap_or(0) + u64::from(byte.count_ones()));
+        }
+        for _ in 0..20_000 {
+            let pfn = next() % (nbits + 1);
+            let (byte, bit) = ((pfn / 8) as usize, pfn % 8);
+            let low = u64::from((bytes.get(byte).copied().unwrap_or(0) & ((1u16 << bit) - 1) as u8).count_ones());
+            assert_eq!(b.rank(src, pfn).ok(), Some(before[byte] + low), "rank {pfn}");
+            let set = pfn < nbits && bytes[byte] >> bit & 1 == 1;
+            assert_eq!(b.get(src, pfn).ok(), Some(set), "bit {pfn}");
+        }
+        assert!(b.kept.lock().map(|k| k.blocks.len() == KEPT_BLOCKS).unwrap_or(false));
+    }
+
     proptest! {
         /// Bits, ranks and runs equal a naive reading of the bytes, across blocks that are
         /// clear, full and mixed, whatever order the queries come in.

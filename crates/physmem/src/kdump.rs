@@ -19,10 +19,12 @@ pub struct SplitMem {
     parts: Vec<KdumpFile<Arc<dyn ReadAt>>>,
     /// File names, in the order of `parts`, for errors.
     names: Vec<String>,
-    /// RAM as the first file's 1st bitmap has it, in runs.
-    ranges: Vec<PhysRange>,
     cache: PageCache,
 }
+
+/// Runs of RAM that `ranges` lists at most. A 1st bitmap whose bits alternate has four
+/// runs per byte: listed all, a crafted file would take 64 times its bitmap's size.
+const MAX_RANGES: usize = 1 << 16;
 
 impl SplitMem {
     /// Joins the parts of a dump. One part that is not a split file is the usual case.
@@ -52,12 +54,7 @@ impl SplitMem {
                 "split parts end at pfn {next:#x}, before max_mapnr {max:#x} (give every file of the set)"
             )));
         }
-        let size = u64::from(bs);
-        let mut ranges = Vec::new();
-        first
-            .for_each_present_run(|start, end| ranges.push(PhysRange { start: start * size, end: end * size }))
-            .map_err(|e| e.in_file(names.first().map_or("", String::as_str)))?;
-        Ok(SplitMem { parts, names, ranges, cache: PageCache::new() })
+        Ok(SplitMem { parts, names, cache: PageCache::new() })
     }
 
     /// The files, sorted by the pfn range they hold.
@@ -139,7 +136,53 @@ impl PhysMem for SplitMem {
         Ok(state)
     }
 
+    /// The 1st bitmap's runs. Past [`MAX_RANGES`] runs, the last range stretches to the end
+    /// of the last run (over the holes between). The bitmaps were read whole at open, so
+    /// a read failing now (a failing device) only ends the list early.
     fn ranges(&self) -> Vec<PhysRange> {
-        self.ranges.clone()
+        let Some(first) = self.parts.first() else {
+            return Vec::new();
+        };
+        let size = u64::from(first.page_size());
+        let mut out: Vec<PhysRange> = Vec::new();
+        let _ = first.for_each_present_run(|start, end| {
+            let range = PhysRange { start: start.saturating_mul(size), end: end.saturating_mul(size) };
+            let full = out.len() >= MAX_RANGES;
+            match out.last_mut() {
+                Some(last) if full => last.end = range.end,
+                _ => out.push(range),
+            }
+        });
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use vmcore_formats::kdump::KdumpFile;
+    use vmcore_synth::kdump::{write_ranges, KdumpSpec, PfnRange};
+    use vmcore_types::ReadAt;
+
+    use super::*;
+
+    #[test]
+    fn a_bitmap_of_too_many_runs_lists_a_bounded_number_of_ranges() {
+        // RAM at every other frame: one more run than the list holds, and two more.
+        let runs = MAX_RANGES as u64 + 2;
+        let spec = KdumpSpec { max_mapnr: 2 * runs, ..KdumpSpec::default() };
+        let ram: Vec<PfnRange> = (0..runs).map(|i| PfnRange { start: 2 * i, end: 2 * i + 1, dumped: false }).collect();
+        let (bytes, _) = write_ranges(&spec, &ram, |_, _| {}).expect("writes");
+        let src: Arc<dyn ReadAt> = Arc::new(bytes);
+        let mem = SplitMem::new(vec![("t".into(), KdumpFile::parse(src).expect("parses"))]).expect("opens");
+        let listed = mem.ranges();
+        assert_eq!(listed.len(), MAX_RANGES);
+        assert_eq!(listed.first(), Some(&PhysRange { start: 0, end: 0x1000 }));
+        let second_last = 2 * (MAX_RANGES as u64 - 2) * 0x1000;
+        assert_eq!(listed.get(MAX_RANGES - 2), Some(&PhysRange { start: second_last, end: second_last + 0x1000 }));
+        // The last one stretches from the 65536th run over the two after it.
+        let last = 2 * (MAX_RANGES as u64 - 1) * 0x1000;
+        assert_eq!(listed.last(), Some(&PhysRange { start: last, end: (2 * runs - 1) * 0x1000 }));
     }
 }
