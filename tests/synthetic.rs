@@ -105,6 +105,56 @@ fn the_dump_equals_debians_makedumpfile_on_a_non_cyclic_machine() {
     assert_eq!(first_difference, None, "ours and makedumpfile's differ");
 }
 
+/// Moves the start of the PT_LOAD at physical `paddr` up by `by` bytes (p_offset and
+/// p_vaddr with it): RAM that starts inside a page, as e820 ranges may.
+fn start_segment_later(path: &std::path::Path, paddr: u64, by: u64) {
+    let mut elf = std::fs::read(path).unwrap();
+    let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
+    let phoff = u64_at(&elf, 32) as usize;
+    let phnum = u16::from_le_bytes([elf[56], elf[57]]) as usize;
+    let mut moved = 0;
+    for ph in (0..phnum).map(|i| phoff + 56 * i) {
+        if u32::from_le_bytes(elf[ph..ph + 4].try_into().unwrap()) == 1 && u64_at(&elf, ph + 24) == paddr {
+            // p_offset, p_vaddr, p_paddr up; p_filesz, p_memsz down.
+            for (field, delta) in
+                [(8, by as i64), (16, by as i64), (24, by as i64), (32, -(by as i64)), (40, -(by as i64))]
+            {
+                let v = u64_at(&elf, ph + field).wrapping_add_signed(delta);
+                elf[ph + field..ph + field + 8].copy_from_slice(&v.to_le_bytes());
+            }
+            moved += 1;
+        }
+    }
+    assert_eq!(moved, 1, "no PT_LOAD at {paddr:#x}");
+    std::fs::write(path, elf).unwrap();
+}
+
+/// A segment starting inside a page (RAM from 0x1400): the page is RAM from there on and
+/// reads as zeros before it, as makedumpfile reads it. The kdump and ELF files equal Debian
+/// makedumpfile's. vmcore used to stop at pfn 0x1: "to be dumped but the input has it Hole".
+#[test]
+fn ram_starting_inside_a_page_dumps_as_makedumpfile_dumps_it() {
+    if !crate::util::have_makedumpfile() {
+        return;
+    }
+    let (dir, path, _) = image("x86_64-6.1-l4");
+    start_segment_later(&path, 0x1000, 0x400);
+    for (args, name) in [(["-l", "-d", "31"], "kdump"), (["-E", "-d", "1"], "elf")] {
+        let ours = dir.path().join(format!("ours.{name}"));
+        let theirs = dir.path().join(format!("mkd.{name}"));
+        let mut cmd: Vec<&OsStr> = vec![OsStr::new("makedumpfile")];
+        cmd.extend(args.iter().map(OsStr::new));
+        cmd.extend([path.as_os_str(), ours.as_os_str()]);
+        let (ok, _, err) = run(&cmd);
+        assert!(ok, "{args:?}: {err}");
+        let mkd = std::process::Command::new("makedumpfile").args(args).arg(&path).arg(&theirs).output().unwrap();
+        assert!(mkd.status.success(), "{}", String::from_utf8_lossy(&mkd.stderr));
+        let (a, b) = (std::fs::read(&ours).unwrap(), std::fs::read(&theirs).unwrap());
+        assert_eq!(a.len(), b.len(), "{args:?}");
+        assert_eq!(a.iter().zip(&b).position(|(x, y)| x != y), None, "{args:?}: ours and makedumpfile's differ");
+    }
+}
+
 /// The struct-page scan on several threads gives the one-thread result, also when an
 /// exclusion runs from one unit of work into the next. With units of one batch (512
 /// frames), a free buddy block of order 10 spans two; a stale buddy mark planted in the

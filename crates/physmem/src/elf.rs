@@ -109,9 +109,19 @@ impl PhysMem for ElfMem {
         let Some(start) = pfn.to_phys(self.page_size.trailing_zeros()) else {
             return Ok(PageState::Hole);
         };
-        Ok(match self.find(start.0) {
+        // A segment may also start inside the frame (e820 ranges are not page aligned):
+        // the frame is then RAM from that byte on, as makedumpfile reads it.
+        let first = match self.find(start.0) {
+            Some(e) => Some((start.0, e)),
+            None => self
+                .map
+                .get(self.map.partition_point(|e| e.start <= start.0))
+                .filter(|e| e.start - start.0 < self.page_size)
+                .map(|e| (e.start, e)),
+        };
+        Ok(match first {
             None => PageState::Hole,
-            Some(e) if start.0 < e.file_end => PageState::Dumped,
+            Some((at, e)) if at < e.file_end => PageState::Dumped,
             Some(_) => PageState::ZeroFilled,
         })
     }
@@ -122,8 +132,8 @@ impl PhysMem for ElfMem {
         if !matches!(state, PageState::Dumped | PageState::ZeroFilled) {
             return Ok(state);
         }
-        // A segment may end inside the page (e820 ranges are not page aligned): the part
-        // outside every segment is not RAM and reads as zeros, as in makedumpfile.
+        // A segment may start or end inside the page: the part outside every segment is not
+        // RAM and reads as zeros, as in makedumpfile.
         let mut done = 0usize;
         while done < buf.len() {
             let cur = start.0 + done as u64;
@@ -224,6 +234,21 @@ mod tests {
         assert!(page[..0xc00].iter().all(|&b| b == 2) && page[0xc00..].iter().all(|&b| b == 0));
         let err = m.read(PhysAddr(0x2bf0), &mut page[..32], ReadOptions::default()).unwrap_err();
         assert!(matches!(err, Error::Hole { addr: PhysAddr(0x2c00) }), "{err}");
+    }
+
+    #[test]
+    fn a_page_whose_segment_starts_inside_it_reads_zeros_then_its_part() {
+        // RAM [0x1400, 0x3000) from file offset 0x1000, whose bytes are offset / 4096.
+        let (core, src) = elf(&[(0x1400, 0, 0x1000, 0x1c00, 0x1c00)], 0x3000);
+        let m = ElfMem::new(&core, src, 4096);
+        assert_eq!(m.page_state(Pfn(0)).unwrap(), PageState::Hole);
+        assert_eq!(m.page_state(Pfn(1)).unwrap(), PageState::Dumped);
+        assert_eq!(m.page_state(Pfn(3)).unwrap(), PageState::Hole);
+        let mut page = vec![0xffu8; 4096];
+        assert_eq!(m.read_page(Pfn(1), &mut page).unwrap(), PageState::Dumped);
+        assert!(page[..0x400].iter().all(|&b| b == 0) && page[0x400..].iter().all(|&b| b == 1));
+        assert_eq!(m.read_page(Pfn(2), &mut page).unwrap(), PageState::Dumped);
+        assert!(page[..0x400].iter().all(|&b| b == 1) && page[0x400..].iter().all(|&b| b == 2));
     }
 
     #[test]
