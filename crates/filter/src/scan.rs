@@ -219,12 +219,11 @@ pub fn is_zero(page: &[u8]) -> bool {
 
 /// The frames of `dumpable` whose page holds only zero bytes, read on `threads` threads
 /// in units of `unit_pfns` frames, taken in pfn order.
-/// - A frame past a segment's file size reads as zeros and counts. So does a frame whose
-///   segment ends inside it, when the part it holds is zeros (makedumpfile reads such
-///   pages zero-filled).
-/// - A frame the input does not hold is not a zero page. That is a hole (including a
-///   frame whose segment starts inside it: the input's state of a frame is that of its
-///   first byte), or a page a filtered input left out.
+/// - A frame past a segment's file size reads as zeros and counts. So does a frame that a
+///   segment starts or ends inside, when the part it holds is zeros (makedumpfile reads
+///   such pages zero-filled).
+/// - A frame the input does not hold is not a zero page: a hole, or a page a filtered
+///   input left out.
 /// - A read that fails is the error, the first in pfn order, and reading stops there;
 ///   with `skip_unreadable` the frame is taken as not zero and the scan goes on (for
 ///   reports about the machine rather than a new dump).
