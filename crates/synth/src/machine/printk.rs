@@ -6,6 +6,7 @@
 //! with its wrap markers, the plain text ring before 3.5), so old messages are overwritten
 //! the way the kernel overwrites them, and records which messages survive.
 
+use crate::printk::{STATE_FINALIZED, STATE_REUSABLE};
 use crate::rng::SplitMix64;
 
 /// One printk message.
@@ -172,10 +173,6 @@ fn put(buf: &mut [u8], at: usize, bytes: &[u8]) {
 
 /// `DESC_ID_MASK`: the state bits are the top two of `state_var`.
 pub const DESC_ID_MASK: u64 = !(3u64 << 62);
-/// `desc_finalized`.
-const DESC_FINALIZED: u64 = 2;
-/// `desc_reusable`.
-const DESC_REUSABLE: u64 = 3;
 /// `sizeof(struct prb_desc)`.
 pub const PRB_DESC_SIZE: usize = 24;
 /// `sizeof(struct printk_info)`.
@@ -222,7 +219,7 @@ pub fn ringbuffer(messages: &[Message], count_bits: u32, size_bits: u32) -> Ring
     // descriptor is reusable with DESC0_ID and FAILED_LPOS (1).
     let desc0_id = 0u64.wrapping_sub(count + 1) & DESC_ID_MASK;
     let last = (count - 1) as usize * PRB_DESC_SIZE;
-    put(&mut descs, last, &((DESC_REUSABLE << 62) | desc0_id).to_le_bytes());
+    put(&mut descs, last, &((STATE_REUSABLE << 62) | desc0_id).to_le_bytes());
     put(&mut descs, last + 8, &1u64.to_le_bytes());
     put(&mut descs, last + 16, &1u64.to_le_bytes());
     put(&mut infos, 0, &0u64.wrapping_sub(count).to_le_bytes());
@@ -275,7 +272,7 @@ pub fn ringbuffer(messages: &[Message], count_bits: u32, size_bits: u32) -> Ring
         put(&mut data, at + 8 + m.text.len(), &[0]);
         let slot = (id % count) as usize;
         let d = slot * PRB_DESC_SIZE;
-        put(&mut descs, d, &((DESC_FINALIZED << 62) | id).to_le_bytes());
+        put(&mut descs, d, &((STATE_FINALIZED << 62) | id).to_le_bytes());
         put(&mut descs, d + 8, &begin.to_le_bytes());
         put(&mut descs, d + 16, &next.to_le_bytes());
         let inf = slot * PRINTK_INFO_SIZE;
@@ -299,8 +296,8 @@ pub fn ringbuffer(messages: &[Message], count_bits: u32, size_bits: u32) -> Ring
         let id = desc0_id.wrapping_add(1 + j as u64) & DESC_ID_MASK;
         let d = (id % count) as usize * PRB_DESC_SIZE;
         let sv = descs.get(d..d + 8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes).unwrap_or(0);
-        if sv == (DESC_FINALIZED << 62) | id {
-            put(&mut descs, d, &((DESC_REUSABLE << 62) | id).to_le_bytes());
+        if sv == (STATE_FINALIZED << 62) | id {
+            put(&mut descs, d, &((STATE_REUSABLE << 62) | id).to_le_bytes());
         }
     }
     Ringbuffer {
