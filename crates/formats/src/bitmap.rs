@@ -159,6 +159,22 @@ impl FileBitmap {
             })
     }
 
+    /// The rank of `pfn` (set bits below it) if its bit is set, else `None`: what a
+    /// descriptor lookup needs, from one block where `get` and `rank` would each find it.
+    pub fn rank_if_set(&self, src: &dyn ReadAt, pfn: u64) -> Result<Option<u64>> {
+        if pfn >= self.nbits {
+            return Ok(None);
+        }
+        let index = pfn / BLOCK_BITS;
+        let Some(&before) = self.rank.get(usize::try_from(index).unwrap_or(usize::MAX)) else { return Ok(None) };
+        let bit = pfn % BLOCK_BITS;
+        Ok(match self.ones_in(index) {
+            0 => None,
+            n if n == self.bits_in(index) => Some(before + bit),
+            _ => self.with_block(src, index, |b| b.get(bit).then(|| before + b.rank_in(bit)))?,
+        })
+    }
+
     /// Calls `f` with each run `[start, end)` of set bits, in order.
     pub fn for_each_run(&self, src: &dyn ReadAt, mut f: impl FnMut(u64, u64)) -> Result<()> {
         let mut run: Option<u64> = None;
@@ -374,6 +390,7 @@ mod tests {
             assert_eq!(b.rank(src, pfn).ok(), Some(before[byte] + low), "rank {pfn}");
             let set = pfn < nbits && bytes[byte] >> bit & 1 == 1;
             assert_eq!(b.get(src, pfn).ok(), Some(set), "bit {pfn}");
+            assert_eq!(b.rank_if_set(src, pfn).ok(), Some(set.then_some(before[byte] + low)), "rank if set {pfn}");
         }
         assert!(b.kept.lock().map(|k| k.blocks.len() == KEPT_BLOCKS).unwrap_or(false));
     }
@@ -409,6 +426,8 @@ mod tests {
                 let pfn = p % (nbits + 10);
                 prop_assert_eq!(b.get(src, pfn).ok(), Some(bit(pfn)));
                 prop_assert_eq!(b.rank(src, pfn).ok(), Some(naive_rank[pfn.min(nbits) as usize]));
+                let if_set = bit(pfn).then(|| naive_rank[pfn as usize]);
+                prop_assert_eq!(b.rank_if_set(src, pfn).ok(), Some(if_set));
             }
             let mut runs = Vec::new();
             b.for_each_run(src, |s, e| runs.push((s, e))).expect("reads");

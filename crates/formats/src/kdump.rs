@@ -322,10 +322,11 @@ impl<R: ReadAt> KdumpFile<R> {
     /// The descriptor of a dumped pfn in this file's range, `None` when the pfn is not
     /// dumped here. A descriptor past the end of an incomplete file reads as unwritten.
     pub fn page_desc(&self, pfn: u64) -> Result<Option<PageDesc>> {
-        if pfn < self.start_pfn || pfn >= self.end_pfn || !self.dumpable.get(&self.src, pfn)? {
+        if pfn < self.start_pfn || pfn >= self.end_pfn {
             return Ok(None);
         }
-        let index = self.dumpable.rank(&self.src, pfn)? - self.rank_base;
+        let Some(rank) = self.dumpable.rank_if_set(&self.src, pfn)? else { return Ok(None) };
+        let index = rank - self.rank_base;
         let at = self.desc_offset + index * raw::PAGE_DESC_SIZE as u64;
         let mut d = [0u8; raw::PAGE_DESC_SIZE];
         match read_exact(&self.src, &mut d, at, "page descriptor") {
