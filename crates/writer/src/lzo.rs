@@ -360,6 +360,26 @@ mod tests {
         }
     }
 
+    /// A dump's thread compresses page after page with one dictionary, some pages giving up
+    /// at the limit: each stream must still be the one a fresh compressor would write. A
+    /// page given up on is followed by itself, whose bytes match what the dictionary holds.
+    #[test]
+    fn pages_in_sequence_each_give_liblzo2s_stream() {
+        let pages: Vec<Vec<u8>> = inputs().into_iter().filter(|i| i.len() == 4096 || i.len() < 300).collect();
+        let mut lzo = Lzo1x1::new();
+        let mut out = Vec::new();
+        for round in 0..20 {
+            for (i, page) in pages.iter().enumerate() {
+                let reference = lzo1x::compress(page, lzo1x::CompressLevel::new(3));
+                if (i + round) % 2 == 0 {
+                    assert!(!lzo.compress(page, &mut out, reference.len() / 2), "round {round}, page {i}: limited");
+                }
+                assert!(lzo.compress(page, &mut out, usize::MAX), "round {round}, page {i}");
+                assert!(out == reference, "round {round}, page {i} ({} bytes): streams differ", page.len());
+            }
+        }
+    }
+
     proptest::proptest! {
         /// Inputs from a small alphabet, so that matches of every length and offset occur.
         #[test]
