@@ -43,35 +43,43 @@ impl Compressor {
         })
     }
 
-    /// Compresses `page` into `out` (cleared first). Returns false when the result is not
-    /// smaller than the page, which is then stored raw.
+    /// Appends the compressed `page` to `out` and returns true, or returns false with `out`
+    /// as it was when the result would not be smaller than the page, which is then stored
+    /// raw. Compressing in place saves a copy of every page's output.
     pub(crate) fn compress(&mut self, page: &[u8], out: &mut Vec<u8>) -> Result<bool, String> {
-        out.clear();
-        match self {
+        let base = out.len();
+        fn tail(out: &mut Vec<u8>, room: usize) -> &mut [u8] {
+            let base = out.len();
+            out.resize(base + room, 0);
+            out.get_mut(base..).unwrap_or_default()
+        }
+        let len = match self {
             Compressor::Raw => return Ok(false),
             Compressor::Zlib(z) => {
-                // Output that would not be smaller than the page is stored raw anyway, so a
-                // buffer one byte short of the page lets libdeflate give up early.
-                out.resize(page.len() - 1, 0);
-                match z.zlib_compress(page, out) {
-                    Ok(n) => out.truncate(n),
-                    Err(libdeflater::CompressionError::InsufficientSpace) => return Ok(false),
+                // Output that would not be smaller than the page is stored raw anyway, so
+                // room one byte short of the page lets libdeflate give up early.
+                match z.zlib_compress(page, tail(out, page.len() - 1)) {
+                    Ok(n) => n,
+                    Err(libdeflater::CompressionError::InsufficientSpace) => page.len(),
                 }
             }
             #[cfg(feature = "lzo")]
             Compressor::Lzo(lzo) => return Ok(lzo.compress(page, out, page.len())),
             #[cfg(feature = "snappy")]
             Compressor::Snappy(e) => {
-                out.resize(snap::raw::max_compress_len(page.len()), 0);
-                let n = e.compress(page, out).map_err(|e| e.to_string())?;
-                out.truncate(n);
+                e.compress(page, tail(out, snap::raw::max_compress_len(page.len()))).map_err(|e| e.to_string())?
             }
             #[cfg(feature = "zstd")]
-            Compressor::Zstd(z) => {
-                out.reserve(zstd::zstd_safe::compress_bound(page.len()));
-                z.compress_to_buffer(page, out).map_err(|e| e.to_string())?;
-            }
+            Compressor::Zstd(z) => z
+                .compress_to_buffer(page, tail(out, zstd::zstd_safe::compress_bound(page.len())))
+                .map_err(|e| e.to_string())?,
+        };
+        if len < page.len() {
+            out.truncate(base + len);
+            Ok(true)
+        } else {
+            out.truncate(base);
+            Ok(false)
         }
-        Ok(out.len() < page.len())
     }
 }

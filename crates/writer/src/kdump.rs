@@ -507,13 +507,14 @@ fn write_part(
         pfn_jobs(&filtered.dumpable, part.start, part.end, pages_per_job),
         opts.threads,
         in_flight,
-        || (Compressor::new(codec), vec![0u8; page_size * pages_per_job], Vec::with_capacity(page_size * 2)),
-        |(comp, pages, scratch), job: Vec<u64>| -> Result<JobOut> {
+        || (Compressor::new(codec), vec![0u8; page_size * pages_per_job]),
+        |(comp, pages), job: Vec<u64>| -> Result<JobOut> {
             let comp = comp.as_mut().map_err(|e| Error::Input(e.clone()))?;
             read_pages(mem, &job, pages, page_size)?;
             let mut outp = spare.take(|| JobOut {
                 pages: Vec::with_capacity(pages_per_job),
-                data: Vec::with_capacity(page_size * pages_per_job),
+                // Room for a compressor's working margin past the last page, too.
+                data: Vec::with_capacity(page_size * (pages_per_job + 1)),
             });
             outp.pages.clear();
             outp.data.clear();
@@ -522,9 +523,9 @@ fn write_part(
                     outp.pages.push((Stored::Zero, 0));
                     continue;
                 }
-                if comp.compress(page, scratch).map_err(Error::Input)? {
-                    outp.data.extend_from_slice(scratch);
-                    outp.pages.push((Stored::Compressed(flag), scratch.len()));
+                let before = outp.data.len();
+                if comp.compress(page, &mut outp.data).map_err(Error::Input)? {
+                    outp.pages.push((Stored::Compressed(flag), outp.data.len() - before));
                 } else {
                     outp.data.extend_from_slice(page);
                     outp.pages.push((Stored::Raw, page.len()));

@@ -45,22 +45,22 @@ impl Lzo1x1 {
         Lzo1x1 { dict: Box::new([0u16; 1 << DICT_BITS]) }
     }
 
-    /// Replaces `out` with the LZO1X-1 stream of `src` and returns true if the stream is
-    /// shorter than `limit`; otherwise returns false, with `out` empty, as soon as that is
-    /// certain (a page that does not shrink is stored raw).
+    /// Appends the LZO1X-1 stream of `src` to `out` and returns true if the stream is
+    /// shorter than `limit`; otherwise returns false, with `out` as it was, as soon as that
+    /// is certain (a page that does not shrink is stored raw).
     pub(crate) fn compress(&mut self, src: &[u8], out: &mut Vec<u8>, limit: usize) -> bool {
         // liblzo2's bound on the stream's length.
         let bound = src.len() + src.len() / 16 + 64 + 3;
-        out.clear();
-        out.resize(limit.min(bound) + SLACK, 0);
-        let mut w = Out { buf: out.as_mut_slice(), at: 0, limit };
+        let base = out.len();
+        out.resize(base + limit.min(bound) + SLACK, 0);
+        let mut w = Out { buf: out.get_mut(base..).unwrap_or_default(), at: 0, limit };
         let done = self.compress_into(src, &mut w);
         let len = w.at;
         if !done || len >= limit {
-            out.clear();
+            out.truncate(base);
             return false;
         }
-        out.truncate(len);
+        out.truncate(base + len);
         true
     }
 
@@ -333,6 +333,7 @@ mod tests {
         let mut lzo = Lzo1x1::new();
         let mut out = Vec::new();
         for input in inputs() {
+            out.clear();
             assert!(lzo.compress(&input, &mut out, usize::MAX), "{} bytes: unlimited", input.len());
             let reference = lzo1x::compress(&input, lzo1x::CompressLevel::new(3));
             assert!(out == reference, "{} bytes: streams differ", input.len());
@@ -342,17 +343,21 @@ mod tests {
         }
     }
 
+    /// Also: a stream is appended to what `out` holds, which a refused one leaves as it was.
     #[test]
     fn a_stream_reaching_the_limit_is_refused_and_one_below_is_whole() {
         let mut lzo = Lzo1x1::new();
-        let (mut whole, mut out) = (Vec::new(), Vec::new());
+        let prefix = b"earlier pages".to_vec();
+        let mut whole = Vec::new();
         for input in inputs() {
+            whole.clear();
             assert!(lzo.compress(&input, &mut whole, usize::MAX));
             let len = whole.len();
+            let mut out = prefix.clone();
             assert!(!lzo.compress(&input, &mut out, len), "{} bytes, limit {len}", input.len());
-            assert!(out.is_empty());
+            assert!(out == prefix, "{} bytes: a refused stream changed the output", input.len());
             assert!(lzo.compress(&input, &mut out, len + 1), "{} bytes, limit {}", input.len(), len + 1);
-            assert!(out == whole, "{} bytes: a limit changed the stream", input.len());
+            assert!(out[..prefix.len()] == prefix[..] && out[prefix.len()..] == whole[..], "{} bytes", input.len());
             // A page of random bytes does not shrink, and gives up before the end.
             if input.len() == 4096 && len > 4096 {
                 assert!(!lzo.compress(&input, &mut out, 4096));
@@ -374,6 +379,7 @@ mod tests {
                 if (i + round) % 2 == 0 {
                     assert!(!lzo.compress(page, &mut out, reference.len() / 2), "round {round}, page {i}: limited");
                 }
+                out.clear();
                 assert!(lzo.compress(page, &mut out, usize::MAX), "round {round}, page {i}");
                 assert!(out == reference, "round {round}, page {i} ({} bytes): streams differ", page.len());
             }
