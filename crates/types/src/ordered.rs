@@ -18,33 +18,11 @@ pub enum Flow {
 }
 
 /// Runs `work` over `jobs` on `threads` workers (each with state from `init`) and feeds the
-/// results to `consume` in job order, with `2 * threads` jobs in flight. With one thread
-/// everything runs on the caller's thread. Returns the consumer's error, if any.
+/// results to `consume` in job order. With one thread everything runs on the caller's
+/// thread. Returns the consumer's error, if any.
 pub fn ordered<J, R, S, E>(
     jobs: impl Iterator<Item = J> + Send,
     threads: usize,
-    init: impl Fn() -> S + Sync,
-    work: impl Fn(&mut S, J) -> R + Sync,
-    consume: impl FnMut(R) -> Result<Flow, E>,
-) -> Result<(), E>
-where
-    J: Send,
-    R: Send,
-{
-    ordered_in_flight(jobs, threads, 2 * threads, init, work, consume)
-}
-
-/// [`ordered`] with up to `in_flight` jobs (at least `threads`) ahead of the consumer: queued,
-/// being worked on, or done and waiting (plus one job taken from `jobs` that waits for
-/// room, not started). A queue
-/// deeper than the threads lets a worker that finished early go on while the consumer
-/// waits for a slower job, and lets the consumer, which shares the cores with the workers,
-/// run late without stalling them: on two cores the LZO dump writer ran 14% faster with 16
-/// jobs in flight than with 4.
-pub fn ordered_in_flight<J, R, S, E>(
-    jobs: impl Iterator<Item = J> + Send,
-    threads: usize,
-    in_flight: usize,
     init: impl Fn() -> S + Sync,
     work: impl Fn(&mut S, J) -> R + Sync,
     mut consume: impl FnMut(R) -> Result<Flow, E>,
@@ -62,7 +40,7 @@ where
         }
         return Ok(());
     }
-    let depth = in_flight.max(threads);
+    let depth = threads * 2;
     std::thread::scope(|scope| {
         let (job_tx, job_rx) = sync_channel::<(J, SyncSender<R>)>(depth);
         let (order_tx, order_rx) = sync_channel::<Receiver<R>>(depth);
@@ -129,36 +107,6 @@ mod tests {
             );
             assert!(r.is_ok());
             assert_eq!(seen, (0..1000).map(|j| j * 2).collect::<Vec<_>>(), "{threads} threads");
-        }
-    }
-
-    /// A slow consumer lets the workers run exactly `in_flight` jobs ahead of it, not more
-    /// (the producer holds one more, waiting for room).
-    #[test]
-    fn jobs_ahead_of_the_consumer_reach_in_flight_and_no_more() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        for (threads, in_flight) in [(2, 16), (3, 4), (4, 2)] {
-            let taken = AtomicUsize::new(0);
-            let (mut consumed, mut most_ahead) = (0usize, 0usize);
-            let r: Result<(), ()> = ordered_in_flight(
-                (0..100u64).inspect(|_| {
-                    taken.fetch_add(1, Ordering::SeqCst);
-                }),
-                threads,
-                in_flight,
-                || (),
-                |_, j| j,
-                |_| {
-                    // Give the producer and the workers time to fill every queue.
-                    std::thread::sleep(std::time::Duration::from_millis(2));
-                    most_ahead = most_ahead.max(taken.load(Ordering::SeqCst) - consumed - 1);
-                    consumed += 1;
-                    Ok(Flow::Continue)
-                },
-            );
-            assert!(r.is_ok());
-            assert_eq!(consumed, 100);
-            assert_eq!(most_ahead, in_flight.max(threads) + 1, "{threads} threads, {in_flight} in flight");
         }
     }
 

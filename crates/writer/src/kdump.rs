@@ -13,7 +13,7 @@ use crate::compress::Compressor;
 use crate::output::{Output, OutputError};
 use crate::pipeline::Recycler;
 use crate::{bitmaps_read_back, Error, Progress, Result, WriteOptions, WriteReport};
-use vmcore_types::ordered::{ordered_in_flight, Flow};
+use vmcore_types::ordered::{ordered, Flow};
 
 /// What a kdump-compressed file carries besides pages.
 #[derive(Debug, Clone, Default)]
@@ -36,13 +36,9 @@ pub struct KdumpMeta {
 
 const SUB_HEADER_END: u64 = sh::SIZE as u64;
 const DESC: u64 = raw::PAGE_DESC_SIZE as u64;
-/// Page bytes per job handed to a worker (256 pages of 4 KiB): large enough to amortize the
-/// hand-off. 64 pages took 37 thousand context switches for the 16 GiB synthetic dump on
-/// two threads, 256 took 11 thousand and 14% less time.
-const JOB_BYTES: usize = 1 << 20;
-/// Jobs in flight (see `ordered_in_flight`), each holding up to `JOB_BYTES` of output: at
-/// least this many, and two per thread.
-const JOBS_IN_FLIGHT: usize = 16;
+/// Pages per job handed to a worker: large enough to amortize the hand-off, small enough
+/// that `threads * 2` jobs in flight stay a few MiB.
+const PAGES_PER_JOB: usize = 64;
 /// Bytes of page data (and descriptors) gathered before a write.
 pub(crate) const WRITE_BUFFER: usize = 1 << 20;
 
@@ -499,22 +495,19 @@ fn write_part(
     let mut sink = Sink::new(out, block, l.desc_offset, data_pos, false);
     let mut full = false;
 
-    let pages_per_job = (JOB_BYTES / page_size).max(1);
-    let in_flight = JOBS_IN_FLIGHT.max(2 * opts.threads);
-    // Enough for every job ahead of the consumer and the one it holds.
-    let spare = Recycler::new(in_flight + 1);
-    let result = ordered_in_flight(
-        pfn_jobs(&filtered.dumpable, part.start, part.end, pages_per_job),
+    // Jobs queued, being worked on and waiting for the consumer, with room to spare.
+    let spare = Recycler::new(4 * opts.threads + 2);
+    let result = ordered(
+        pfn_jobs(&filtered.dumpable, part.start, part.end, PAGES_PER_JOB),
         opts.threads,
-        in_flight,
-        || (Compressor::new(codec), vec![0u8; page_size * pages_per_job]),
+        || (Compressor::new(codec), vec![0u8; page_size * PAGES_PER_JOB]),
         |(comp, pages), job: Vec<u64>| -> Result<JobOut> {
             let comp = comp.as_mut().map_err(|e| Error::Input(e.clone()))?;
             read_pages(mem, &job, pages, page_size)?;
             let mut outp = spare.take(|| JobOut {
-                pages: Vec::with_capacity(pages_per_job),
+                pages: Vec::with_capacity(PAGES_PER_JOB),
                 // Room for a compressor's working margin past the last page, too.
-                data: Vec::with_capacity(page_size * (pages_per_job + 1)),
+                data: Vec::with_capacity(page_size * (PAGES_PER_JOB + 1)),
             });
             outp.pages.clear();
             outp.data.clear();
