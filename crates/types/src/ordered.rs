@@ -11,7 +11,7 @@
 //! than one for the same LZO dump.
 
 use std::collections::VecDeque;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 /// What the consumer says after each result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,12 +82,22 @@ struct Shared<I, R> {
 
 impl<I, R> Shared<I, R> {
     fn lock(&self) -> MutexGuard<'_, Queue<I, R>> {
-        // A panic while the queue was held (only in `jobs.next()`) leaves it consistent.
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+        self.queue.lock().unwrap_or_else(Self::poisoned)
     }
 
     fn wait<'a>(&self, guard: MutexGuard<'a, Queue<I, R>>) -> MutexGuard<'a, Queue<I, R>> {
-        self.changed.wait(guard).unwrap_or_else(|e| e.into_inner())
+        self.changed.wait(guard).unwrap_or_else(Self::poisoned)
+    }
+
+    /// A panic while the queue was held (only in `jobs.next()`) leaves the queue consistent
+    /// but not the iterator: nobody may call `jobs.next()` again (a `Map` over a range would
+    /// hand out the job after the one that panicked under the panicked job's number), so
+    /// everyone stops.
+    fn poisoned<'a>(e: PoisonError<MutexGuard<'a, Queue<I, R>>>) -> MutexGuard<'a, Queue<I, R>> {
+        let mut queue = e.into_inner();
+        queue.stop = true;
+        queue.abandoned = true;
+        queue
     }
 }
 
@@ -209,6 +219,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     #[test]
     fn results_arrive_in_order_for_any_thread_count() {
@@ -239,7 +250,7 @@ mod tests {
     /// A slow consumer lets the workers run `2 * threads` jobs ahead of it, and no more.
     #[test]
     fn jobs_ahead_of_the_consumer_reach_the_bound_and_no_more() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::atomic::AtomicUsize;
         for threads in [2, 3] {
             let taken = AtomicUsize::new(0);
             let (mut consumed, mut most_ahead) = (0usize, 0usize);
@@ -306,5 +317,46 @@ mod tests {
         let r: Result<(), &str> =
             ordered(0..100u64, 3, || (), |_, j| j, |j| if j == 5 { Err("bad") } else { Ok(Flow::Continue) });
         assert_eq!(r, Err("bad"));
+    }
+
+    /// State whose drop is slow: it runs on a panicking worker between the poisoned
+    /// queue's unlock and `AbandonOnPanic`, widening that window.
+    struct SlowDrop;
+    impl Drop for SlowDrop {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+    }
+
+    #[test]
+    fn a_panic_in_the_jobs_iterator_on_a_worker_does_not_shift_later_results() {
+        for threads in [2, 3, 8] {
+            let caller = std::thread::current().id();
+            let fired = AtomicBool::new(false);
+            let mut seen = Vec::new();
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                ordered(
+                    (0..200u64).inspect(|&j| {
+                        if j >= 3 && std::thread::current().id() != caller && !fired.swap(true, Ordering::SeqCst) {
+                            panic!("job {j} cannot be made");
+                        }
+                    }),
+                    threads,
+                    || SlowDrop,
+                    |_, j| {
+                        std::thread::sleep(std::time::Duration::from_micros(200));
+                        j
+                    },
+                    |j| {
+                        seen.push(j);
+                        Ok::<_, ()>(Flow::Continue)
+                    },
+                )
+            }));
+            assert!(outcome.is_err(), "{threads} threads");
+            assert_eq!(seen, (0..seen.len() as u64).collect::<Vec<_>>(), "{threads} threads");
+        }
     }
 }
