@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Benchmark (not a test): `vmcore dump` against makedumpfile on the same inputs. For each
 # input, codec (-c zlib, -l lzo, -z zstd), dump level (31, 1) and thread count (1, 2) it
-# prints wall time, CPU time (user+sys), peak RSS and output size of each tool (the run
-# with the least wall time of $REPEAT), then the ratios vmcore/makedumpfile (at the same
-# thread count, and against makedumpfile on one thread, its fastest mode) and the speedup
-# of 2 threads over 1, and checks the targets of issue 7 (zlib -d 31 at most 1/3 of
-# makedumpfile's time, lzo and zstd at most 1/2, 2 threads at least 1.8x one, output no
-# larger).
+# prints wall time (the fastest of $REPEAT runs, and their median), CPU time (user+sys, of
+# the fastest run), peak RSS (the largest) and output size of each tool, then the ratios
+# vmcore/makedumpfile (at the same thread count, and against makedumpfile on one thread,
+# its fastest mode) and the speedup of 2 threads over 1, and checks the targets of issue 7
+# (zlib -d 31 at most 1/3 of makedumpfile's time, lzo and zstd at most 1/2, 2 threads at
+# least 1.8x one, output no larger) on the fastest runs. The runs go in rounds, each
+# round running every tool and thread count once, so that a slow spell of the machine
+# hits all of them alike.
 #
 # usage: bench/write.sh [DUMP_FILE...]
 #
@@ -21,7 +23,8 @@
 #   CODECS         default "c l z";  LEVELS  default "31 1";  THREADS  default "1 2"
 #   MDF_THREADS    thread counts to run makedumpfile with (default: THREADS); its
 #                  --num-threads mode can take ten times its serial time
-#   RESULTS        the results file (default $BENCH_DIR/results.tsv); APPEND=1 adds to it
+#   RESULTS        the results file, one line per run (default $BENCH_DIR/results.tsv);
+#                  APPEND=1 adds to it
 #                  (to report several partial runs together) instead of starting anew
 #   SYNTH_SIZE     default 16G;  SYNTH_ARGS  extra vmcore-synth arguments
 #   SYNC           1: time each run with an fsync of its output
@@ -129,29 +132,23 @@ OUT=$BENCH_DIR/out
 RES=${RESULTS:-$BENCH_DIR/results.tsv}
 [ "${APPEND:-0}" = 1 ] || : >"$RES"
 
-# measure TOOL_LABEL INPUT CODEC LEVEL THREADS -- COMMAND...: runs COMMAND $REPEAT times
-# and appends the fastest run to $RES: input codec level threads tool wall cpu rss_kib bytes
-measure() {
+# run_once TOOL_LABEL INPUT CODEC LEVEL THREADS -- COMMAND...: runs COMMAND once and
+# appends it to $RES: input codec level threads tool wall cpu rss_kib bytes
+run_once() {
     local label=$1 input=$2 codec=$3 level=$4 threads=$5
     shift 6
-    local t wall="" user sys rss size w u s m i
+    local t w u s m
     t=$(mktemp)
-    for ((i = 0; i < REPEAT; i++)); do
-        rm -f "$OUT"
-        if ! "$TIME" -f "%e %U %S %M" -o "$t" "$@" >/dev/null 2>"$t.err"; then
-            echo "write.sh: $label failed on $input:" >&2
-            tail -3 "$t.err" >&2
-            rm -f "$t" "$t.err" "$OUT"
-            return
-        fi
-        read -r w u s m < <(tail -1 "$t")
-        if [ -z "$wall" ] || awk "BEGIN{exit !($w < $wall)}"; then
-            wall=$w user=$u sys=$s rss=$m
-        fi
-    done
-    size=$(stat -c %s "$OUT")
+    rm -f "$OUT"
+    if ! "$TIME" -f "%e %U %S %M" -o "$t" "$@" >/dev/null 2>"$t.err"; then
+        echo "write.sh: $label failed on $input:" >&2
+        tail -3 "$t.err" >&2
+        rm -f "$t" "$t.err" "$OUT"
+        return
+    fi
+    read -r w u s m < <(tail -1 "$t")
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(basename "$(dirname "$input")")/$(basename "$input")" \
-        "$codec" "$level" "$threads" "$label" "$wall" "$(awk "BEGIN{print $user + $sys}")" "$rss" "$size" >>"$RES"
+        "$codec" "$level" "$threads" "$label" "$w" "$(awk "BEGIN{print $u + $s}")" "$m" "$(stat -c %s "$OUT")" >>"$RES"
     rm -f "$t" "$t.err" "$OUT"
 }
 
@@ -160,25 +157,29 @@ for input in "${FILES[@]}"; do
     cat "$input" >/dev/null
     for codec in $CODECS; do
         for level in $LEVELS; do
-            for threads in $THREADS; do
-                echo "  -$codec -d $level, $threads thread(s)" >&2
-                measure vmcore "$input" "$codec" "$level" "$threads" -- \
-                    sh -c 'out=$1; shift; "$@" && { [ "$SYNC" != 1 ] || sync "$out"; }' sh "$OUT" \
-                    "$VMCORE" dump "$input" "$OUT" "-$codec" -d "$level" --threads "$threads" -q
-                case " $MDF_THREADS " in *" $threads "*) ;; *) continue ;; esac
-                for m in "${MDFS[@]}"; do
-                    label="makedumpfile:$m"
-                    if ! mdf_has "$m" "$codec"; then
-                        printf '%s\t%s\t%s\t%s\t%s\tn/a\tn/a\tn/a\tn/a\n' \
-                            "$(basename "$(dirname "$input")")/$(basename "$input")" "$codec" "$level" "$threads" \
-                            "$label" >>"$RES"
-                        continue
-                    fi
-                    targs=()
-                    [ "$threads" -gt 1 ] && targs=(--num-threads "$threads")
-                    measure "$label" "$input" "$codec" "$level" "$threads" -- \
+            for ((round = 1; round <= REPEAT; round++)); do
+                echo "  -$codec -d $level, round $round of $REPEAT" >&2
+                for threads in $THREADS; do
+                    run_once vmcore "$input" "$codec" "$level" "$threads" -- \
                         sh -c 'out=$1; shift; "$@" && { [ "$SYNC" != 1 ] || sync "$out"; }' sh "$OUT" \
-                        "$m" "-$codec" -d "$level" "${targs[@]}" "$input" "$OUT"
+                        "$VMCORE" dump "$input" "$OUT" "-$codec" -d "$level" --threads "$threads" -q
+                    case " $MDF_THREADS " in *" $threads "*) ;; *) continue ;; esac
+                    for m in "${MDFS[@]}"; do
+                        label="makedumpfile:$m"
+                        if ! mdf_has "$m" "$codec"; then
+                            if [ "$round" = 1 ]; then
+                                printf '%s\t%s\t%s\t%s\t%s\tn/a\tn/a\tn/a\tn/a\n' \
+                                    "$(basename "$(dirname "$input")")/$(basename "$input")" "$codec" "$level" \
+                                    "$threads" "$label" >>"$RES"
+                            fi
+                            continue
+                        fi
+                        targs=()
+                        [ "$threads" -gt 1 ] && targs=(--num-threads "$threads")
+                        run_once "$label" "$input" "$codec" "$level" "$threads" -- \
+                            sh -c 'out=$1; shift; "$@" && { [ "$SYNC" != 1 ] || sync "$out"; }' sh "$OUT" \
+                            "$m" "-$codec" -d "$level" "${targs[@]}" "$input" "$OUT"
+                    done
                 done
             done
         done
@@ -196,17 +197,32 @@ def num(x):
         return float(x)
     except ValueError:
         return None
-res = {}
+# Every run of a case; then per case: the fastest run's wall and cpu, the largest RSS, the
+# size (the same every run), and the median wall.
+runs = defaultdict(list)
 tools = []
 for inp, codec, level, threads, tool, wall, cpu, rss, size in rows:
-    res[(inp, codec, level, threads, tool)] = (num(wall), num(cpu), num(rss), num(size))
+    runs[(inp, codec, level, threads, tool)].append((num(wall), num(cpu), num(rss), num(size)))
     if tool not in tools:
         tools.append(tool)
+res = {}
+median = {}
+for key, rs in runs.items():
+    timed = sorted((r for r in rs if r[0] is not None), key=lambda r: r[0])
+    if not timed:
+        res[key] = rs[0]
+        median[key] = None
+        continue
+    fastest = timed[0]
+    res[key] = (fastest[0], fastest[1], max(r[2] for r in timed), fastest[3])
+    walls = [r[0] for r in timed]
+    mid = len(walls) // 2
+    median[key] = walls[mid] if len(walls) % 2 else (walls[mid - 1] + walls[mid]) / 2
 name = {"c": "zlib", "l": "lzo", "z": "zstd", "p": "snappy"}
 def fmt(v, f):
     return "n/a" if v is None else f % v
-print("| input | codec | -d | thr | tool | wall s | cpu s | peak RSS MiB | size MiB | time vs mdf | time vs mdf 1 thr | size vs mdf | 2 thr speedup |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| input | codec | -d | thr | tool | wall s | median s | cpu s | peak RSS MiB | size MiB | time vs mdf | time vs mdf 1 thr | size vs mdf | 2 thr speedup |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 checks = []
 for (inp, codec, level, threads, tool), (wall, cpu, rss, size) in res.items():
     mdf = next((res[(inp, codec, level, threads, t)] for t in tools
@@ -225,7 +241,7 @@ for (inp, codec, level, threads, tool), (wall, cpu, rss, size) in res.items():
     if threads != "1" and one and one[0] and wall:
         sp = one[0] / wall
     print(f"| {inp} | {name.get(codec, codec)} | {level} | {threads} | {tool.split('/')[-1]} | {fmt(wall, '%.2f')} | "
-          f"{fmt(cpu, '%.2f')} | {fmt(rss and rss / 1024, '%.1f')} | {fmt(size and size / 2**20, '%.1f')} | "
+          f"{fmt(median[(inp, codec, level, threads, tool)], '%.2f')} | {fmt(cpu, '%.2f')} | {fmt(rss and rss / 1024, '%.1f')} | {fmt(size and size / 2**20, '%.1f')} | "
           f"{fmt(rt, '%.2f')} | {fmt(rt1, '%.2f')} | {fmt(rs, '%.3f')} | {fmt(sp, '%.2f')} |")
     if tool == "vmcore":
         if level == "31" and rt1 is not None:
