@@ -2,7 +2,8 @@
 //! go, in job order, to a single consumer. The consumer therefore sees results in
 //! submission order whatever the thread count, and at most `2 * threads` jobs are taken
 //! and not yet consumed, so a slow consumer (a disk, a merge) stalls the workers instead of
-//! filling memory. The dump writer and the filter's struct-page scan both run on it.
+//! filling memory. The dump writer and the filter's two passes (the struct-page scan and
+//! the zero-page check) run on it.
 //!
 //! The calling thread is one of the N: between its own jobs it hands the results that are
 //! next in order to the consumer. A separate consumer thread would be one thread more than
@@ -151,7 +152,7 @@ where
         }
         return Ok(());
     }
-    let depth = 2 * threads;
+    let depth = threads.saturating_mul(2);
     let shared = Shared {
         queue: Mutex::new(Queue {
             jobs,
