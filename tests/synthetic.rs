@@ -85,24 +85,26 @@ fn the_dump_equals_debians_makedumpfile_on_a_non_cyclic_machine() {
         return;
     }
     let (dir, path, _) = image("x86_64-6.1-l4");
-    let ours = dir.path().join("ours.kdump");
-    let theirs = dir.path().join("mkd.kdump");
-    let (ok, _, err) = run(&[
-        OsStr::new("makedumpfile"),
-        OsStr::new("-l"),
-        OsStr::new("-d"),
-        OsStr::new("31"),
-        path.as_os_str(),
-        ours.as_os_str(),
-    ]);
-    assert!(ok, "{err}");
-    let mkd =
-        std::process::Command::new("makedumpfile").args(["-l", "-d", "31"]).arg(&path).arg(&theirs).output().unwrap();
+    assert_same_file_as_makedumpfile(dir.path(), &path, &["-l", "-d", "31"], "kdump");
+}
+
+/// Writes `input` with `args` through vmcore's makedumpfile-compatible command line and
+/// with Debian's makedumpfile, into `dir` (`ours.NAME`, `mkd.NAME`), and asserts the two
+/// files are byte-identical.
+fn assert_same_file_as_makedumpfile(dir: &std::path::Path, input: &std::path::Path, args: &[&str], name: &str) {
+    let ours = dir.join(format!("ours.{name}"));
+    let theirs = dir.join(format!("mkd.{name}"));
+    let mut cmd: Vec<&OsStr> = vec![OsStr::new("makedumpfile")];
+    cmd.extend(args.iter().map(OsStr::new));
+    cmd.extend([input.as_os_str(), ours.as_os_str()]);
+    let (ok, _, err) = run(&cmd);
+    assert!(ok, "{args:?}: {err}");
+    let mkd = std::process::Command::new("makedumpfile").args(args).arg(input).arg(&theirs).output().unwrap();
     assert!(mkd.status.success(), "{}", String::from_utf8_lossy(&mkd.stderr));
     let (a, b) = (std::fs::read(&ours).unwrap(), std::fs::read(&theirs).unwrap());
-    assert_eq!(a.len(), b.len());
+    assert_eq!(a.len(), b.len(), "{args:?}");
     let first_difference = a.iter().zip(&b).position(|(x, y)| x != y);
-    assert_eq!(first_difference, None, "ours and makedumpfile's differ");
+    assert_eq!(first_difference, None, "{args:?}: ours and makedumpfile's differ");
 }
 
 /// Moves the start of the PT_LOAD at physical `paddr` up by `by` bytes (p_offset and
@@ -140,18 +142,7 @@ fn ram_starting_inside_a_page_dumps_as_makedumpfile_dumps_it() {
     let (dir, path, _) = image("x86_64-6.1-l4");
     start_segment_later(&path, 0x1000, 0x400);
     for (args, name) in [(["-l", "-d", "31"], "kdump"), (["-E", "-d", "1"], "elf")] {
-        let ours = dir.path().join(format!("ours.{name}"));
-        let theirs = dir.path().join(format!("mkd.{name}"));
-        let mut cmd: Vec<&OsStr> = vec![OsStr::new("makedumpfile")];
-        cmd.extend(args.iter().map(OsStr::new));
-        cmd.extend([path.as_os_str(), ours.as_os_str()]);
-        let (ok, _, err) = run(&cmd);
-        assert!(ok, "{args:?}: {err}");
-        let mkd = std::process::Command::new("makedumpfile").args(args).arg(&path).arg(&theirs).output().unwrap();
-        assert!(mkd.status.success(), "{}", String::from_utf8_lossy(&mkd.stderr));
-        let (a, b) = (std::fs::read(&ours).unwrap(), std::fs::read(&theirs).unwrap());
-        assert_eq!(a.len(), b.len(), "{args:?}");
-        assert_eq!(a.iter().zip(&b).position(|(x, y)| x != y), None, "{args:?}: ours and makedumpfile's differ");
+        assert_same_file_as_makedumpfile(dir.path(), &path, &args, name);
     }
 }
 
