@@ -23,6 +23,10 @@ pub fn is_flat_signature(head: &[u8]) -> bool {
 /// stream of one-byte chunks would take three times its own size in memory.
 pub const MAX_PIECES: usize = 1 << 19;
 
+/// Bytes of the rearranged file that no chunk writes, beyond which a stream must be at
+/// least half data. makedumpfile skips only alignment padding (a few KiB).
+const MAX_HOLES: u64 = 1 << 20;
+
 #[derive(Debug, Clone, Copy)]
 struct Piece {
     /// End (exclusive) of the piece in the rearranged file.
@@ -68,6 +72,8 @@ impl<R: ReadAt> FlatView<R> {
         let mut pieces = BTreeMap::new();
         let mut pos = raw::HEADER_SIZE;
         let mut size = 0u64;
+        // The chunk header that set `size`, named if the file is mostly holes.
+        let mut last_chunk = 0u64;
         let mut chunks = 0u64;
         loop {
             let mut ch = [0u8; raw::CHUNK_HEADER_SIZE as usize];
@@ -103,9 +109,25 @@ impl<R: ReadAt> FlatView<R> {
                     ),
                 ));
             }
-            size = size.max(dst_end);
+            if dst_end > size {
+                size = dst_end;
+                last_chunk = pos;
+            }
             chunks += 1;
             pos = src_end;
+        }
+        // Readers check the sizes in the dump's headers against the file's size; a file
+        // that is mostly holes would let a few bytes of stream pass for terabytes.
+        let covered: u64 = pieces.iter().map(|(&start, p)| p.dst_end - start).sum();
+        if size - covered > covered.max(MAX_HOLES) {
+            return Err(Error::invalid(
+                "flattened chunk header",
+                last_chunk,
+                format!(
+                    "the chunks fill {covered} bytes of a {size}-byte file; makedumpfile and vmcore write \
+                 flattened dumps densely (at most {MAX_HOLES} bytes or half the file unwritten)"
+                ),
+            ));
         }
         Ok(FlatView { stream, pieces, size, chunks })
     }
@@ -213,6 +235,18 @@ mod tests {
         // The sixth chunk's header: after the 4096-byte header and five 17-byte chunks.
         assert!(err.contains("more than 5 separate chunks") && err.contains("0x1055"), "{err}");
         assert!(err.contains("vmcore rearrange"), "{err}");
+    }
+
+    #[test]
+    fn a_file_of_mostly_holes_is_an_error_naming_the_chunk_that_made_it() {
+        // The holes may be up to 1 MiB, or as large as the data.
+        let big = vec![7u8; 3 << 19];
+        assert!(FlatView::index(stream(&[(0, b"head"), (1 << 20, b"tail")], true)).is_ok());
+        assert!(FlatView::index(stream(&[(0, &big), (3 << 20, b"x")], true)).is_ok());
+        // A header and one byte at 32 TiB (the ends of a file whose headers would then
+        // pass any check against its size).
+        let err = FlatView::index(stream(&[(0, b"head"), (1 << 45, b"x")], true)).unwrap_err().to_string();
+        assert!(err.contains("fill 5 bytes of a 35184372088833-byte file") && err.contains("0x1014"), "{err}");
     }
 
     #[test]
