@@ -21,6 +21,11 @@ pub const DUMP_ELF_INCOMPLETE: u32 = 0x1;
 /// Upper bound on the bytes of program headers and notes we read: far beyond any real
 /// machine (a million segments, thousands of CPUs), small enough to never exhaust memory.
 const MAX_METADATA: u64 = 256 << 20;
+/// Upper bound on the notes kept: a machine's notes are one or two per CPU and a few more
+/// (the kernel allows 8192 CPUs). Each costs some 100 bytes of bookkeeping beside its
+/// bytes, so 12-byte notes in the PT_NOTE segments (which may all overlap) would otherwise
+/// take ten times the metadata limit.
+const MAX_NOTES: usize = 1 << 16;
 
 /// One PT_LOAD segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,6 +256,9 @@ fn parse_notes(data: &[u8], seg_offset: u64, endian: Endianness, out: &mut Vec<N
         }
         let name = data.get(name_start as usize..(name_start + namesz) as usize).unwrap_or_default();
         let name = name.strip_suffix(&[0]).unwrap_or(name).to_vec();
+        if out.len() >= MAX_NOTES {
+            return Err(Error::invalid("note", at, format!("more than {MAX_NOTES} notes, more than any machine has")));
+        }
         let desc = data.get(desc_start as usize..desc_end as usize).unwrap_or_default().to_vec();
         out.push(Note { name, ntype, desc_offset: seg_offset + desc_start, desc });
         pos = next;
@@ -340,6 +348,22 @@ mod tests {
         let vi = core.note(b"VMCOREINFO", 0).unwrap();
         assert_eq!(vi.desc, b"OSRELEASE=6.1.0\nPAGESIZE=4096\n");
         assert_eq!(vi.desc_offset, 0x1000 + 12 + 8 + 0x150 + 12 + 12);
+    }
+
+    #[test]
+    fn more_notes_than_any_machine_has_is_an_error_naming_the_note() {
+        let file = |count: usize| {
+            let notes = note("CORE", 1, &[]).repeat(count);
+            let mut f = header(&[], (0x1000, notes.len() as u64));
+            f.resize(0x1000, 0);
+            f.extend_from_slice(&notes);
+            f
+        };
+        assert_eq!(ElfCore::parse(&file(MAX_NOTES)).unwrap().notes.len(), MAX_NOTES);
+        let err = ElfCore::parse(&file(MAX_NOTES + 1)).unwrap_err().to_string();
+        // Each note is 12 bytes of header and 8 of name ("CORE\0" padded).
+        let at = 0x1000 + 20 * MAX_NOTES;
+        assert!(err.contains("more than 65536 notes") && err.contains(&format!("{at:#x}")), "{err}");
     }
 
     #[test]
