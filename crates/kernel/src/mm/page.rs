@@ -189,8 +189,7 @@ impl PageRules {
         let is_swapcache = test(self.pg_swapcache);
         let is_swapbacked = self.pg_swapbacked.is_none_or(test);
         let is_cache = is_lru || (is_swapcache && is_swapbacked);
-        let is_slab = self.slab_mapcount.is_some_and(|v| mapcount == v)
-            || self.pg_slab.is_some_and(|nr| flags & (1u64 << nr) != 0);
+        let is_slab = self.slab_mapcount.is_some_and(|v| mapcount == v) || self.pg_slab.is_some_and(test);
         let is_anon = mapping & 1 != 0 && !is_slab;
         let is_buddy = match (self.buddy_mapcount, self.mapcount, self.pg_buddy) {
             (Some(v), Some(_), _) => !is_slab && mapcount == v,
@@ -341,8 +340,8 @@ NUMBER(PG_slab)=7\nNUMBER(PG_buddy)=19\nNUMBER(PG_head_mask)=16384\n";
     #[test]
     fn slab_as_flag_or_page_type_is_never_user_or_free() {
         // 6.1: PG_slab (bit 9) with an odd mapping (slab's own pointers) is kernel data.
-        let slab = P { flags: 1 << 9, mapping: 0xffff_8880_0000_0001, ..P::default() };
-        assert_eq!(decide(&rules(GEN_6_1), 0, slab, None, ALL), Decision::Keep);
+        let slab_bit_9 = P { flags: 1 << 9, mapping: 0xffff_8880_0000_0001, ..P::default() };
+        assert_eq!(decide(&rules(GEN_6_1), 0, slab_bit_9, None, ALL), Decision::Keep);
         // 6.12: slab is a page type.
         let slab = P { mapcount: 0xf500_0000, mapping: 0xffff_8880_0000_0001, ..P::default() };
         assert_eq!(decide(&rules(GEN_6_12), 0, slab, None, ALL), Decision::Keep);
@@ -352,6 +351,12 @@ NUMBER(PG_slab)=7\nNUMBER(PG_buddy)=19\nNUMBER(PG_head_mask)=16384\n";
         let vi = VmcoreInfo::parse(format!("{COMMON}{GEN_6_12}").as_bytes(), Source::ElfNote).unwrap();
         let strict = PageRules::from_vmcoreinfo(&vi, false).unwrap();
         assert_eq!(strict.decide(0, &bytes(waiters_anon), None, ALL), ex(Class::User, 1));
+        // A PG_slab beyond the flags word is read modulo 32, as makedumpfile's test_bit
+        // does, instead of overflowing the shift (a panic in debug builds).
+        let vi = format!("{COMMON}{GEN_6_1}").replace("NUMBER(PG_slab)=9", "NUMBER(PG_slab)=73");
+        let odd =
+            PageRules::from_vmcoreinfo(&VmcoreInfo::parse(vi.as_bytes(), Source::ElfNote).unwrap(), false).unwrap();
+        assert_eq!(odd.decide(0, &bytes(slab_bit_9), None, ALL), Decision::Keep);
     }
 
     #[test]
