@@ -1,5 +1,6 @@
 //! Physical memory of an ELF core: a sorted map from physical ranges to file ranges.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use vmcore_formats::elf::{ElfCore, ElfKind, LoadSegment};
@@ -40,7 +41,9 @@ impl ElfMem {
             .filter(|s| !(core.kind == ElfKind::Kcore && s.paddr == 0))
             .collect();
         segs.sort_by(|a, b| b.memsz.cmp(&a.memsz).then(a.index.cmp(&b.index)));
-        let mut map: Vec<MapEntry> = Vec::new();
+        // Keyed by start: finding what a segment overlaps and adding its pieces stay
+        // logarithmic (with a sorted Vec, 400 thousand segments took 106 s).
+        let mut map: BTreeMap<u64, MapEntry> = BTreeMap::new();
         for s in segs {
             let entry = MapEntry {
                 start: s.paddr,
@@ -49,11 +52,10 @@ impl ElfMem {
                 file_offset: s.offset,
             };
             for piece in uncovered(&map, entry) {
-                let pos = map.partition_point(|e| e.start < piece.start);
-                map.insert(pos, piece);
+                map.insert(piece.start, piece);
             }
         }
-        ElfMem { src, map, page_size, name: String::new() }
+        ElfMem { src, map: map.into_values().collect(), page_size, name: String::new() }
     }
 
     /// Names the file in the errors of reads.
@@ -68,11 +70,17 @@ impl ElfMem {
     }
 }
 
-/// The parts of `new` that no entry of the sorted, disjoint `map` covers.
-fn uncovered(map: &[MapEntry], new: MapEntry) -> Vec<MapEntry> {
+/// The parts of `new` that no entry of the disjoint `map` covers.
+fn uncovered(map: &BTreeMap<u64, MapEntry>, new: MapEntry) -> Vec<MapEntry> {
     let mut out = Vec::new();
     let mut cur = new.start;
-    for e in map.iter().filter(|e| e.end > new.start && e.start < new.end) {
+    // The entries are disjoint, so their ends rise with their starts: the ones that
+    // overlap `new` are the last ones starting before its end, back to the first that
+    // ends after its start.
+    let mut overlapping: Vec<&MapEntry> =
+        map.range(..new.end).rev().map(|(_, e)| e).take_while(|e| e.end > new.start).collect();
+    overlapping.reverse();
+    for e in overlapping {
         if e.start > cur {
             out.push(clip(new, cur, e.start));
         }
@@ -223,6 +231,29 @@ mod tests {
         assert_eq!(across, [4, 4, 4, 4, 0, 0, 0, 0]);
         let err = m.read(PhysAddr(0x6ffc), &mut across, ReadOptions::default()).unwrap_err();
         assert!(matches!(err, Error::Hole { addr: PhysAddr(0x7000) }), "{err}");
+    }
+
+    #[test]
+    fn a_segment_over_two_others_serves_only_the_gap_between_them() {
+        // Two RAM segments, then one as large that spans the end of the first, the gap
+        // and the start of the second: it serves only the gap, from its own file data.
+        let (core, src) = elf(
+            &[
+                (0x1000, 0, 0x1000, 0x3000, 0x3000),
+                (0x5000, 0, 0x5000, 0x3000, 0x3000),
+                (0x3000, 0, 0x9000, 0x3000, 0x3000),
+            ],
+            0xc000,
+        );
+        let m = ElfMem::new(&core, src, 4096);
+        assert_eq!(m.ranges(), vec![PhysRange { start: 0x1000, end: 0x8000 }]);
+        let mut page = vec![0u8; 4096];
+        let byte = |m: &ElfMem, pfn: u64, page: &mut Vec<u8>| {
+            m.read_page(Pfn(pfn), page).unwrap();
+            page[0]
+        };
+        // File byte values are the file page numbers.
+        assert_eq!([3, 4, 5].map(|pfn| byte(&m, pfn, &mut page)), [3, 0xa, 5]);
     }
 
     #[test]
