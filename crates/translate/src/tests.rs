@@ -1,6 +1,7 @@
 //! Synthetic page tables: every case real dumps rarely show.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use vmcore_physmem::{PageState, PhysMem, PhysRange};
@@ -15,6 +16,11 @@ const RAM_PAGES: u64 = 0x8000;
 #[derive(Debug, Default)]
 struct TestMem {
     pages: Mutex<HashMap<u64, Vec<u8>>>,
+    /// Pages read so far.
+    reads: AtomicUsize,
+    /// More reads than this fail the test at once (0: no limit), so a search that would
+    /// run for hours fails in milliseconds instead.
+    max_reads: usize,
 }
 
 impl TestMem {
@@ -41,6 +47,8 @@ impl PhysMem for TestMem {
         })
     }
     fn read_page(&self, pfn: Pfn, buf: &mut [u8]) -> vmcore_physmem::Result<PageState> {
+        let reads = self.reads.fetch_add(1, Ordering::Relaxed) + 1;
+        assert!(self.max_reads == 0 || reads <= self.max_reads, "more than {} page reads", self.max_reads);
         match self.pages.lock().unwrap().get(&pfn.0) {
             Some(p) => {
                 buf.copy_from_slice(p);
@@ -145,6 +153,46 @@ fn self_referencing_tables_are_a_loop_error_not_a_hang() {
     assert!(matches!(err, Error::Loop { level: 4, .. }), "{err}");
     assert!(err.to_string().contains("loop"));
     assert_eq!(w.first_mapped(0, 1 << 47).unwrap(), None, "probing a looping tree terminates");
+}
+
+/// Every entry of the root's lower half but the last, and every entry below it, points to
+/// one table per level, and the last-level table maps nothing: 255 * 512^(levels - 2)
+/// paths lead to it (34 billion at 5 levels). The last root entry leads to a page.
+#[test]
+fn tables_shared_by_every_entry_are_read_once() {
+    for levels in [4, 5] {
+        let mmu = Mmu::x86_64(levels, 0);
+        let mem = Arc::new(TestMem { max_reads: 1000, ..TestMem::default() });
+        let root = 0x10_0000u64;
+        // shared[k] and chain[k]: the tables at level k + 1.
+        let shared: Vec<u64> = (0..levels as u64 - 1).map(|k| 0x20_0000 + k * 0x1000).collect();
+        let chain: Vec<u64> = (0..levels as u64 - 1).map(|k| 0x30_0000 + k * 0x1000).collect();
+        for i in 0..255 {
+            mem.set_u64(root + i * 8, shared[levels - 2] | P);
+        }
+        mem.set_u64(root + 255 * 8, chain[levels - 2] | P);
+        for k in 1..levels - 1 {
+            for i in 0..512 {
+                mem.set_u64(shared[k] + i * 8, shared[k - 1] | P);
+            }
+            mem.set_u64(chain[k], chain[k - 1] | P);
+        }
+        mem.set_u64(shared[0], 0);
+        mem.set_u64(chain[0], 0x4000_0000 | P);
+        let w = Walker::new(mmu, PhysAddr(root), mem.clone());
+        let lower_half = 1u64 << (mmu.va_bits - 1);
+
+        let (v, t) = w.first_mapped(0, lower_half).unwrap().unwrap();
+        let expected = 255u64 << mmu.level_shift(levels);
+        assert_eq!((v, t.paddr, t.page_size, t.level), (expected, 0x4000_0000, 4096, 1), "{levels}-level");
+        // The root, each shared table once, and the chain to the page.
+        assert_eq!(mem.reads.swap(0, Ordering::Relaxed), 1 + 2 * (levels - 1), "{levels}-level");
+
+        // With no page at all the answer is None, after the same one read per table.
+        mem.set_u64(root + 255 * 8, shared[levels - 2] | P);
+        assert_eq!(w.first_mapped(0, lower_half).unwrap(), None, "{levels}-level");
+        assert_eq!(mem.reads.swap(0, Ordering::Relaxed), levels, "{levels}-level");
+    }
 }
 
 #[test]

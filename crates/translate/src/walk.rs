@@ -1,5 +1,6 @@
 //! The page-table walker.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use vmcore_physmem::{PhysMem, ReadOptions};
@@ -111,24 +112,34 @@ impl Walker {
     /// The lowest mapped page at or above `start` and below `end` (both canonical and in
     /// the same half of the address space), with its translation. Reads whole tables and
     /// skips unmapped subtrees in one step.
+    ///
+    /// A table found to map nothing over its whole range is remembered with its level and
+    /// not read again: entries may share a table, and a corrupt dump pointing every entry
+    /// of each level at one table would otherwise cost 512^levels reads (hours at 5
+    /// levels). So the tables read are at most the distinct (table, level) pairs reached,
+    /// plus two per level searched in part at the ends of the range. A table already on
+    /// the current path (a loop) is skipped.
     pub fn first_mapped(&self, start: u64, end: u64) -> Result<Option<(u64, Translation)>> {
-        let mut visited = Vec::new();
-        self.first_mapped_in(self.root.0, self.mmu.levels, start, end, &mut visited)
+        let mut search = Search::default();
+        self.first_mapped_in(self.root.0, self.mmu.levels, start, end, false, &mut search)
     }
 
+    /// `whole`: `start..end` is the table's entire range, so an empty result is a property
+    /// of the table alone, whichever entry led here.
     fn first_mapped_in(
         &self,
         table: u64,
         level: usize,
         start: u64,
         end: u64,
-        path: &mut Vec<u64>,
+        whole: bool,
+        search: &mut Search,
     ) -> Result<Option<(u64, Translation)>> {
         let mmu = &self.mmu;
-        if path.contains(&table) {
+        if search.path.contains(&table) || (whole && search.empty.contains(&(table, level))) {
             return Ok(None);
         }
-        path.push(table);
+        search.path.push(table);
         let bits = mmu.index_bits(level);
         let mut raw = vec![0u8; 8 << bits];
         self.mem.read(PhysAddr(table), &mut raw, ReadOptions::default()).map_err(|e| Error::Unreadable {
@@ -157,7 +168,12 @@ impl Walker {
                     result = Some((from, t));
                 }
                 Entry::Table(next) if level > 1 => {
-                    result = self.first_mapped_in(next, level - 1, from, end.min(base.saturating_add(span)), path)?;
+                    // The top entry of the upper half ends at 2^64: saturated, its range
+                    // stops one byte short, which still holds all of its pages.
+                    let limit = base.saturating_add(span);
+                    let sub_end = end.min(limit);
+                    let sub_whole = from == base && sub_end == limit;
+                    result = self.first_mapped_in(next, level - 1, from, sub_end, sub_whole, search)?;
                 }
                 Entry::Table(_) => {}
             }
@@ -165,9 +181,21 @@ impl Walker {
                 break;
             }
         }
-        path.pop();
+        search.path.pop();
+        if whole && result.is_none() {
+            search.empty.insert((table, level));
+        }
         Ok(result)
     }
+}
+
+/// State of one [`Walker::first_mapped`] search.
+#[derive(Default)]
+struct Search {
+    /// Tables from the root down to the one being searched.
+    path: Vec<u64>,
+    /// (table, level) searched over their whole range and found to map nothing.
+    empty: HashSet<(u64, usize)>,
 }
 
 impl Translation {
