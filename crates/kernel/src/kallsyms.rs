@@ -55,9 +55,18 @@ pub const MAX_SYMBOLS: u32 = 10_000_000;
 /// Cap on the estimated size of a symbol (kallsyms stores no sizes), 64 KiB.
 pub const MAX_SYMBOL_SIZE: u64 = 64 * 1024;
 
-/// Longest expanded name (type letter included) accepted. The kernel's `KSYM_NAME_LEN` is
-/// 512 since 6.1 (128 before), and `scripts/kallsyms.c` refuses longer symbols.
-pub const MAX_NAME_LEN: usize = 4096;
+/// Longest expanded name (type letter included) accepted: the kernel's `KSYM_NAME_LEN`,
+/// 512 since 6.1 (128 before). `scripts/kallsyms.c` leaves out any symbol of
+/// `KSYM_NAME_LEN` characters or more, so a stored name (its letter, then at most 511
+/// characters) never exceeds it. A 2-byte entry can name a token of any length, so without
+/// this cap each name could expand to the token table's size.
+pub const MAX_NAME_LEN: usize = 512;
+
+/// Most bytes all names may expand to together (type letters included). A real kernel's
+/// names take a few MiB (4.1 MB for the 163,205 symbols of a 6.12 x86_64 kernel, 25 bytes
+/// each on average); 256 MiB is [`MAX_SYMBOLS`] names of about that length. Even capped at
+/// [`MAX_NAME_LEN`], 10 M two-byte entries could otherwise expand to 5 GB.
+pub const MAX_NAMES_EXPANDED: usize = 256 << 20;
 
 /// Reads of the names and token tables go in chunks of this size.
 const CHUNK: u64 = 64 * 1024;
@@ -275,7 +284,7 @@ impl Kallsyms {
 
         let tokens = Tokens::load(read, &layout, table_addr, &index_raw, endian)?;
         let long_names = opts.long_names.unwrap_or_else(|| long_names_for(vi.osrelease()));
-        let names = decode_names(read, &layout, names_addr, count, long_names, &tokens)?;
+        let names = decode_names(read, &layout, names_addr, count, long_names, &tokens, MAX_NAMES_EXPANDED)?;
 
         let raw = read_exact(read, array, array_addr, array_len)?;
         let (encoding, addresses) = decode_addresses(read, &layout, encoding, opts, endian, array_addr, &raw, count)?;
@@ -637,7 +646,8 @@ impl Tokens {
     }
 }
 
-/// Expands the `count` names of `kallsyms_names` into (type letter, name).
+/// Expands the `count` names of `kallsyms_names` into (type letter, name), each at most
+/// [`MAX_NAME_LEN`] bytes and all together at most `max_total` bytes.
 fn decode_names(
     read: ReadFn<'_>,
     layout: &Layout,
@@ -645,6 +655,7 @@ fn decode_names(
     count: u32,
     long_names: bool,
     tokens: &Tokens,
+    max_total: usize,
 ) -> Result<Vec<(char, String)>, Error> {
     let mut table = Lazy::new(read, layout, NAMES, names_addr, MAX_NAMES_TABLE);
     // A count the table cannot hold fails below; do not trust it for the allocation.
@@ -652,6 +663,7 @@ fn decode_names(
     let mut expanded = Vec::with_capacity(128);
     let slices: Vec<Option<&[u8]>> = (0..=255u8).map(|b| tokens.slice(b)).collect();
     let mut pos = 0u64;
+    let mut total = 0usize;
     for i in 0..count {
         let past_end = |what: String, table: &Lazy<'_>| {
             corrupt(
@@ -688,14 +700,28 @@ fn decode_names(
         expanded.clear();
         for &b in table.slice(from, to) {
             let token = slices.get(usize::from(b)).copied().flatten().ok_or_else(|| tokens.error(b, i))?;
-            expanded.extend_from_slice(token);
-            if expanded.len() > MAX_NAME_LEN {
+            if expanded.len() + token.len() > MAX_NAME_LEN {
                 return Err(corrupt(
                     NAMES,
                     Some(i),
-                    format!("a name of at most {MAX_NAME_LEN} characters; the {len} bytes at offset {from:#x} expand to more"),
+                    format!(
+                        "a name of at most {MAX_NAME_LEN} characters (KSYM_NAME_LEN, type letter included); \
+                         the {len} bytes at offset {from:#x} expand to more"
+                    ),
                 ));
             }
+            expanded.extend_from_slice(token);
+        }
+        total += expanded.len();
+        if total > max_total {
+            return Err(corrupt(
+                NAMES,
+                Some(i),
+                format!(
+                    "names that expand to at most {max_total} bytes in all (a real kernel's names take a few MiB); \
+                     symbols 0 to {i} take {total}, the last from the {len} bytes at offset {from:#x}"
+                ),
+            ));
         }
         let Some((&kind, name)) = expanded.split_first() else {
             return Err(corrupt(
@@ -1130,9 +1156,85 @@ mod tests {
     #[test]
     fn names_expanding_beyond_any_kernel_name() {
         let mut s = spec(AddressEncoding::BaseRelative);
-        s.syms[4].1 = format!("T{}", "do_".repeat(MAX_NAME_LEN / 3 + 1));
+        // The longest name the kernel stores: its letter and 511 characters.
+        let longest = "x".repeat(511);
+        s.syms[4].1 = format!("T{longest}");
+        let k = build(&s).decode().unwrap();
+        assert_eq!(lines(&k), expected_lines(&s));
+        assert_eq!(k.lookup(&longest), Some(TEXT + 0x100));
+        s.syms[4].1 = format!("T{longest}x");
         let e = err_of(&build(&s));
-        assert!(e.starts_with("kallsyms_names, symbol 4: a name of at most 4096 characters"), "{e}");
+        assert!(
+            e.starts_with(
+                "kallsyms_names, symbol 4: a name of at most 512 characters (KSYM_NAME_LEN, type letter included)"
+            ),
+            "{e}"
+        );
+        s.syms[4].1 = format!("T{}", "do_".repeat(MAX_NAME_LEN / 3 + 1));
+        assert!(err_of(&build(&s)).starts_with("kallsyms_names, symbol 4: a name of at most 512 characters"));
+    }
+
+    /// Decodes `count` raw `kallsyms_names` entries whose byte 0x01 stands for `token`,
+    /// printable bytes for themselves, and others for nothing.
+    fn decode_raw(names: &[u8], count: u32, token: &[u8], max_total: usize) -> Result<Vec<(char, String)>, Error> {
+        const NAMES_AT: u64 = 0;
+        const TABLE_AT: u64 = 0x1_0000;
+        const INDEX_AT: u64 = 0x2_0000;
+        let mut image = vec![0u8; INDEX_AT as usize + 512];
+        image[..names.len()].copy_from_slice(names);
+        let mut table = Vec::new();
+        for b in 0..=255u8 {
+            let at = INDEX_AT as usize + 2 * usize::from(b);
+            image[at..at + 2].copy_from_slice(&(table.len() as u16).to_le_bytes());
+            match b {
+                0x01 => table.extend(token),
+                0x20..0x7f => table.push(b),
+                _ => {}
+            }
+            table.push(0);
+        }
+        image[TABLE_AT as usize..][..table.len()].copy_from_slice(&table);
+        let read = |addr: u64, buf: &mut [u8]| -> Result<(), String> {
+            let src =
+                image.get(addr as usize..addr as usize + buf.len()).ok_or_else(|| format!("{addr:#x}: not mapped"))?;
+            buf.copy_from_slice(src);
+            Ok(())
+        };
+        let layout = Layout { tables: vec![(NAMES, NAMES_AT), (TOKEN_TABLE, TABLE_AT), (TOKEN_INDEX, INDEX_AT)] };
+        let tokens = Tokens::load(&read, &layout, TABLE_AT, &image[INDEX_AT as usize..], Endian { big: false })?;
+        decode_names(&read, &layout, NAMES_AT, count, true, &tokens, max_total)
+    }
+
+    #[test]
+    fn two_byte_entries_expanding_past_ksym_name_len() {
+        // Length 1, then byte 0x01: the entry is two bytes whatever the token holds.
+        let names = [&[1u8, 0x01][..], &[2, b'T', b'x'], &[1, 0x01]].concat();
+        let longest = format!("T{}", "a".repeat(511));
+        let got = decode_raw(&names, 3, longest.as_bytes(), MAX_NAMES_EXPANDED).unwrap();
+        assert_eq!(got, [('T', "a".repeat(511)), ('T', "x".into()), ('T', "a".repeat(511))]);
+        let e = decode_raw(&names, 3, format!("{longest}a").as_bytes(), MAX_NAMES_EXPANDED).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "kallsyms_names, symbol 0: a name of at most 512 characters (KSYM_NAME_LEN, type letter included); \
+             the 1 bytes at offset 0x1 expand to more"
+        );
+    }
+
+    #[test]
+    fn all_names_together_expand_within_a_budget() {
+        // 1000 two-byte entries of 100 characters each: 100,000 bytes in all.
+        let names = [1u8, 0x01].repeat(1000);
+        let token = format!("t{}", "b".repeat(99));
+        let got = decode_raw(&names, 1000, token.as_bytes(), 100_000).unwrap();
+        assert_eq!(got.len(), 1000);
+        assert!(got.iter().all(|(k, n)| *k == 't' && *n == token[1..]));
+        // Symbol 500 brings the total to 50,100 bytes.
+        let e = decode_raw(&names, 1000, token.as_bytes(), 50_000).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "kallsyms_names, symbol 500: names that expand to at most 50000 bytes in all (a real kernel's names \
+             take a few MiB); symbols 0 to 500 take 50100, the last from the 1 bytes at offset 0x3e9"
+        );
     }
 
     #[test]
