@@ -249,7 +249,7 @@ fn symbols(args: &DumpArgs, pattern: Option<&str>, types: bool) -> Result<()> {
     let syms = machine
         .symbols
         .as_ref()
-        .with_context(|| format!("{}: no kallsyms: {}", args.file.display(), machine.notes.join("; ")))?;
+        .with_context(|| format!("{}: no symbols: {}", args.file.display(), machine.notes.join("; ")))?;
     let mut out = io::BufWriter::new(io::stdout().lock());
     for s in syms.symbols().iter().filter(|s| pattern.is_none_or(|p| matches(p, &s.name))) {
         if types {
@@ -284,7 +284,7 @@ fn addr2sym(args: &DumpArgs, addr: u64) -> Result<()> {
     let syms = machine
         .symbols
         .as_ref()
-        .with_context(|| format!("{}: no kallsyms: {}", args.file.display(), machine.notes.join("; ")))?;
+        .with_context(|| format!("{}: no symbols: {}", args.file.display(), machine.notes.join("; ")))?;
     let (sym, off, size) = syms.addr2sym(addr).with_context(|| format!("{addr:#x}: no symbol holds this address"))?;
     let mut out = io::stdout().lock();
     writeln!(out, "{}+{off:#x}/{size:#x}", sym.name)?;
