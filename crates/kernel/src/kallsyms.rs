@@ -706,7 +706,7 @@ fn decode_names(
                     Some(i),
                     format!(
                         "a name of at most {MAX_NAME_LEN} characters (KSYM_NAME_LEN, type letter included); \
-                         the {len} bytes at offset {from:#x} expand to more"
+                         its {len}-byte entry at offset {from:#x} expands to more"
                     ),
                 ));
             }
@@ -719,7 +719,7 @@ fn decode_names(
                 Some(i),
                 format!(
                     "names that expand to at most {max_total} bytes in all (a real kernel's names take a few MiB); \
-                     symbols 0 to {i} take {total}, the last from the {len} bytes at offset {from:#x}"
+                     symbols 0 to {i} take {total}, the last from its {len}-byte entry at offset {from:#x}"
                 ),
             ));
         }
@@ -727,7 +727,7 @@ fn decode_names(
             return Err(corrupt(
                 NAMES,
                 Some(i),
-                format!("a type letter and a name; the {len} bytes at offset {from:#x} expand to nothing"),
+                format!("a type letter and a name; its {len}-byte entry at offset {from:#x} expands to nothing"),
             ));
         };
         out.push((char::from(kind), String::from_utf8_lossy(name).into_owned()));
@@ -1150,7 +1150,7 @@ mod tests {
         assert!(err_of(&b).contains("its length is 0"));
         // A name of only empty tokens.
         b.poke(last_len_at, &[2, 0x10, 0x11]);
-        assert!(err_of(&b).contains("expand to nothing"), "{}", err_of(&b));
+        assert!(err_of(&b).contains("expands to nothing"), "{}", err_of(&b));
     }
 
     #[test]
@@ -1216,7 +1216,7 @@ mod tests {
         assert_eq!(
             e,
             "kallsyms_names, symbol 0: a name of at most 512 characters (KSYM_NAME_LEN, type letter included); \
-             the 1 bytes at offset 0x1 expand to more"
+             its 1-byte entry at offset 0x1 expands to more"
         );
     }
 
@@ -1233,7 +1233,7 @@ mod tests {
         assert_eq!(
             e,
             "kallsyms_names, symbol 500: names that expand to at most 50000 bytes in all (a real kernel's names \
-             take a few MiB); symbols 0 to 500 take 50100, the last from the 1 bytes at offset 0x3e9"
+             take a few MiB); symbols 0 to 500 take 50100, the last from its 1-byte entry at offset 0x3e9"
         );
     }
 
