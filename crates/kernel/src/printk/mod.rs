@@ -16,9 +16,10 @@
 //!
 //! Everything read from the dump is bounded before it is used: ring sizes by their bit
 //! counts (`count_bits <= 24`, `size_bits <= 31`, `log_buf_len <= 2 GiB`), descriptors are
-//! visited at most `count` times, a text is at most its `u16` length, reads go through a
-//! 64 KiB window ([`mem::Window`]), and the `printk_log` walk goes strictly forward with
-//! at most one wrap, so it ends on any input. A record that cannot be trusted is skipped
+//! visited at most `count` times, a text is at most its `u16` length and the ring buffer's
+//! texts together at most its data ring, reads go through a 64 KiB window
+//! ([`mem::Window`]), and the `printk_log` walk goes strictly forward with at most one
+//! wrap, so it ends on any input. A record that cannot be trusted is skipped
 //! with a warning naming what was expected; the walk stops at the first structural
 //! corruption and keeps what it read before it.
 

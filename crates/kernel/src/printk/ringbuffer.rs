@@ -20,7 +20,9 @@
 //!   device[48]; } dev_info; }`.
 //!
 //! The records are the descriptors from `tail_id` to `head_id` whose state is committed or
-//! finalized and whose id matches, as makedumpfile prints them.
+//! finalized and whose id matches, as makedumpfile prints them. Their blocks never
+//! overlap, so their texts together fit in the data ring: the reader stops, with a
+//! warning, at the record that would take more.
 //!
 //! Assumption (not exported by VMCOREINFO): `facility` and the `flags:5, level:3` byte
 //! follow `text_len` (offsets `text_len + 2` and `+ 3`, level in the top three bits, as
@@ -320,6 +322,13 @@ pub fn read(vi: &VmcoreInfo, mem: ReadMem<'_>, opts: &Options) -> Result<Log, Er
     let mut infos_w = Window::new(mem, infos, count * l.info_size as u64);
     let mut text_w = Window::new(mem, data, ring_size);
     let mut records = Vec::new();
+    // The blocks of the records between tail and head never overlap, so their texts
+    // together fit in the data ring. Descriptors whose blocks overlap could otherwise each
+    // claim up to 64 KiB of the same bytes, 16 Mi times. A live kernel may move the head
+    // record's block, or allocate the blocks of records reserved before head_id was read,
+    // over data already copied: one more ring of slack covers that.
+    let text_budget = if opts.live { 2 * ring_size } else { ring_size };
+    let mut text_taken = 0u64;
     for i in 0..=span {
         let id = first.wrapping_add(i) & DESC_ID_MASK;
         let idx = id & (count - 1);
@@ -417,6 +426,17 @@ pub fn read(vi: &VmcoreInfo, mem: ReadMem<'_>, opts: &Options) -> Result<Log, Er
                 });
                 continue;
             }
+        }
+        text_taken += n;
+        if text_taken > text_budget {
+            warn.push("texts overlap", || {
+                format!(
+                    "printk record {id:#x} (seq {seq}): its {n} bytes of text bring the texts read to {text_taken} \
+                     bytes, past the {text_budget} that the {ring_size}-byte data ring allows: data blocks overlap: \
+                     records from there on are not printed"
+                )
+            });
+            break;
         }
         records.push(rec);
     }

@@ -329,6 +329,50 @@ fn bad_blocks_are_skipped_with_warnings() {
 }
 
 #[test]
+fn overlapping_blocks_yield_at_most_one_data_ring_of_text() {
+    // Every record's block starts 8 bytes after the previous one's and runs to near the
+    // end of the 1024-byte ring, its id word inside the previous block's text: each block
+    // is valid on its own, and each claims 936 bytes of the same data.
+    let log = corrupt_rb(|rb| {
+        for (i, &(id, _)) in rb.kept.iter().enumerate() {
+            let begin = 8 * i as u64;
+            let d = rb.desc(id, 5);
+            rb.image.put_u64(d + 8, begin);
+            rb.image.put_u64(d + 16, begin + 944);
+            rb.image.put_u16(rb.info(id, 5) + 16, 936);
+            rb.image.put_u64(rb.data + begin, id);
+        }
+    })
+    .unwrap();
+    assert_eq!(log.records.iter().map(|r| (r.seq, r.text.len())).collect::<Vec<_>>(), [(0, 936)]);
+    let w = log.warnings.join("\n");
+    assert!(w.contains("seq 1") && w.contains("to 1872 bytes") && w.contains("1024-byte data ring"), "{w}");
+    // A ring packed as full as the kernel packs it is read whole: blocks back to back up
+    // to its last 8 bytes (a block ending at the end of the ring would be stored at its
+    // start), all but the id words text, and two dataless records.
+    let log = corrupt_rb(|rb| {
+        for (i, &(id, _)) in rb.kept.iter().enumerate() {
+            let d = rb.desc(id, 5);
+            let begin = 128 * i as u64;
+            let (begin, next) = match i {
+                0..7 => (begin, begin + 128),
+                7 => (begin, begin + 120),
+                _ => (1, 1),
+            };
+            rb.image.put_u64(d + 8, begin);
+            rb.image.put_u64(d + 16, next);
+            rb.image.put_u16(rb.info(id, 5) + 16, (next - begin).saturating_sub(8) as u16);
+            if i < 8 {
+                rb.image.put_u64(rb.data + begin, id);
+            }
+        }
+    })
+    .unwrap();
+    assert!(log.warnings.is_empty(), "{:?}", log.warnings);
+    assert_eq!(log.records.iter().map(|r| r.text.len()).collect::<Vec<_>>(), [120, 120, 120, 120, 120, 120, 120, 112]);
+}
+
+#[test]
 fn descriptors_of_another_id_and_unreadable_arrays() {
     let log = corrupt_rb(|rb| {
         let d = rb.desc(2, 5);
