@@ -38,8 +38,8 @@ pub fn run(dump: &Dump, machine: &Machine, partial: bool, json: bool, out: &mut 
     }
     if json {
         let mut w = BufWriter::with_capacity(64 << 10, &mut *out);
-        for rec in &log.records {
-            w.write_all(record_json(rec, log.caller_ids).as_bytes())?;
+        for rec in log.records.iter() {
+            w.write_all(record_json(&rec, log.caller_ids).as_bytes())?;
         }
         w.flush()?;
     } else {

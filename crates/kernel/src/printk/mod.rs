@@ -12,7 +12,8 @@
 //!   ring written out raw ([`plain`]).
 //!
 //! [`read_log`] returns the records (and for the plain buffer its raw bytes) with the
-//! warnings of what it skipped; [`render`] writes makedumpfile's exact bytes.
+//! warnings of what it skipped, in memory within a small factor of the buffer's size
+//! ([`Records`]); [`render`] writes makedumpfile's exact bytes.
 //!
 //! Everything read from the dump is bounded before it is used: ring sizes by their bit
 //! counts (`count_bits <= 24`, `size_bits <= 31`, `log_buf_len <= 2 GiB`), descriptors are
@@ -30,6 +31,8 @@ mod render;
 pub mod ringbuffer;
 
 pub use render::{caller_string, render, render_record, Escape};
+
+use std::borrow::Cow;
 
 use crate::vmcoreinfo::VmcoreInfo;
 
@@ -86,13 +89,88 @@ pub struct Log {
     /// Which buffer it came from.
     pub generation: Generation,
     /// The records, oldest first. For the plain buffer, its lines split and parsed.
-    pub records: Vec<Record>,
-    /// For the plain buffer: the bytes makedumpfile writes, in order.
-    pub raw: Option<Vec<u8>>,
+    pub records: Records,
     /// Whether the kernel exports the caller id offset, so that lines carry `[ T123]`.
     pub caller_ids: bool,
     /// What was skipped and why.
     pub warnings: Vec<String>,
+}
+
+impl Log {
+    /// For the plain buffer: the bytes makedumpfile writes, in order.
+    pub fn raw(&self) -> Option<&[u8]> {
+        match &self.records.0 {
+            Store::Lines { raw, .. } => Some(raw),
+            _ => None,
+        }
+    }
+}
+
+/// The records of a log, oldest first.
+///
+/// A [`Record`] takes about 100 bytes, while a `printk_log` record can be a 16-byte header
+/// and a plain-buffer line a single newline: as `Record`s, a 2 GiB buffer would need from
+/// 14 to 220 GB. So the records of those two generations stay the bytes they were read
+/// as, and become `Record`s one at a time as they are iterated; the ring buffer's, spread
+/// over three arrays, are kept decoded.
+#[derive(Debug, Clone)]
+pub struct Records(Store);
+
+#[derive(Debug, Clone)]
+enum Store {
+    Decoded(Vec<Record>),
+    /// The plain buffer (what text output writes) and its number of lines.
+    Lines {
+        raw: Vec<u8>,
+        count: usize,
+    },
+    Packed(printk_log::Packed),
+}
+
+impl From<Vec<Record>> for Records {
+    fn from(records: Vec<Record>) -> Records {
+        Records(Store::Decoded(records))
+    }
+}
+
+impl Records {
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            Store::Decoded(v) => v.len(),
+            Store::Lines { count, .. } => *count,
+            Store::Packed(p) => p.len(),
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes of heap the records hold.
+    #[cfg(test)]
+    fn heap_bytes(&self) -> usize {
+        let string = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
+        match &self.0 {
+            Store::Decoded(v) => {
+                v.capacity() * std::mem::size_of::<Record>()
+                    + v.iter().map(|r| r.text.capacity() + string(&r.subsystem) + string(&r.device)).sum::<usize>()
+            }
+            Store::Lines { raw, .. } => raw.capacity(),
+            Store::Packed(p) => p.heap_bytes(),
+        }
+    }
+
+    /// The records in order, each decoded as it is reached (borrowed where kept decoded).
+    pub fn iter(&self) -> impl Iterator<Item = Cow<'_, Record>> + '_ {
+        let it: Box<dyn Iterator<Item = Cow<'_, Record>> + '_> = match &self.0 {
+            Store::Decoded(v) => Box::new(v.iter().map(Cow::Borrowed)),
+            Store::Lines { raw, .. } => Box::new(plain::lines(raw).map(Cow::Owned)),
+            Store::Packed(p) => Box::new(p.iter().map(Cow::Owned)),
+        };
+        it
+    }
 }
 
 /// How to read.

@@ -7,7 +7,7 @@
 //! lines are split and their `<N>` level prefix and `[seconds.micros]` time parsed.
 
 use super::mem::{read_u32, read_u64, CHUNK};
-use super::{Error, Generation, Log, Options, ReadMem, Record, Warnings};
+use super::{Error, Generation, Log, Options, ReadMem, Record, Records, Store, Warnings};
 use crate::vmcoreinfo::VmcoreInfo;
 
 /// Largest `log_buf_len` accepted.
@@ -68,24 +68,33 @@ pub fn read(vi: &VmcoreInfo, mem: ReadMem<'_>, opts: &Options) -> Result<Log, Er
             at += n;
         }
     }
+    let count = line_count(&raw);
     Ok(Log {
         generation: Generation::Plain,
-        records: lines(&raw),
-        raw: Some(raw),
+        records: Records(Store::Lines { raw, count }),
         caller_ids: false,
         warnings: warn.finish(),
     })
 }
 
-/// The lines of a plain buffer as records: `<N>` gives level `N & 7` and facility `N >> 3`,
-/// a `[%5lu.%06lu] ` time after it gives `ts_nsec`; `seq` counts lines.
-pub fn lines(raw: &[u8]) -> Vec<Record> {
-    let mut out = Vec::new();
+/// How many records [`lines`] yields.
+pub fn line_count(raw: &[u8]) -> usize {
     let body = raw.strip_suffix(b"\n").unwrap_or(raw);
     if body.is_empty() {
-        return out;
+        0
+    } else {
+        body.iter().filter(|&&c| c == b'\n').count() + 1
     }
-    for (i, line) in body.split(|&c| c == b'\n').enumerate() {
+}
+
+/// The lines of a plain buffer as records, parsed as they are reached: `<N>` gives level
+/// `N & 7` and facility `N >> 3`, a `[%5lu.%06lu] ` time after it gives `ts_nsec`; `seq`
+/// counts lines.
+pub fn lines(raw: &[u8]) -> impl Iterator<Item = Record> + '_ {
+    let body = raw.strip_suffix(b"\n").unwrap_or(raw);
+    // Splitting an empty slice yields one empty piece; an empty buffer has no lines.
+    let split = (!body.is_empty()).then(|| body.split(|&c| c == b'\n'));
+    split.into_iter().flatten().enumerate().map(|(i, line)| {
         let mut rec = Record { seq: i as u64, ..Record::default() };
         let mut rest = line;
         if let Some((n, after)) = level_prefix(rest) {
@@ -98,9 +107,8 @@ pub fn lines(raw: &[u8]) -> Vec<Record> {
             rest = after;
         }
         rec.text = rest.to_vec();
-        out.push(rec);
-    }
-    out
+        rec
+    })
 }
 
 fn level_prefix(b: &[u8]) -> Option<(u32, &[u8])> {
@@ -140,13 +148,15 @@ mod tests {
 
     #[test]
     fn lines_parse_level_and_time() {
-        let recs = lines(b"<6>[    1.500000] hello\n<12>no time\nplain\n");
+        let recs: Vec<Record> = lines(b"<6>[    1.500000] hello\n<12>no time\nplain\n").collect();
         assert_eq!(recs.len(), 3);
         assert_eq!((recs[0].level, recs[0].facility, recs[0].ts_nsec), (Some(6), Some(0), 1_500_000_000));
         assert_eq!(recs[0].text, b"hello");
         assert_eq!((recs[1].level, recs[1].facility, recs[1].ts_nsec), (Some(4), Some(1), 0));
         assert_eq!(recs[1].text, b"no time");
         assert_eq!((recs[2].level, recs[2].seq), (None, 2));
-        assert!(lines(b"").is_empty());
+        for (raw, n) in [(&b""[..], 0), (b"\n", 0), (b"\n\n", 2), (b"a", 1), (b"a\n\nb", 3)] {
+            assert_eq!((lines(raw).count(), line_count(raw)), (n, n), "{raw:?}");
+        }
     }
 }

@@ -20,7 +20,10 @@
 //! the walk. So it stops after at most `log_buf_len / SIZE(printk_log) + 2` steps.
 
 use super::mem::{byte, le16, le32, le64, read_u32, read_u64, Window};
-use super::{c_string, fits, offset, offset_opt, size, Error, Generation, Log, Options, ReadMem, Record, Warnings};
+use super::{
+    c_string, fits, offset, offset_opt, size, Error, Generation, Log, Options, ReadMem, Record, Records, Store,
+    Warnings,
+};
 use crate::vmcoreinfo::VmcoreInfo;
 
 /// Largest `log_buf_len` accepted (the kernel's `log_buf_len=` limit is 2 GiB).
@@ -60,6 +63,77 @@ impl Layout {
         }
         let facility = (dict_len + 4 <= hdr).then_some(dict_len + 2);
         Ok(Layout { hdr, ts_nsec, len, text_len, dict_len, facility, caller_id })
+    }
+
+    /// The text and dictionary lengths of the record with header `head` (whose `len` is
+    /// at least the header): where they say more than its `len` holds, the text keeps what
+    /// fits and the dictionary goes. The `bool` says they were cut.
+    fn body(&self, head: &[u8]) -> (usize, usize, bool) {
+        let room = usize::from(le16(head, self.len)).saturating_sub(self.hdr);
+        let text_len = usize::from(le16(head, self.text_len));
+        let dict_len = usize::from(le16(head, self.dict_len));
+        if text_len + dict_len > room {
+            (text_len.min(room), 0, true)
+        } else {
+            (text_len, dict_len, false)
+        }
+    }
+
+    /// The record of header `head` and body `body` (its text, then its dictionary).
+    fn record(&self, seq: u64, head: &[u8], body: &[u8], text_n: usize) -> Record {
+        let (subsystem, device) = dict_values(body.get(text_n..).unwrap_or_default());
+        Record {
+            seq,
+            ts_nsec: le64(head, self.ts_nsec),
+            level: self.facility.map(|f| byte(head, f + 1) >> 5),
+            facility: self.facility.map(|f| byte(head, f)),
+            caller_id: self.caller_id.map(|c| le32(head, c)),
+            text: body.get(..text_n).unwrap_or_default().to_vec(),
+            subsystem,
+            device,
+        }
+    }
+}
+
+/// The records read, as their header, text and dictionary bytes back to back: at most
+/// the bytes of `log_buf` the walk went over, whatever their number.
+#[derive(Debug, Clone)]
+pub(crate) struct Packed {
+    layout: Layout,
+    bytes: Vec<u8>,
+    count: usize,
+}
+
+impl Packed {
+    fn push(&mut self, head: &[u8], body: &[u8]) {
+        self.bytes.extend_from_slice(head);
+        self.bytes.extend_from_slice(body);
+        self.count += 1;
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.count
+    }
+
+    #[cfg(test)]
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.bytes.capacity()
+    }
+
+    /// The records, decoded one at a time (each record's lengths come from its header,
+    /// as when it was pushed).
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Record> + '_ {
+        let l = &self.layout;
+        let mut at = 0usize;
+        let mut seq = 0u64;
+        std::iter::from_fn(move || {
+            let head = self.bytes.get(at..at + l.hdr)?;
+            let (text_n, dict_n, _) = l.body(head);
+            let body = self.bytes.get(at + l.hdr..at + l.hdr + text_n + dict_n)?;
+            at += l.hdr + text_n + dict_n;
+            seq += 1;
+            Some(l.record(seq - 1, head, body, text_n))
+        })
     }
 }
 
@@ -123,7 +197,7 @@ pub fn read(vi: &VmcoreInfo, mem: ReadMem<'_>, opts: &Options) -> Result<Log, Er
 
     let hdr = l.hdr as u64;
     let mut w = Window::new(mem, buf, buf_len);
-    let mut records = Vec::new();
+    let mut records = Packed { layout: l, bytes: Vec::new(), count: 0 };
     let mut idx = start;
     let mut wrapped = false;
     let max_steps = buf_len / hdr + 2;
@@ -183,43 +257,25 @@ pub fn read(vi: &VmcoreInfo, mem: ReadMem<'_>, opts: &Options) -> Result<Log, Er
             });
             break;
         }
-        let text_len = u64::from(le16(&head, l.text_len));
-        let dict_len = u64::from(le16(&head, l.dict_len));
-        let room = rec_len - hdr;
-        let (text_n, dict_n) = if text_len + dict_len > room {
+        let (text_n, dict_n, cut) = l.body(&head);
+        if cut {
+            let (text_len, dict_len) = (le16(&head, l.text_len), le16(&head, l.dict_len));
             warn.push("text past record", || {
                 format!(
                     "printk_log record at {at:#x}: text_len {text_len} + dict_len {dict_len} exceed its len {rec_len} \
                      less the header: text cut there"
                 )
             });
-            (text_len.min(room), 0)
-        } else {
-            (text_len, dict_len)
-        };
-        match w.get(at + hdr, (text_n + dict_n) as usize) {
-            Ok(body) => {
-                let text = body.get(..text_n as usize).unwrap_or_default().to_vec();
-                let (subsystem, device) = dict_values(body.get(text_n as usize..).unwrap_or_default());
-                records.push(Record {
-                    seq: records.len() as u64,
-                    ts_nsec: le64(&head, l.ts_nsec),
-                    level: l.facility.map(|f| byte(&head, f + 1) >> 5),
-                    facility: l.facility.map(|f| byte(&head, f)),
-                    caller_id: l.caller_id.map(|c| le32(&head, c)),
-                    text,
-                    subsystem,
-                    device,
-                });
-            }
+        }
+        match w.get(at + hdr, text_n + dict_n) {
+            Ok(body) => records.push(&head, body),
             Err(e) => warn.push("unreadable text", || format!("printk_log record at {at:#x}: text: {e}: skipped")),
         }
         idx = at + rec_len;
     }
     Ok(Log {
         generation: Generation::PrintkLog,
-        records,
-        raw: None,
+        records: Records(Store::Packed(records)),
         caller_ids: l.caller_id.is_some(),
         warnings: warn.finish(),
     })

@@ -69,12 +69,12 @@ pub fn render_record(rec: &Record, caller_ids: bool, esc: Escape, out: &mut Vec<
 
 /// Writes the whole log as makedumpfile does.
 pub fn render(log: &Log, esc: Escape, out: &mut dyn Write) -> io::Result<()> {
-    if let Some(raw) = &log.raw {
+    if let Some(raw) = log.raw() {
         return out.write_all(raw);
     }
     let mut buf = Vec::with_capacity(64 << 10);
-    for rec in &log.records {
-        render_record(rec, log.caller_ids, esc, &mut buf);
+    for rec in log.records.iter() {
+        render_record(&rec, log.caller_ids, esc, &mut buf);
         if buf.len() >= 60 << 10 {
             out.write_all(&buf)?;
             buf.clear();

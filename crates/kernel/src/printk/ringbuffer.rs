@@ -442,8 +442,7 @@ pub fn read(vi: &VmcoreInfo, mem: ReadMem<'_>, opts: &Options) -> Result<Log, Er
     }
     Ok(Log {
         generation: Generation::Ringbuffer,
-        records,
-        raw: None,
+        records: records.into(),
         caller_ids: l.caller_id.is_some(),
         warnings: warn.finish(),
     })

@@ -25,6 +25,10 @@ fn text(log: &Log, esc: Escape) -> String {
     String::from_utf8(out).unwrap()
 }
 
+fn recs(log: &Log) -> Vec<Record> {
+    log.records.iter().map(std::borrow::Cow::into_owned).collect()
+}
+
 fn texts(log: &Log) -> Vec<String> {
     log.records.iter().map(|r| String::from_utf8_lossy(&r.text).into_owned()).collect()
 }
@@ -116,13 +120,14 @@ fn ringbuffer_records_with_caller_level_facility_and_dev_info() {
     assert!(log.warnings.is_empty(), "{:?}", log.warnings);
     assert!(log.caller_ids);
     assert_eq!(log.records.len(), 3);
-    let r = &log.records[1];
+    let all = recs(&log);
+    let r = &all[1];
     assert_eq!(
         (r.seq, r.ts_nsec, r.level, r.facility, r.caller_id),
         (1, 1_500_000, Some(3), Some(1), Some(0x8000_0002))
     );
     assert_eq!((&r.subsystem, &r.device), (&None, &None));
-    let d = &log.records[2];
+    let d = &all[2];
     assert_eq!((d.subsystem.as_deref(), d.device.as_deref()), (Some("virtio"), Some("+virtio:virtio1")));
     assert_eq!((d.level, d.facility), (Some(6), Some(0)));
     assert_eq!(
@@ -139,7 +144,7 @@ fn ringbuffer_without_caller_or_dev_keys() {
     let rb = spec.build(&[Msg::new(7_000, b"hello").dev("pci", "+pci:0000:00:01.0")], BASE);
     let log = read_img(&rb.image, &Options::default()).unwrap();
     assert!(!log.caller_ids);
-    let r = &log.records[0];
+    let r = &recs(&log)[0];
     assert_eq!((r.caller_id, r.level, r.facility, &r.subsystem), (None, None, None, &None));
     assert_eq!(text(&log, Escape::UnsignedChar), "[    0.000007] hello\n");
 }
@@ -166,7 +171,7 @@ fn wrapped_ringbuffer_keeps_the_newest_records_and_wrapped_blocks() {
     assert_eq!(seqs, expected);
     assert!(seqs.len() >= 8, "{seqs:?}");
     assert_eq!(*seqs.last().unwrap(), 1299);
-    for r in &log.records {
+    for r in log.records.iter() {
         assert_eq!(r.text, all[(r.seq - 1000) as usize].text);
     }
     // Some kept record must be a wrapped block (text at ring offset 0, begin elsewhere).
@@ -212,8 +217,8 @@ fn partial_starts_at_clear_seq() {
         let rb = spec.build(&msgs(20), BASE);
         let partial = Options { partial: true, ..Options::default() };
         let log = read_img(&rb.image, &partial).unwrap();
-        assert_eq!(log.records.first().map(|r| r.seq), Some(60), "latched {latched}");
-        assert_eq!(log.records.last().map(|r| r.seq), Some(69));
+        assert_eq!(log.records.iter().next().map(|r| r.seq), Some(60), "latched {latched}");
+        assert_eq!(log.records.iter().last().map(|r| r.seq), Some(69));
         assert!(log.warnings.is_empty());
         // Everything cleared (dmesg -C after the last record): nothing, and no hang.
         let spec = Ringbuffer { clear_seq: 70, ..spec };
@@ -324,7 +329,7 @@ fn bad_blocks_are_skipped_with_warnings() {
     assert!(w.contains("seq 5") && w.contains("text_len 5000"), "{w}");
     assert!(w.contains("seq 6") && w.contains("belongs to id 0x63"), "{w}");
     // The long text is cut at its block: "message 5 xxxxx" padded to the block's end.
-    let r5 = &log.records[3];
+    let r5 = &recs(&log)[3];
     assert!(r5.text.starts_with(b"message 5 xxxxx") && r5.text.len() <= 24, "{:?}", r5.text);
 }
 
@@ -412,10 +417,11 @@ fn printk_log_records_and_dictionaries() {
     assert!(log.warnings.is_empty(), "{:?}", log.warnings);
     assert!(!log.caller_ids);
     assert_eq!(log.records.len(), 3);
-    assert_eq!((log.records[1].level, log.records[1].facility), (Some(4), Some(3)));
-    assert_eq!(log.records[2].subsystem.as_deref(), Some("pci"));
-    assert_eq!(log.records[2].device.as_deref(), Some("+pci:0000:00:03.0"));
-    assert_eq!(log.records[2].text, m[2].text, "the dictionary is not text");
+    let r = recs(&log);
+    assert_eq!((r[1].level, r[1].facility), (Some(4), Some(3)));
+    assert_eq!(r[2].subsystem.as_deref(), Some("pci"));
+    assert_eq!(r[2].device.as_deref(), Some("+pci:0000:00:03.0"));
+    assert_eq!(r[2].text, m[2].text, "the dictionary is not text");
     let pad = " ".repeat(15);
     assert_eq!(
         text(&log, Escape::SignedChar),
@@ -456,7 +462,7 @@ fn printk_log_partial_starts_at_clear_idx() {
     let all = msgs(30);
     let partial = Options { partial: true, ..Options::default() };
     let (_, log) = log_records(&PrintkLog { buf_len: 4096, ..PrintkLog::default() }, &all, 25, &partial);
-    assert_eq!(log.records.first().map(|r| &r.text), Some(&all[25].text));
+    assert_eq!(log.records.iter().next().map(|r| r.text.clone()), Some(all[25].text.clone()));
     assert_eq!(log.records.len(), 5);
     let (_, log) = log_records(&PrintkLog { buf_len: 4096, ..PrintkLog::default() }, &all, 30, &partial);
     assert!(log.records.is_empty());
@@ -543,19 +549,52 @@ fn plain_log_buf_raw_bytes() {
     let img = Plain::default().build(text, BASE);
     let log = read_img(&img, &Options::default()).unwrap();
     assert_eq!(log.generation, Generation::Plain);
-    assert_eq!(log.raw.as_deref(), Some(&text[..]));
+    assert_eq!(log.raw(), Some(&text[..]));
     assert_eq!(text_of(&log), text);
     assert_eq!(log.records.len(), 2);
-    assert_eq!((log.records[1].level, log.records[1].ts_nsec), (Some(4), 1_000_000_000));
+    let r = recs(&log);
+    assert_eq!((r[1].level, r[1].ts_nsec), (Some(4), 1_000_000_000));
     // Wrapped: the ring from log_end on.
     let long: Vec<u8> = (0..1000).flat_map(|i| format!("<6>line {i}\n").into_bytes()).collect();
     let img = Plain { buf_len: 256, ..Plain::default() }.build(&long, BASE);
     let log = read_img(&img, &Options { partial: true, ..Options::default() }).unwrap();
-    assert_eq!(log.raw.as_deref(), long.get(long.len() - 256..));
+    assert_eq!(log.raw(), long.get(long.len() - 256..));
     assert!(log.warnings.iter().any(|w| w.contains("clear index")));
     // 2.6.24 and older: log_end is an unsigned long.
     let img = Plain { buf_len: 256, release: "2.6.18-8.el5".into() }.build(&long, BASE);
-    assert_eq!(read_img(&img, &Options::default()).unwrap().raw.as_deref(), long.get(long.len() - 256..));
+    assert_eq!(read_img(&img, &Options::default()).unwrap().raw(), long.get(long.len() - 256..));
+}
+
+#[test]
+fn records_of_empty_lines_and_bare_headers_take_about_their_buffer() {
+    // 64 KiB of newlines: 64 Ki empty lines, which as `Record`s would take 100 times the
+    // buffer.
+    let len = 1u32 << 16;
+    let img = Plain { buf_len: len, ..Plain::default() }.build(&vec![b'\n'; len as usize], BASE);
+    let log = read_img(&img, &Options::default()).unwrap();
+    assert_eq!(log.raw().map(<[u8]>::len), Some(len as usize));
+    assert_eq!((log.records.len(), log.records.iter().count()), (1 << 16, 1 << 16));
+    assert!(log.records.iter().all(|r| r.text.is_empty() && r.level.is_none()));
+    assert_eq!(log.records.iter().last().map(|r| r.seq), Some(65535));
+    let (held, decoded) = (log.records.heap_bytes(), Records::from(recs(&log)).heap_bytes());
+    assert!(held <= len as usize, "{held} bytes held for a {len}-byte buffer");
+    assert!(decoded > 90 * len as usize, "as Records: {decoded}");
+    assert_eq!(text_of(&log).len(), len as usize);
+
+    // printk_log records of nothing but their 16-byte header, wrapped many times.
+    let m: Vec<Msg> = (0..10_000).map(|i| Msg::new(i * 1000, b"")).collect();
+    let li = PrintkLog { buf_len: len, ..PrintkLog::default() }.build(&m, BASE, 0);
+    let log = read_img(&li.image, &Options::default()).unwrap();
+    assert!(log.warnings.is_empty(), "{:?}", log.warnings);
+    let kept = li.kept.len();
+    assert!(kept > 4000, "{kept} records kept");
+    assert_eq!((log.records.len(), log.records.iter().count()), (kept, kept));
+    let ts: Vec<u64> = log.records.iter().map(|r| r.ts_nsec).collect();
+    assert_eq!(ts, li.kept.iter().map(|&(_, n)| n as u64 * 1000).collect::<Vec<_>>());
+    let (held, decoded) = (log.records.heap_bytes(), Records::from(recs(&log)).heap_bytes());
+    assert!(held <= 2 * len as usize, "{held} bytes held for a {len}-byte buffer");
+    assert!(decoded > 6 * len as usize, "as Records: {decoded}");
+    assert_eq!(text_of(&log).len(), kept * "[    0.000000] \n".len());
 }
 
 fn text_of(log: &Log) -> Vec<u8> {
