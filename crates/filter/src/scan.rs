@@ -245,9 +245,22 @@ pub fn zero_pages(
         threads,
         || vec![0u8; page_size * run_pages],
         |buf, (start, end)| {
-            let mut zeros = Vec::new();
+            // Runs [a, b) of zero frames.
+            let mut zeros: Vec<(u64, u64)> = Vec::new();
+            let mut add = |pfn: u64| match zeros.last_mut() {
+                Some((_, b)) if *b == pfn => *b += 1,
+                _ => zeros.push((pfn, pfn + 1)),
+            };
             let mut pfns = dumpable.iter_range(start, end).peekable();
             while let Some(first) = pfns.next() {
+                if let Some(stop) = mem.zero_filled_until(Pfn(first)) {
+                    // Memory a segment claims past its data reads as zeros: not read.
+                    add(first);
+                    while let Some(pfn) = pfns.next_if(|&p| p < stop) {
+                        add(pfn);
+                    }
+                    continue;
+                }
                 let mut n = 1;
                 while n < run_pages && pfns.next_if_eq(&(first + n as u64)).is_some() {
                     n += 1;
@@ -257,15 +270,18 @@ pub fn zero_pages(
                     .checked_shl(shift)
                     .is_some_and(|addr| mem.read(PhysAddr(addr), run, ReadOptions::default()).is_ok());
                 if whole {
-                    let found = run.chunks(page_size).enumerate().filter(|(_, page)| is_zero(page));
-                    zeros.extend(found.map(|(k, _)| first + k as u64));
+                    for (k, page) in run.chunks(page_size).enumerate() {
+                        if is_zero(page) {
+                            add(first + k as u64);
+                        }
+                    }
                     continue;
                 }
                 // A frame partly outside the input, or one it lacks: page by page.
                 for (k, page) in run.chunks_mut(page_size).enumerate() {
                     let pfn = first + k as u64;
                     match mem.read_page(Pfn(pfn), page) {
-                        Ok(PageState::Dumped | PageState::ZeroFilled) if is_zero(page) => zeros.push(pfn),
+                        Ok(PageState::Dumped | PageState::ZeroFilled) if is_zero(page) => add(pfn),
                         Ok(_) => {}
                         Err(_) if skip_unreadable => {}
                         Err(e) => return Err(e),
@@ -275,8 +291,8 @@ pub fn zero_pages(
             Ok(zeros)
         },
         |zeros| {
-            for pfn in zeros? {
-                zero_pages.set(pfn);
+            for (a, b) in zeros? {
+                zero_pages.set_range(a, b);
             }
             Ok::<_, vmcore_physmem::Error>(Flow::Continue)
         },
@@ -421,6 +437,9 @@ mod tests {
     use vmcore_synth::elf::{ElfVmcore, Load, EM_X86_64};
     use vmcore_types::ReadAt;
 
+    use vmcore_physmem::{PageState, ReadOptions};
+    use vmcore_types::{Pfn, PhysAddr};
+
     use super::{cut, zero_pages};
     use crate::PfnBitmap;
 
@@ -443,6 +462,59 @@ mod tests {
         for threads in [1, 2] {
             let zeros = zero_pages(&mem, &dumpable, threads, 64, false).expect("reads");
             assert_eq!(zeros.iter().collect::<Vec<_>>(), vec![1, 3, 6, 7, 8, 9], "{threads} threads");
+        }
+    }
+
+    /// Memory that counts the bytes read through it.
+    #[derive(Debug)]
+    struct Counting(ElfMem, std::sync::atomic::AtomicU64);
+
+    impl vmcore_physmem::PhysMem for Counting {
+        fn page_size(&self) -> u64 {
+            self.0.page_size()
+        }
+        fn max_pfn(&self) -> u64 {
+            self.0.max_pfn()
+        }
+        fn page_state(&self, pfn: Pfn) -> vmcore_physmem::Result<PageState> {
+            self.0.page_state(pfn)
+        }
+        fn read_page(&self, pfn: Pfn, buf: &mut [u8]) -> vmcore_physmem::Result<PageState> {
+            self.1.fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            self.0.read_page(pfn, buf)
+        }
+        fn ranges(&self) -> Vec<vmcore_physmem::PhysRange> {
+            self.0.ranges()
+        }
+        fn read(&self, addr: PhysAddr, buf: &mut [u8], opts: ReadOptions) -> vmcore_physmem::Result<()> {
+            self.1.fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            self.0.read(addr, buf, opts)
+        }
+        fn zero_filled_until(&self, pfn: Pfn) -> Option<u64> {
+            self.0.zero_filled_until(pfn)
+        }
+    }
+
+    #[test]
+    fn memory_claimed_past_a_segments_data_counts_as_zeros_without_being_read() {
+        // 16 frames of data (the odd ones zero), then 1 GiB the segment claims without data.
+        let mut spec = ElfVmcore::new(EM_X86_64);
+        spec.loads.push(Load { paddr: 0, vaddr: 0xffff_8880_0000_0000, memsz: 1 << 30, filesz: 16 << 12 });
+        let file = spec.to_vec(|paddr, buf| buf.fill(if (paddr >> 12) % 2 == 0 { 0xaa } else { 0 })).expect("writes");
+        let src: Arc<dyn ReadAt> = Arc::new(file);
+        let core = ElfCore::parse(&*src).expect("parses");
+        let mem = Counting(ElfMem::new(&core, src, 4096), Default::default());
+        let frames = (1u64 << 30) >> 12;
+        let mut dumpable = PfnBitmap::new(frames);
+        dumpable.set_range(0, frames);
+        for threads in [1, 2] {
+            mem.1.store(0, std::sync::atomic::Ordering::Relaxed);
+            let zeros = zero_pages(&mem, &dumpable, threads, 4096, false).expect("reads");
+            assert_eq!(zeros.count(), 8 + (frames - 16), "{threads} threads");
+            assert!(zeros.get(1) && !zeros.get(2) && zeros.get(16) && zeros.get(frames - 1));
+            // The data, and what the run of reads that began in it took past its end.
+            let read = mem.1.load(std::sync::atomic::Ordering::Relaxed);
+            assert!((16 << 12..=(16 << 12) + super::ZERO_SCAN_BYTES as u64).contains(&read), "{read} bytes read");
         }
     }
 

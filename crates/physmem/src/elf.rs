@@ -134,6 +134,14 @@ impl PhysMem for ElfMem {
         })
     }
 
+    fn zero_filled_until(&self, pfn: Pfn) -> Option<u64> {
+        let shift = self.page_size.trailing_zeros();
+        let start = pfn.to_phys(shift)?.0;
+        let e = self.find(start).filter(|e| start >= e.file_end)?;
+        // The whole frames of this entry from `pfn` on (a partial last frame is not).
+        Some(e.end >> shift).filter(|&end| end > pfn.0)
+    }
+
     fn read_page(&self, pfn: Pfn, buf: &mut [u8]) -> Result<PageState> {
         let Some(start) = pfn.to_phys(self.page_size.trailing_zeros()) else { return Ok(PageState::Hole) };
         let state = self.page_state(pfn)?;
@@ -254,6 +262,18 @@ mod tests {
         };
         // File byte values are the file page numbers.
         assert_eq!([3, 4, 5].map(|pfn| byte(&m, pfn, &mut page)), [3, 0xa, 5]);
+    }
+
+    #[test]
+    fn zero_filled_runs_end_at_the_segments_last_whole_frame() {
+        // Data in frames 1-2, claimed without data up to 0x7800: frames 3-6 are whole.
+        let (core, src) = elf(&[(0x1000, 0, 0x1000, 0x2000, 0x6800)], 0x3000);
+        let m = ElfMem::new(&core, src, 4096);
+        assert_eq!(
+            [0, 1, 2, 3, 6, 7, 8].map(|pfn| m.zero_filled_until(Pfn(pfn))),
+            [None, None, None, Some(7), Some(7), None, None]
+        );
+        assert_eq!(m.page_state(Pfn(7)).unwrap(), PageState::ZeroFilled, "the partial frame, not in the run");
     }
 
     #[test]

@@ -102,6 +102,13 @@ pub trait PhysMem: Send + Sync + std::fmt::Debug {
     /// The physical ranges the dump describes (RAM, including excluded pages), sorted.
     fn ranges(&self) -> Vec<PhysRange>;
 
+    /// If frame `pfn` and those after it up to (not including) the returned frame are
+    /// all [`PageState::ZeroFilled`], that end; `None` when unknown. Lets a scan pass over
+    /// memory a segment claims without data (which may be terabytes) without reading it.
+    fn zero_filled_until(&self, _pfn: Pfn) -> Option<u64> {
+        None
+    }
+
     /// Reads `buf.len()` bytes at physical address `addr`.
     fn read(&self, addr: PhysAddr, buf: &mut [u8], opts: ReadOptions) -> Result<()> {
         read_by_pages(self, addr, buf, opts)
