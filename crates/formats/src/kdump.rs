@@ -202,6 +202,13 @@ fn parse_sub_header(b: &[u8], version: i32, be: bool) -> KdumpSubHeader {
     }
 }
 
+/// The kernel's VMCOREINFO is one page (VMCOREINFO_BYTES); 1 MiB allows the largest.
+const MAX_VMCOREINFO: u64 = 1 << 20;
+/// The notes are one or two per CPU (up to 8192) and a few more: a few MiB.
+const MAX_NOTES_BYTES: u64 = 64 << 20;
+/// makedumpfile's erase information: a line per erased symbol or member.
+const MAX_ERASEINFO: u64 = 16 << 20;
+
 thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
@@ -417,25 +424,37 @@ impl<R: ReadAt> KdumpFile<R> {
 
     /// The VMCOREINFO text stored in the sub header area (v3+).
     pub fn vmcoreinfo(&self) -> Result<Option<Vec<u8>>> {
-        match self.sub.vmcoreinfo {
-            Some((off, size)) => read_vec(&self.src, off, size, "VMCOREINFO in the sub header").map(Some),
-            None => Ok(None),
-        }
+        self.sub_header_blob(self.sub.vmcoreinfo, sh::SIZE_VMCOREINFO, MAX_VMCOREINFO, "VMCOREINFO in the sub header")
     }
 
     /// The ELF notes copied from the dumped kernel (v4+).
     pub fn notes(&self) -> Result<Option<Vec<u8>>> {
-        match self.sub.note {
-            Some((off, size)) => read_vec(&self.src, off, size, "ELF notes in the sub header").map(Some),
-            None => Ok(None),
-        }
+        self.sub_header_blob(self.sub.note, sh::SIZE_NOTE, MAX_NOTES_BYTES, "ELF notes in the sub header")
     }
 
     /// The erase information text (v5+).
     pub fn eraseinfo(&self) -> Result<Option<Vec<u8>>> {
-        match self.sub.eraseinfo {
-            Some((off, size)) => read_vec(&self.src, off, size, "erase info").map(Some),
-            None => Ok(None),
+        self.sub_header_blob(self.sub.eraseinfo, sh::SIZE_ERASEINFO, MAX_ERASEINFO, "erase info")
+    }
+
+    /// Reads a blob the sub header points at, if its size (the field at `size_field` of
+    /// the sub header) is at most `max`: a file may be sparse, so that its size alone does
+    /// not bound what a corrupt field makes us allocate.
+    fn sub_header_blob(
+        &self,
+        at: Option<(u64, u64)>,
+        size_field: usize,
+        max: u64,
+        what: &'static str,
+    ) -> Result<Option<Vec<u8>>> {
+        let Some((off, size)) = at else { return Ok(None) };
+        if size > max {
+            return Err(Error::invalid(
+                what,
+                u64::from(self.header.block_size) + size_field as u64,
+                format!("size {size}; expected at most {max}"),
+            ));
         }
+        read_vec(&self.src, off, size, what).map(Some)
     }
 }

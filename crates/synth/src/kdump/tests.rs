@@ -592,3 +592,22 @@ fn large_pages_read_back() {
         }
     }
 }
+
+#[test]
+fn sub_header_sizes_beyond_any_kernel_are_errors_naming_the_field() {
+    let pages = random_pages(5, 40, 4096);
+    let s = KdumpSpec { max_mapnr: 40, vmcoreinfo: Some(VMCOREINFO.to_vec()), ..KdumpSpec::default() };
+    let (mut f, l) = write_with_layout(&s, &pages).unwrap();
+    let (off, _) = l.vmcoreinfo.unwrap();
+    // A VMCOREINFO size of 1 MiB + 1 that the (sparse, say) file is long enough to hold.
+    let size = (1u64 << 20) + 1;
+    f.resize(f.len().max((off + size) as usize), 0);
+    let field = 4096 + 40;
+    f[field..field + 8].copy_from_slice(&size.to_le_bytes());
+    let k = KdumpFile::parse(f).unwrap();
+    let err = k.vmcoreinfo().unwrap_err().to_string();
+    assert!(
+        err.contains("VMCOREINFO in the sub header") && err.contains("0x1028") && err.contains("size 1048577"),
+        "{err}"
+    );
+}
