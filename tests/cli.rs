@@ -1,6 +1,7 @@
 //! The binary's behaviour that needs no dump.
 
 use std::ffi::OsStr;
+use std::path::Path;
 
 use crate::util::run;
 
@@ -44,4 +45,105 @@ fn read_of_an_unknown_symbol_says_so() {
     let (ok, _, err) = run(&[OsStr::new("read"), path.as_os_str(), OsStr::new("no_such_symbol"), OsStr::new("8")]);
     assert!(!ok);
     assert!(err.contains("no_such_symbol") && err.contains("nor a symbol"), "{err}");
+}
+
+/// A small ELF dump in `dir`, for the output-file tests.
+fn sample_dump(dir: &std::path::Path) -> std::path::PathBuf {
+    use vmcore_synth::machine::{Layout, Machine, MachineSpec};
+    let spec = MachineSpec::new(Layout::parse("x86_64-6.1-l4").unwrap(), 64 << 20, 7);
+    let path = dir.join("d.elf");
+    Machine::new(&spec).unwrap().write_elf(&path).unwrap();
+    path
+}
+
+fn args<'a>(list: &'a [&'a str], paths: &'a [&'a Path]) -> Vec<&'a OsStr> {
+    list.iter().map(OsStr::new).chain(paths.iter().map(|p| p.as_os_str())).collect()
+}
+
+#[test]
+fn force_never_overwrites_the_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = sample_dump(dir.path());
+    let before = std::fs::read(&input).unwrap();
+    let (ok, _, err) = run(&args(&["dump", "-q", "-f", "-d", "0", "-l"], &[&input, &input]));
+    assert!(!ok && err.contains("same file as") && err.contains("--force would destroy it"), "{err}");
+    assert!(std::fs::read(&input).unwrap() == before, "the input is unchanged");
+    // Through another name, and as a reassembled or split output.
+    let other = dir.path().join("./d.elf");
+    let (ok, _, err) = run(&args(&["dump", "-q", "-f", "-d", "0", "-l"], &[&input, &other]));
+    assert!(!ok && err.contains("same file as"), "{err}");
+    let (ok, _, err) = run(&args(
+        &["dump", "-q", "-f", "-d", "0", "-l"],
+        &[&input, Path::new("--split"), &dir.path().join("s"), &input],
+    ));
+    assert!(!ok && err.contains("same file as"), "{err}");
+    assert!(std::fs::read(&input).unwrap() == before, "the input is unchanged");
+}
+
+#[test]
+fn force_leaves_the_mode_of_what_is_not_a_regular_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let input = sample_dump(dir.path());
+    let fifo = dir.path().join("fifo");
+    assert!(std::process::Command::new("mkfifo").args(["-m", "644"]).arg(&fifo).status().unwrap().success());
+    // A FIFO cannot take positioned writes: the dump fails, the FIFO keeps its mode.
+    let (ok, _, _) = run(&args(&["dump", "-q", "-f", "-d", "0", "-l"], &[&input, &fifo]));
+    assert!(!ok);
+    assert_eq!(std::fs::metadata(&fifo).unwrap().permissions().mode() & 0o777, 0o644);
+    // A regular file is made 0600.
+    let file = dir.path().join("old.kdump");
+    std::fs::write(&file, b"old").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (ok, _, err) = run(&args(&["dump", "-q", "-f", "-d", "0", "-l"], &[&input, &file]));
+    assert!(ok, "{err}");
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+}
+
+#[test]
+fn a_split_set_naming_one_file_twice_is_refused_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = sample_dump(dir.path());
+    let part = dir.path().join("p");
+    let (ok, _, err) = run(&args(&["dump", "-q", "-d", "0", "-l"], &[&input, Path::new("--split"), &part, &part]));
+    assert!(!ok && err.contains("exists"), "{err}");
+    assert!(!part.exists(), "the part created first is removed");
+    let (ok, _, err) = run(&args(
+        &["dump", "-q", "-f", "-d", "0", "-l"],
+        &[&input, Path::new("--split"), &part, &dir.path().join("./p")],
+    ));
+    assert!(!ok && err.contains("same file as"), "{err}");
+    assert!(!part.exists());
+}
+
+#[test]
+fn a_command_that_fails_before_writing_leaves_no_empty_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = sample_dump(dir.path());
+    let out = dir.path().join("r.kdump");
+    let (ok, _, err) = run(&args(&["rearrange"], &[&input, &out]));
+    assert!(!ok && err.contains("not a flattened stream"), "{err}");
+    assert!(!out.exists());
+    let (ok, _, err) = run(&args(&["reassemble"], &[&input, &input, &out]));
+    assert!(!ok, "{err}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_flattened_stream_takes_no_output_file_and_no_size_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = sample_dump(dir.path());
+    let out = dir.path().join("wanted.kdump");
+    let (ok, _, err) = run(&args(&["dump", "-q", "-F", "-l"], &[&input, &out]));
+    assert!(!ok && err.contains("--flatten") && err.contains("[OUT]"), "{err}");
+    let (ok, _, err) = run(&args(&["dump", "-q", "-F", "-L", "1M", "-l"], &[&input]));
+    assert!(!ok && err.contains("--limit"), "{err}");
+    let (ok, _, err) = run(&args(&["makedumpfile", "-F", "-l", "-d", "31"], &[&input, &out]));
+    assert!(!ok && err.contains("give only VMCORE"), "{err}");
+    let (ok, _, err) = run(&args(&["makedumpfile", "-F", "-L", "1M", "-l", "-d", "31"], &[&input]));
+    assert!(!ok && err.contains("-L"), "{err}");
+    let (ok, _, err) =
+        run(&args(&["makedumpfile", "--split", "-E", "-d", "31"], &[&input, &out, &dir.path().join("o2")]));
+    assert!(!ok && err.contains("neither -E nor -F"), "{err}");
+    assert!(!out.exists());
 }

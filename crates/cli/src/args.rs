@@ -132,7 +132,7 @@ pub enum Command {
         /// The output file (omit with --flatten: the stream goes to stdout; with --split
         /// the files follow it).
         #[arg(value_name = "OUT", required_unless_present_any = ["dry_run", "flatten", "split"],
-              conflicts_with = "split")]
+              conflicts_with_all = ["split", "flatten"])]
         output: Option<PathBuf>,
         /// Dump level, 0-31.
         #[arg(short = 'd', long = "dump-level", value_name = "LEVEL", default_value_t = 31,
@@ -172,7 +172,7 @@ pub enum Command {
         threads: Option<usize>,
         /// Stop at SIZE bytes (K, M, G suffixes) and leave a valid dump marked incomplete
         /// (each file of a --split set).
-        #[arg(short = 'L', long = "limit", value_name = "SIZE", value_parser = parse_size)]
+        #[arg(short = 'L', long = "limit", value_name = "SIZE", value_parser = parse_size, conflicts_with = "flatten")]
         limit: Option<u64>,
         /// Memory each page bitmap keeps (K, M, G suffixes); past it, the parts where kept
         /// and excluded pages mix go to an unlinked file in --work-dir. 8 MiB holds 256 GiB

@@ -234,8 +234,9 @@ fn run(o: Opts) -> Result<()> {
         let [input, output] = o.files.as_slice() else { bail!("--dump-dmesg takes VMCORE and LOGFILE") };
         let dump = crate::commands::open(&dump_args(input.clone(), &o))?;
         let machine = crate::commands::machine_without_symbols(&dump)?;
-        let file = vmcore_writer::create_dump_file(output, o.force)
-            .with_context(|| format!("{}: cannot create the log file (it exists? -f overwrites)", output.display()))?;
+        let file = vmcore_writer::create_dump_file(output, o.force, &[input.as_path()]).with_context(|| {
+            format!("{}: cannot create the log file (if it exists, -f overwrites it)", output.display())
+        })?;
         let mut w = io::BufWriter::new(file);
         crate::dmesg::run(&dump, &machine, o.partial_dmesg, false, &mut w)?;
         w.flush()?;
@@ -244,6 +245,15 @@ fn run(o: Opts) -> Result<()> {
             let _ = writeln!(io::stdout(), "\nThe dmesg log is saved to {}.", output.display());
         }
         return completed(common, None, false);
+    }
+    if o.split && (o.elf || o.flatten) {
+        bail!("--split writes kdump-compressed files: it takes neither -E nor -F");
+    }
+    if o.flatten && o.limit.is_some() {
+        bail!("-L limits a dump file; a flattened stream on stdout has none to stop");
+    }
+    if o.flatten && o.files.len() > 1 {
+        bail!("-F writes the flattened dump to stdout: give only VMCORE");
     }
     let (input, output, split) = match (o.files.as_slice(), o.flatten || o.dry_run, o.split) {
         ([input, outputs @ ..], _, true) if outputs.len() >= 2 => (input.clone(), None, outputs.to_vec()),

@@ -108,9 +108,20 @@ fn print_report(report: &FilterReport, json: bool, to_stderr: bool) -> Result<()
     Ok(())
 }
 
-fn create(path: &Path, force: bool) -> Result<std::fs::File> {
-    vmcore_writer::create_dump_file(path, force)
-        .with_context(|| format!("{}: cannot create the dump (it exists? use --force to overwrite)", path.display()))
+/// Removes `path` if a command that created it failed before writing anything, so that a
+/// retry is not refused because the file exists.
+fn discard_if_empty(path: &Path) {
+    if std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// Creates a dump file that is none of `inputs`.
+fn create(path: &Path, force: bool, inputs: &[&Path]) -> Result<std::fs::File> {
+    vmcore_writer::create_dump_file(path, force, inputs).map_err(|e| {
+        let hint = if e.kind() == io::ErrorKind::AlreadyExists { " (--force overwrites it)" } else { "" };
+        anyhow::anyhow!("{}: cannot create the dump: {e}{hint}", path.display())
+    })
 }
 
 fn stdout_stream() -> Result<FlatOutput<io::BufWriter<io::Stdout>>> {
@@ -182,11 +193,23 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
         let block_pages = splitblock_bytes / mem.page_size();
         let ranges = vmcore_writer::split_ranges(&filtered.dumpable, format.split.len(), block_pages);
         let mut files = Vec::with_capacity(format.split.len());
+        // Each part must be a file of its own, and not the input.
+        let mut taken: Vec<&Path> = vec![Path::new(name)];
+        let discard_all = || format.split.iter().for_each(|p| discard_if_empty(p));
         for path in format.split {
-            files.push(FileOutput::new(create(path, job.force)?, job.limit));
+            match create(path, job.force, &taken) {
+                Ok(file) => files.push(FileOutput::new(file, job.limit)),
+                Err(e) => {
+                    // Only the parts created so far: `path` may be someone else's file.
+                    format.split.iter().take(files.len()).for_each(|p| discard_if_empty(p));
+                    return Err(e);
+                }
+            }
+            taken.push(path);
         }
         let mut outs: Vec<&mut dyn Output> = files.iter_mut().map(|f| f as &mut dyn Output).collect();
         let reports = vmcore_writer::write_kdump_split(&mut outs, &ranges, mem, &filtered, &meta, &opts, &progress)
+            .inspect_err(|_| discard_all())
             .context("writing the split files")?;
         format.split.iter().map(|p| p.display().to_string()).zip(reports).collect()
     } else if job.flatten {
@@ -194,8 +217,10 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
         vec![("stdout".into(), write_to(&mut out)?)]
     } else {
         let path = job.output.context("no output file given")?;
-        let mut out = FileOutput::new(create(path, job.force)?, job.limit);
-        let report = write_to(&mut out).with_context(|| format!("writing {}", path.display()))?;
+        let mut out = FileOutput::new(create(path, job.force, &[Path::new(name)])?, job.limit);
+        let report = write_to(&mut out)
+            .inspect_err(|_| discard_if_empty(path))
+            .with_context(|| format!("writing {}", path.display()))?;
         vec![(path.display().to_string(), report)]
     };
 
@@ -238,11 +263,14 @@ pub fn rearrange(input: &Path, output: &Path, force: bool, quiet: bool) -> Resul
         let f = std::fs::File::open(input).with_context(|| format!("{}: cannot open", input.display()))?;
         Box::new(io::BufReader::with_capacity(1 << 20, f))
     };
-    let mut out = FileOutput::new(create(output, force)?, None);
+    let source = if input.as_os_str() == "-" { Path::new("/dev/stdin") } else { input };
+    let mut out = FileOutput::new(create(output, force, &[source])?, None);
     let progress = Bar(spinner(quiet, format!("rearranging into {}", output.display()), true));
     let shown = if input.as_os_str() == "-" { "stdin".to_string() } else { input.display().to_string() };
-    vmcore_writer::rearrange(&mut reader, &mut out, &progress).with_context(|| {
-        format!("{shown} -> {}: rearranging stopped (the file holds what came before)", output.display())
+    vmcore_writer::rearrange(&mut reader, &mut out, &progress).map_err(|e| {
+        discard_if_empty(output);
+        let kept = if output.exists() { " (the file holds what came before)" } else { "" };
+        anyhow::Error::new(e).context(format!("{shown} -> {}: rearranging stopped{kept}", output.display()))
     })?;
     Ok(())
 }
@@ -258,9 +286,11 @@ pub fn reassemble(files: &[PathBuf], force: bool, quiet: bool) -> Result<()> {
         let f = vmcore_formats::FileSource::open(p).with_context(|| format!("{}: cannot open", p.display()))?;
         parts.push((p.display().to_string(), Arc::new(f)));
     }
-    let mut out = FileOutput::new(create(output, force)?, None);
+    let sources: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
+    let mut out = FileOutput::new(create(output, force, &sources)?, None);
     let progress = bar(quiet, "pages");
     let report = vmcore_writer::reassemble(parts, &mut out, &progress)
+        .inspect_err(|_| discard_if_empty(output))
         .with_context(|| format!("reassembling into {}", output.display()))?;
     if report.incomplete {
         say!(

@@ -3,7 +3,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use vmcore_formats::raw::flat;
@@ -32,16 +32,36 @@ pub trait Output: Send {
 
 /// Creates `path` for a dump: exclusively (an existing file is an error) unless `force`,
 /// and with mode 0600 either way, since dumps hold secrets.
-pub fn create_dump_file(path: &Path, force: bool) -> io::Result<File> {
+///
+/// With `force`, an existing regular file is emptied and made 0600, but only after
+/// checking that it is none of `inputs` (the files the dump is read from): overwriting
+/// the only copy of a crash dump with its own beginning is not what `--force` asks for.
+/// Anything else (a device, a FIFO) is written as it is, its mode untouched: making
+/// /dev/null 0600 would break it for every other user.
+pub fn create_dump_file(path: &Path, force: bool, inputs: &[&Path]) -> io::Result<File> {
     let mut o = OpenOptions::new();
     o.write(true).read(true).mode(0o600);
-    if force {
-        o.create(true).truncate(true);
-    } else {
-        o.create_new(true);
+    if !force {
+        let f = o.create_new(true).open(path)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        return Ok(f);
     }
-    let f = o.open(path)?;
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    let f = o.create(true).open(path)?;
+    let meta = f.metadata()?;
+    let same = |p: &&&Path| std::fs::metadata(p).is_ok_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()));
+    if let Some(input) = inputs.iter().find(same) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "it is the same file as {}, which this command also uses: --force would destroy it",
+                input.display()
+            ),
+        ));
+    }
+    if meta.file_type().is_file() {
+        f.set_len(0)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
     Ok(f)
 }
 
