@@ -347,15 +347,14 @@ pub fn write_elf(
     report.bytes = pos;
     if full {
         report.incomplete = true;
-        if out.can_rewrite() {
-            let flags = get(&ehdr, 48, 4, be) | u64::from(DUMP_ELF_INCOMPLETE);
-            let mut b = [0u8; 4];
-            put(&mut b, 0, 4, flags, be);
-            out.write_at(48, &b).map_err(|e| match e {
-                OutputError::Io(e) => Error::Output(e),
-                OutputError::Full => Error::Output(std::io::Error::other("cannot mark the dump incomplete")),
-            })?;
-        }
+        // In a flattened stream, a chunk that replaces e_flags when rearranged.
+        let flags = get(&ehdr, 48, 4, be) | u64::from(DUMP_ELF_INCOMPLETE);
+        let mut b = [0u8; 4];
+        put(&mut b, 0, 4, flags, be);
+        out.write_at(48, &b).map_err(|e| match e {
+            OutputError::Io(e) => Error::Output(e),
+            OutputError::Full => Error::Output(std::io::Error::other("cannot mark the dump incomplete")),
+        })?;
     } else {
         report.pages_written = pages;
     }

@@ -368,12 +368,10 @@ fn write_by_block(out: &mut dyn Output, block: u64, pos: u64, buf: &[u8]) -> (u6
     (done, None)
 }
 
-/// Sets the INCOMPLETE bit of the header status at `status_offset`, when the output can
-/// be rewritten.
+/// Sets the INCOMPLETE bit of the header's status. A flattened stream gets one more chunk
+/// there, which replaces the header's field when the stream is rearranged (later chunks
+/// overwrite earlier ones, in makedumpfile -R as in `vmcore rearrange`).
 pub(crate) fn mark_incomplete(out: &mut dyn Output, status: u32, big_endian: bool) -> Result<()> {
-    if !out.can_rewrite() {
-        return Ok(());
-    }
     let v = status | raw::DUMP_DH_COMPRESSED_INCOMPLETE;
     let bytes = if big_endian { v.to_be_bytes() } else { v.to_le_bytes() };
     out.write_at(h::STATUS as u64, &bytes).map_err(|e| match e {

@@ -348,6 +348,29 @@ fn reassembling_an_incomplete_part_keeps_what_it_has() {
 }
 
 #[test]
+fn a_stop_request_marks_a_flattened_stream_incomplete_too() {
+    let m = machine();
+    let f = filtered(1);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let o = WriteOptions { codec: Codec::Lzo, threads: 2, stop: Some(Arc::clone(&stop)) };
+    let mut flat = FlatOutput::new(Vec::new());
+    let r = write_kdump(&mut flat, &m.mem, &f, &meta(&m), &o, &StopAfterFirstJob(Arc::clone(&stop))).unwrap();
+    assert!(r.incomplete && r.pages_written > 0);
+    let mut out = Disk::new(usize::MAX);
+    rearrange(&mut &flat.into_inner()[..], &mut out, &NoProgress).unwrap();
+    assert_eq!(check_kdump(out.bytes, &f, true), r.pages_written);
+
+    stop.store(false, std::sync::atomic::Ordering::Relaxed);
+    let mut flat = FlatOutput::new(Vec::new());
+    let r = write_elf(&mut flat, &m.core, &*m.src, &m.mem, &f, &o, &StopAfterFirstJob(stop)).unwrap();
+    assert!(r.incomplete);
+    let mut out = Disk::new(usize::MAX);
+    rearrange(&mut &flat.into_inner()[..], &mut out, &NoProgress).unwrap();
+    let flags = u32::from_le_bytes(out.bytes[48..52].try_into().unwrap());
+    assert_eq!(flags & vmcore_formats::elf::DUMP_ELF_INCOMPLETE, vmcore_formats::elf::DUMP_ELF_INCOMPLETE);
+}
+
+#[test]
 fn flattened_streams_rearrange_to_the_file() {
     let m = machine();
     let f = filtered(31);
