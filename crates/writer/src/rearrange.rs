@@ -5,6 +5,7 @@
 use std::io::{self, Read};
 
 use vmcore_formats::raw::flat;
+use vmcore_formats::raw::kdump::{self, header as h};
 
 use crate::output::{Output, OutputError};
 use crate::{Error, Progress, Result};
@@ -37,6 +38,30 @@ fn read_full(input: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(done)
 }
 
+/// Bytes of the rearranged file's start kept to mark it incomplete: up to the kdump
+/// header's status field, which lies past the ELF header's e_flags.
+const HEAD: usize = h::STATUS + 4;
+
+/// Sets the incomplete flag of the kdump or ELF header that `head` (the file's first bytes)
+/// holds, in place: its block is on disk, so the full disk takes the write. Returns the
+/// format marked.
+fn mark_incomplete(out: &mut dyn Output, head: &[u8; HEAD]) -> Option<&'static str> {
+    let (format, at, flag, big_endian) = if head.starts_with(kdump::KDUMP_SIGNATURE) {
+        // The header version (1 to 6) tells the dumped machine's byte order.
+        let version = head.get(h::HEADER_VERSION..h::HEADER_VERSION + 4)?;
+        let big_endian = u32::from_le_bytes(version.try_into().ok()?) > 0xffff;
+        ("kdump", h::STATUS, kdump::DUMP_DH_COMPRESSED_INCOMPLETE, big_endian)
+    } else if head.starts_with(b"\x7fELF") && head.get(4) == Some(&2) {
+        ("ELF", 48, vmcore_formats::elf::DUMP_ELF_INCOMPLETE, head.get(5) == Some(&2))
+    } else {
+        return None;
+    };
+    let field: [u8; 4] = head.get(at..at + 4)?.try_into().ok()?;
+    let value = if big_endian { u32::from_be_bytes(field) } else { u32::from_le_bytes(field) } | flag;
+    let bytes = if big_endian { value.to_be_bytes() } else { value.to_le_bytes() };
+    out.write_at(at as u64, &bytes).ok().map(|()| format)
+}
+
 /// Copies the flattened stream `input` into `out`. `progress` counts payload bytes
 /// (the total is unknown).
 pub fn rearrange(input: &mut dyn Read, out: &mut dyn Output, progress: &dyn Progress) -> Result<RearrangeReport> {
@@ -57,6 +82,8 @@ pub fn rearrange(input: &mut dyn Read, out: &mut dyn Output, progress: &dyn Prog
     let mut pos = flat::HEADER_SIZE;
     let mut report = RearrangeReport::default();
     let mut buf = vec![0u8; PIECE];
+    // The file's first bytes as written so far: what to mark incomplete if the disk fills.
+    let mut file_head = [0u8; HEAD];
     loop {
         let mut ch = [0u8; flat::CHUNK_HEADER_SIZE as usize];
         let n = read_full(input, &mut ch).map_err(|e| bad(pos, format!("reading a chunk header: {e}")))?;
@@ -80,10 +107,21 @@ pub fn rearrange(input: &mut dyn Read, out: &mut dyn Output, progress: &dyn Prog
             if got < piece.len() {
                 return Err(bad(pos + got as u64, "the stream ends inside a chunk (cut short?)".into()));
             }
-            out.write_at(at, piece).map_err(|e| match e {
-                OutputError::Full => Error::Output(io::Error::other("no space left for the dump")),
-                OutputError::Io(e) => Error::Output(e),
-            })?;
+            if let Err(e) = out.write_at(at, piece) {
+                return Err(match e {
+                    OutputError::Full => Error::Output(io::Error::other(match mark_incomplete(out, &file_head) {
+                        Some(format) => format!("no space left for the dump; the {format} file is marked incomplete"),
+                        None => "no space left for the dump".into(),
+                    })),
+                    OutputError::Io(e) => Error::Output(e),
+                });
+            }
+            if let Some(end) = usize::try_from(at).ok().filter(|&a| a < HEAD) {
+                let n = (HEAD - end).min(piece.len());
+                if let (Some(dst), Some(src)) = (file_head.get_mut(end..end + n), piece.get(..n)) {
+                    dst.copy_from_slice(src);
+                }
+            }
             progress.advance(piece.len() as u64);
             at += piece.len() as u64;
             left -= piece.len() as u64;

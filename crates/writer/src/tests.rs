@@ -371,6 +371,30 @@ fn a_stop_request_marks_a_flattened_stream_incomplete_too() {
 }
 
 #[test]
+fn rearranging_onto_a_full_disk_leaves_a_dump_marked_incomplete() {
+    let m = machine();
+    let f = filtered(1);
+    let mut flat = FlatOutput::new(Vec::new());
+    write_kdump(&mut flat, &m.mem, &f, &meta(&m), &opts(Codec::Lzo, 1), &NoProgress).unwrap();
+    let stream = flat.into_inner();
+    let blocks = kdump_bytes(&m, &f, Codec::Lzo, 1).len().div_ceil(PS as usize);
+    for cap in [blocks / 2, blocks - 1] {
+        let mut out = Disk::new(cap);
+        let err = rearrange(&mut &stream[..], &mut out, &NoProgress).unwrap_err().to_string();
+        assert!(err.contains("the kdump file is marked incomplete"), "{cap} blocks: {err}");
+        let written = check_kdump(out.bytes, &f, true);
+        assert!(written < f.dumpable.count(), "{cap} blocks: {written}");
+    }
+    let mut flat = FlatOutput::new(Vec::new());
+    write_elf(&mut flat, &m.core, &*m.src, &m.mem, &f, &opts(Codec::Raw, 1), &NoProgress).unwrap();
+    let mut out = Disk::new(4);
+    let err = rearrange(&mut &flat.into_inner()[..], &mut out, &NoProgress).unwrap_err().to_string();
+    assert!(err.contains("the ELF file is marked incomplete"), "{err}");
+    let flags = u32::from_le_bytes(out.bytes[48..52].try_into().unwrap());
+    assert_eq!(flags & vmcore_formats::elf::DUMP_ELF_INCOMPLETE, vmcore_formats::elf::DUMP_ELF_INCOMPLETE);
+}
+
+#[test]
 fn flattened_streams_rearrange_to_the_file() {
     let m = machine();
     let f = filtered(31);
