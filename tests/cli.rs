@@ -147,3 +147,27 @@ fn a_flattened_stream_takes_no_output_file_and_no_size_limit() {
     assert!(!ok && err.contains("neither -E nor -F"), "{err}");
     assert!(!out.exists());
 }
+
+#[test]
+fn a_dump_level_list_retries_at_the_next_level_when_the_limit_is_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = sample_dump(dir.path());
+    let size = |level: &str| {
+        let out = dir.path().join(format!("l{level}"));
+        let (ok, _, err) = run(&args(&["makedumpfile", "-l", "--message-level", "0", "-d", level], &[&input, &out]));
+        assert!(ok, "{err}");
+        std::fs::metadata(&out).unwrap().len()
+    };
+    let (all, kept) = (size("0"), size("31"));
+    assert!(kept < all / 2, "{kept} of {all}");
+    let limit = ((kept + all) / 2).to_string();
+    let out = dir.path().join("retry.kdump");
+    let (ok, _, err) =
+        run(&args(&["makedumpfile", "-l", "--message-level", "7", "-L", &limit, "-d", "0,31"], &[&input, &out]));
+    assert!(ok && err.contains("again at level 31"), "{err}");
+    assert!(std::fs::read(&out).unwrap() == std::fs::read(dir.path().join("l31")).unwrap(), "the level-31 dump");
+    // A list that runs out leaves the last attempt, incomplete, and exit status 1.
+    let (ok, _, _) =
+        run(&args(&["makedumpfile", "-l", "-f", "--message-level", "0", "-L", &limit, "-d", "0,1"], &[&input, &out]));
+    assert!(!ok);
+}

@@ -77,7 +77,12 @@ pub fn run(cli: Cli) -> Result<()> {
             let machine = machine_without_symbols(&dump)?;
             let format =
                 crate::write::DumpFormat { elf, split: &split, splitblock_bytes: splitblock_size.saturating_mul(1024) };
-            crate::write::run_with(&dump, &machine, &args.file.display().to_string(), &job, &format)
+            if crate::write::run_with(&dump, &machine, &args.file.display().to_string(), &job, &format)?
+                != crate::write::Written::Complete
+            {
+                std::process::exit(1);
+            }
+            Ok(())
         }
         Command::Rearrange { input, output, force, quiet } => crate::write::rearrange(&input, &output, force, quiet),
         Command::Reassemble { files, force, quiet } => crate::write::reassemble(&files, force, quiet),

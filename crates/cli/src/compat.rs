@@ -272,7 +272,7 @@ fn run(o: Opts) -> Result<()> {
     let args = dump_args(input.clone(), &o);
     let dump = crate::commands::open(&args)?;
     let machine = crate::commands::machine_without_symbols(&dump)?;
-    let job = crate::write::DumpJob {
+    let mut job = crate::write::DumpJob {
         output: output.as_deref(),
         level: o.levels.first().copied().unwrap_or(0),
         codec,
@@ -288,7 +288,25 @@ fn run(o: Opts) -> Result<()> {
         quiet: level & 1 == 0,
     };
     let format = crate::write::DumpFormat { elf: o.elf, split: &split, splitblock_bytes: 1 << 30 };
-    crate::write::run_with(&dump, &machine, &input.display().to_string(), &job, &format)?;
+    // makedumpfile's retry: a dump that fills the disk (or -L) is written again at the
+    // next level of the -d list, over the same files. A stream cannot be taken back.
+    let mut retries = o.levels.iter().skip(1);
+    loop {
+        match crate::write::run_with(&dump, &machine, &input.display().to_string(), &job, &format)? {
+            crate::write::Written::Complete => break,
+            crate::write::Written::OutOfSpace if !o.flatten => match retries.next() {
+                Some(&next) => {
+                    if common {
+                        eprintln!("makedumpfile (vmcore): out of space: writing the dump again at level {next}");
+                    }
+                    job.level = next;
+                    job.force = true;
+                }
+                None => std::process::exit(1),
+            },
+            _ => std::process::exit(1),
+        }
+    }
     completed(common && !o.flatten, output.as_ref().filter(|_| !o.dry_run), !split.is_empty())
 }
 

@@ -133,7 +133,7 @@ fn stdout_stream() -> Result<FlatOutput<io::BufWriter<io::Stdout>>> {
 }
 
 /// Writes the dump `job` and `format` say.
-pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, format: &DumpFormat) -> Result<()> {
+pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, format: &DumpFormat) -> Result<Written> {
     let splitblock_bytes =
         if format.splitblock_bytes == 0 { vmcore_writer::DEFAULT_SPLITBLOCK_BYTES } else { format.splitblock_bytes };
     if !format.split.is_empty() && splitblock_bytes % dump.mem.page_size() != 0 {
@@ -167,7 +167,8 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
         say!("vmcore: warning: bitmaps could not spill to {why}; they stay in memory, past --bitmap-memory");
     }
     if job.dry_run {
-        return print_report(&FilterReport::new(job.level, &filtered.stats), job.json, false);
+        print_report(&FilterReport::new(job.level, &filtered.stats), job.json, false)?;
+        return Ok(Written::Complete);
     }
     let meta = KdumpMeta::from_dump(dump, machine).with_context(|| format!("{name}: reading its metadata"))?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -246,10 +247,21 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
             );
         }
     }
-    if incomplete {
-        std::process::exit(1);
-    }
-    Ok(())
+    Ok(match (incomplete, stop.load(Ordering::Relaxed)) {
+        (false, _) => Written::Complete,
+        (true, true) => Written::Interrupted,
+        (true, false) => Written::OutOfSpace,
+    })
+}
+
+/// How a dump ended. An incomplete one is a valid dump, and still exit status 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Complete,
+    /// Ctrl-C.
+    Interrupted,
+    /// The disk filled or the size limit was reached.
+    OutOfSpace,
 }
 
 /// `vmcore rearrange IN OUT`.
