@@ -108,6 +108,15 @@ pub fn reassemble(
     let head0 = read_vec(&*first.src, 0, h::SIZE as u64, "header", &first.name)?;
     let mut next = 0u64;
     let mut incomplete = false;
+    for (p, q) in files.iter().zip(files.iter().skip(1)) {
+        if q.file.pfn_range().0 < p.file.pfn_range().1 {
+            let (a, b) = (p.file.pfn_range(), q.file.pfn_range());
+            return Err(Error::Input(format!(
+                "{} (pfns {:#x}..{:#x}) and {} (pfns {:#x}..{:#x}) overlap: a file given twice, or files of two sets?",
+                p.name, a.0, a.1, q.name, b.0, b.1
+            )));
+        }
+    }
     for p in &files {
         let (s, e) = p.file.pfn_range();
         if s != next {

@@ -320,6 +320,12 @@ fn split_sets_read_back_and_reassemble_to_the_direct_file() {
             [0, 2].iter().map(|&i| (format!("p{i}"), Arc::new(disks[i].bytes.clone()) as Arc<dyn ReadAt>)).collect();
         let e = reassemble(two, &mut Disk::new(usize::MAX), &NoProgress).unwrap_err().to_string();
         assert!(e.contains("do not tile"), "{e}");
+        let twice: Vec<(String, Arc<dyn ReadAt>)> = [0, 1, 1, 2]
+            .iter()
+            .map(|&i| (format!("p{i}"), Arc::new(disks[i].bytes.clone()) as Arc<dyn ReadAt>))
+            .collect();
+        let e = reassemble(twice, &mut Disk::new(usize::MAX), &NoProgress).unwrap_err().to_string();
+        assert!(e.contains("p1 (pfns") && e.contains("overlap: a file given twice"), "{e}");
         let not_split: Vec<(String, Arc<dyn ReadAt>)> = vec![("d".into(), Arc::new(direct.clone()))];
         let e = reassemble(not_split, &mut Disk::new(usize::MAX), &NoProgress).unwrap_err().to_string();
         assert!(e.contains("not a file of a --split set"), "{e}");
