@@ -328,6 +328,14 @@ pub fn write_elf(
                 match out.write_at(pos, chunk) {
                     Ok(()) => {}
                     Err(OutputError::Full) => {
+                        // Part of the chunk may be on disk: count its pages that are, by
+                        // writing them again one by one (into space already taken) until
+                        // one does not fit.
+                        let pages_in = chunk
+                            .chunks(ps as usize)
+                            .enumerate()
+                            .take_while(|(k, page)| out.write_at(pos + *k as u64 * ps, page).is_ok());
+                        report.pages_written += pages_in.count() as u64;
                         full = true;
                         break 'segments;
                     }

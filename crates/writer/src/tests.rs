@@ -451,6 +451,22 @@ fn elf_output_reads_back_with_zero_pages_and_long_runs_left_out() {
     }
 }
 
+#[test]
+fn an_elf_dump_cut_short_counts_the_pages_it_holds() {
+    let m = machine();
+    let f = filtered(0);
+    for blocks in [3, 7, 20] {
+        let mut disk = Disk::new(blocks);
+        let r = write_elf(&mut disk, &m.core, &*m.src, &m.mem, &f, &opts(Codec::Raw, 1), &NoProgress).unwrap();
+        assert!(r.incomplete);
+        let core = ElfCore::parse(&disk.bytes.clone()).unwrap();
+        assert!(core.is_incomplete());
+        let data_start = core.loads[0].offset;
+        assert_eq!(r.pages_written, (disk.bytes.len() as u64 - data_start) / PS, "{blocks} blocks");
+        assert!(r.pages_written > 0, "{blocks} blocks");
+    }
+}
+
 /// A file of `head` followed by zeros up to `size` bytes.
 struct Zeros {
     head: Vec<u8>,
