@@ -277,24 +277,28 @@ pub fn reassemble(
 
     // Erase information of every part, one after the other, after the pages.
     if !full && version >= 5 {
-        let mut erase = Vec::new();
+        // Written part by part (each holds up to 16 MiB), not gathered first.
+        let start = end;
         for p in &files {
-            if let Some(e) = p.file.eraseinfo().map_err(|e| Error::Input(format!("{}: {e}", p.name)))? {
-                erase.extend_from_slice(&e);
-            }
-        }
-        if !erase.is_empty() {
-            match out.write_at(end, &erase) {
-                Ok(()) => {
-                    let mut sub = head.get(sub_at..sub_at + sh::SIZE).unwrap_or_default().to_vec();
-                    put_u(&mut sub, sh::OFFSET_ERASEINFO, 8, end, be);
-                    put_u(&mut sub, sh::SIZE_ERASEINFO, 8, erase.len() as u64, be);
-                    out.write_at(bs, &sub)?;
-                    end += erase.len() as u64;
+            let Some(e) = p.file.eraseinfo().map_err(|e| Error::Input(format!("{}: {e}", p.name)))? else { continue };
+            match out.write_at(end, &e) {
+                Ok(()) => end += e.len() as u64,
+                Err(OutputError::Full) => {
+                    full = true;
+                    break;
                 }
-                Err(OutputError::Full) => full = true,
                 Err(OutputError::Io(e)) => return Err(Error::Output(e)),
             }
+        }
+        if !full && end > start {
+            let mut sub = head.get(sub_at..sub_at + sh::SIZE).unwrap_or_default().to_vec();
+            put_u(&mut sub, sh::OFFSET_ERASEINFO, 8, start, be);
+            put_u(&mut sub, sh::SIZE_ERASEINFO, 8, end - start, be);
+            out.write_at(bs, &sub)?;
+        }
+        // Erase information cut short is not pointed at; the pages end where it began.
+        if full {
+            end = start;
         }
     }
     let report = WriteReport {

@@ -550,3 +550,30 @@ fn elf_output_with_more_than_65534_segments_uses_pn_xnum() {
     assert_eq!(parsed.loads[1].memsz, 257 * PS);
     assert_eq!(parsed.loads.last().map(|l| l.memsz), Some(257 * PS));
 }
+
+#[test]
+fn reassembling_joins_the_erase_information_of_every_part_in_order() {
+    use vmcore_synth::kdump::{write as write_part, KdumpSpec, PageSpec};
+    let pages: std::collections::BTreeMap<u64, PageSpec> =
+        (0..30).map(|pfn| (pfn, PageSpec::Dumped(page_of(pfn)))).collect();
+    let erase = [&b"erase a size 8\n"[..], b"", b"erase c size 16\n"];
+    let parts: Vec<(String, Arc<dyn ReadAt>)> = [(0, 10), (10, 20), (20, 30)]
+        .iter()
+        .zip(erase)
+        .enumerate()
+        .map(|(i, (&range, e))| {
+            let spec = KdumpSpec {
+                max_mapnr: 30,
+                split: Some(range),
+                eraseinfo: (!e.is_empty()).then(|| e.to_vec()),
+                ..KdumpSpec::default()
+            };
+            (format!("p{i}"), Arc::new(write_part(&spec, &pages).unwrap()) as Arc<dyn ReadAt>)
+        })
+        .collect();
+    let mut out = Disk::new(usize::MAX);
+    let r = reassemble(parts, &mut out, &NoProgress).unwrap();
+    assert!(!r.incomplete);
+    let joined = KdumpFile::parse(Arc::new(out.bytes) as Arc<dyn ReadAt>).unwrap();
+    assert_eq!(joined.eraseinfo().unwrap().unwrap(), b"erase a size 8\nerase c size 16\n");
+}
