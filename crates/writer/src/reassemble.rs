@@ -24,11 +24,14 @@ struct Window {
     src: Arc<dyn ReadAt>,
     buf: Vec<u8>,
     at: u64,
+    /// What a read behind the window gets: just its bytes. Refilling the window there
+    /// would cost a whole window per read when a part's descriptors go back and forth.
+    behind: Vec<u8>,
 }
 
 impl Window {
     fn new(src: Arc<dyn ReadAt>) -> Window {
-        Window { src, buf: Vec::new(), at: 0 }
+        Window { src, buf: Vec::new(), at: 0, behind: Vec::new() }
     }
 
     /// `len` bytes at `offset`, or `None` when the source ends first.
@@ -37,7 +40,14 @@ impl Window {
         if end > self.src.size() {
             return Ok(None);
         }
-        if offset < self.at || end > self.at + self.buf.len() as u64 {
+        if offset < self.at {
+            self.behind.resize(len, 0);
+            self.src
+                .read_exact_at(&mut self.behind, offset)
+                .map_err(|e| Error::Input(format!("reading at {offset:#x}: {e}")))?;
+            return Ok(Some(&self.behind));
+        }
+        if end > self.at + self.buf.len() as u64 {
             let n = (self.src.size() - offset).min(WRITE_BUFFER.max(len) as u64) as usize;
             self.buf.resize(n, 0);
             self.src
@@ -314,4 +324,21 @@ pub fn reassemble(
     out.finish().map_err(Error::Output)?;
     progress.finish();
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_behind_the_window_get_their_bytes_and_keep_the_window() {
+        let data: Vec<u8> = (0..3 * WRITE_BUFFER).map(|i| (i % 251) as u8).collect();
+        let mut w = Window::new(Arc::new(data.clone()));
+        let at = WRITE_BUFFER;
+        assert_eq!(w.get(at as u64, 24).unwrap().unwrap(), &data[at..at + 24]);
+        assert_eq!(w.get(100, 24).unwrap().unwrap(), &data[100..124]);
+        assert_eq!(w.at, at as u64, "a read behind it leaves the window where it was");
+        assert_eq!(w.get(at as u64 + 24, 24).unwrap().unwrap(), &data[at + 24..at + 48]);
+        assert_eq!(w.get(data.len() as u64 - 10, 24).unwrap(), None);
+    }
 }
