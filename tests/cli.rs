@@ -171,3 +171,15 @@ fn a_dump_level_list_retries_at_the_next_level_when_the_limit_is_reached() {
         run(&args(&["makedumpfile", "-l", "-f", "--message-level", "0", "-L", &limit, "-d", "0,1"], &[&input, &out]));
     assert!(!ok);
 }
+
+#[test]
+fn the_front_end_refuses_options_that_would_be_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = sample_dump(dir.path());
+    let out = dir.path().join("o");
+    let (ok, _, err) = run(&args(&["makedumpfile", "-E", "-c", "-d", "31"], &[&input, &out]));
+    assert!(!ok && err.contains("-E writes pages uncompressed"), "{err}");
+    let (ok, _, err) = run(&args(&["makedumpfile", "-R", "-l"], &[&out]));
+    assert!(!ok && err.contains("-R copies the stream as it is"), "{err}");
+    assert!(!out.exists());
+}

@@ -218,6 +218,13 @@ fn run(o: Opts) -> Result<()> {
         let [file] = o.files.as_slice() else { bail!("--mem-usage takes one file: /proc/kcore") };
         return crate::commands::mem_usage(&dump_args(file.clone(), &o), false);
     }
+    // makedumpfile refuses these combinations rather than ignore half of them.
+    if o.elf && o.codec.is_some() {
+        bail!("-E writes pages uncompressed: it takes no -c, -l, -p or -z");
+    }
+    if o.rearrange && (o.codec.is_some() || o.elf || o.flatten || o.split) {
+        bail!("-R copies the stream as it is: it takes no -c, -l, -p, -z, -E, -F or --split");
+    }
     if o.rearrange {
         let [output] = o.files.as_slice() else { bail!("-R takes one DUMPFILE (the stream comes on stdin)") };
         crate::write::rearrange(std::path::Path::new("-"), output, o.force, true)?;
