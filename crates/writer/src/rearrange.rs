@@ -113,7 +113,10 @@ pub fn rearrange(input: &mut dyn Read, out: &mut dyn Output, progress: &dyn Prog
                         Some(format) => format!("no space left for the dump; the {format} file is marked incomplete"),
                         None => "no space left for the dump".into(),
                     })),
-                    OutputError::Io(e) => Error::Output(e),
+                    OutputError::Io(e) => Error::Output(std::io::Error::new(
+                        e.kind(),
+                        format!("writing the chunk at stream offset {pos:#x} to file offset {at:#x}: {e}"),
+                    )),
                 });
             }
             if let Some(end) = usize::try_from(at).ok().filter(|&a| a < HEAD) {
