@@ -158,6 +158,21 @@ impl InputHeaders {
     }
 }
 
+/// Offset of an ELF64 header's `e_flags`.
+pub(crate) const E_FLAGS: usize = 48;
+
+/// Sets makedumpfile's incomplete bit in the ELF header's `e_flags`, which hold `flags`.
+/// A flattened stream gets one more chunk there, which replaces the field when the
+/// stream is rearranged (later chunks overwrite earlier ones).
+pub(crate) fn mark_incomplete(out: &mut dyn Output, flags: u32, big_endian: bool) -> Result<()> {
+    let mut b = [0u8; 4];
+    put(&mut b, 0, 4, u64::from(flags | DUMP_ELF_INCOMPLETE), big_endian);
+    out.write_at(E_FLAGS as u64, &b).map_err(|e| match e {
+        OutputError::Io(e) => Error::Output(e),
+        OutputError::Full => Error::Output(std::io::Error::other("cannot mark the dump incomplete")),
+    })
+}
+
 fn get(b: &[u8], off: usize, len: usize, big_endian: bool) -> u64 {
     let Some(s) = b.get(off..off + len) else { return 0 };
     let mut v = 0u64;
@@ -355,14 +370,7 @@ pub fn write_elf(
     report.bytes = pos;
     if full {
         report.incomplete = true;
-        // In a flattened stream, a chunk that replaces e_flags when rearranged.
-        let flags = get(&ehdr, 48, 4, be) | u64::from(DUMP_ELF_INCOMPLETE);
-        let mut b = [0u8; 4];
-        put(&mut b, 0, 4, flags, be);
-        out.write_at(48, &b).map_err(|e| match e {
-            OutputError::Io(e) => Error::Output(e),
-            OutputError::Full => Error::Output(std::io::Error::other("cannot mark the dump incomplete")),
-        })?;
+        mark_incomplete(out, get(&ehdr, E_FLAGS, 4, be) as u32, be)?;
     } else {
         report.pages_written = pages;
     }

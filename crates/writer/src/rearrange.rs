@@ -7,6 +7,7 @@ use std::io::{self, Read};
 use vmcore_formats::raw::flat;
 use vmcore_formats::raw::kdump::{self, header as h};
 
+use crate::elf::E_FLAGS;
 use crate::output::{Output, OutputError};
 use crate::{Error, Progress, Result};
 
@@ -46,20 +47,20 @@ const HEAD: usize = h::STATUS + 4;
 /// holds, in place: its block is on disk, so the full disk takes the write. Returns the
 /// format marked.
 fn mark_incomplete(out: &mut dyn Output, head: &[u8; HEAD]) -> Option<&'static str> {
-    let (format, at, flag, big_endian) = if head.starts_with(kdump::KDUMP_SIGNATURE) {
-        // The header version (1 to 6) tells the dumped machine's byte order.
-        let version = head.get(h::HEADER_VERSION..h::HEADER_VERSION + 4)?;
-        let big_endian = u32::from_le_bytes(version.try_into().ok()?) > 0xffff;
-        ("kdump", h::STATUS, kdump::DUMP_DH_COMPRESSED_INCOMPLETE, big_endian)
-    } else if head.starts_with(b"\x7fELF") && head.get(4) == Some(&2) {
-        ("ELF", 48, vmcore_formats::elf::DUMP_ELF_INCOMPLETE, head.get(5) == Some(&2))
-    } else {
-        return None;
+    let field = |at: usize, big_endian: bool| {
+        let b: [u8; 4] = head.get(at..at + 4)?.try_into().ok()?;
+        Some(if big_endian { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) })
     };
-    let field: [u8; 4] = head.get(at..at + 4)?.try_into().ok()?;
-    let value = if big_endian { u32::from_be_bytes(field) } else { u32::from_le_bytes(field) } | flag;
-    let bytes = if big_endian { value.to_be_bytes() } else { value.to_le_bytes() };
-    out.write_at(at as u64, &bytes).ok().map(|()| format)
+    if head.starts_with(kdump::KDUMP_SIGNATURE) {
+        // The header version (1 to 6) tells the dumped machine's byte order.
+        let big_endian = field(h::HEADER_VERSION, false)? > 0xffff;
+        crate::kdump::mark_incomplete(out, field(h::STATUS, big_endian)?, big_endian).ok().map(|()| "kdump")
+    } else if head.starts_with(b"\x7fELF") && head.get(4) == Some(&2) {
+        let big_endian = head.get(5) == Some(&2);
+        crate::elf::mark_incomplete(out, field(E_FLAGS, big_endian)?, big_endian).ok().map(|()| "ELF")
+    } else {
+        None
+    }
 }
 
 /// Copies the flattened stream `input` into `out`. `progress` counts payload bytes
