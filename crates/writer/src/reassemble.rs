@@ -118,23 +118,23 @@ pub fn reassemble(
     let head0 = read_vec(&*first.src, 0, h::SIZE as u64, "header", &first.name)?;
     let mut next = 0u64;
     let mut incomplete = false;
-    for (p, q) in files.iter().zip(files.iter().skip(1)) {
-        if q.file.pfn_range().0 < p.file.pfn_range().1 {
-            let (a, b) = (p.file.pfn_range(), q.file.pfn_range());
-            return Err(Error::Input(format!(
-                "{} (pfns {:#x}..{:#x}) and {} (pfns {:#x}..{:#x}) overlap: a file given twice, or files of two sets?",
-                p.name, a.0, a.1, q.name, b.0, b.1
-            )));
-        }
-    }
+    let mut prev: Option<&Part> = None;
     for p in &files {
         let (s, e) = p.file.pfn_range();
+        if let Some(q) = prev.filter(|_| s < next) {
+            let (qs, qe) = q.file.pfn_range();
+            return Err(Error::Input(format!(
+                "{} (pfns {qs:#x}..{qe:#x}) and {} (pfns {s:#x}..{e:#x}) overlap: a file given twice, or files of two sets?",
+                q.name, p.name
+            )));
+        }
         if s != next {
             return Err(Error::Input(format!(
                 "the split files do not tile the dump: pfns {next:#x}..{s:#x} are in none of them (give every file of the set)"
             )));
         }
         next = e;
+        prev = Some(p);
         let head = read_vec(&*p.src, 0, h::SIZE as u64, "header", &p.name)?;
         let same = |a: &[u8], b: &[u8]| {
             a.get(..h::STATUS) == b.get(..h::STATUS) && a.get(h::STATUS + 4..) == b.get(h::STATUS + 4..)
