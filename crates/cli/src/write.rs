@@ -196,13 +196,14 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
         let mut files = Vec::with_capacity(format.split.len());
         // Each part must be a file of its own, and not the input.
         let mut taken: Vec<&Path> = vec![Path::new(name)];
-        let discard_all = || format.split.iter().for_each(|p| discard_if_empty(p));
+        // The first `n` parts, when they stayed empty. Only parts created here: the one
+        // that could not be created may be someone else's file.
+        let discard = |n: usize| format.split.iter().take(n).for_each(|p| discard_if_empty(p));
         for path in format.split {
             match create(path, job.force, &taken) {
                 Ok(file) => files.push(FileOutput::new(file, job.limit)),
                 Err(e) => {
-                    // Only the parts created so far: `path` may be someone else's file.
-                    format.split.iter().take(files.len()).for_each(|p| discard_if_empty(p));
+                    discard(files.len());
                     return Err(e);
                 }
             }
@@ -210,7 +211,7 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
         }
         let mut outs: Vec<&mut dyn Output> = files.iter_mut().map(|f| f as &mut dyn Output).collect();
         let reports = vmcore_writer::write_kdump_split(&mut outs, &ranges, mem, &filtered, &meta, &opts, &progress)
-            .inspect_err(|_| discard_all())
+            .inspect_err(|_| discard(format.split.len()))
             .context("writing the split files")?;
         format.split.iter().map(|p| p.display().to_string()).zip(reports).collect()
     } else if job.flatten {

@@ -48,8 +48,8 @@ pub fn create_dump_file(path: &Path, force: bool, inputs: &[&Path]) -> io::Resul
     }
     let f = o.create(true).open(path)?;
     let meta = f.metadata()?;
-    let same = |p: &&&Path| std::fs::metadata(p).is_ok_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()));
-    if let Some(input) = inputs.iter().find(same) {
+    let same = |p: &Path| std::fs::metadata(p).is_ok_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()));
+    if let Some(input) = inputs.iter().copied().find(|p| same(p)) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
