@@ -37,6 +37,8 @@ struct Opts {
     show_stats: bool,
     limit: Option<u64>,
     bitmap_memory: Option<u64>,
+    /// --splitblock-size, in KiB.
+    splitblock_kib: Option<u64>,
     work_dir: Option<PathBuf>,
     force: bool,
     vmcoreinfo: Option<PathBuf>,
@@ -67,7 +69,7 @@ const REFUSED: &[(&str, &str)] = &[
 /// Options accepted and ignored: they tune makedumpfile's own memory management (bitmap
 /// caches, mmap windows), which vmcore does not need. --cyclic-buffer and --work-dir are
 /// taken as vmcore's --bitmap-memory and spill directory.
-const TUNING: &[&str] = &["-b", "--splitblock-size"];
+const TUNING: &[&str] = &["-b"];
 
 fn value(args: &mut std::vec::IntoIter<String>, opt: &str, attached: Option<String>) -> Result<String> {
     match attached {
@@ -108,6 +110,9 @@ fn parse(argv: Vec<String>) -> Result<Opts> {
                 let kib: u64 = value(&mut args, &name, attached)?.parse().context("--cyclic-buffer")?;
                 // makedumpfile's buffer holds a cycle of both bitmaps.
                 o.bitmap_memory = Some(kib.saturating_mul(1024) / 2);
+            }
+            "--splitblock-size" => {
+                o.splitblock_kib = Some(value(&mut args, &name, attached)?.parse().context("--splitblock-size")?)
             }
             "--work-dir" => o.work_dir = Some(PathBuf::from(value(&mut args, &name, attached)?)),
             "--num-threads" => o.threads = Some(value(&mut args, &name, attached)?.parse().context("--num-threads")?),
@@ -191,8 +196,8 @@ vmcore's makedumpfile-compatible front end.
   makedumpfile -h | -v
 
 --cyclic-buffer KiB bounds the bitmaps' memory (half each) and --work-dir sets where the
-rest goes (default: beside the dump). -b, --non-mmap and --splitblock-size are accepted
-and ignored. -x, -g, -X, -e, --config, --eppic,
+rest goes (default: beside the dump). -b and --non-mmap are accepted and
+ignored. -x, -g, -X, -e, --config, --eppic,
 --vtop, Xen and sadump options are refused.
 ";
 
@@ -294,7 +299,11 @@ fn run(o: Opts) -> Result<()> {
         json: false,
         quiet: level & 1 == 0,
     };
-    let format = crate::write::DumpFormat { elf: o.elf, split: &split, splitblock_bytes: 1 << 30 };
+    let format = crate::write::DumpFormat {
+        elf: o.elf,
+        split: &split,
+        splitblock_bytes: o.splitblock_kib.unwrap_or(0).saturating_mul(1024),
+    };
     // makedumpfile's retry: a dump that fills the disk (or -L) is written again at the
     // next level of the -d list, over the same files. A stream cannot be taken back.
     let mut retries = o.levels.iter().skip(1);
@@ -369,8 +378,8 @@ mod tests {
         // --non-mmap takes no value.
         let o = p(&["-c", "--non-mmap", "/proc/vmcore", "out"]).unwrap();
         assert_eq!(o.files, [PathBuf::from("/proc/vmcore"), PathBuf::from("out")]);
-        let o = p(&["--split", "-d", "31", "in", "o1", "o2"]).unwrap();
-        assert!(o.split && o.files.len() == 3);
+        let o = p(&["--split", "-d", "31", "--splitblock-size", "4096", "in", "o1", "o2"]).unwrap();
+        assert!(o.split && o.files.len() == 3 && o.splitblock_kib == Some(4096));
     }
 
     #[test]
