@@ -180,3 +180,25 @@ fn the_front_end_refuses_options_that_would_be_ignored() {
     refused(&args(&["makedumpfile", "-R", "-l"], &[&out]), &["-R copies the stream as it is"]);
     assert!(!out.exists());
 }
+
+/// A flattened dump with descriptor 1 closed fails as makedumpfile's does (EBADF), where it
+/// used to go to the /dev/null the runtime puts there and exit 0; `>/dev/null` still works.
+#[test]
+fn flattened_dump_to_a_closed_stdout_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = sample_dump(dir.path());
+    let shell = |redirect: &str| {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("exec \"$0\" dump -q -F -d 31 -l \"$1\" {redirect}"))
+            .arg(env!("CARGO_BIN_EXE_vmcore"))
+            .arg(&input)
+            .output()
+            .expect("run sh")
+    };
+    let closed = shell(">&-");
+    let err = String::from_utf8_lossy(&closed.stderr);
+    assert!(!closed.status.success() && err.contains("standard output is closed"), "{err}");
+    let null = shell(">/dev/null");
+    assert!(null.status.success(), "{}", String::from_utf8_lossy(&null.stderr));
+}

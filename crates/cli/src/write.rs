@@ -129,7 +129,25 @@ fn stdout_stream() -> Result<FlatOutput<io::BufWriter<io::Stdout>>> {
     if stdout.is_terminal() {
         bail!("refusing to write a flattened dump to a terminal: redirect stdout");
     }
+    if stdout_was_closed() {
+        bail!("standard output is closed: a flattened dump needs somewhere to go (a pipe or a file)");
+    }
     Ok(FlatOutput::new(io::BufWriter::with_capacity(1 << 20, stdout)))
+}
+
+/// Whether descriptor 1 was closed when vmcore started. Rust's runtime then opens
+/// /dev/null read-write in its place, where a shell's `>/dev/null` opens it write-only; so
+/// /dev/null open read-write is taken as a closed stdout, which makedumpfile reports as
+/// EBADF rather than writing a whole dump to nowhere and exiting 0. Without /proc, no check.
+fn stdout_was_closed() -> bool {
+    let is_null = std::fs::read_link("/proc/self/fd/1").is_ok_and(|p| p == Path::new("/dev/null"));
+    let flags = std::fs::read_to_string("/proc/self/fdinfo/1").ok().and_then(|info| {
+        let octal = info.lines().find_map(|l| l.strip_prefix("flags:"))?.trim().to_string();
+        u32::from_str_radix(&octal, 8).ok()
+    });
+    const O_ACCMODE: u32 = 0o3;
+    const O_RDWR: u32 = 0o2;
+    is_null && flags.is_some_and(|f| f & O_ACCMODE == O_RDWR)
 }
 
 /// Writes the dump `job` and `format` say.
