@@ -270,3 +270,24 @@ fn a_segment_beyond_any_physical_address_is_refused_not_allocated() {
         assert!(!ok && err.contains("far.elf") && err.contains("beyond 2^52 bytes"), "{args:?}: {err}");
     }
 }
+
+/// Found by `cargo fuzz run model`: direct-map PT_LOADs whose sizes add past 2^64 made
+/// the page_offset_base vote overflow (a panic with debug assertions). The sizes now
+/// saturate, and the vote still finds the direct map's offset.
+#[test]
+fn direct_map_segments_sizes_past_2_64_do_not_overflow_the_vote() {
+    use vmcore_formats::elf::test_support::{header, note};
+    let n = note("VMCOREINFO", 0, b"OSRELEASE=x\nPAGESIZE=4096\n");
+    let direct_map = 0xff11_0000_0000_0000u64;
+    let half = 1u64 << 63;
+    let loads = [(0, direct_map, 0x1000, 0, half), (0x1000_0000, direct_map + 0x1000_0000, 0x1000, 0, half)];
+    let mut elf = header(&loads, (0x800, n.len() as u64));
+    elf.resize(0x800, 0);
+    elf.extend_from_slice(&n);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "huge-direct-map.elf", &elf);
+    let (ok, out, err) = run(&[OsStr::new("info"), path.as_os_str()]);
+    let out = String::from_utf8_lossy(&out);
+    assert!(ok, "{err}");
+    assert!(out.contains("page_offset_base   0xff11000000000000   from pt_load"), "{out}");
+}

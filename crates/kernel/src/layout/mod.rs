@@ -7,6 +7,7 @@
 
 pub mod aarch64;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use vmcore_formats::elf::{ElfCore, ElfKind};
@@ -170,20 +171,20 @@ fn phys_base_from_pt_load(core: &ElfCore) -> Option<u64> {
 /// the answer covering the most bytes. kcore's text, module, vmalloc, vmemmap and remap
 /// segments either have no physical address or a different offset, and lose the vote.
 fn page_offset_from_pt_load(core: &ElfCore) -> Option<u64> {
-    let mut votes: Vec<(u64, u64)> = Vec::new();
+    // A map: a corrupt core can have hundreds of thousands of segments, each its own delta.
+    let mut votes: BTreeMap<u64, u64> = BTreeMap::new();
     for s in core.loads.iter().filter(|s| {
         s.paddr != u64::MAX && s.vaddr >= 0xff00_0000_0000_0000 && s.vaddr < START_KERNEL_MAP && s.memsz > 0
     }) {
         if core.kind == ElfKind::Kcore && s.paddr == 0 {
             continue;
         }
-        let delta = s.vaddr.wrapping_sub(s.paddr);
-        match votes.iter_mut().find(|(d, _)| *d == delta) {
-            Some((_, bytes)) => *bytes += s.memsz,
-            None => votes.push((delta, s.memsz)),
-        }
+        let bytes = votes.entry(s.vaddr.wrapping_sub(s.paddr)).or_default();
+        *bytes = bytes.saturating_add(s.memsz);
     }
-    votes.into_iter().max_by_key(|&(_, bytes)| bytes).map(|(d, _)| d)
+    // A tie goes to the lowest delta (max_by_key keeps the last maximum), whatever the
+    // order of the segments.
+    votes.into_iter().rev().max_by_key(|&(_, bytes)| bytes).map(|(d, _)| d)
 }
 
 /// Paging levels from the direct-map PT_LOAD: an address that is not canonical for 48
