@@ -17,7 +17,9 @@ BIN=$ROOT/target/release
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-mkdir -p "$CORPUS"/{elf,kdump,flat,vmcoreinfo}
+mkdir -p "$CORPUS"/{elf,kdump,flat,vmcoreinfo,model}
+# model: the first byte picks one of its four machines; no patches.
+for m in 0 1 2 3; do printf "\\x0$m" >"$CORPUS/model/machine-$m"; done
 "$BIN/vmcore-synth" --size 64M --layout x86_64-6.1-l4 --messages 50 "$WORK/m.elf"
 head -c $HEAD "$WORK/m.elf" >"$CORPUS/elf/synth-6.1"
 for codec in zlib lzo snappy zstd none; do
@@ -27,6 +29,6 @@ done
 "$BIN/vmcore" dump -q -F -l -d 31 "$WORK/m.elf" >"$WORK/m.flat"
 head -c $HEAD "$WORK/m.flat" >"$CORPUS/flat/synth-6.1-lzo"
 "$BIN/vmcore" vmcoreinfo "$WORK/m.elf" >"$CORPUS/vmcoreinfo/synth-6.1"
-for t in elf kdump flat vmcoreinfo; do
+for t in elf kdump flat vmcoreinfo model; do
     echo "$t: $(ls "$CORPUS/$t" | wc -l) seeds"
 done

@@ -1,0 +1,122 @@
+//! The kernel model on corrupted memory: layout detection, page-table walks, kallsyms,
+//! the kernel log and page classification, over a synthetic machine's ELF dump with a few
+//! bytes overwritten.
+//!
+//! A whole dump is far too big for libFuzzer to mutate, and most of its bytes are never
+//! read. So each machine is run once cleanly while recording which pages of the file are
+//! read: those (headers, notes, page tables, kallsyms, the printk ring, struct pages) are
+//! where the input's patches land. The input is a layout byte, then patches of
+//! (page index u16, offset u16, length u8, bytes).
+#![no_main]
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use libfuzzer_sys::fuzz_target;
+use vmcore_formats::elf::ElfCore;
+use vmcore_kernel::printk::{read_log, Options as LogOptions};
+use vmcore_kernel::vmcoreinfo::{Source, VmcoreInfo};
+use vmcore_kernel::machine::Machine;
+use vmcore_kernel::Dump;
+use vmcore_physmem::Container;
+use vmcore_synth::machine::{Layout, Machine as Synth, MachineSpec};
+use vmcore_types::ReadAt;
+
+const PAGE: u64 = 4096;
+const LAYOUTS: &[&str] = &["x86_64-6.1-l4", "x86_64-6.12-l5", "x86_64-5.4-l4", "x86_64-2.6.32-l4"];
+
+/// A dump file in memory with patches over it; with `touched`, records the pages read.
+#[derive(Debug)]
+struct Patched {
+    base: Arc<Vec<u8>>,
+    patches: Vec<(u64, Vec<u8>)>,
+    touched: Option<Mutex<BTreeSet<u64>>>,
+}
+
+impl ReadAt for Patched {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        let end = offset.checked_add(buf.len() as u64).filter(|&e| e <= self.base.len() as u64);
+        let Some(end) = end else { return Err(std::io::ErrorKind::UnexpectedEof.into()) };
+        buf.copy_from_slice(&self.base[offset as usize..end as usize]);
+        if let Some(t) = &self.touched {
+            let mut t = t.lock().unwrap();
+            t.extend(offset / PAGE..end.div_ceil(PAGE));
+        }
+        for (at, bytes) in &self.patches {
+            let (from, to) = ((*at).max(offset), (at + bytes.len() as u64).min(end));
+            if from < to {
+                buf[(from - offset) as usize..(to - offset) as usize]
+                    .copy_from_slice(&bytes[(from - at) as usize..(to - at) as usize]);
+            }
+        }
+        Ok(())
+    }
+    fn size(&self) -> u64 {
+        self.base.len() as u64
+    }
+}
+
+/// Everything the model does with a dump; errors are fine, panics and hangs are not.
+fn exercise(src: Arc<Patched>) {
+    let Ok(core) = ElfCore::parse(&*src) else { return };
+    let vmcoreinfo = core
+        .note(b"VMCOREINFO", 0)
+        .and_then(|n| VmcoreInfo::parse(&n.desc, Source::ElfNote).ok());
+    let container = Container::Elf { core, src, flattened: false, name: "fuzz".into() };
+    let Ok(mem) = container.physmem(PAGE) else { return };
+    let dump = Dump { paths: vec!["fuzz".into()], container, mem, vmcoreinfo };
+    let Ok(machine) = Machine::new(&dump) else { return };
+    if let Some(vi) = &dump.vmcoreinfo {
+        let read = |addr: u64, buf: &mut [u8]| machine.kmem.read(addr, buf).map_err(|e| e.to_string());
+        if let Ok(log) = read_log(vi, &read, &LogOptions { partial: false, live: false }) {
+            for rec in log.records.iter() {
+                std::hint::black_box(rec.text.len());
+            }
+        }
+    }
+    // Level 30: every struct page rule, without reading each page for zeros.
+    let opts = vmcore_filter::Options { threads: 1, scan_zero_pages: false, ..Default::default() };
+    let _ = vmcore_filter::filter(&dump, &machine, 30, &opts);
+}
+
+struct Base {
+    file: Arc<Vec<u8>>,
+    pages: Vec<u64>,
+}
+
+fn bases() -> &'static [Base] {
+    static BASES: OnceLock<Vec<Base>> = OnceLock::new();
+    BASES.get_or_init(|| {
+        LAYOUTS
+            .iter()
+            .map(|name| {
+                let spec = MachineSpec::new(Layout::parse(name).unwrap(), 64 << 20, 1);
+                let dir = std::env::temp_dir().join(format!("vmcore-fuzz-model-{}", std::process::id()));
+                std::fs::create_dir_all(&dir).unwrap();
+                let path = dir.join(name);
+                let _ = std::fs::remove_file(&path);
+                Synth::new(&spec).unwrap().write_elf(&path).unwrap();
+                let file = Arc::new(std::fs::read(&path).unwrap());
+                let _ = std::fs::remove_dir_all(&dir);
+                let probe = Arc::new(Patched { base: file.clone(), patches: vec![], touched: Some(Mutex::default()) });
+                exercise(probe.clone());
+                let pages: Vec<u64> = probe.touched.as_ref().unwrap().lock().unwrap().iter().copied().collect();
+                eprintln!("model: {name}: {} bytes, {} pages read", file.len(), pages.len());
+                Base { file, pages }
+            })
+            .collect()
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&which, mut rest)) = data.split_first() else { return };
+    let base = &bases()[which as usize % LAYOUTS.len()];
+    let mut patches = Vec::new();
+    while let [p0, p1, o0, o1, len, tail @ ..] = rest {
+        let len = (*len as usize).min(tail.len());
+        let page = base.pages[u16::from_le_bytes([*p0, *p1]) as usize % base.pages.len()];
+        let at = page * PAGE + u64::from(u16::from_le_bytes([*o0, *o1])) % PAGE;
+        patches.push((at, tail[..len].to_vec()));
+        rest = &tail[len..];
+    }
+    exercise(Arc::new(Patched { base: base.file.clone(), patches, touched: None }));
+});
