@@ -346,10 +346,11 @@ impl Scan<'_> {
             let chunk_end = ((chunk / BATCH + 1) * BATCH).min(unit.end);
             let n = (chunk_end - chunk) as usize;
             let bytes = buf.get_mut(..n * size).unwrap_or_default();
-            let addr = unit.mem_map + (chunk - unit.start) * size as u64;
-            if chunk_end <= next_pfn || self.machine.kmem.read(addr, bytes).is_err() {
+            // A mem_map address from a corrupt mem_section can run past 2^64.
+            let addr = unit.mem_map.checked_add((chunk - unit.start) * size as u64);
+            if chunk_end <= next_pfn || addr.is_none_or(|addr| self.machine.kmem.read(addr, bytes).is_err()) {
                 // Covered by an exclusion, or struct pages not in the dump (a refiltered
-                // input): nothing to decide.
+                // input, a corrupt address): nothing to decide.
                 chunk = chunk_end;
                 continue;
             }
@@ -386,7 +387,12 @@ fn units(memmap: &MemMap, struct_page_size: u64, unit_pfns: u64) -> Vec<Unit> {
         let mut start = section.pfn_start;
         while start < section.pfn_end {
             let end = ((start / unit_pfns + 1) * unit_pfns).min(section.pfn_end);
-            units.push(Unit { start, end, mem_map: section.mem_map + (start - section.pfn_start) * struct_page_size });
+            // A corrupt mem_section can put a section's array near 2^64: its frames past
+            // the end of the address space have no struct page to read.
+            let Some(mem_map) = section.mem_map.checked_add((start - section.pfn_start) * struct_page_size) else {
+                break;
+            };
+            units.push(Unit { start, end, mem_map });
             start = end;
         }
     }
@@ -525,5 +531,24 @@ mod tests {
         assert_eq!(cut(0, 100, &[(0, 30), (90, 200)]), vec![(30, 90)]);
         assert_eq!(cut(10, 20, &[(0, 100)]), vec![]);
         assert_eq!(cut(10, 20, &[(30, 40)]), vec![(10, 20)]);
+    }
+
+    /// Found by the model fuzz target: a corrupt mem_section put a section's struct pages
+    /// at the top of the address space, and the address of its second unit overflowed.
+    /// Units stop where the address would pass 2^64.
+    #[test]
+    fn units_stop_where_struct_page_addresses_would_pass_2_64() {
+        use vmcore_kernel::mm::{MemMap, Section};
+        let unit = 1u64 << 15;
+        let top = MemMap {
+            sections: vec![Section { pfn_start: 0, pfn_end: 4 * unit, mem_map: 0u64.wrapping_sub(64 * unit) }],
+            page_struct_size: 64,
+            model: "SPARSEMEM",
+        };
+        let units = super::units(&top, 64, unit);
+        let got: Vec<(u64, u64, u64)> = units.iter().map(|u| (u.start, u.end, u.mem_map)).collect();
+        assert_eq!(got, [(0, unit, 0u64.wrapping_sub(64 * unit))]);
+        assert_eq!(top.page_struct(unit - 1), Some(u64::MAX - 63));
+        assert_eq!(top.page_struct(unit), None);
     }
 }

@@ -75,7 +75,7 @@ fn need(v: Option<i64>, what: &'static str) -> Result<u64, Error> {
 impl MemMap {
     /// Discovers the struct page arrays for pfns below `max_pfn`.
     pub fn discover(vi: &VmcoreInfo, kmem: &KernelMem, max_pfn: u64, page_size: u64) -> Result<MemMap, Error> {
-        let page_struct_size = need(vi.size("page"), "SIZE(page)")?;
+        let page_struct_size = super::struct_page_size(vi).map_err(Error::Bad)?.ok_or(Error::Missing("SIZE(page)"))?;
         if vi.symbol("mem_section").is_some() {
             return sparse(vi, kmem, max_pfn, page_size, page_struct_size);
         }
@@ -97,7 +97,7 @@ impl MemMap {
     /// Virtual address of the struct page of `pfn`.
     pub fn page_struct(&self, pfn: u64) -> Option<u64> {
         let s = self.section_of(pfn)?;
-        Some(s.mem_map + (pfn - s.pfn_start) * self.page_struct_size)
+        s.mem_map.checked_add((pfn - s.pfn_start) * self.page_struct_size)
     }
 }
 
@@ -128,6 +128,8 @@ fn sparse(vi: &VmcoreInfo, kmem: &KernelMem, max_pfn: u64, page_size: u64, page_
     let read = |addr: u64, what: &str| {
         kmem.read_u64(addr).map_err(|e| Error::Bad(format!("reading {what} at {addr:#x}: {e}")))
     };
+    // Addresses read from a corrupt dump can be anywhere: sums wrap, and the read of a
+    // wrapped address fails like that of any other address nothing maps.
     let mut sections = Vec::new();
     let mut roots_cache: Option<(u64, u64)> = None;
     for nr in 0..num_sections {
@@ -136,7 +138,7 @@ fn sparse(vi: &VmcoreInfo, kmem: &KernelMem, max_pfn: u64, page_size: u64, page_
             let root = match roots_cache {
                 Some((i, r)) if i == root_index => r,
                 _ => {
-                    let r = read(root_addr + root_index * 8, "the mem_section root array")?;
+                    let r = read(root_addr.wrapping_add(root_index * 8), "the mem_section root array")?;
                     roots_cache = Some((root_index, r));
                     r
                 }
@@ -144,11 +146,11 @@ fn sparse(vi: &VmcoreInfo, kmem: &KernelMem, max_pfn: u64, page_size: u64, page_
             if root == 0 {
                 continue;
             }
-            root + (nr % per_root) * ms_size
+            root.wrapping_add((nr % per_root) * ms_size)
         } else {
-            root_addr + nr * ms_size
+            root_addr.wrapping_add(nr * ms_size)
         };
-        let coded = read(ms + map_off, "section_mem_map")?;
+        let coded = read(ms.wrapping_add(map_off), "section_mem_map")?;
         if coded & SECTION_MARKED_PRESENT == 0 {
             continue;
         }

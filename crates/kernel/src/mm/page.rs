@@ -95,6 +95,9 @@ pub enum Error {
     /// A key every generation has is missing.
     #[error("VMCOREINFO lacks {0}, needed to classify pages")]
     Missing(&'static str),
+    /// A value no kernel has.
+    #[error("{0}")]
+    Bad(String),
 }
 
 fn off(vi: &VmcoreInfo, name: &str) -> Option<usize> {
@@ -117,7 +120,7 @@ impl PageRules {
     /// makedumpfile 1.7.9 still tests flag bit 7 as "slab"; pass `true` for identical
     /// counts, `false` to test slab only by page type.
     pub fn from_vmcoreinfo(vi: &VmcoreInfo, pg_slab_bug_compat: bool) -> Result<PageRules, Error> {
-        let size = vi.size("page").and_then(|v| usize::try_from(v).ok()).ok_or(Error::Missing("SIZE(page)"))?;
+        let size = super::struct_page_size(vi).map_err(Error::Bad)?.ok_or(Error::Missing("SIZE(page)"))? as usize;
         let flags = off(vi, "page.flags").ok_or(Error::Missing("OFFSET(page.flags)"))?;
         let mapping = off(vi, "page.mapping").ok_or(Error::Missing("OFFSET(page.mapping)"))?;
         let pg_private = num(vi, "PG_private").unwrap_or(11);
@@ -418,5 +421,21 @@ NUMBER(PG_slab)=7\nNUMBER(PG_buddy)=19\nNUMBER(PG_head_mask)=16384\n";
         assert_eq!(decide(&rules(GEN_6_12), 0, offline, None, 1), ex(Class::Offline, 1));
         // Kernels without these keys have no such pages.
         assert_eq!(decide(&rules(GEN_2_6), 0, P { flags: 1 << 23, ..P::default() }, None, 0), Decision::Keep);
+    }
+
+    /// A SIZE(page) no kernel has is an error naming it, not the size of every batch
+    /// buffer of struct pages (the model fuzz target's terabyte allocation).
+    #[test]
+    fn a_struct_page_size_no_kernel_has_is_refused() {
+        for (size, ok) in
+            [("64", true), ("1024", true), ("1025", false), ("0", false), ("-64", false), ("1099511627776", false)]
+        {
+            let text = COMMON.replace("SIZE(page)=64", &format!("SIZE(page)={size}")) + GEN_6_1;
+            let vi = VmcoreInfo::parse(text.as_bytes(), Source::ElfNote).unwrap();
+            match PageRules::from_vmcoreinfo(&vi, true) {
+                Ok(r) => assert!(ok && r.size.to_string() == size, "SIZE(page)={size}"),
+                Err(e) => assert!(!ok && e.to_string().contains(&format!("SIZE(page)={size} is not")), "{e}"),
+            }
+        }
     }
 }
