@@ -240,9 +240,12 @@ fn byte_identical_to_debian_makedumpfile_on_6_1() {
         a.push(OsStr::new("--split"));
         a.extend(outs.iter().map(|o| o.as_os_str()));
         vm(&a);
-        for (o, t) in outs.iter().zip(&theirs) {
-            assert!(std::fs::read(o).unwrap() == std::fs::read(t).unwrap(), "{}: {}", f.name, o.display());
-        }
+        let equal_to_theirs = |how: &str| {
+            for (o, t) in outs.iter().zip(&theirs) {
+                assert!(std::fs::read(o).unwrap() == std::fs::read(t).unwrap(), "{how}: {}: {}", f.name, o.display());
+            }
+        };
+        equal_to_theirs("vmcore dump");
         // The same through the makedumpfile front end, which kdump scripts call.
         for o in &outs {
             std::fs::remove_file(o).unwrap();
@@ -252,9 +255,7 @@ fn byte_identical_to_debian_makedumpfile_on_6_1() {
         a.push(vmcore.as_os_str());
         a.extend(outs.iter().map(|o| o.as_os_str()));
         vm(&a);
-        for (o, t) in outs.iter().zip(&theirs) {
-            assert!(std::fs::read(o).unwrap() == std::fs::read(t).unwrap(), "front end: {}: {}", f.name, o.display());
-        }
+        equal_to_theirs("front end");
     }
 }
 

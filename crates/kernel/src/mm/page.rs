@@ -424,7 +424,7 @@ NUMBER(PG_slab)=7\nNUMBER(PG_buddy)=19\nNUMBER(PG_head_mask)=16384\n";
     }
 
     /// A SIZE(page) no kernel has is an error naming it, not the size of every batch
-    /// buffer of struct pages (the model fuzz target's terabyte allocation).
+    /// buffer of struct pages (2^40 would ask for a 512 TiB buffer).
     #[test]
     fn a_struct_page_size_no_kernel_has_is_refused() {
         for (size, ok) in
