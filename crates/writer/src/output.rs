@@ -65,17 +65,29 @@ pub fn create_dump_file(path: &Path, force: bool, inputs: &[&Path]) -> io::Resul
     Ok(f)
 }
 
-/// A dump file, optionally limited in size (`-L`).
+/// Bytes written between two requests to drop the dump's written-back pages from the page
+/// cache. A dump is written once and not read back, yet left alone its pages fill the
+/// cache: on a live machine they push out the workload's files, in a kdump kernel they
+/// press on its few hundred MiB, and the kernel spends system time reclaiming them. Each
+/// request also starts the writeback of what is dirty, so the cache holds about two rounds
+/// of the dump. The request blocks while it submits that writeback, and the other threads
+/// run out of queued jobs meanwhile: 32 MiB rounds left a core idle about 1.2 s of a
+/// 16 GiB `-l -d 1` dump on two threads, 8 MiB rounds 0.8 s.
+pub(crate) const DROP_BEHIND_EVERY: u64 = 8 << 20;
+
+/// A dump file, optionally limited in size (`-L`). Its written pages are dropped from the
+/// page cache as it grows, every 8 MiB.
 #[derive(Debug)]
 pub struct FileOutput {
     file: File,
     limit: Option<u64>,
+    written_since_drop: u64,
 }
 
 impl FileOutput {
     /// Writes into `file`, never past `limit` bytes.
     pub fn new(file: File, limit: Option<u64>) -> FileOutput {
-        FileOutput { file, limit }
+        FileOutput { file, limit, written_since_drop: 0 }
     }
 }
 
@@ -100,6 +112,13 @@ impl Output for FileOutput {
         }
         if full {
             return Err(OutputError::Full);
+        }
+        self.written_since_drop += data.len() as u64;
+        if self.written_since_drop >= DROP_BEHIND_EVERY {
+            self.written_since_drop = 0;
+            // Starts writeback of what is dirty and drops what is already written back.
+            // Failure (a pipe, a device without a page cache) costs nothing but the cache.
+            let _ = rustix::fs::fadvise(&self.file, 0, None, rustix::fs::Advice::DontNeed);
         }
         Ok(())
     }

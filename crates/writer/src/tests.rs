@@ -12,6 +12,7 @@ use vmcore_formats::kdump::{KdumpFile, PageRead};
 use vmcore_physmem::{ElfMem, PageState, PhysMem, SplitMem};
 use vmcore_types::ReadAt;
 
+use crate::output::DROP_BEHIND_EVERY;
 use crate::*;
 
 const PS: u64 = 4096;
@@ -574,4 +575,46 @@ fn reassembling_joins_the_erase_information_of_every_part_in_order() {
     assert!(!r.incomplete);
     let joined = KdumpFile::parse(Arc::new(out.bytes) as Arc<dyn ReadAt>).unwrap();
     assert_eq!(joined.eraseinfo().unwrap().unwrap(), b"erase a size 8\nerase c size 16\n");
+}
+
+/// Bytes of `path` in the page cache, as util-linux's `fincore` counts them.
+fn cached_bytes(path: &std::path::Path) -> u64 {
+    let out = std::process::Command::new("fincore")
+        .args(["--bytes", "--noheadings", "--output", "RES"])
+        .arg(path)
+        .output()
+        .expect("fincore (util-linux) runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+#[test]
+fn a_dump_file_drops_its_written_back_pages_from_the_page_cache() {
+    // On tmpfs the page cache is the file itself: nothing to drop. target/ is on disk.
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
+    std::fs::create_dir_all(&target).unwrap();
+    let tmp = tempfile::NamedTempFile::new_in(&target).unwrap();
+    if rustix::fs::statfs(tmp.path()).unwrap().f_type == 0x0102_1994 {
+        assert!(std::env::var_os("CI").is_none(), "target/ is on tmpfs under CI");
+        eprintln!("\n*** target/ is on tmpfs: the drop-behind test is SKIPPED ***\n");
+        return;
+    }
+    let mut out = FileOutput::new(tmp.reopen().unwrap(), None);
+    let chunk = vec![0x5au8; 1 << 20];
+    let mib = |n: u64| n << 20;
+    let first = DROP_BEHIND_EVERY + mib(8);
+    for i in 0..first >> 20 {
+        out.write_at(mib(i), &chunk).unwrap();
+    }
+    // Written back, so clean: the next request may drop all of it.
+    tmp.as_file().sync_data().unwrap();
+    let second = DROP_BEHIND_EVERY;
+    for i in 0..second >> 20 {
+        out.write_at(first + mib(i), &chunk).unwrap();
+    }
+    out.finish().unwrap();
+    let cached = cached_bytes(tmp.path());
+    // Kept without the requests: all of first + second. Dropped: all of the first part
+    // but what the last write, just after the request, dirtied again.
+    assert!(cached <= second + mib(1), "{} MiB of {} MiB written are cached", cached >> 20, (first + second) >> 20);
 }
