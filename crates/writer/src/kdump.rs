@@ -13,7 +13,7 @@ use crate::compress::Compressor;
 use crate::output::{Output, OutputError};
 use crate::pipeline::Recycler;
 use crate::{bitmaps_read_back, Error, Progress, Result, WriteOptions, WriteReport};
-use vmcore_types::ordered::{ordered, Flow};
+use vmcore_types::ordered::{ordered, Flow, AHEAD_PER_THREAD};
 
 /// What a kdump-compressed file carries besides pages.
 #[derive(Debug, Clone, Default)]
@@ -494,7 +494,7 @@ fn write_part(
     let mut full = false;
 
     // Jobs queued, being worked on and waiting for the consumer, with room to spare.
-    let spare = Recycler::new(4 * opts.threads + 2);
+    let spare = Recycler::new((AHEAD_PER_THREAD + 2) * opts.threads + 2);
     let result = ordered(
         pfn_jobs(&filtered.dumpable, part.start, part.end, PAGES_PER_JOB),
         opts.threads,

@@ -3,7 +3,7 @@
 //! The filter (vmcore-filter) decides which pages to keep; this crate reads them, checks for
 //! zero pages, compresses them on N threads, and writes them in pfn order through one
 //! writer, so the output is byte-identical whatever the thread count. Memory is bounded by
-//! the jobs in flight (2 per thread, 64 pages each) and the 1 MiB write buffers, never by
+//! the jobs in flight (8 per thread, 64 pages each) and the 1 MiB write buffers, never by
 //! the dump size: the pfns to write are taken from the bitmap as they are needed, and the
 //! input is read with `pread` (only /proc/vmcore is mapped, in vmcore-formats).
 //!
