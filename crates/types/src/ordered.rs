@@ -1,9 +1,9 @@
 //! Ordered parallel work with bounded memory: N threads take jobs in turn and the results
 //! go, in job order, to a single consumer. The consumer therefore sees results in
 //! submission order whatever the thread count, and at most [`AHEAD_PER_THREAD`] jobs per
-//! thread are taken and not yet consumed, so a slow consumer (a disk, a merge) stalls the workers instead of
-//! filling memory. The dump writer and the filter's two passes (the struct-page scan and
-//! the zero-page check) run on it.
+//! thread are taken and not yet consumed, so a slow consumer (a disk, a merge) stalls the
+//! workers instead of filling memory. The dump writer and the filter's two passes (the
+//! struct-page scan and the zero-page check) run on it.
 //!
 //! The calling thread is one of the N: between its own jobs it hands the results that are
 //! next in order to the consumer. A separate consumer thread would be one thread more than
