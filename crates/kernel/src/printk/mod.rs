@@ -111,14 +111,17 @@ impl Log {
 /// A [`Record`] takes about 100 bytes, while a `printk_log` record can be a 16-byte header
 /// and a plain-buffer line a single newline: as `Record`s, a 2 GiB buffer would need from
 /// 14 to 220 GB. So the records of those two generations stay the bytes they were read
-/// as, and become `Record`s one at a time as they are iterated; the ring buffer's, spread
-/// over three arrays, are kept decoded.
+/// as, and become `Record`s one at a time as they are iterated. The ring buffer's, spread
+/// over three arrays, are encoded back to back (`Encoded`): 27 bytes at most besides
+/// their text (and a `dev_printk()`'s subsystem and device), where the kernel holds 112
+/// bytes of descriptor and `printk_info` for every record.
 #[derive(Debug, Clone)]
 pub struct Records(Store);
 
 #[derive(Debug, Clone)]
 enum Store {
     Decoded(Vec<Record>),
+    Encoded(Encoded),
     /// The plain buffer (what text output writes) and its number of lines.
     Lines {
         raw: Vec<u8>,
@@ -138,6 +141,7 @@ impl Records {
     pub fn len(&self) -> usize {
         match &self.0 {
             Store::Decoded(v) => v.len(),
+            Store::Encoded(e) => e.count,
             Store::Lines { count, .. } => *count,
             Store::Packed(p) => p.len(),
         }
@@ -157,6 +161,7 @@ impl Records {
                 v.capacity() * std::mem::size_of::<Record>()
                     + v.iter().map(|r| r.text.capacity() + string(&r.subsystem) + string(&r.device)).sum::<usize>()
             }
+            Store::Encoded(e) => e.bytes.capacity(),
             Store::Lines { raw, .. } => raw.capacity(),
             Store::Packed(p) => p.heap_bytes(),
         }
@@ -166,10 +171,96 @@ impl Records {
     pub fn iter(&self) -> impl Iterator<Item = Cow<'_, Record>> + '_ {
         let it: Box<dyn Iterator<Item = Cow<'_, Record>> + '_> = match &self.0 {
             Store::Decoded(v) => Box::new(v.iter().map(Cow::Borrowed)),
+            Store::Encoded(e) => Box::new(e.iter().map(Cow::Owned)),
             Store::Lines { raw, .. } => Box::new(plain::lines(raw).map(Cow::Owned)),
             Store::Packed(p) => Box::new(p.iter().map(Cow::Owned)),
         };
         it
+    }
+}
+
+impl From<Encoded> for Records {
+    fn from(mut records: Encoded) -> Records {
+        // Up to half of a grown vector is spare room.
+        records.bytes.shrink_to_fit();
+        Records(Store::Encoded(records))
+    }
+}
+
+/// Records encoded back to back: seq and timestamp (8 bytes each), a byte saying which of
+/// the optional fields follow, level and facility (a byte each), caller id (4), then the
+/// text, subsystem and device, each as a 4-byte length and its bytes.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Encoded {
+    bytes: Vec<u8>,
+    count: usize,
+}
+
+const HAS_LEVEL: u8 = 1;
+const HAS_FACILITY: u8 = 2;
+const HAS_CALLER: u8 = 4;
+const HAS_SUBSYSTEM: u8 = 8;
+const HAS_DEVICE: u8 = 16;
+
+impl Encoded {
+    pub(crate) fn push(&mut self, r: &Record) {
+        let b = &mut self.bytes;
+        b.extend_from_slice(&r.seq.to_le_bytes());
+        b.extend_from_slice(&r.ts_nsec.to_le_bytes());
+        let has = |present: bool, bit: u8| if present { bit } else { 0 };
+        b.push(
+            has(r.level.is_some(), HAS_LEVEL)
+                | has(r.facility.is_some(), HAS_FACILITY)
+                | has(r.caller_id.is_some(), HAS_CALLER)
+                | has(r.subsystem.is_some(), HAS_SUBSYSTEM)
+                | has(r.device.is_some(), HAS_DEVICE),
+        );
+        b.extend(r.level);
+        b.extend(r.facility);
+        if let Some(c) = r.caller_id {
+            b.extend_from_slice(&c.to_le_bytes());
+        }
+        for field in
+            [Some(r.text.as_slice()), r.subsystem.as_deref().map(str::as_bytes), r.device.as_deref().map(str::as_bytes)]
+                .into_iter()
+                .flatten()
+        {
+            // Each fits 16 bits: printk_info.text_len is a u16, subsystem and device
+            // are 16- and 48-byte arrays.
+            b.extend_from_slice(&(field.len() as u32).to_le_bytes());
+            b.extend_from_slice(field);
+        }
+        self.count += 1;
+    }
+
+    /// The records in order, decoded one at a time.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Record> + '_ {
+        let mut rest: &[u8] = &self.bytes;
+        std::iter::from_fn(move || {
+            fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+                let (head, tail) = rest.split_at_checked(n)?;
+                *rest = tail;
+                Some(head)
+            }
+            fn num<const N: usize>(rest: &mut &[u8]) -> Option<[u8; N]> {
+                take(rest, N)?.try_into().ok()
+            }
+            fn field(rest: &mut &[u8]) -> Option<Vec<u8>> {
+                let n = u32::from_le_bytes(num(rest)?) as usize;
+                take(rest, n).map(<[u8]>::to_vec)
+            }
+            let seq = u64::from_le_bytes(num(&mut rest)?);
+            let ts_nsec = u64::from_le_bytes(num(&mut rest)?);
+            let [has] = num(&mut rest)?;
+            let level = if has & HAS_LEVEL != 0 { Some(num::<1>(&mut rest)?[0]) } else { None };
+            let facility = if has & HAS_FACILITY != 0 { Some(num::<1>(&mut rest)?[0]) } else { None };
+            let caller_id = if has & HAS_CALLER != 0 { Some(u32::from_le_bytes(num(&mut rest)?)) } else { None };
+            let text = field(&mut rest)?;
+            let string = |rest: &mut &[u8]| field(rest).map(|f| String::from_utf8_lossy(&f).into_owned());
+            let subsystem = if has & HAS_SUBSYSTEM != 0 { Some(string(&mut rest)?) } else { None };
+            let device = if has & HAS_DEVICE != 0 { Some(string(&mut rest)?) } else { None };
+            Some(Record { seq, ts_nsec, level, facility, caller_id, text, subsystem, device })
+        })
     }
 }
 

@@ -321,7 +321,7 @@ pub fn read(vi: &VmcoreInfo, mem: ReadMem<'_>, opts: &Options) -> Result<Log, Er
     let mut descs_w = Window::new(mem, descs, count * l.desc_size as u64);
     let mut infos_w = Window::new(mem, infos, count * l.info_size as u64);
     let mut text_w = Window::new(mem, data, ring_size);
-    let mut records = Vec::new();
+    let mut records = super::Encoded::default();
     // The blocks of the records between tail and head never overlap, so their texts
     // together fit in the data ring. Descriptors whose blocks overlap could otherwise each
     // claim up to 64 KiB of the same bytes, 16 Mi times. A live kernel may move the head
@@ -438,7 +438,7 @@ pub fn read(vi: &VmcoreInfo, mem: ReadMem<'_>, opts: &Options) -> Result<Log, Er
             });
             break;
         }
-        records.push(rec);
+        records.push(&rec);
     }
     Ok(Log {
         generation: Generation::Ringbuffer,

@@ -659,3 +659,36 @@ proptest! {
         let _ = read_img(&li.image, &Options { partial: true, live: false });
     }
 }
+
+#[test]
+fn ringbuffer_records_are_held_encoded() {
+    let spec = Ringbuffer { count_bits: 12, size_bits: 16, ..Ringbuffer::default() };
+    let m: Vec<Msg> = (0..4096u64)
+        .map(|i| {
+            let msg = Msg::new(i * 1000, b"x").caller(i as u32);
+            if i % 2 == 0 {
+                msg.dev("pci", "+pci:0000:00:01.0")
+            } else {
+                msg
+            }
+        })
+        .collect();
+    let rb = spec.build(&m, BASE);
+    let log = read_img(&rb.image, &Options::default()).unwrap();
+    assert!(log.warnings.is_empty(), "{:?}", log.warnings);
+    let n = log.records.len();
+    assert!(n > 4000, "{n} records kept");
+    // Every field survives the encoding.
+    for r in log.records.iter() {
+        let i = r.seq as usize;
+        assert_eq!((r.ts_nsec, r.text.as_slice(), r.caller_id), (i as u64 * 1000, &b"x"[..], Some(i as u32)));
+        assert_eq!((r.level, r.facility), (Some(6), Some(0)));
+        let dev = (r.subsystem.as_deref(), r.device.as_deref());
+        assert_eq!(dev, if i % 2 == 0 { (Some("pci"), Some("+pci:0000:00:01.0")) } else { (None, None) });
+    }
+    // 27 bytes and the text, plus 4 + 3 and 4 + 17 for half of them.
+    let (held, decoded) = (log.records.heap_bytes(), Records::from(recs(&log)).heap_bytes());
+    assert!(held <= n * (28 + 28 / 2) + n / 2, "{held} bytes held for {n} records");
+    // Counting capacities only: malloc rounds each small text up to 24 or 32 bytes more.
+    assert!(decoded > 2 * held, "as Records: {decoded}, encoded: {held}");
+}
