@@ -235,30 +235,30 @@ impl Encoded {
 
     /// The records in order, decoded one at a time.
     pub(crate) fn iter(&self) -> impl Iterator<Item = Record> + '_ {
-        let mut rest: &[u8] = &self.bytes;
+        use vmcore_types::bytes::{u32_at, u64_at, u8_at};
+        let b = self.bytes.as_slice();
+        let mut at = 0usize;
         std::iter::from_fn(move || {
-            fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-                let (head, tail) = rest.split_at_checked(n)?;
-                *rest = tail;
-                Some(head)
-            }
-            fn num<const N: usize>(rest: &mut &[u8]) -> Option<[u8; N]> {
-                take(rest, N)?.try_into().ok()
-            }
-            fn field(rest: &mut &[u8]) -> Option<Vec<u8>> {
-                let n = u32::from_le_bytes(num(rest)?) as usize;
-                take(rest, n).map(<[u8]>::to_vec)
-            }
-            let seq = u64::from_le_bytes(num(&mut rest)?);
-            let ts_nsec = u64::from_le_bytes(num(&mut rest)?);
-            let [has] = num(&mut rest)?;
-            let level = if has & HAS_LEVEL != 0 { Some(num::<1>(&mut rest)?[0]) } else { None };
-            let facility = if has & HAS_FACILITY != 0 { Some(num::<1>(&mut rest)?[0]) } else { None };
-            let caller_id = if has & HAS_CALLER != 0 { Some(u32::from_le_bytes(num(&mut rest)?)) } else { None };
-            let text = field(&mut rest)?;
-            let string = |rest: &mut &[u8]| field(rest).map(|f| String::from_utf8_lossy(&f).into_owned());
-            let subsystem = if has & HAS_SUBSYSTEM != 0 { Some(string(&mut rest)?) } else { None };
-            let device = if has & HAS_DEVICE != 0 { Some(string(&mut rest)?) } else { None };
+            // The offset of the next `n` bytes, which it then steps over.
+            let mut next = |n: usize| {
+                at += n;
+                at - n
+            };
+            let seq = u64_at(b, next(8), false)?;
+            let ts_nsec = u64_at(b, next(8), false)?;
+            let has = u8_at(b, next(1))?;
+            let level = if has & HAS_LEVEL != 0 { Some(u8_at(b, next(1))?) } else { None };
+            let facility = if has & HAS_FACILITY != 0 { Some(u8_at(b, next(1))?) } else { None };
+            let caller_id = if has & HAS_CALLER != 0 { Some(u32_at(b, next(4), false)?) } else { None };
+            let mut field = || {
+                let n = u32_at(b, next(4), false)? as usize;
+                let start = next(n);
+                b.get(start..start + n)
+            };
+            let text = field()?.to_vec();
+            let lossy = |f: &[u8]| String::from_utf8_lossy(f).into_owned();
+            let subsystem = if has & HAS_SUBSYSTEM != 0 { Some(lossy(field()?)) } else { None };
+            let device = if has & HAS_DEVICE != 0 { Some(lossy(field()?)) } else { None };
             Some(Record { seq, ts_nsec, level, facility, caller_id, text, subsystem, device })
         })
     }
