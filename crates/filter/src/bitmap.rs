@@ -429,6 +429,23 @@ impl PfnBitmap {
         Iter { words, word, bits, end }
     }
 
+    /// The first byte at or after byte `offset` of [`fill_bytes`](Self::fill_bytes)'s
+    /// that may be non-zero, found by skipping whole clear chunks and groups: a bitmap over
+    /// a sparse physical address space is written in time proportional to its runs, not
+    /// to the memory it claims. `u64::MAX` when there is none.
+    pub fn next_nonzero_byte(&self, offset: u64) -> u64 {
+        const CHUNK_BYTES: u64 = CHUNK_BITS / 8;
+        let mut c = usize::try_from(offset / CHUNK_BYTES).unwrap_or(usize::MAX);
+        while c < self.chunks {
+            match self.groups.get(c / GROUP_CHUNKS) {
+                Some(Group::Clear) => c = (c / GROUP_CHUNKS + 1) * GROUP_CHUNKS,
+                Some(Group::Chunks(_)) if matches!(self.chunk(c), Chunk::Clear) => c += 1,
+                _ => return offset.max(c as u64 * CHUNK_BYTES),
+            }
+        }
+        u64::MAX
+    }
+
     /// The bytes makedumpfile writes (bit `pfn % 8` of byte `pfn / 8`) from byte `offset`
     /// on, into `out`; bytes past the bitmap are zero.
     pub fn fill_bytes(&self, offset: u64, out: &mut [u8]) {
@@ -654,6 +671,12 @@ mod tests {
         let tail: Vec<u64> = b.iter_range(3 * CHUNK_BITS - 2, len).collect();
         assert_eq!(tail.len(), 2 + 100);
         assert_eq!(tail[2], len - 100);
+        // Bytes to write: the first three chunks, then nothing until the last one.
+        let chunk_bytes = CHUNK_BITS / 8;
+        assert_eq!(b.next_nonzero_byte(5), 5);
+        assert_eq!(b.next_nonzero_byte(3 * chunk_bytes), (len - 100) / CHUNK_BITS * chunk_bytes);
+        assert_eq!(b.next_nonzero_byte(len / 8 - 1), len / 8 - 1);
+        assert_eq!(b.next_nonzero_byte(len / 8), u64::MAX);
         assert_eq!(b.clear_range(1 << 35, 1 << 39), 0);
         assert_eq!(b.groups.iter().filter(|g| matches!(g, Group::Chunks(_))).count(), 2);
         // A segment over most of it: whole groups set, only its ends hold chunks.

@@ -343,6 +343,12 @@ fn write_bitmap(out: &mut dyn Output, offset: u64, len: u64, bitmap: &PfnBitmap)
     let mut buf = vec![0u8; len.min(1 << 20) as usize];
     let mut done = 0;
     while done < len {
+        // Where the file reads zero unwritten, runs of clear chunks are left as holes: a
+        // machine with RAM at 2^46 has terabytes of empty frames below it. The last byte
+        // is always written, so that the file reaches the bitmap's end.
+        if out.unwritten_reads_zero(offset + done) {
+            done = bitmap.next_nonzero_byte(done).min(len - 1);
+        }
         let block = buf.get_mut(..(len - done).min(1 << 20) as usize).unwrap_or_default();
         bitmap.fill_bytes(done, block);
         out.write_at(offset + done, block)?;

@@ -25,6 +25,12 @@ pub trait Output: Send {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), OutputError>;
     /// Whether a header can be rewritten after the fact (files: yes; streams: no).
     fn can_rewrite(&self) -> bool;
+    /// Whether what is never written at `offset` and past it reads as zero, so that
+    /// writers may leave zeros out: true for a regular file past the length it had when
+    /// opened (holes), false for streams and devices.
+    fn unwritten_reads_zero(&self, _offset: u64) -> bool {
+        false
+    }
     /// Flushes. (No fsync: like makedumpfile, the dump is in the page cache when this
     /// returns, and kdump scripts run `sync` before rebooting.)
     fn finish(&mut self) -> io::Result<()>;
@@ -82,12 +88,16 @@ pub struct FileOutput {
     file: File,
     limit: Option<u64>,
     written_since_drop: u64,
+    /// A regular file's length when opened: past it, the file reads zero where nothing is
+    /// written. None for anything else (a block device keeps what it held).
+    holes_from: Option<u64>,
 }
 
 impl FileOutput {
     /// Writes into `file`, never past `limit` bytes.
     pub fn new(file: File, limit: Option<u64>) -> FileOutput {
-        FileOutput { file, limit, written_since_drop: 0 }
+        let holes_from = file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+        FileOutput { file, limit, written_since_drop: 0, holes_from }
     }
 }
 
@@ -125,6 +135,10 @@ impl Output for FileOutput {
 
     fn can_rewrite(&self) -> bool {
         true
+    }
+
+    fn unwritten_reads_zero(&self, offset: u64) -> bool {
+        self.holes_from.is_some_and(|from| offset >= from)
     }
 
     fn finish(&mut self) -> io::Result<()> {

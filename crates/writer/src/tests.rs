@@ -618,3 +618,41 @@ fn a_dump_file_drops_its_written_back_pages_from_the_page_cache() {
     // but what the last write, just after the request, dirtied again.
     assert!(cached <= second + mib(1), "{} MiB of {} MiB written are cached", cached >> 20, (first + second) >> 20);
 }
+
+#[test]
+fn bitmaps_of_a_sparse_address_space_are_holes_in_the_file() {
+    // The test machine's RAM, in a physical address space claimed up to 2^30 frames
+    // (4 TiB): each bitmap takes 128 MiB, all of it zero past the first few hundred bytes.
+    let m = machine();
+    let small = filtered(31);
+    let frames = 1u64 << 30;
+    let (mut present, mut dumpable) = (PfnBitmap::new(frames), PfnBitmap::new(frames));
+    for pfn in small.present.iter() {
+        present.set(pfn);
+    }
+    for pfn in small.dumpable.iter() {
+        dumpable.set(pfn);
+    }
+    let f = Filtered { level: 31, present, dumpable, zero_pages: PfnBitmap::new(frames), stats: Stats::default() };
+    let tmp = tempfile::NamedTempFile::new().unwrap();
+    let mut out = FileOutput::new(tmp.reopen().unwrap(), None);
+    let r = write_kdump(&mut out, &m.mem, &f, &meta(&m), &opts(Codec::Zstd, 2), &NoProgress).unwrap();
+    out.finish().unwrap();
+    let st = std::fs::metadata(tmp.path()).unwrap();
+    let bitmaps = 2 * (frames / 8);
+    assert!(st.len() > bitmaps, "{} bytes: shorter than the bitmaps", st.len());
+    // Written whole, the bitmaps alone would take 256 MiB of the disk.
+    let allocated = std::os::unix::fs::MetadataExt::blocks(&st) * 512;
+    assert!(allocated < 8 << 20, "{} MiB allocated for a {} MiB file", allocated >> 20, st.len() >> 20);
+
+    let k = KdumpFile::parse(vmcore_formats::FileSource::open(tmp.path()).unwrap()).unwrap();
+    assert_eq!((k.present_pages(), k.dumped_pages()), (f.present.count(), r.pages_written));
+    let mut runs = Vec::new();
+    k.for_each_present_run(|s, e| runs.push((s, e))).unwrap();
+    assert_eq!(runs, [(LOW.0 / PS, LOW.1 / PS), (0x100, 0x100 + HIGH_PAGES)]);
+    let mut page = vec![0u8; PS as usize];
+    for pfn in small.dumpable.iter().filter(|p| p % 5 != 0) {
+        assert_eq!(k.read_page(pfn, &mut page).unwrap(), PageRead::Data, "pfn {pfn:#x}");
+        assert_eq!(page, page_of(pfn), "pfn {pfn:#x}");
+    }
+}
