@@ -1,6 +1,7 @@
 //! The kernel model on corrupted memory: layout detection, page-table walks, kallsyms,
-//! the kernel log and page classification, over a synthetic machine's ELF dump with a few
-//! bytes overwritten.
+//! the kernel log, page classification and writing the filtered dump (kdump-compressed
+//! and ELF, as flattened streams), over a synthetic machine's ELF dump with a few bytes
+//! overwritten.
 //!
 //! A whole dump is far too big for libFuzzer to mutate, and most of its bytes are never
 //! read. So each machine is run once cleanly while recording which pages of the file are
@@ -20,6 +21,7 @@ use vmcore_kernel::Dump;
 use vmcore_physmem::Container;
 use vmcore_synth::machine::{Layout, Machine as Synth, MachineSpec};
 use vmcore_types::ReadAt;
+use vmcore_writer::{write_elf, write_kdump, Codec, KdumpMeta, NoProgress, Output, OutputError, WriteOptions};
 
 const PAGE: u64 = 4096;
 const LAYOUTS: &[&str] = &["x86_64-6.1-l4", "x86_64-6.12-l5", "x86_64-5.4-l4", "x86_64-2.6.32-l4"];
@@ -55,8 +57,9 @@ impl ReadAt for Patched {
     }
 }
 
-/// Everything the model does with a dump; errors are fine, panics and hangs are not.
-fn exercise(src: Arc<Patched>) {
+/// Everything the model does with a dump, and with `write`, the writers after it; errors
+/// are fine, panics and hangs are not.
+fn exercise(src: Arc<Patched>, write: bool) {
     let Ok(core) = ElfCore::parse(&*src) else { return };
     let vmcoreinfo = core
         .note(b"VMCOREINFO", 0)
@@ -75,7 +78,39 @@ fn exercise(src: Arc<Patched>) {
     }
     // Level 30: every struct page rule, without reading each page for zeros.
     let opts = vmcore_filter::Options { threads: 1, scan_zero_pages: false, ..Default::default() };
-    let _ = vmcore_filter::filter(&dump, &machine, 30, &opts);
+    let Ok(filtered) = vmcore_filter::filter(&dump, &machine, 30, &opts) else { return };
+    if !write {
+        return;
+    }
+    // Raw pages: the codecs have a target of their own, and compressing would slow every run.
+    let wopts = WriteOptions { codec: Codec::Raw, threads: 1, stop: None };
+    if let Ok(meta) = KdumpMeta::from_dump(&dump, &machine) {
+        let _ = write_kdump(&mut SparseSink, &*dump.mem, &filtered, &meta, &wopts, &NoProgress);
+    }
+    if let Container::Elf { core, src, .. } = &dump.container {
+        let _ = write_elf(&mut SparseSink, core, &**src, &*dump.mem, &filtered, &wopts, &NoProgress);
+    }
+}
+
+/// A new file that keeps nothing. Sparse, as a dump file is: a segment claiming memory at
+/// 2^50 makes bitmaps of 32 GiB, which a file leaves as holes (a flattened stream would
+/// carry them, as makedumpfile's does).
+struct SparseSink;
+
+impl Output for SparseSink {
+    fn write_at(&mut self, _: u64, data: &[u8]) -> Result<(), OutputError> {
+        std::hint::black_box(data);
+        Ok(())
+    }
+    fn can_rewrite(&self) -> bool {
+        true
+    }
+    fn unwritten_reads_zero(&self, _: u64) -> bool {
+        true
+    }
+    fn finish(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 struct Base {
@@ -98,7 +133,9 @@ fn bases() -> &'static [Base] {
                 let file = Arc::new(std::fs::read(&path).unwrap());
                 let _ = std::fs::remove_dir_all(&dir);
                 let probe = Arc::new(Patched { base: file.clone(), patches: vec![], touched: Some(Mutex::default()) });
-                exercise(probe.clone());
+                // Without the writers, which read every kept page: patches land on what the model
+                // reads, not spread over the pages' contents.
+                exercise(probe.clone(), false);
                 let pages: Vec<u64> = probe.touched.as_ref().unwrap().lock().unwrap().iter().copied().collect();
                 eprintln!("model: {name}: {} bytes, {} pages read", file.len(), pages.len());
                 Base { file, pages }
@@ -118,5 +155,5 @@ fuzz_target!(|data: &[u8]| {
         patches.push((at, tail[..len].to_vec()));
         rest = &tail[len..];
     }
-    exercise(Arc::new(Patched { base: base.file.clone(), patches, touched: None }));
+    exercise(Arc::new(Patched { base: base.file.clone(), patches, touched: None }), true);
 });
