@@ -63,6 +63,21 @@ fn mark_incomplete(out: &mut dyn Output, head: &[u8; HEAD]) -> Option<&'static s
     }
 }
 
+/// Writes a piece of the chunk at stream offset `pos` at file offset `at`; on a full disk,
+/// marks the file incomplete through the header bytes `file_head`.
+fn write_piece(out: &mut dyn Output, file_head: &[u8; HEAD], pos: u64, at: u64, piece: &[u8]) -> Result<()> {
+    out.write_at(at, piece).map_err(|e| match e {
+        OutputError::Full => Error::Output(io::Error::other(match mark_incomplete(out, file_head) {
+            Some(format) => format!("no space left for the dump; the {format} file is marked incomplete"),
+            None => "no space left for the dump".into(),
+        })),
+        OutputError::Io(e) => Error::Output(io::Error::new(
+            e.kind(),
+            format!("writing the chunk at stream offset {pos:#x} to file offset {at:#x}: {e}"),
+        )),
+    })
+}
+
 /// Copies the flattened stream `input` into `out`. `progress` counts payload bytes
 /// (the total is unknown).
 pub fn rearrange(input: &mut dyn Read, out: &mut dyn Output, progress: &dyn Progress) -> Result<RearrangeReport> {
@@ -85,6 +100,8 @@ pub fn rearrange(input: &mut dyn Read, out: &mut dyn Output, progress: &dyn Prog
     let mut buf = vec![0u8; PIECE];
     // The file's first bytes as written so far: what to mark incomplete if the disk fills.
     let mut file_head = [0u8; HEAD];
+    // The end of the furthest piece written to `out`.
+    let mut written_end = 0u64;
     loop {
         let mut ch = [0u8; flat::CHUNK_HEADER_SIZE as usize];
         let n = read_full(input, &mut ch).map_err(|e| bad(pos, format!("reading a chunk header: {e}")))?;
@@ -108,17 +125,12 @@ pub fn rearrange(input: &mut dyn Read, out: &mut dyn Output, progress: &dyn Prog
             if got < piece.len() {
                 return Err(bad(pos + got as u64, "the stream ends inside a chunk (cut short?)".into()));
             }
-            if let Err(e) = out.write_at(at, piece) {
-                return Err(match e {
-                    OutputError::Full => Error::Output(io::Error::other(match mark_incomplete(out, &file_head) {
-                        Some(format) => format!("no space left for the dump; the {format} file is marked incomplete"),
-                        None => "no space left for the dump".into(),
-                    })),
-                    OutputError::Io(e) => Error::Output(std::io::Error::new(
-                        e.kind(),
-                        format!("writing the chunk at stream offset {pos:#x} to file offset {at:#x}: {e}"),
-                    )),
-                });
+            // Zeros past everything written are left as holes, as `vmcore dump` leaves the
+            // empty stretches of its bitmaps.
+            let hole = at >= written_end && out.unwritten_reads_zero(at) && piece.iter().all(|&b| b == 0);
+            if !hole {
+                write_piece(out, &file_head, pos, at, piece)?;
+                written_end = written_end.max(at + piece.len() as u64);
             }
             if let Some(end) = usize::try_from(at).ok().filter(|&a| a < HEAD) {
                 let n = (HEAD - end).min(piece.len());
@@ -134,6 +146,10 @@ pub fn rearrange(input: &mut dyn Read, out: &mut dyn Output, progress: &dyn Prog
         report.chunks += 1;
         report.bytes += size as u64;
         report.file_size = report.file_size.max(offset as u64 + size as u64);
+    }
+    if report.file_size > written_end {
+        // The file ends in a hole: its last byte makes it as long as the stream says.
+        write_piece(out, &file_head, pos, report.file_size - 1, &[0])?;
     }
     out.finish().map_err(Error::Output)?;
     progress.finish();
@@ -188,6 +204,49 @@ mod tests {
         let mut out2 = Mem(Vec::new());
         rearrange(&mut &s2[..], &mut out2, &NoProgress).unwrap();
         assert_eq!(out.0, out2.0);
+    }
+
+    /// A new file: what is never written reads zero. Records the writes.
+    #[derive(Default)]
+    struct SparseFile {
+        bytes: Vec<u8>,
+        writes: Vec<(u64, usize)>,
+    }
+
+    impl Output for SparseFile {
+        fn write_at(&mut self, offset: u64, data: &[u8]) -> std::result::Result<(), OutputError> {
+            self.writes.push((offset, data.len()));
+            let mut mem = Mem(std::mem::take(&mut self.bytes));
+            mem.write_at(offset, data)?;
+            self.bytes = mem.0;
+            Ok(())
+        }
+        fn can_rewrite(&self) -> bool {
+            true
+        }
+        fn unwritten_reads_zero(&self, _: u64) -> bool {
+            true
+        }
+        fn finish(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn zeros_past_the_written_end_become_holes() {
+        let zeros = vec![0u8; PIECE + 10];
+        // Zeros inside what was written are written; zeros past it are not, but for the
+        // file's last byte.
+        let s =
+            stream(&[(0, b"abcdef"), (2, &[0, 0]), (100, &zeros), (100 + PIECE as u64 + 10, b"x"), (5000000, &[0; 9])]);
+        let mut out = SparseFile::default();
+        let r = rearrange(&mut &s[..], &mut out, &NoProgress).unwrap();
+        assert_eq!(r.file_size, 5000009);
+        assert_eq!(out.writes, [(0, 6), (2, 2), (100 + PIECE as u64 + 10, 1), (5000008, 1)]);
+        let mut expected = vec![0u8; 5000009];
+        expected[..6].copy_from_slice(b"ab\0\0ef");
+        expected[100 + PIECE + 10] = b'x';
+        assert!(out.bytes == expected);
     }
 
     #[test]

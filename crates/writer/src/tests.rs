@@ -638,12 +638,27 @@ fn bitmaps_of_a_sparse_address_space_are_holes_in_the_file() {
     let mut out = FileOutput::new(tmp.reopen().unwrap(), None);
     let r = write_kdump(&mut out, &m.mem, &f, &meta(&m), &opts(Codec::Zstd, 2), &NoProgress).unwrap();
     out.finish().unwrap();
-    let st = std::fs::metadata(tmp.path()).unwrap();
     let bitmaps = 2 * (frames / 8);
-    assert!(st.len() > bitmaps, "{} bytes: shorter than the bitmaps", st.len());
-    // Written whole, the bitmaps alone would take 256 MiB of the disk.
-    let allocated = std::os::unix::fs::MetadataExt::blocks(&st) * 512;
-    assert!(allocated < 8 << 20, "{} MiB allocated for a {} MiB file", allocated >> 20, st.len() >> 20);
+    let sparse = |path: &std::path::Path| {
+        let st = std::fs::metadata(path).unwrap();
+        assert!(st.len() > bitmaps, "{} bytes: shorter than the bitmaps", st.len());
+        // Written whole, the bitmaps alone would take 256 MiB of the disk.
+        let allocated = std::os::unix::fs::MetadataExt::blocks(&st) * 512;
+        assert!(allocated < 8 << 20, "{} MiB allocated for a {} MiB file", allocated >> 20, st.len() >> 20);
+    };
+    sparse(tmp.path());
+
+    // A flattened stream carries the zeros; rearranged, it gives the same sparse file.
+    let stream = tempfile::NamedTempFile::new().unwrap();
+    let mut flat = FlatOutput::new(io::BufWriter::new(stream.reopen().unwrap()));
+    write_kdump(&mut flat, &m.mem, &f, &meta(&m), &opts(Codec::Zstd, 2), &NoProgress).unwrap();
+    flat.finish().unwrap();
+    drop(flat);
+    let rearranged = tempfile::NamedTempFile::new().unwrap();
+    let mut out = FileOutput::new(rearranged.reopen().unwrap(), None);
+    rearrange(&mut io::BufReader::new(stream.reopen().unwrap()), &mut out, &NoProgress).unwrap();
+    sparse(rearranged.path());
+    assert!(same_contents(tmp.path(), rearranged.path()));
 
     let k = KdumpFile::parse(vmcore_formats::FileSource::open(tmp.path()).unwrap()).unwrap();
     assert_eq!((k.present_pages(), k.dumped_pages()), (f.present.count(), r.pages_written));
@@ -654,5 +669,21 @@ fn bitmaps_of_a_sparse_address_space_are_holes_in_the_file() {
     for pfn in small.dumpable.iter().filter(|p| p % 5 != 0) {
         assert_eq!(k.read_page(pfn, &mut page).unwrap(), PageRead::Data, "pfn {pfn:#x}");
         assert_eq!(page, page_of(pfn), "pfn {pfn:#x}");
+    }
+}
+
+/// Whether two files hold the same bytes, compared 1 MiB at a time.
+fn same_contents(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::io::Read;
+    let (mut a, mut b) = (std::fs::File::open(a).unwrap(), std::fs::File::open(b).unwrap());
+    let (mut x, mut y) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    loop {
+        let n = a.read(&mut x).unwrap();
+        if n == 0 {
+            return b.read(&mut y).unwrap() == 0;
+        }
+        if b.read_exact(&mut y[..n]).is_err() || x[..n] != y[..n] {
+            return false;
+        }
     }
 }
