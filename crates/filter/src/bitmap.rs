@@ -449,11 +449,24 @@ impl PfnBitmap {
     /// The bytes makedumpfile writes (bit `pfn % 8` of byte `pfn / 8`) from byte `offset`
     /// on, into `out`; bytes past the bitmap are zero.
     pub fn fill_bytes(&self, offset: u64, out: &mut [u8]) {
+        const CHUNK_BYTES: usize = (CHUNK_BITS / 8) as usize;
         let mut words = WordReader::new(self);
         let mut done = 0;
         while done < out.len() {
             let at = offset + done as u64;
             let (chunk, bit) = split(at * 8);
+            // Uniform chunks (most of a machine's) are filled whole.
+            let uniform = match self.chunk(chunk) {
+                Chunk::Clear => Some(0),
+                Chunk::Set if self.chunk_len(chunk) == CHUNK_BITS => Some(0xff),
+                _ => None,
+            };
+            if let (Some(fill), 0) = (uniform, bit) {
+                let n = CHUNK_BYTES.min(out.len() - done);
+                out.get_mut(done..done + n).unwrap_or_default().fill(fill);
+                done += n;
+                continue;
+            }
             let word = words.word(chunk, bit / 64) >> (bit % 64);
             let n = (8 - (at % 8) as usize).min(out.len() - done);
             for (k, byte) in out.iter_mut().skip(done).take(n).enumerate() {
@@ -620,6 +633,7 @@ mod tests {
         set(&mut b, &mut plain, 0, len + 50, true);
         assert!(matches!(b.chunk(0), Chunk::Set) && matches!(b.chunk(3), Chunk::Set));
         assert_eq!(b.count(), len);
+        assert!(bytes(&b).iter().all(|&x| x == 0xff));
         set(&mut b, &mut plain, CHUNK_BITS - 5, 2 * CHUNK_BITS + 7, false);
         assert!(matches!(b.chunk(1), Chunk::Clear) && matches!(b.chunk(2), Chunk::Mixed(_) | Chunk::Spilled));
         set(&mut b, &mut plain, CHUNK_BITS + 100, CHUNK_BITS + 300, true);
