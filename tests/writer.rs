@@ -872,3 +872,44 @@ fn the_progress_bar_shows_on_a_terminal_only() {
     assert!(ok && !err.contains("pages, ETA"), "{err}");
     let _ = std::fs::remove_file(&out);
 }
+
+/// A segment claiming 16 TiB past its data, as a corrupt header would: makedumpfile cuts
+/// the frames at the end of the kernel's last section with a mem_map (here 0x8000, one
+/// 128 MiB section), and so does vmcore. The files are the same bytes, at -d 31 and -d 1.
+#[test]
+fn frames_past_the_kernels_last_section_are_cut_as_makedumpfile_does() {
+    if !have_makedumpfile() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let elf = dir.path().join("claims-16t.elf");
+    let spec = vmcore_synth::machine::MachineSpec::new(
+        vmcore_synth::machine::Layout::parse("x86_64-6.1-l4").unwrap(),
+        64 << 20,
+        1,
+    );
+    vmcore_synth::machine::Machine::new(&spec).unwrap().write_elf(&elf).unwrap();
+    let mut bytes = std::fs::read(&elf).unwrap();
+    let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
+    let (phoff, phnum) = (u64_at(&bytes, 0x20) as usize, u16::from_le_bytes([bytes[0x38], bytes[0x39]]) as usize);
+    let last = phoff + 56 * (phnum - 1);
+    assert_eq!(u64_at(&bytes, last + 0x18) + u64_at(&bytes, last + 0x28), 64 << 20, "the last segment ends the RAM");
+    bytes[last + 0x28..last + 0x30].copy_from_slice(&(16u64 << 40).to_le_bytes());
+    std::fs::write(&elf, &bytes).unwrap();
+    for level in ["31", "1"] {
+        let theirs = dir.path().join(format!("mdf-d{level}"));
+        let status = Command::new("makedumpfile")
+            .args(["-l", "-d", level])
+            .arg(&elf)
+            .arg(&theirs)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let ours = dir.path().join(format!("ours-d{level}"));
+        dump_ok(&elf, Some(&ours), &["-q", "-l", "-d", level]);
+        assert_eq!(kdump_file(&ours).max_mapnr(), 0x8000);
+        assert!(std::fs::read(&ours).unwrap() == std::fs::read(&theirs).unwrap(), "-d {level}");
+    }
+}

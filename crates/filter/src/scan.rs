@@ -87,8 +87,7 @@ fn cut(start: u64, end: u64, exclude: &[(u64, u64)]) -> Vec<(u64, u64)> {
 
 /// The 1st and 2nd bitmaps before classification, and the pages the input describes
 /// (counted per segment, so overlapping segments count twice, as in makedumpfile).
-fn initial_bitmaps(dump: &Dump, opts: &Options) -> Result<(PfnBitmap, PfnBitmap, u64)> {
-    let total = dump.mem.max_pfn();
+fn initial_bitmaps(dump: &Dump, total: u64, opts: &Options) -> Result<(PfnBitmap, PfnBitmap, u64)> {
     let ps = dump.mem.page_size();
     let mut present = match &opts.bitmap_storage {
         Some(storage) => PfnBitmap::spilling(total, storage),
@@ -104,7 +103,9 @@ fn initial_bitmaps(dump: &Dump, opts: &Options) -> Result<(PfnBitmap, PfnBitmap,
             // when max_mapnr is not a multiple of 8 (the fixtures' reports show both; with
             // several cycles neither happens).
             // (--mem-usage on /proc/kcore takes makedumpfile's non-cyclic path: neither.)
-            let single_cycle = total <= SINGLE_CYCLE_MAX_PFNS && core.kind != ElfKind::Kcore;
+            // The buffer is sized before the frames are cut to the kernel's sections:
+            // by the frames the segments claim.
+            let single_cycle = dump.mem.max_pfn() <= SINGLE_CYCLE_MAX_PFNS && core.kind != ElfKind::Kcore;
             // makedumpfile's bitmap: its buffer is max_mapnr * 2 / 8 bytes (rounded down)
             // up to 4 MiB, and only when that holds both bitmaps whole (max_mapnr a
             // multiple of 4, at most 16 Mi frames) does it take its non-cyclic path, whose
@@ -115,7 +116,7 @@ fn initial_bitmaps(dump: &Dump, opts: &Options) -> Result<(PfnBitmap, PfnBitmap,
                 if core.kind == ElfKind::Kcore && s.paddr == 0 {
                     continue;
                 }
-                let (start, end) = (s.paddr / ps, s.paddr.saturating_add(s.memsz) / ps);
+                let (start, end) = ((s.paddr / ps).min(total), (s.paddr.saturating_add(s.memsz) / ps).min(total));
                 // Frames past p_filesz have no data ("nodata"): never dumpable.
                 let data_end = s.paddr.saturating_add(s.filesz).div_ceil(ps).min(end);
                 for (a, b) in cut(start, end, &exclude) {
@@ -123,7 +124,8 @@ fn initial_bitmaps(dump: &Dump, opts: &Options) -> Result<(PfnBitmap, PfnBitmap,
                     present.set_range(a, b);
                     dumpable.set_range(a, b.min(data_end));
                 }
-                if s.paddr.saturating_add(s.memsz) % ps != 0 {
+                // (A partial last page past the kernel's last section is not in the dump.)
+                if s.paddr.saturating_add(s.memsz) % ps != 0 && end < total {
                     if single_cycle {
                         described += 1;
                     }
@@ -158,11 +160,19 @@ pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -
             frames.saturating_mul(dump.mem.page_size())
         )));
     }
-    let (present, mut dumpable, described) = initial_bitmaps(dump, opts)?;
+    // As makedumpfile does, frames past the last section with a mem_map are not part of
+    // the dump: the kernel has no struct page for them. A segment claiming memory beyond
+    // what the kernel knows (a corrupt header) then costs nothing past the kernel's end.
+    let page_size = dump.mem.page_size();
+    let memmap = MemMap::discover(vi, &machine.kmem, frames, page_size);
+    let total = match &memmap {
+        Ok(m) => m.sections.iter().map(|s| s.pfn_end).max().map_or(frames, |end| end.min(frames)),
+        Err(_) => frames,
+    };
+    let (present, mut dumpable, described) = initial_bitmaps(dump, total, opts)?;
     if opts.classify_excluded_input {
         dumpable = present.clone();
     }
-    let total = present.len();
     // Overlapping segments can describe more pages than there are frames (the kernel
     // image is also in the direct map): makedumpfile's hole then wraps below zero, and its
     // report shows it so; total = original + hole still holds.
@@ -185,8 +195,7 @@ pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -
                     .into(),
             ));
         }
-        let page_size = dump.mem.page_size();
-        let memmap = MemMap::discover(vi, &machine.kmem, total, page_size)?;
+        let memmap = memmap?;
         let ctx = Scan { rules: &rules, machine, present: &present, dump_level };
         scan(&ctx, &memmap, &mut dumpable, &mut stats, opts);
     }
