@@ -898,15 +898,8 @@ fn frames_past_the_kernels_last_section_are_cut_as_makedumpfile_does() {
     std::fs::write(&elf, &bytes).unwrap();
     for level in ["31", "1"] {
         let theirs = dir.path().join(format!("mdf-d{level}"));
-        let status = Command::new("makedumpfile")
-            .args(["-l", "-d", level])
-            .arg(&elf)
-            .arg(&theirs)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success());
+        let mdf = Command::new("makedumpfile").args(["-l", "-d", level]).arg(&elf).arg(&theirs).output().unwrap();
+        assert!(mdf.status.success(), "{}", String::from_utf8_lossy(&mdf.stderr));
         let ours = dir.path().join(format!("ours-d{level}"));
         dump_ok(&elf, Some(&ours), &["-q", "-l", "-d", level]);
         assert_eq!(kdump_file(&ours).max_mapnr(), 0x8000);
