@@ -181,6 +181,16 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
         .with_context(|| format!("{name}: filtering at dump level {}", job.level));
     filtering.finish_and_clear();
     let filtered = filtered?;
+    if filtered.frames_cut > 0 {
+        let ps = dump.mem.page_size();
+        say!(
+            "vmcore: warning: {name} describes memory up to {:#x}, past the kernel's last memory section at {:#x}: \
+             the {} frames past it have no struct page and are left out, as makedumpfile leaves them",
+            (filtered.present.len() + filtered.frames_cut).saturating_mul(ps),
+            filtered.present.len().saturating_mul(ps),
+            filtered.frames_cut
+        );
+    }
     if let Some(why) = filtered.dumpable.spill_stopped().or(filtered.present.spill_stopped()) {
         say!("vmcore: warning: bitmaps could not spill to {why}; they stay in memory, past --bitmap-memory");
     }

@@ -212,7 +212,7 @@ pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -
     if let Some(lost) = [&present, &dumpable, &zero_pages].iter().find_map(|b| b.lost()) {
         return Err(Error::Bitmap(lost.to_string()));
     }
-    Ok(Filtered { level: dump_level, present, dumpable, zero_pages, stats })
+    Ok(Filtered { level: dump_level, present, dumpable, zero_pages, stats, frames_cut: frames.saturating_sub(total) })
 }
 
 /// Bytes the zero-page scan reads at a time per thread: one read per run of consecutive
