@@ -873,37 +873,65 @@ fn the_progress_bar_shows_on_a_terminal_only() {
     let _ = std::fs::remove_file(&out);
 }
 
-/// A segment claiming 16 TiB past its data, as a corrupt header would: makedumpfile cuts
-/// the frames at the end of the kernel's last section with a mem_map (here 0x8000, one
-/// 128 MiB section), and so does vmcore. The files are the same bytes, at -d 31 and -d 1.
+/// Memory past the end of the kernel's last section with a mem_map (here 0x8000 frames,
+/// one 128 MiB section): makedumpfile leaves it out of kdump-compressed files, and so does
+/// vmcore, with a warning; its ELF output keeps it, and so does vmcore's. Two patched
+/// copies of a 64 MiB machine: its last segment claiming 16 TiB past its data, as a corrupt
+/// header would, and 80 MiB of real data appended to it. The files are byte-identical to
+/// Debian makedumpfile's.
 #[test]
 fn frames_past_the_kernels_last_section_are_cut_as_makedumpfile_does() {
     if !have_makedumpfile() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let elf = dir.path().join("claims-16t.elf");
+    let plain = dir.path().join("64m.elf");
     let spec = vmcore_synth::machine::MachineSpec::new(
         vmcore_synth::machine::Layout::parse("x86_64-6.1-l4").unwrap(),
         64 << 20,
         1,
     );
-    vmcore_synth::machine::Machine::new(&spec).unwrap().write_elf(&elf).unwrap();
-    let mut bytes = std::fs::read(&elf).unwrap();
+    vmcore_synth::machine::Machine::new(&spec).unwrap().write_elf(&plain).unwrap();
+    let bytes = std::fs::read(&plain).unwrap();
     let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
     let (phoff, phnum) = (u64_at(&bytes, 0x20) as usize, u16::from_le_bytes([bytes[0x38], bytes[0x39]]) as usize);
     let last = phoff + 56 * (phnum - 1);
+    let (offset, filesz) = (u64_at(&bytes, last + 8), u64_at(&bytes, last + 0x20));
     assert_eq!(u64_at(&bytes, last + 0x18) + u64_at(&bytes, last + 0x28), 64 << 20, "the last segment ends the RAM");
-    bytes[last + 0x28..last + 0x30].copy_from_slice(&(16u64 << 40).to_le_bytes());
-    std::fs::write(&elf, &bytes).unwrap();
-    for level in ["31", "1"] {
-        let theirs = dir.path().join(format!("mdf-d{level}"));
-        let mdf = Command::new("makedumpfile").args(["-l", "-d", level]).arg(&elf).arg(&theirs).output().unwrap();
+    assert_eq!(offset + filesz, bytes.len() as u64, "its data ends the file");
+    let patched = |name: &str, filesz: u64, memsz: u64, data: &[u8]| {
+        let mut b = bytes.clone();
+        b[last + 0x20..last + 0x28].copy_from_slice(&filesz.to_le_bytes());
+        b[last + 0x28..last + 0x30].copy_from_slice(&memsz.to_le_bytes());
+        b.extend_from_slice(data);
+        let path = dir.path().join(name);
+        std::fs::write(&path, b).unwrap();
+        path
+    };
+    let claim = patched("claims-16t.elf", filesz, 16 << 40, &[]);
+    let more: Vec<u8> = (0..80u32 << 20).map(|i| (i % 251) as u8 | 1).collect();
+    let ram = patched("ram-past-sections.elf", filesz + (80 << 20), filesz + (80 << 20), &more);
+    // 0x8001 frames claimed: makedumpfile decides its bitmap's path (here the cyclic one,
+    // which leaves a segment's partial last page out) before cutting them to 0x8000.
+    let odd = patched("odd-end.elf", filesz, 0x800_1000 - u64_at(&bytes, last + 0x18), &[]);
+    let same_as_makedumpfile = |input: &Path, args: &[&str], cut: bool| {
+        let name = format!("{}{}", input.file_name().unwrap().to_string_lossy(), args.concat());
+        let theirs = dir.path().join(format!("mdf-{name}"));
+        let mdf = Command::new("makedumpfile").args(args).arg(input).arg(&theirs).output().unwrap();
         assert!(mdf.status.success(), "{}", String::from_utf8_lossy(&mdf.stderr));
-        let ours = dir.path().join(format!("ours-d{level}"));
-        let (ok, _, err) = dump(&elf, Some(&ours), &["-q", "-l", "-d", level]);
-        assert!(ok && err.contains("past the kernel's last memory section at 0x8000000"), "{err}");
-        assert_eq!(kdump_file(&ours).max_mapnr(), 0x8000);
-        assert!(std::fs::read(&ours).unwrap() == std::fs::read(&theirs).unwrap(), "-d {level}");
+        let ours = dir.path().join(format!("ours-{name}"));
+        let (ok, _, err) = dump(input, Some(&ours), &[&["-q"], args].concat());
+        assert!(ok, "{err}");
+        assert_eq!(err.contains("past the kernel's last memory section at 0x8000000"), cut, "{name}: {err}");
+        if cut {
+            assert_eq!(kdump_file(&ours).max_mapnr(), 0x8000);
+        }
+        assert!(std::fs::read(&ours).unwrap() == std::fs::read(&theirs).unwrap(), "{name}");
+    };
+    for level in ["31", "1"] {
+        same_as_makedumpfile(&claim, &["-l", "-d", level], true);
+        same_as_makedumpfile(&ram, &["-l", "-d", level], true);
+        same_as_makedumpfile(&odd, &["-l", "-d", level], true);
     }
+    same_as_makedumpfile(&ram, &["-E", "-d", "0"], false);
 }

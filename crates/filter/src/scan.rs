@@ -38,6 +38,10 @@ pub struct Options {
     pub unit_pfns: u64,
     /// Where the bitmaps keep what does not fit their memory budget; None: all in memory.
     pub bitmap_storage: Option<Arc<BitmapStorage>>,
+    /// Cut the frames at the end of the kernel's last section with a mem_map, as
+    /// makedumpfile cuts max_mapnr for kdump-compressed files. Its ELF output keeps the
+    /// pages past it, so the ELF writer's filtering does not cut.
+    pub cut_at_last_section: bool,
 }
 
 impl Default for Options {
@@ -50,6 +54,7 @@ impl Default for Options {
             threads: 1,
             unit_pfns: UNIT_PFNS,
             bitmap_storage: None,
+            cut_at_last_section: true,
         }
     }
 }
@@ -103,15 +108,16 @@ fn initial_bitmaps(dump: &Dump, total: u64, opts: &Options) -> Result<(PfnBitmap
             // when max_mapnr is not a multiple of 8 (the fixtures' reports show both; with
             // several cycles neither happens).
             // (--mem-usage on /proc/kcore takes makedumpfile's non-cyclic path: neither.)
-            // The buffer is sized before the frames are cut to the kernel's sections:
-            // by the frames the segments claim.
-            let single_cycle = dump.mem.max_pfn() <= SINGLE_CYCLE_MAX_PFNS && core.kind != ElfKind::Kcore;
+            // The buffer is sized before the frames are cut to the kernel's sections, by
+            // the frames the segments claim: so are these decisions.
+            let frames = dump.mem.max_pfn();
+            let single_cycle = frames <= SINGLE_CYCLE_MAX_PFNS && core.kind != ElfKind::Kcore;
             // makedumpfile's bitmap: its buffer is max_mapnr * 2 / 8 bytes (rounded down)
             // up to 4 MiB, and only when that holds both bitmaps whole (max_mapnr a
             // multiple of 4, at most 16 Mi frames) does it take its non-cyclic path, whose
             // 1st bitmap also marks a segment's partial last page. The 6.1 fixture
             // (0x1ffcb frames) is cyclic; a 16 GiB machine is not.
-            let partial_last_page_present = single_cycle && total % 4 == 0;
+            let partial_last_page_present = single_cycle && frames % 4 == 0;
             for s in core.loads.iter().filter(|s| s.paddr != u64::MAX && s.memsz > 0) {
                 if core.kind == ElfKind::Kcore && s.paddr == 0 {
                     continue;
@@ -134,7 +140,10 @@ fn initial_bitmaps(dump: &Dump, total: u64, opts: &Options) -> Result<(PfnBitmap
                     }
                 }
             }
-            if single_cycle && total % 8 != 0 {
+            // The page lost at the end of a bitmap that is not whole bytes: only on the
+            // cyclic path (the non-cyclic one takes max_mapnr a multiple of 4 and loses
+            // none, as Debian makedumpfile's report shows at 0x4004 frames).
+            if single_cycle && !partial_last_page_present && frames % 8 != 0 {
                 described = described.saturating_sub(1);
             }
             Ok((present, dumpable, described))
@@ -166,8 +175,10 @@ pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -
     let page_size = dump.mem.page_size();
     let memmap = MemMap::discover(vi, &machine.kmem, frames, page_size);
     let total = match &memmap {
-        Ok(m) => m.sections.iter().map(|s| s.pfn_end).max().map_or(frames, |end| end.min(frames)),
-        Err(_) => frames,
+        Ok(m) if opts.cut_at_last_section => {
+            m.sections.iter().map(|s| s.pfn_end).max().map_or(frames, |end| end.min(frames))
+        }
+        _ => frames,
     };
     let (present, mut dumpable, described) = initial_bitmaps(dump, total, opts)?;
     if opts.classify_excluded_input {
