@@ -934,4 +934,26 @@ fn frames_past_the_kernels_last_section_are_cut_as_makedumpfile_does() {
         same_as_makedumpfile(&odd, &["-l", "-d", level], true);
     }
     same_as_makedumpfile(&ram, &["-E", "-d", "0"], false);
+
+    // The report's "Original pages" counts a segment's partial last page by makedumpfile's
+    // bitmap path and by where the page lies: the machine's last frame, past the cut.
+    for end in [0x400_0800u64, 0x400_4000, 0x400_3800, 0x800_0800, 0xf_ffff_f800] {
+        let input = patched(&format!("end-{end:x}.elf"), filesz, end - u64_at(&bytes, last + 0x18), &[]);
+        let out = dir.path().join(format!("mdf-report-{end:x}"));
+        let mdf = Command::new("makedumpfile")
+            .args(["-l", "-d", "31", "--message-level", "31"])
+            .arg(&input)
+            .arg(&out)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&mdf.stdout).into_owned() + &String::from_utf8_lossy(&mdf.stderr);
+        let theirs = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Original pages  : 0x"))
+            .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+            .unwrap_or_else(|| panic!("no report from makedumpfile: {text}"));
+        let json = dump_ok(&input, None, &["-l", "-d", "31", "--dry-run", "--json"]);
+        let ours: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(ours["original_pages"], theirs, "segment ending at {end:#x}");
+    }
 }

@@ -130,13 +130,15 @@ fn initial_bitmaps(dump: &Dump, total: u64, opts: &Options) -> Result<(PfnBitmap
                     present.set_range(a, b);
                     dumpable.set_range(a, b.min(data_end));
                 }
-                // (A partial last page past the kernel's last section is not in the dump.)
-                if s.paddr.saturating_add(s.memsz) % ps != 0 && end < total {
-                    if single_cycle {
-                        described += 1;
-                    }
-                    if partial_last_page_present && !cut(end, end + 1, &exclude).is_empty() {
-                        present.set(end);
+                let partial = s.paddr.saturating_add(s.memsz) / ps;
+                if s.paddr.saturating_add(s.memsz) % ps != 0 {
+                    // As Debian makedumpfile's reports count it on patched inputs: always on
+                    // the non-cyclic path (past the cut too), and on the cyclic one unless it
+                    // is the machine's last frame or past the cut.
+                    let counted = partial_last_page_present || single_cycle && partial + 1 < frames && partial < total;
+                    described += u64::from(counted);
+                    if partial_last_page_present && partial < total && !cut(partial, partial + 1, &exclude).is_empty() {
+                        present.set(partial);
                     }
                 }
             }
