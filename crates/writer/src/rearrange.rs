@@ -127,7 +127,7 @@ pub fn rearrange(input: &mut dyn Read, out: &mut dyn Output, progress: &dyn Prog
             }
             // Zeros past everything written are left as holes, as `vmcore dump` leaves the
             // empty stretches of its bitmaps.
-            let hole = at >= written_end && out.unwritten_reads_zero(at) && piece.iter().all(|&b| b == 0);
+            let hole = at >= written_end && out.unwritten_reads_zero(at) && vmcore_filter::is_zero(piece);
             if !hole {
                 write_piece(out, &file_head, pos, at, piece)?;
                 written_end = written_end.max(at + piece.len() as u64);
@@ -207,19 +207,15 @@ mod tests {
     }
 
     /// A new file: what is never written reads zero. Records the writes.
-    #[derive(Default)]
     struct SparseFile {
-        bytes: Vec<u8>,
+        mem: Mem,
         writes: Vec<(u64, usize)>,
     }
 
     impl Output for SparseFile {
         fn write_at(&mut self, offset: u64, data: &[u8]) -> std::result::Result<(), OutputError> {
             self.writes.push((offset, data.len()));
-            let mut mem = Mem(std::mem::take(&mut self.bytes));
-            mem.write_at(offset, data)?;
-            self.bytes = mem.0;
-            Ok(())
+            self.mem.write_at(offset, data)
         }
         fn can_rewrite(&self) -> bool {
             true
@@ -239,14 +235,14 @@ mod tests {
         // file's last byte.
         let s =
             stream(&[(0, b"abcdef"), (2, &[0, 0]), (100, &zeros), (100 + PIECE as u64 + 10, b"x"), (5000000, &[0; 9])]);
-        let mut out = SparseFile::default();
+        let mut out = SparseFile { mem: Mem(Vec::new()), writes: Vec::new() };
         let r = rearrange(&mut &s[..], &mut out, &NoProgress).unwrap();
         assert_eq!(r.file_size, 5000009);
         assert_eq!(out.writes, [(0, 6), (2, 2), (100 + PIECE as u64 + 10, 1), (5000008, 1)]);
         let mut expected = vec![0u8; 5000009];
         expected[..6].copy_from_slice(b"ab\0\0ef");
         expected[100 + PIECE + 10] = b'x';
-        assert!(out.bytes == expected);
+        assert!(out.mem.0 == expected);
     }
 
     #[test]
