@@ -182,14 +182,17 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
         .with_context(|| format!("{name}: filtering at dump level {}", job.level));
     filtering.finish_and_clear();
     let filtered = filtered?;
-    if filtered.frames_cut > 0 {
+    // The filter ends the bitmaps at the kernel's last memory section (see
+    // `Options::cut_at_last_section`): what the input describes past it is left out.
+    let (frames, kept) = (dump.mem.max_pfn(), filtered.present.len());
+    if frames > kept {
         let ps = dump.mem.page_size();
         say!(
             "vmcore: warning: {name} describes memory up to {:#x}, past the kernel's last memory section at {:#x}: \
              the {} frames past it have no struct page and are left out, as makedumpfile leaves them",
-            (filtered.present.len() + filtered.frames_cut).saturating_mul(ps),
-            filtered.present.len().saturating_mul(ps),
-            filtered.frames_cut
+            frames.saturating_mul(ps),
+            kept.saturating_mul(ps),
+            frames - kept
         );
     }
     if let Some(why) = filtered.dumpable.spill_stopped().or(filtered.present.spill_stopped()) {

@@ -18,6 +18,8 @@ use crate::spill::{BitmapStorage, Spill};
 /// Frames per chunk.
 const CHUNK_BITS: u64 = 1 << 15;
 const CHUNK_WORDS: usize = (CHUNK_BITS / 64) as usize;
+/// Bytes of a chunk in the bitmap makedumpfile writes.
+const CHUNK_BYTES: u64 = CHUNK_BITS / 8;
 /// Chunks per group.
 const GROUP_CHUNKS: usize = 1 << 12;
 
@@ -434,7 +436,6 @@ impl PfnBitmap {
     /// a sparse physical address space is written in time proportional to its runs, not
     /// to the memory it claims. `u64::MAX` when there is none.
     pub fn next_nonzero_byte(&self, offset: u64) -> u64 {
-        const CHUNK_BYTES: u64 = CHUNK_BITS / 8;
         let mut c = usize::try_from(offset / CHUNK_BYTES).unwrap_or(usize::MAX);
         while c < self.chunks {
             match self.groups.get(c / GROUP_CHUNKS) {
@@ -449,7 +450,6 @@ impl PfnBitmap {
     /// The bytes makedumpfile writes (bit `pfn % 8` of byte `pfn / 8`) from byte `offset`
     /// on, into `out`; bytes past the bitmap are zero.
     pub fn fill_bytes(&self, offset: u64, out: &mut [u8]) {
-        const CHUNK_BYTES: usize = (CHUNK_BITS / 8) as usize;
         let mut words = WordReader::new(self);
         let mut done = 0;
         while done < out.len() {
@@ -462,7 +462,7 @@ impl PfnBitmap {
                 _ => None,
             };
             if let (Some(fill), 0) = (uniform, bit) {
-                let n = CHUNK_BYTES.min(out.len() - done);
+                let n = (CHUNK_BYTES as usize).min(out.len() - done);
                 out.get_mut(done..done + n).unwrap_or_default().fill(fill);
                 done += n;
                 continue;
@@ -686,9 +686,8 @@ mod tests {
         assert_eq!(tail.len(), 2 + 100);
         assert_eq!(tail[2], len - 100);
         // Bytes to write: the first three chunks, then nothing until the last one.
-        let chunk_bytes = CHUNK_BITS / 8;
         assert_eq!(b.next_nonzero_byte(5), 5);
-        assert_eq!(b.next_nonzero_byte(3 * chunk_bytes), (len - 100) / CHUNK_BITS * chunk_bytes);
+        assert_eq!(b.next_nonzero_byte(3 * CHUNK_BYTES), (len - 100) / CHUNK_BITS * CHUNK_BYTES);
         assert_eq!(b.next_nonzero_byte(len / 8 - 1), len / 8 - 1);
         assert_eq!(b.next_nonzero_byte(len / 8), u64::MAX);
         assert_eq!(b.clear_range(1 << 35, 1 << 39), 0);

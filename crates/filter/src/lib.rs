@@ -91,7 +91,4 @@ pub struct Filtered {
     pub zero_pages: PfnBitmap,
     /// The report.
     pub stats: Stats,
-    /// Frames the input claims past the end of the kernel's last section with a mem_map,
-    /// left out of the dump as makedumpfile leaves them (0 when none).
-    pub frames_cut: u64,
 }

@@ -122,7 +122,10 @@ fn initial_bitmaps(dump: &Dump, total: u64, opts: &Options) -> Result<(PfnBitmap
                 if core.kind == ElfKind::Kcore && s.paddr == 0 {
                     continue;
                 }
-                let (start, end) = ((s.paddr / ps).min(total), (s.paddr.saturating_add(s.memsz) / ps).min(total));
+                let seg_end = s.paddr.saturating_add(s.memsz);
+                // The frame the segment ends in (partly RAM if the end is not page-aligned).
+                let partial = seg_end / ps;
+                let (start, end) = ((s.paddr / ps).min(total), partial.min(total));
                 // Frames past p_filesz have no data ("nodata"): never dumpable.
                 let data_end = s.paddr.saturating_add(s.filesz).div_ceil(ps).min(end);
                 for (a, b) in cut(start, end, &exclude) {
@@ -130,8 +133,7 @@ fn initial_bitmaps(dump: &Dump, total: u64, opts: &Options) -> Result<(PfnBitmap
                     present.set_range(a, b);
                     dumpable.set_range(a, b.min(data_end));
                 }
-                let partial = s.paddr.saturating_add(s.memsz) / ps;
-                if s.paddr.saturating_add(s.memsz) % ps != 0 {
+                if seg_end % ps != 0 {
                     // As Debian makedumpfile's reports count it on patched inputs: always on
                     // the non-cyclic path (past the cut too), and on the cyclic one unless it
                     // is the machine's last frame or past the cut.
@@ -171,13 +173,17 @@ pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -
             frames.saturating_mul(dump.mem.page_size())
         )));
     }
+    let needs_scan = dump_level & (level::CACHE | level::CACHE_PRIVATE | level::USER | level::FREE) != 0
+        || vi.number("PG_hwpoison").is_some()
+        || vi.number("PAGE_OFFLINE_MAPCOUNT_VALUE").is_some();
+    // The struct pages' map, found only when the scan or the cut needs it.
+    let memmap = (opts.cut_at_last_section || needs_scan)
+        .then(|| MemMap::discover(vi, &machine.kmem, frames, dump.mem.page_size()));
     // As makedumpfile does, frames past the last section with a mem_map are not part of
     // the dump: the kernel has no struct page for them. A segment claiming memory beyond
     // what the kernel knows (a corrupt header) then costs nothing past the kernel's end.
-    let page_size = dump.mem.page_size();
-    let memmap = MemMap::discover(vi, &machine.kmem, frames, page_size);
     let total = match &memmap {
-        Ok(m) if opts.cut_at_last_section => {
+        Some(Ok(m)) if opts.cut_at_last_section => {
             m.sections.iter().map(|s| s.pfn_end).max().map_or(frames, |end| end.min(frames))
         }
         _ => frames,
@@ -197,10 +203,7 @@ pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -
     };
 
     let rules = PageRules::from_vmcoreinfo(vi, opts.pg_slab_bug_compat)?;
-    let needs_scan = dump_level & (level::CACHE | level::CACHE_PRIVATE | level::USER | level::FREE) != 0
-        || vi.number("PG_hwpoison").is_some()
-        || vi.number("PAGE_OFFLINE_MAPCOUNT_VALUE").is_some();
-    if needs_scan {
+    if let (true, Some(memmap)) = (needs_scan, memmap) {
         if dump_level & level::FREE != 0 && !rules.can_see_buddy() {
             return Err(Error::Missing(
                 "free pages cannot be told from struct page on this kernel (no PAGE_BUDDY_MAPCOUNT_VALUE or PG_buddy); \
@@ -225,7 +228,7 @@ pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -
     if let Some(lost) = [&present, &dumpable, &zero_pages].iter().find_map(|b| b.lost()) {
         return Err(Error::Bitmap(lost.to_string()));
     }
-    Ok(Filtered { level: dump_level, present, dumpable, zero_pages, stats, frames_cut: frames.saturating_sub(total) })
+    Ok(Filtered { level: dump_level, present, dumpable, zero_pages, stats })
 }
 
 /// Bytes the zero-page scan reads at a time per thread: one read per run of consecutive
