@@ -329,6 +329,9 @@ pub fn read(vi: &VmcoreInfo, mem: ReadMem<'_>, opts: &Options) -> Result<Log, Er
     // over data already copied: one more ring of slack covers that.
     let text_budget = if opts.live { 2 * ring_size } else { ring_size };
     let mut text_taken = 0u64;
+    // One text buffer serves every record: `Encoded` copies the text, so a ring of
+    // millions of records costs no allocation per record.
+    let mut text = Vec::new();
     for i in 0..=span {
         let id = first.wrapping_add(i) & DESC_ID_MASK;
         let idx = id & (count - 1);
@@ -373,7 +376,7 @@ pub fn read(vi: &VmcoreInfo, mem: ReadMem<'_>, opts: &Options) -> Result<Log, Er
             level: l.facility.map(|f| byte(info, f + 1) >> 5),
             facility: l.facility.map(|f| byte(info, f)),
             caller_id: l.caller_id.map(|c| le32(info, c)),
-            text: Vec::new(),
+            text: std::mem::take(&mut text),
             subsystem: l.dev.and_then(|d| c_string(info.get(d.subsystem..d.subsystem + d.subsystem_len)?)),
             device: l.dev.and_then(|d| c_string(info.get(d.device..d.device + d.device_len)?)),
         };
@@ -417,7 +420,8 @@ pub fn read(vi: &VmcoreInfo, mem: ReadMem<'_>, opts: &Options) -> Result<Log, Er
             });
             continue;
         }
-        rec.text = blk.get(BLK_ID as usize..).unwrap_or_default().to_vec();
+        rec.text.clear();
+        rec.text.extend_from_slice(blk.get(BLK_ID as usize..).unwrap_or_default());
         if opts.live {
             let at = descs.wrapping_add(idx * l.desc_size as u64).wrapping_add(l.state_var as u64);
             if read_u64(mem, at, "state_var").ok() != Some(sv) {
@@ -439,6 +443,7 @@ pub fn read(vi: &VmcoreInfo, mem: ReadMem<'_>, opts: &Options) -> Result<Log, Er
             break;
         }
         records.push(&rec);
+        text = rec.text;
     }
     Ok(Log {
         generation: Generation::Ringbuffer,
