@@ -259,6 +259,33 @@ fn byte_identical_to_debian_makedumpfile_on_6_1() {
     }
 }
 
+/// Every dump level, kdump-compressed (LZO, whose bytes are makedumpfile's) and ELF: the
+/// same files as Debian's makedumpfile writes on the 6.1 fixture (the 6.12 one is newer
+/// than it supports).
+#[test]
+fn every_dump_level_writes_makedumpfiles_bytes_on_6_1() {
+    if !have_makedumpfile() {
+        return;
+    }
+    for f in x86().into_iter().filter(|f| f.name.starts_with("x86_64-6.1-")) {
+        let vmcore = f.vmcore();
+        let dir = tempfile::tempdir_in(&f.work).unwrap();
+        for level in 0..32 {
+            for format in ["-l", "-E"] {
+                let lv = level.to_string();
+                let args = [format, "-d", &lv];
+                let (theirs, ours) = (dir.path().join("theirs"), dir.path().join("ours"));
+                let mdf = Command::new("makedumpfile").args(args).arg(&vmcore).arg(&theirs).output().unwrap();
+                assert!(mdf.status.success(), "{args:?}: {}", String::from_utf8_lossy(&mdf.stderr));
+                dump_ok(&vmcore, Some(&ours), &[&["-q"], &args[..]].concat());
+                assert!(std::fs::read(&ours).unwrap() == std::fs::read(&theirs).unwrap(), "{}: {args:?}", f.name);
+                std::fs::remove_file(&theirs).unwrap();
+                std::fs::remove_file(&ours).unwrap();
+            }
+        }
+    }
+}
+
 #[test]
 fn split_sets_read_back_and_reassemble_to_the_direct_file() {
     for f in all() {
