@@ -137,16 +137,21 @@ RES=${RESULTS:-$BENCH_DIR/results.tsv}
 run_once() {
     local label=$1 input=$2 codec=$3 level=$4 threads=$5
     shift 6
-    local t w u s m
+    local t w u s m t0 t1
     t=$(mktemp)
     rm -f "$OUT"
+    # Wall time to the nanosecond (GNU time's %e has 10 ms steps: the fixtures' lzo runs
+    # take 40-200 ms, so their ratios came in steps of 5-25%).
+    t0=$(date +%s%N)
     if ! "$TIME" -f "%e %U %S %M" -o "$t" "$@" >/dev/null 2>"$t.err"; then
         echo "write.sh: $label failed on $input:" >&2
         tail -3 "$t.err" >&2
         rm -f "$t" "$t.err" "$OUT"
         return
     fi
-    read -r w u s m < <(tail -1 "$t")
+    t1=$(date +%s%N)
+    read -r _ u s m < <(tail -1 "$t")
+    w=$(awk "BEGIN{printf \"%.4f\", ($t1 - $t0) / 1e9}")
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(basename "$(dirname "$input")")/$(basename "$input")" \
         "$codec" "$level" "$threads" "$label" "$w" "$(awk "BEGIN{print $u + $s}")" "$m" "$(stat -c %s "$OUT")" >>"$RES"
     rm -f "$t" "$t.err" "$OUT"
@@ -240,8 +245,8 @@ for (inp, codec, level, threads, tool), (wall, cpu, rss, size) in res.items():
     one = res.get((inp, codec, level, "1", tool))
     if threads != "1" and one and one[0] and wall:
         sp = one[0] / wall
-    print(f"| {inp} | {name.get(codec, codec)} | {level} | {threads} | {tool.split('/')[-1]} | {fmt(wall, '%.2f')} | "
-          f"{fmt(median[(inp, codec, level, threads, tool)], '%.2f')} | {fmt(cpu, '%.2f')} | {fmt(rss and rss / 1024, '%.1f')} | {fmt(size and size / 2**20, '%.1f')} | "
+    print(f"| {inp} | {name.get(codec, codec)} | {level} | {threads} | {tool.split('/')[-1]} | {fmt(wall, '%.3f')} | "
+          f"{fmt(median[(inp, codec, level, threads, tool)], '%.3f')} | {fmt(cpu, '%.2f')} | {fmt(rss and rss / 1024, '%.1f')} | {fmt(size and size / 2**20, '%.1f')} | "
           f"{fmt(rt, '%.2f')} | {fmt(rt1, '%.2f')} | {fmt(rs, '%.3f')} | {fmt(sp, '%.2f')} |")
     if tool == "vmcore":
         if level == "31" and rt1 is not None:
