@@ -143,14 +143,14 @@ run_once() {
     # Wall time to the nanosecond (GNU time's %e has 10 ms steps: the fixtures' lzo runs
     # take 40-200 ms, so their ratios came in steps of 5-25%).
     t0=$(date +%s%N)
-    if ! "$TIME" -f "%e %U %S %M" -o "$t" "$@" >/dev/null 2>"$t.err"; then
+    if ! "$TIME" -f "%U %S %M" -o "$t" "$@" >/dev/null 2>"$t.err"; then
         echo "write.sh: $label failed on $input:" >&2
         tail -3 "$t.err" >&2
         rm -f "$t" "$t.err" "$OUT"
         return
     fi
     t1=$(date +%s%N)
-    read -r _ u s m < <(tail -1 "$t")
+    read -r u s m < <(tail -1 "$t")
     w=$(awk "BEGIN{printf \"%.4f\", ($t1 - $t0) / 1e9}")
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(basename "$(dirname "$input")")/$(basename "$input")" \
         "$codec" "$level" "$threads" "$label" "$w" "$(awk "BEGIN{print $u + $s}")" "$m" "$(stat -c %s "$OUT")" >>"$RES"
