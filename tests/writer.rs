@@ -11,7 +11,7 @@
 //!   makedumpfile --dump-dmesg and refiltering take the zlib and lzo ones (Debian's build
 //!   has no snappy or zstd);
 //! * byte-identity with Debian's makedumpfile (6.1, where its page choice is upstream's):
-//!   -l -d 31, -E -d 31 and -d 1, --split in 3 with --splitblock-size 4096;
+//!   -l and -E at every dump level 0-31, --split in 3 with --splitblock-size 4096;
 //! * flattened streams through makedumpfile -R and vmcore rearrange; split sets through
 //!   both reassemblers; thread counts 1, 2, 3; the incomplete path with -L and with a
 //!   full tmpfs (root only); peak RSS with /usr/bin/time.

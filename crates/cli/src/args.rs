@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 ///
 /// Inputs are detected by their contents: ELF vmcores (/proc/vmcore or copies of it),
 /// /proc/kcore of the running kernel, kdump-compressed files (makedumpfile's default
-/// format, any codec, header versions 1-6), flattened streams (makedumpfile -F) and the
+/// format, any codec, header versions 0-6), flattened streams (makedumpfile -F) and the
 /// files of a --split set (give the first as FILE and the others with --part).
 #[derive(Debug, Parser)]
 #[command(name = "vmcore", version, propagate_version = true, max_term_width = 100)]

@@ -66,11 +66,6 @@ const REFUSED: &[(&str, &str)] = &[
     ("--dump-dmesg-all", "--dump-dmesg-all"),
 ];
 
-/// Options accepted and ignored: they tune makedumpfile's own memory management (bitmap
-/// caches, mmap windows), which vmcore does not need. --cyclic-buffer and --work-dir are
-/// taken as vmcore's --bitmap-memory and spill directory.
-const TUNING: &[&str] = &["-b"];
-
 fn value(args: &mut std::vec::IntoIter<String>, opt: &str, attached: Option<String>) -> Result<String> {
     match attached {
         Some(v) => Ok(v),
@@ -97,10 +92,6 @@ fn parse(argv: Vec<String>) -> Result<Opts> {
         };
         if let Some((_, why)) = REFUSED.iter().find(|(o, _)| *o == name) {
             bail!("{name}: {why} is not implemented by vmcore's makedumpfile front end");
-        }
-        if TUNING.contains(&name.as_str()) {
-            value(&mut args, &name, attached)?;
-            continue;
         }
         if name == "--non-mmap" {
             continue;
@@ -171,6 +162,9 @@ fn parse_short(arg: &str, args: &mut std::vec::IntoIter<String>, o: &mut Opts) -
                 o.vmcoreinfo = Some(PathBuf::from(take(args)?));
                 return Ok(());
             }
+            // -b tunes makedumpfile's bitmap cache, which vmcore does not have: accepted and
+            // ignored. (--cyclic-buffer and --work-dir are taken as vmcore's --bitmap-memory
+            // and spill directory.)
             'b' => {
                 take(args)?;
                 return Ok(());

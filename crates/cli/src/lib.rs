@@ -23,7 +23,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 /// Runs the command line and returns the process exit code: 0 on success, 1 on error (a
-/// message on stderr), 0 when the reader of our output went away (`vmcore dmesg | head`).
+/// message on stderr), 0 when the reader of our output went away (`vmcore dmesg | head`);
+/// a usage error exits 2 from the argument parser.
 pub fn main() -> ExitCode {
     let mut argv = std::env::args_os();
     let called_as = argv.next().map(std::path::PathBuf::from);

@@ -152,6 +152,9 @@ fn stdout_was_closed() -> bool {
 
 /// Writes the dump `job` and `format` say.
 pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, format: &DumpFormat) -> Result<Written> {
+    if !job.codec.is_supported() && !format.elf {
+        bail!("this build of vmcore was built without {} (cargo feature {0})", job.codec.name());
+    }
     let splitblock_bytes =
         if format.splitblock_bytes == 0 { vmcore_writer::DEFAULT_SPLITBLOCK_BYTES } else { format.splitblock_bytes };
     if !format.split.is_empty() && splitblock_bytes % dump.mem.page_size() != 0 {

@@ -148,7 +148,7 @@ impl PfnBitmap {
         self.spill.as_ref().and_then(Spill::stopped_by)
     }
 
-    /// Mixed chunks in memory and in the temporary file (for tests and reports).
+    /// Mixed chunks in memory and in the temporary file (for tests).
     pub fn mixed_chunks(&self) -> (usize, usize) {
         let (mut resident, mut spilled) = (0, 0);
         for c in 0..self.chunks {

@@ -56,6 +56,16 @@ impl Codec {
         }
     }
 
+    /// Whether this build has the codec (lzo, snappy and zstd are cargo features).
+    pub fn is_supported(self) -> bool {
+        match self {
+            Codec::Raw | Codec::Zlib => true,
+            Codec::Lzo => cfg!(feature = "lzo"),
+            Codec::Snappy => cfg!(feature = "snappy"),
+            Codec::Zstd => cfg!(feature = "zstd"),
+        }
+    }
+
     /// Decodes `input` into `out`, which must be filled exactly.
     pub fn decode(self, input: &[u8], out: &mut [u8]) -> Result<(), String> {
         match self {

@@ -1,5 +1,6 @@
 //! Reader of the kdump-compressed format ("KDUMP   " and the older "DISKDUMP"), header
-//! versions 0 to 6, LP64 layout in either byte order.
+//! versions 0 to 6 (a later version is read by the fields of 6), LP64 layout in either
+//! byte order.
 
 use std::cell::RefCell;
 
@@ -150,7 +151,7 @@ fn parse_header(b: &[u8]) -> Result<KdumpHeader> {
         return Err(Error::invalid(
             "kdump header_version",
             h::HEADER_VERSION as u64,
-            format!("{header_version}, expected 0 to 6"),
+            format!("{header_version}, expected 0 to 6 (or a later version, read by its version 6 fields)"),
         ));
     }
     let uts = |i: usize| {
@@ -401,6 +402,12 @@ impl<R: ReadAt> KdumpFile<R> {
             s.resize(desc.size as usize, 0);
             if !self.read_stored(&mut s, desc.offset)? {
                 return Ok(PageRead::NotWritten);
+            }
+            if !codec.is_supported() {
+                return Err(Error::Unsupported(format!(
+                    "pfn {pfn:#x}: the page is compressed with {}, which this build of vmcore was built without",
+                    codec.name()
+                )));
             }
             codec.decode(&s, out).map_err(|detail| Error::Decompress {
                 pfn,

@@ -2,7 +2,7 @@
 //!
 //! [`open_container`] detects the format of one file (or a `--split` set) and returns a
 //! [`Container`]: its metadata and raw VMCOREINFO. The kernel layer parses that, learns the
-//! page size, and asks [`Container::into_physmem`] for the [`PhysMem`] every upper layer
+//! page size, and asks [`Container::physmem`] for the [`PhysMem`] every upper layer
 //! reads through. Reads say why bytes are missing: a memory hole, a page filtering
 //! excluded, or a page an incomplete dump never wrote; never silent zeros unless the
 //! caller asks for them ([`ReadOptions::excluded_as_zero`]).

@@ -9,8 +9,8 @@
 //!
 //! Outputs: kdump-compressed ([`write_kdump`]), `--split` sets ([`write_kdump_split`],
 //! [`split_ranges`]), ELF ([`write_elf`]), each to a file or as a flattened stream
-//! ([`FlatOutput`]); and the two conversions, [`rearrange`] (flattened stream to file) and
-//! [`reassemble`] (split set to one file).
+//! ([`FlatOutput`]); and the two conversions, [`rearrange()`] (flattened stream to file)
+//! and [`reassemble()`] (split set to one file).
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 

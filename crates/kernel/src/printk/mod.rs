@@ -13,7 +13,7 @@
 //!
 //! [`read_log`] returns the records (and for the plain buffer its raw bytes) with the
 //! warnings of what it skipped, in memory within a small factor of the buffer's size
-//! ([`Records`]); [`render`] writes makedumpfile's exact bytes.
+//! ([`Records`]); [`render()`] writes makedumpfile's exact bytes.
 //!
 //! Everything read from the dump is bounded before it is used: ring sizes by their bit
 //! counts (`count_bits <= 24`, `size_bits <= 31`, `log_buf_len <= 2 GiB`), descriptors are
