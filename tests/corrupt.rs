@@ -103,14 +103,28 @@ fn each_kind_of_damage_is_named() {
     b[4096 + sh::MAX_MAPNR_64..4096 + sh::MAX_MAPNR_64 + 8].copy_from_slice(&(1u64 << 40).to_le_bytes());
     cases.push(("bitmaps-shorter-than-max-pfn", b, &["fewer than max_mapnr"]));
 
-    let desc = layout.desc_offset as usize;
+    // Bitmaps are sized by max_mapnr: past 2^40 frames (2^52 bytes) it is refused before
+    // anything is read or allocated.
     let mut b = good.clone();
-    put_u32(&mut b, desc + 8, 5000);
-    cases.push(("desc-size-too-big", b, &["page descriptor", "stored size 5000"]));
+    b[4096 + sh::MAX_MAPNR_64..4096 + sh::MAX_MAPNR_64 + 8].copy_from_slice(&((1u64 << 40) + 1).to_le_bytes());
+    cases.push(("max-mapnr-past-2-40", b, &["max_mapnr_64", "0x1060", "expected at most 2^40"]));
 
     let mut b = good.clone();
-    put_u32(&mut b, desc + 12, 0x3);
-    cases.push(("desc-two-codecs", b, &["flags 0x3"]));
+    put_u32(&mut b, h::SUB_HDR_SIZE, 1 << 20);
+    cases.push(("huge-sub-header", b, &["sub_hdr_size", "0x1b0", "1048576 blocks", "expected at most"]));
+
+    // The second descriptor: errors give its own offset, not the table's.
+    let desc = layout.desc_offset as usize;
+    let second = format!("offset {:#x}", desc + 24);
+    let size_needles = ["page descriptor", "stored size 5000", second.as_str()];
+    let flags_needles = ["flags 0x3", second.as_str()];
+    let mut b = good.clone();
+    put_u32(&mut b, desc + 24 + 8, 5000);
+    cases.push(("desc-size-too-big", b, &size_needles));
+
+    let mut b = good.clone();
+    put_u32(&mut b, desc + 24 + 12, 0x3);
+    cases.push(("desc-two-codecs", b, &flags_needles));
 
     let mut b = good.clone();
     b[desc..desc + 8].copy_from_slice(&(1u64 << 50).to_le_bytes());
@@ -290,4 +304,81 @@ fn direct_map_segments_sizes_past_2_64_do_not_overflow_the_vote() {
     let out = String::from_utf8_lossy(&out);
     assert!(ok, "{err}");
     assert!(out.contains("page_offset_base   0xff11000000000000   from pt_load"), "{out}");
+}
+
+/// A synthetic 6.1 machine of 64 MiB as an ELF vmcore in `dir`, and its bytes.
+fn synthetic_elf(dir: &Path) -> (PathBuf, Vec<u8>) {
+    use vmcore_synth::machine::{Layout, Machine, MachineSpec};
+    let path = dir.join("machine.elf");
+    let spec = MachineSpec::new(Layout::parse("x86_64-6.1-l4").unwrap(), 64 << 20, 3);
+    Machine::new(&spec).unwrap().write_elf(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    (path, bytes)
+}
+
+/// The file offset of the last PT_LOAD's program header.
+fn last_load_header(bytes: &[u8]) -> usize {
+    let phoff = u64::from_le_bytes(bytes[32..40].try_into().unwrap()) as usize;
+    let (phentsize, phnum) =
+        (u16::from_le_bytes([bytes[54], bytes[55]]) as usize, u16::from_le_bytes([bytes[56], bytes[57]]) as usize);
+    (0..phnum).map(|i| phoff + i * phentsize).rev().find(|&at| bytes[at..at + 4] == [1, 0, 0, 0]).unwrap()
+}
+
+/// VMCOREINFO's PAGESIZE sizes every page buffer: 2^40 aborted `dump` on a 1 TiB
+/// allocation. A page size no x86_64 or arm64 kernel has is now refused, naming it.
+#[test]
+fn a_page_size_no_machine_has_is_refused_not_allocated() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = synthetic_elf(dir.path());
+    let (ok, text, err) = run(&[OsStr::new("vmcoreinfo"), path.as_os_str()]);
+    assert!(ok, "{err}");
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.contains("PAGESIZE=4096\n"));
+    let out = dir.path().join("out.kdump");
+    for size in ["1099511627776", "5000", "2048"] {
+        let vi = dir.path().join(format!("vmcoreinfo-{size}"));
+        std::fs::write(&vi, text.replace("PAGESIZE=4096\n", &format!("PAGESIZE={size}\n"))).unwrap();
+        for args in [vec![OsStr::new("dump"), OsStr::new("-d"), OsStr::new("0")], vec![OsStr::new("info")]] {
+            let mut a = args.clone();
+            a.extend([OsStr::new("--vmcoreinfo"), vi.as_os_str(), path.as_os_str(), out.as_os_str()]);
+            if args[0] == "info" {
+                a.pop();
+            }
+            let (ok, _, err) = run(&a);
+            assert!(!ok, "{size} {args:?}: accepted");
+            for needle in ["machine.elf", &format!("page size {size} from VMCOREINFO PAGESIZE"), "4096 to 65536"] {
+                assert!(err.contains(needle), "{size} {args:?}: {err:?} lacks {needle:?}");
+            }
+            assert!(!out.exists(), "{size}: an output file was created");
+        }
+    }
+}
+
+/// A last PT_LOAD claiming memory up to 2^52 bytes without file data: the kernel's
+/// section walk read past mem_section's roots and failed, so `dump` gave up (or, with no
+/// struct-page scan needed, wrote 2^40 frames of bitmaps). The walk now stops at the
+/// kernel's NR_MEM_SECTIONS, and the dump ends at the last section, as makedumpfile's.
+#[test]
+fn memory_claimed_up_to_2_52_without_data_is_cut_at_the_last_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, mut bytes) = synthetic_elf(dir.path());
+    let load = last_load_header(&bytes);
+    let paddr = u64::from_le_bytes(bytes[load + 24..load + 32].try_into().unwrap());
+    bytes[load + 40..load + 48].copy_from_slice(&((1u64 << 52) - paddr).to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let out = dir.path().join("out.kdump");
+    let (ok, _, err) = run(&[
+        OsStr::new("dump"),
+        OsStr::new("-l"),
+        OsStr::new("-d"),
+        OsStr::new("1"),
+        path.as_os_str(),
+        out.as_os_str(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(err.contains("past the kernel's last memory section at 0x8000000"), "{err}");
+    let written = std::fs::metadata(&out).unwrap().len();
+    assert!(written < 64 << 20, "{written} bytes");
+    let dump = Dump::open(&[out], &OpenOptions::default()).unwrap();
+    assert_eq!(dump.mem.max_pfn(), 0x8000);
 }

@@ -198,6 +198,9 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
             frames - kept
         );
     }
+    for warning in &filtered.warnings {
+        say!("vmcore: warning: {name}: {warning}");
+    }
     if let Some(why) = filtered.dumpable.spill_stopped().or(filtered.present.spill_stopped()) {
         say!("vmcore: warning: bitmaps could not spill to {why}; they stay in memory, past --bitmap-memory");
     }

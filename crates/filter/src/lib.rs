@@ -91,4 +91,6 @@ pub struct Filtered {
     pub zero_pages: PfnBitmap,
     /// The report.
     pub stats: Stats,
+    /// What the filter could not do as asked, and did instead.
+    pub warnings: Vec<String>,
 }

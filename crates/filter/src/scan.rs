@@ -182,9 +182,17 @@ pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -
     // As makedumpfile does, frames past the last section with a mem_map are not part of
     // the dump: the kernel has no struct page for them. A segment claiming memory beyond
     // what the kernel knows (a corrupt header) then costs nothing past the kernel's end.
+    let mut warnings = Vec::new();
     let total = match &memmap {
         Some(Ok(m)) if opts.cut_at_last_section => {
             m.sections.iter().map(|s| s.pfn_end).max().map_or(frames, |end| end.min(frames))
+        }
+        Some(Err(e)) if opts.cut_at_last_section && !needs_scan => {
+            warnings.push(format!(
+                "the kernel's memory sections cannot be found ({e}): every frame the input describes, up to {:#x}, is kept",
+                frames.saturating_mul(dump.mem.page_size())
+            ));
+            frames
         }
         _ => frames,
     };
@@ -228,7 +236,7 @@ pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -
     if let Some(lost) = [&present, &dumpable, &zero_pages].iter().find_map(|b| b.lost()) {
         return Err(Error::Bitmap(lost.to_string()));
     }
-    Ok(Filtered { level: dump_level, present, dumpable, zero_pages, stats })
+    Ok(Filtered { level: dump_level, present, dumpable, zero_pages, stats, warnings })
 }
 
 /// Bytes the zero-page scan reads at a time per thread: one read per run of consecutive
@@ -272,18 +280,30 @@ pub fn zero_pages(
         |buf, (start, end)| {
             // Runs [a, b) of zero frames.
             let mut zeros: Vec<(u64, u64)> = Vec::new();
-            let mut add = |pfn: u64| match zeros.last_mut() {
-                Some((_, b)) if *b == pfn => *b += 1,
-                _ => zeros.push((pfn, pfn + 1)),
+            let mut add_run = |a: u64, b: u64| match zeros.last_mut() {
+                Some((_, last)) if *last == a => *last = b,
+                _ => zeros.push((a, b)),
             };
             let mut pfns = dumpable.iter_range(start, end).peekable();
             while let Some(first) = pfns.next() {
                 if let Some(stop) = mem.zero_filled_until(Pfn(first)) {
-                    // Memory a segment claims past its data reads as zeros: not read.
-                    add(first);
-                    while let Some(pfn) = pfns.next_if(|&p| p < stop) {
-                        add(pfn);
+                    // Memory a segment claims past its data reads as zeros: not read, and
+                    // taken a run of dumpable frames at a time (it can be 2^40 frames).
+                    let stop = stop.min(end);
+                    let mut at = first;
+                    while at < stop {
+                        let run_end = dumpable.set_run_end(at, stop);
+                        if run_end > at {
+                            add_run(at, run_end);
+                            at = run_end;
+                        } else {
+                            match dumpable.iter_range(at, stop).next() {
+                                Some(next) => at = next,
+                                None => break,
+                            }
+                        }
                     }
+                    pfns = dumpable.iter_range(stop, end).peekable();
                     continue;
                 }
                 let mut n = 1;
@@ -297,7 +317,7 @@ pub fn zero_pages(
                 if whole {
                     for (k, page) in run.chunks(page_size).enumerate() {
                         if is_zero(page) {
-                            add(first + k as u64);
+                            add_run(first + k as u64, first + k as u64 + 1);
                         }
                     }
                     continue;
@@ -306,7 +326,7 @@ pub fn zero_pages(
                 for (k, page) in run.chunks_mut(page_size).enumerate() {
                     let pfn = first + k as u64;
                     match mem.read_page(Pfn(pfn), page) {
-                        Ok(PageState::Dumped | PageState::ZeroFilled) if is_zero(page) => add(pfn),
+                        Ok(PageState::Dumped | PageState::ZeroFilled) if is_zero(page) => add_run(pfn, pfn + 1),
                         Ok(_) => {}
                         Err(_) if skip_unreadable => {}
                         Err(e) => return Err(e),

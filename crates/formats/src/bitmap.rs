@@ -81,8 +81,8 @@ impl FileBitmap {
         if end > src.size() {
             return Err(Error::Truncated { what, offset, len: bytes });
         }
-        let blocks = nbits.div_ceil(BLOCK_BITS);
-        let mut rank = Vec::with_capacity(usize::try_from(blocks + 1).unwrap_or(0));
+        // Grown as the bits are read, not sized by the header's claim.
+        let mut rank = Vec::new();
         let mut total = 0u64;
         let mut buf = vec![0u8; SCAN_BYTES];
         let mut at = 0u64;

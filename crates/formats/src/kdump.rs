@@ -209,6 +209,11 @@ const MAX_VMCOREINFO: u64 = 1 << 20;
 const MAX_NOTES_BYTES: u64 = 64 << 20;
 /// makedumpfile's erase information: a line per erased symbol or member.
 const MAX_ERASEINFO: u64 = 16 << 20;
+/// The sub header's blocks hold it, the VMCOREINFO, the notes and the erase information.
+const MAX_SUB_HEADER_BYTES: u64 = MAX_VMCOREINFO + MAX_NOTES_BYTES + MAX_ERASEINFO + (1 << 20);
+/// x86_64 with 5-level paging addresses 2^52 bytes of RAM, 2^40 frames of 4 KiB: the most
+/// of any architecture. Bitmaps are sized by max_mapnr, so a larger one is refused.
+const MAX_MAPNR: u64 = 1 << 40;
 
 thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -228,7 +233,24 @@ impl<R: ReadAt> KdumpFile<R> {
         } else {
             KdumpSubHeader::default()
         };
+        if u64::from(header.sub_hdr_size) * bs > MAX_SUB_HEADER_BYTES {
+            return Err(Error::invalid(
+                "kdump sub_hdr_size",
+                h::SUB_HDR_SIZE as u64,
+                format!(
+                    "{} blocks of {bs} bytes, expected at most {MAX_SUB_HEADER_BYTES} bytes for the sub header, VMCOREINFO, notes and erase information",
+                    header.sub_hdr_size
+                ),
+            ));
+        }
         let max_mapnr = sub.max_mapnr_64.unwrap_or(u64::from(header.max_mapnr_32));
+        if max_mapnr > MAX_MAPNR {
+            let (field, at) = match sub.max_mapnr_64 {
+                Some(_) => ("kdump_sub_header max_mapnr_64", bs + sh::MAX_MAPNR_64 as u64),
+                None => ("kdump max_mapnr", h::MAX_MAPNR as u64),
+            };
+            return Err(Error::invalid(field, at, format!("{max_mapnr:#x}, expected at most 2^40 frames")));
+        }
         let bitmap_offset = (1 + u64::from(header.sub_hdr_size)) * bs;
         let bitmap_bytes = u64::from(header.bitmap_blocks) * bs;
         let one = bitmap_bytes / 2;
@@ -330,6 +352,11 @@ impl<R: ReadAt> KdumpFile<R> {
     /// The descriptor of a dumped pfn in this file's range, `None` when the pfn is not
     /// dumped here. A descriptor past the end of an incomplete file reads as unwritten.
     pub fn page_desc(&self, pfn: u64) -> Result<Option<PageDesc>> {
+        Ok(self.page_desc_at(pfn)?.map(|(desc, _)| desc))
+    }
+
+    /// [`page_desc`](Self::page_desc), with the descriptor's offset in the file.
+    fn page_desc_at(&self, pfn: u64) -> Result<Option<(PageDesc, u64)>> {
         if pfn < self.start_pfn || pfn >= self.end_pfn {
             return Ok(None);
         }
@@ -340,17 +367,18 @@ impl<R: ReadAt> KdumpFile<R> {
         match read_exact(&self.src, &mut d, at, "page descriptor") {
             Ok(()) => {}
             Err(Error::Truncated { .. }) if self.is_incomplete() => {
-                return Ok(Some(PageDesc { offset: 0, size: 0, flags: 0, page_flags: 0 }))
+                return Ok(Some((PageDesc { offset: 0, size: 0, flags: 0, page_flags: 0 }, at)))
             }
             Err(e) => return Err(e),
         }
         let be = self.header.big_endian;
-        Ok(Some(PageDesc {
+        let desc = PageDesc {
             offset: u64_at(&d, 0, be).unwrap_or(0),
             size: u32_at(&d, 8, be).unwrap_or(0),
             flags: u32_at(&d, 12, be).unwrap_or(0),
             page_flags: u64_at(&d, 16, be).unwrap_or(0),
-        }))
+        };
+        Ok(Some((desc, at)))
     }
 
     /// Reads page `pfn` into `out` (exactly one page long).
@@ -361,7 +389,7 @@ impl<R: ReadAt> KdumpFile<R> {
         if !self.present.get(&self.src, pfn)? {
             return Ok(PageRead::Hole);
         }
-        let Some(desc) = self.page_desc(pfn)? else {
+        let Some((desc, desc_at)) = self.page_desc_at(pfn)? else {
             return Ok(if self.dumpable.get(&self.src, pfn)? { PageRead::NotWritten } else { PageRead::Excluded });
         };
         if desc.offset == 0 {
@@ -370,14 +398,14 @@ impl<R: ReadAt> KdumpFile<R> {
         if desc.size == 0 || desc.size > self.header.block_size {
             return Err(Error::invalid(
                 "page descriptor",
-                self.desc_offset,
+                desc_at,
                 format!("pfn {pfn:#x}: stored size {} outside 1..={}", desc.size, self.header.block_size),
             ));
         }
         let codec = Codec::from_page_flags(desc.flags).ok_or_else(|| {
             Error::invalid(
                 "page descriptor",
-                self.desc_offset,
+                desc_at,
                 format!("pfn {pfn:#x}: flags {:#x} name no single codec", desc.flags),
             )
         })?;

@@ -35,7 +35,14 @@ pub enum Error {
     /// Something the dump needs is not there.
     #[error("{0}")]
     Missing(String),
+    /// A value the dump gives is impossible.
+    #[error("{0}")]
+    Invalid(String),
 }
+
+/// Page sizes of the architectures vmcore models: x86_64 has 4 KiB pages, arm64 4, 16 or
+/// 64 KiB. Buffers are sized by pages, so a bigger claimed size is refused, not allocated.
+const PAGE_SIZES: std::ops::RangeInclusive<u64> = 4096..=65536;
 
 /// Result alias.
 pub type Result<T> = std::result::Result<T, Error>;
@@ -110,15 +117,25 @@ impl Dump {
                 vmcoreinfo = Some(parse(&raw, Source::SysKernel { paddr }, sys.display().to_string())?);
             }
         }
-        let page_size = match (&vmcoreinfo, &container) {
-            (Some(vi), _) if vi.page_size().is_some() => vi.page_size(),
-            (_, Container::Kdump { mem, .. }) => Some(mem.page_size()),
-            _ if container.info().arch.as_deref() == Some("x86_64") => Some(4096),
-            _ => None,
-        }
-        .ok_or_else(|| {
-            Error::Missing(format!(
-                "{name}: cannot tell the page size: no VMCOREINFO PAGESIZE (give --vmcoreinfo FILE)"
+        let stated = vmcoreinfo.as_ref().and_then(|vi| vi.get("PAGESIZE"));
+        let (page_size, shown, source) = match (stated, &container) {
+            (Some(text), _) => (text.trim().parse::<u64>().ok(), text.trim().to_string(), "VMCOREINFO PAGESIZE"),
+            (None, Container::Kdump { mem, .. }) => {
+                (Some(mem.page_size()), mem.page_size().to_string(), "the kdump header's block_size")
+            }
+            _ if container.info().arch.as_deref() == Some("x86_64") => (Some(4096), "4096".into(), "x86_64"),
+            _ => {
+                return Err(Error::Missing(format!(
+                    "{name}: cannot tell the page size: no VMCOREINFO PAGESIZE (give --vmcoreinfo FILE)"
+                )))
+            }
+        };
+        let page_size = page_size.filter(|p| p.is_power_of_two() && PAGE_SIZES.contains(p)).ok_or_else(|| {
+            Error::Invalid(format!(
+                "{name}: page size {shown} from {source}: expected a power of two from {} to {}{}",
+                PAGE_SIZES.start(),
+                PAGE_SIZES.end(),
+                if stated.is_some() { " (give a good VMCOREINFO with --vmcoreinfo FILE)" } else { "" }
             ))
         })?;
         let mem = container.physmem(page_size)?;

@@ -133,7 +133,7 @@ impl Container {
         match self {
             Container::Elf { core, .. } => Ok(core.note(b"VMCOREINFO", 0).map(|n| n.desc.clone())),
             Container::Kdump { mem, .. } => match mem.primary() {
-                Some(p) => Ok(p.vmcoreinfo()?),
+                Some(p) => Ok(p.vmcoreinfo().map_err(|e| e.in_file(mem.primary_name()))?),
                 None => Ok(None),
             },
         }
@@ -143,7 +143,7 @@ impl Container {
     /// page size; a different one is an error.
     pub fn physmem(&self, page_size: u64) -> Result<Arc<dyn PhysMem>> {
         if !page_size.is_power_of_two() || page_size < 512 {
-            return Err(Error::Mismatch(format!("page size {page_size} is not a power of two of at least 512")));
+            return Err(Error::Mismatch(format!("page size {page_size}: expected a power of two of at least 512")));
         }
         match self {
             Container::Elf { core, src, name, .. } => {
@@ -152,8 +152,10 @@ impl Container {
             Container::Kdump { mem, .. } => {
                 if mem.page_size() != page_size {
                     return Err(Error::Mismatch(format!(
-                        "the kdump header's block size {} differs from the page size {page_size}",
-                        mem.page_size()
+                        "{}: the kdump header's block_size {} (offset {:#x}) differs from the page size {page_size} (VMCOREINFO PAGESIZE)",
+                        mem.primary_name(),
+                        mem.page_size(),
+                        vmcore_formats::raw::kdump::header::BLOCK_SIZE
                     )));
                 }
                 Ok(mem.clone())

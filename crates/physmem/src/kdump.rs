@@ -79,7 +79,8 @@ impl SplitMem {
         Ok(first.for_each_dumped_run(f).map_err(|e| e.in_file(self.primary_name()))?)
     }
 
-    fn primary_name(&self) -> &str {
+    /// The first file's name, for errors.
+    pub fn primary_name(&self) -> &str {
         self.names.first().map_or("", String::as_str)
     }
 

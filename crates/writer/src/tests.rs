@@ -91,7 +91,14 @@ fn filtered(level: u32) -> Filtered {
     for pfn in (0x100 + 100..0x100 + 400).chain(0x100 + 600..0x100 + 610).chain((0x100 + 700..max).step_by(7)) {
         dumpable.clear(pfn);
     }
-    Filtered { level, present, dumpable, zero_pages: PfnBitmap::new(max), stats: Stats::default() }
+    Filtered {
+        level,
+        present,
+        dumpable,
+        zero_pages: PfnBitmap::new(max),
+        stats: Stats::default(),
+        warnings: Vec::new(),
+    }
 }
 
 fn meta(m: &Machine) -> KdumpMeta {
@@ -534,7 +541,14 @@ fn elf_output_with_more_than_65534_segments_uses_pn_xnum() {
     for i in 0..pieces {
         dumpable.set(i * 257);
     }
-    let f = Filtered { level: 0, present, dumpable, zero_pages: PfnBitmap::new(pages), stats: Stats::default() };
+    let f = Filtered {
+        level: 0,
+        present,
+        dumpable,
+        zero_pages: PfnBitmap::new(pages),
+        stats: Stats::default(),
+        warnings: Vec::new(),
+    };
     let phnum = 1 + pieces as usize;
     let mut out = Head { keep: 64 + phnum * 56 + 64, bytes: Vec::new(), end: 0 };
     write_elf(&mut out, &core, &*src, &mem, &f, &opts(Codec::Raw, 1), &NoProgress).unwrap();
@@ -633,7 +647,14 @@ fn bitmaps_of_a_sparse_address_space_are_holes_in_the_file() {
     for pfn in small.dumpable.iter() {
         dumpable.set(pfn);
     }
-    let f = Filtered { level: 31, present, dumpable, zero_pages: PfnBitmap::new(frames), stats: Stats::default() };
+    let f = Filtered {
+        level: 31,
+        present,
+        dumpable,
+        zero_pages: PfnBitmap::new(frames),
+        stats: Stats::default(),
+        warnings: Vec::new(),
+    };
     let tmp = tempfile::NamedTempFile::new().unwrap();
     let mut out = FileOutput::new(tmp.reopen().unwrap(), None);
     let r = write_kdump(&mut out, &m.mem, &f, &meta(&m), &opts(Codec::Zstd, 2), &NoProgress).unwrap();

@@ -128,6 +128,15 @@ fn sparse(vi: &VmcoreInfo, kmem: &KernelMem, max_pfn: u64, page_size: u64, page_
     let read = |addr: u64, what: &str| {
         kmem.read_u64(addr).map_err(|e| Error::Bad(format!("reading {what} at {addr:#x}: {e}")))
     };
+    // No more sections than the kernel has (NR_MEM_SECTIONS, and the roots mem_section's
+    // LENGTH gives): past them, the root array's neighbours would be read as roots.
+    let mut kernel_sections = nr_mem_sections.unwrap_or(u64::MAX);
+    if extreme {
+        if let Some(len) = vi.length("mem_section").and_then(|l| u64::try_from(l).ok()) {
+            kernel_sections = kernel_sections.min(len.saturating_mul(per_root));
+        }
+    }
+    let num_sections = num_sections.min(kernel_sections);
     // Addresses read from a corrupt dump can be anywhere: sums wrap, and the read of a
     // wrapped address fails like that of any other address nothing maps.
     let mut sections = Vec::new();
