@@ -202,3 +202,83 @@ fn flattened_dump_to_a_closed_stdout_fails() {
     let null = shell(">/dev/null");
     assert!(null.status.success(), "{}", String::from_utf8_lossy(&null.stderr));
 }
+
+/// kdump scripts check their core collector with `--check-params` when the service
+/// starts (RHEL's mkdumprd). It used to accept everything; a collector with `-F` and a
+/// file then failed only in the crash kernel, losing the dump. Now it refuses what the
+/// run would refuse, accepts what it would take, and touches no file.
+#[test]
+fn check_params_refuses_what_the_dump_would_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = sample_dump(dir.path());
+    let (out, out2, out3) = (dir.path().join("o"), dir.path().join("o2"), dir.path().join("o3"));
+    let check = |list: &[&str], paths: &[&Path]| {
+        let mut a = vec!["makedumpfile", "--check-params"];
+        a.extend_from_slice(list);
+        run(&args(&a, paths))
+    };
+    let bad: &[(&[&str], &[&Path])] = &[
+        (&["-F", "-l", "-d", "31"], &[&input, &out]),
+        (&["-E", "-l", "-d", "31"], &[&input, &out]),
+        (&["--split", "-l", "-d", "31"], &[&input, &out]),
+        (&["-l", "-d", "31"], &[&input]),
+        (&["-R", "-c"], &[&out]),
+        (&["-R", "-F"], &[&out]),
+        (&["-F", "--split"], &[&input]),
+        (&["--split", "-E"], &[&input, &out, &out2]),
+        (&["--dump-dmesg"], &[&input]),
+        (&["--dump-dmesg", "-F"], &[&input, &out]),
+        (&["--reassemble", "-l"], &[&out, &out2, &out3]),
+        (&["--partial-dmesg"], &[&input, &out]),
+        (&["-F", "-L", "5M", "-l", "-d", "31"], &[&input]),
+    ];
+    for (list, paths) in bad {
+        let (ok, _, err) = check(list, paths);
+        assert!(!ok, "{list:?}: accepted: {err}");
+    }
+    let good: &[(&[&str], &[&Path])] = &[
+        (&["-l", "--message-level", "7", "-d", "31"], &[&input, &out]),
+        (&["-F", "-l", "-d", "31"], &[&input]),
+        (&["--split", "-c", "-d", "31"], &[&input, &out, &out2]),
+        (&["--dump-dmesg"], &[&input, &out]),
+        (&["-R"], &[&out]),
+        (&["--reassemble"], &[&out, &out2, &out3]),
+    ];
+    for (list, paths) in good {
+        let (ok, _, err) = check(list, paths);
+        assert!(ok, "{list:?}: refused: {err}");
+    }
+    assert!(!out.exists() && !out2.exists() && !out3.exists());
+}
+
+/// makedumpfile's messages: `makedumpfile Failed.` on stdout (as MSG prints it), the
+/// closing lines on stderr when stdout carries the stream, `-f` named when the output
+/// exists, unambiguous prefixes of long options taken as getopt_long takes them, and
+/// `--partial-dmesg` alone refused rather than writing a whole dump.
+#[test]
+fn the_front_end_speaks_as_makedumpfile() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = sample_dump(dir.path());
+    let out = dir.path().join("o");
+    let (ok, stdout, err) =
+        run(&args(&["makedumpfile", "-l", "--message", "7", "--num-thr", "2", "-d", "31"], &[&input, &out]));
+    assert!(ok, "{err}");
+    let stdout = String::from_utf8(stdout).unwrap();
+    assert!(
+        stdout.ends_with(&format!("\nThe dumpfile is saved to {}.\n\nmakedumpfile Completed.\n", out.display())),
+        "{stdout}"
+    );
+    let (ok, stdout, err) = run(&args(&["makedumpfile", "-l", "-d", "31"], &[&input, &out]));
+    assert!(!ok && err.contains("(-f overwrites it)"), "{err}");
+    assert_eq!(String::from_utf8(stdout).unwrap(), "\nmakedumpfile Failed.\n");
+    let (ok, _, err) = run(&args(&["makedumpfile", "--s", "-l", "-d", "31"], &[&input, &out]));
+    assert!(!ok && err.contains("ambiguous") && err.contains("--split"), "{err}");
+    let (ok, stream, err) = run(&args(&["makedumpfile", "-F", "-l", "-d", "31"], &[&input]));
+    assert!(ok && stream.starts_with(b"makedumpfile"), "{err}");
+    assert!(err.ends_with("\nThe dumpfile is saved to STDOUT.\n\nmakedumpfile Completed.\n"), "{err}");
+    let (ok, stream, err) = run(&args(&["makedumpfile", "-F", "--dry-run", "-l", "-d", "31"], &[&input]));
+    assert!(ok && stream.is_empty() && err.contains("Remaining pages") && err.ends_with("Completed.\n"), "{err}");
+    let log = dir.path().join("log");
+    let (ok, _, err) = run(&args(&["makedumpfile", "--partial-dmesg"], &[&input, &log]));
+    assert!(!ok && err.contains("--partial-dmesg goes with --dump-dmesg") && !log.exists(), "{err}");
+}

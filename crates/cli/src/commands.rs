@@ -11,6 +11,7 @@ use vmcore_report::mem_usage::MemUsage;
 use vmcore_types::PhysAddr;
 
 use crate::args::{parse_u64, Cli, Command, DumpArgs};
+use crate::write::Overwrite;
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
@@ -67,7 +68,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 limit,
                 bitmap_memory,
                 work_dir: work_dir.as_deref(),
-                force,
+                force: Overwrite { allowed: force, option: "--force" },
                 stats,
                 dry_run,
                 json,
@@ -84,8 +85,12 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Rearrange { input, output, force, quiet } => crate::write::rearrange(&input, &output, force, quiet),
-        Command::Reassemble { files, force, quiet } => crate::write::reassemble(&files, force, quiet),
+        Command::Rearrange { input, output, force, quiet } => {
+            crate::write::rearrange(&input, &output, Overwrite { allowed: force, option: "--force" }, quiet)
+        }
+        Command::Reassemble { files, force, quiet } => {
+            crate::write::reassemble(&files, Overwrite { allowed: force, option: "--force" }, quiet)
+        }
         Command::Symbols { dump, pattern, types } => symbols(&dump.into(), pattern.as_deref(), types),
         Command::Addr2sym { dump, addr } => addr2sym(&dump.into(), addr),
         Command::Dmesg { dump, partial, json } => {

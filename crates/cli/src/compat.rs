@@ -66,6 +66,40 @@ const REFUSED: &[(&str, &str)] = &[
     ("--dump-dmesg-all", "--dump-dmesg-all"),
 ];
 
+/// Long options the front end takes (getopt_long also takes any unambiguous prefix).
+const LONG: &[&str] = &[
+    "--cyclic-buffer",
+    "--splitblock-size",
+    "--work-dir",
+    "--num-threads",
+    "--message-level",
+    "--mem-usage",
+    "--dump-dmesg",
+    "--partial-dmesg",
+    "--dry-run",
+    "--show-stats",
+    "--split",
+    "--reassemble",
+    "--check-params",
+    "--non-mmap",
+    "--help",
+    "--version",
+];
+
+/// The long option `name` stands for: itself, or the one option it is a prefix of.
+fn long_option(name: &str) -> Result<String> {
+    let known = LONG.iter().chain(REFUSED.iter().map(|(o, _)| o)).filter(|o| o.starts_with("--"));
+    if known.clone().any(|o| *o == name) {
+        return Ok(name.to_string());
+    }
+    let matches: Vec<&str> = known.filter(|o| o.starts_with(name)).copied().collect();
+    match matches.as_slice() {
+        [one] => Ok(one.to_string()),
+        [] => bail!("unrecognized option {name}"),
+        many => bail!("option {name} is ambiguous: {}", many.join(", ")),
+    }
+}
+
 fn value(args: &mut std::vec::IntoIter<String>, opt: &str, attached: Option<String>) -> Result<String> {
     match attached {
         Some(v) => Ok(v),
@@ -90,6 +124,7 @@ fn parse(argv: Vec<String>) -> Result<Opts> {
             Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
             _ => (arg.clone(), None),
         };
+        let name = if name.starts_with("--") { long_option(&name)? } else { name };
         if let Some((_, why)) = REFUSED.iter().find(|(o, _)| *o == name) {
             bail!("{name}: {why} is not implemented by vmcore's makedumpfile front end");
         }
@@ -195,6 +230,10 @@ ignored. -x, -g, -X, -e, --config, --eppic,
 --vtop, Xen and sadump options are refused.
 ";
 
+fn overwrite(o: &Opts) -> crate::write::Overwrite {
+    crate::write::Overwrite { allowed: o.force, option: "-f" }
+}
+
 fn dump_args(file: PathBuf, o: &Opts) -> DumpArgs {
     DumpArgs { file, opts: DumpOpts { parts: Vec::new(), vmcoreinfo: o.vmcoreinfo.clone() } }
 }
@@ -207,14 +246,25 @@ fn run(o: Opts) -> Result<()> {
         return Ok(());
     }
     if o.version {
-        let _ = writeln!(io::stdout(), "{VERSION}{})", env!("CARGO_PKG_VERSION"));
+        let mut out = io::stdout().lock();
+        let _ = writeln!(out, "{VERSION}{})", env!("CARGO_PKG_VERSION"));
+        for codec in [vmcore_writer::Codec::Lzo, vmcore_writer::Codec::Snappy, vmcore_writer::Codec::Zstd] {
+            let state = if codec.is_supported() { "enabled" } else { "disabled" };
+            let _ = writeln!(out, "{}\t{state}", codec.name());
+        }
+        let _ = writeln!(out);
         return Ok(());
     }
-    if o.check_params {
-        return Ok(());
+    if o.partial_dmesg && !o.dump_dmesg {
+        bail!("--partial-dmesg goes with --dump-dmesg");
     }
+    // --check-params (kdump scripts check their core collector with it when the service
+    // starts): every check below runs, and it stops before the first file is touched.
     if o.mem_usage {
         let [file] = o.files.as_slice() else { bail!("--mem-usage takes one file: /proc/kcore") };
+        if o.check_params {
+            return Ok(());
+        }
         return crate::commands::mem_usage(&dump_args(file.clone(), &o), false);
     }
     // makedumpfile refuses these combinations rather than ignore half of them.
@@ -226,18 +276,35 @@ fn run(o: Opts) -> Result<()> {
     }
     if o.rearrange {
         let [output] = o.files.as_slice() else { bail!("-R takes one DUMPFILE (the stream comes on stdin)") };
-        crate::write::rearrange(std::path::Path::new("-"), output, o.force, true)?;
-        return completed(common, Some(output), false);
+        if o.check_params {
+            return Ok(());
+        }
+        crate::write::rearrange(std::path::Path::new("-"), output, overwrite(&o), true)?;
+        return completed(common, Some(&output.display().to_string()), false, false);
     }
     if o.reassemble {
+        if o.codec.is_some() || o.elf || o.flatten || o.split {
+            bail!(
+                "--reassemble copies the split files' pages as they are: it takes no -c, -l, -p, -z, -E, -F or --split"
+            );
+        }
         if o.files.len() < 3 {
             bail!("--reassemble takes the split files and then the output file");
         }
-        crate::write::reassemble(&o.files, o.force, level & 1 == 0)?;
-        return completed(common, o.files.last(), false);
+        if o.check_params {
+            return Ok(());
+        }
+        crate::write::reassemble(&o.files, overwrite(&o), level & 1 == 0)?;
+        return completed(common, o.files.last().map(|p| p.display().to_string()).as_deref(), false, false);
     }
     if o.dump_dmesg {
         let [input, output] = o.files.as_slice() else { bail!("--dump-dmesg takes VMCORE and LOGFILE") };
+        if o.flatten || o.split || o.elf {
+            bail!("--dump-dmesg writes the log to LOGFILE: it takes no -E, -F or --split");
+        }
+        if o.check_params {
+            return Ok(());
+        }
         let dump = crate::commands::open(&dump_args(input.clone(), &o))?;
         let machine = crate::commands::machine_without_symbols(&dump)?;
         let file = vmcore_writer::create_dump_file(output, o.force, &[input.as_path()]).with_context(|| {
@@ -250,7 +317,7 @@ fn run(o: Opts) -> Result<()> {
             // kdump scripts send stdout to a log that may sit on the full dump disk.
             let _ = writeln!(io::stdout(), "\nThe dmesg log is saved to {}.", output.display());
         }
-        return completed(common, None, false);
+        return completed(common, None, false, false);
     }
     if o.split && (o.elf || o.flatten) {
         bail!("--split writes kdump-compressed files: it takes neither -E nor -F");
@@ -275,6 +342,9 @@ fn run(o: Opts) -> Result<()> {
         Some('c') => vmcore_writer::Codec::Zlib,
         _ => vmcore_writer::Codec::Raw,
     };
+    if o.check_params {
+        return Ok(());
+    }
     let args = dump_args(input.clone(), &o);
     let dump = crate::commands::open(&args)?;
     let machine = crate::commands::machine_without_symbols(&dump)?;
@@ -287,7 +357,7 @@ fn run(o: Opts) -> Result<()> {
         limit: o.limit,
         bitmap_memory: o.bitmap_memory.unwrap_or(crate::write::DEFAULT_BITMAP_MEMORY),
         work_dir: o.work_dir.as_deref(),
-        force: o.force,
+        force: overwrite(&o),
         stats: o.show_stats || level & 16 != 0,
         dry_run: o.dry_run,
         json: false,
@@ -310,22 +380,51 @@ fn run(o: Opts) -> Result<()> {
                         eprintln!("makedumpfile (vmcore): out of space: writing the dump again at level {next}");
                     }
                     job.level = next;
-                    job.force = true;
+                    job.force.allowed = true;
                 }
-                None => std::process::exit(1),
+                None => return Err(Reported.into()),
             },
-            _ => std::process::exit(1),
+            _ => return Err(Reported.into()),
         }
     }
-    completed(common && !o.flatten, output.as_ref().filter(|_| !o.dry_run), !split.is_empty())
+    let saved = match (&output, o.flatten) {
+        _ if o.dry_run => None,
+        (_, true) => Some("STDOUT".to_string()),
+        (Some(path), false) => Some(path.display().to_string()),
+        (None, false) => None,
+    };
+    completed(common, saved.as_deref(), !split.is_empty(), o.flatten)
+}
+
+/// An error whose message was already printed (a dump left incomplete by the disk, -L or
+/// Ctrl-C): only makedumpfile's closing line follows.
+#[derive(Debug)]
+struct Reported;
+
+impl std::fmt::Display for Reported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the dump is incomplete")
+    }
+}
+
+impl std::error::Error for Reported {}
+
+/// Where makedumpfile's own messages go: stdout, or stderr when stdout carries a
+/// flattened stream (-F).
+fn messages(flatten: bool) -> Box<dyn Write> {
+    if flatten {
+        Box::new(io::stderr())
+    } else {
+        Box::new(io::stdout())
+    }
 }
 
 /// makedumpfile's closing messages (message level bit 2).
-fn completed(common: bool, saved: Option<&PathBuf>, split: bool) -> Result<()> {
+fn completed(common: bool, saved: Option<&str>, split: bool, flatten: bool) -> Result<()> {
     if common {
-        let mut out = io::stdout().lock();
+        let mut out = messages(flatten);
         if let Some(path) = saved {
-            writeln!(out, "\nThe dumpfile is saved to {}.", path.display())?;
+            writeln!(out, "\nThe dumpfile is saved to {path}.")?;
         } else if split {
             writeln!(out, "\nThe dumpfiles are saved.")?;
         }
@@ -337,12 +436,22 @@ fn completed(common: bool, saved: Option<&PathBuf>, split: bool) -> Result<()> {
 /// Runs the front end on `argv` (without the program name) and returns the exit code.
 pub fn main(argv: Vec<OsString>) -> std::process::ExitCode {
     let argv: Vec<String> = argv.into_iter().map(|a| a.to_string_lossy().into_owned()).collect();
-    let result = parse(argv).and_then(run);
+    let (result, common, flatten) = match parse(argv) {
+        Ok(o) => {
+            let (common, flatten) = (o.message_level.unwrap_or(7) & 2 != 0, o.flatten);
+            (run(o), common, flatten)
+        }
+        Err(e) => (Err(e), true, false),
+    };
     match result {
         Ok(()) => std::process::ExitCode::from(COMPLETED),
         Err(e) => {
-            say!("makedumpfile (vmcore): {e:#}");
-            say!("\nmakedumpfile Failed.");
+            if !e.is::<Reported>() {
+                say!("makedumpfile (vmcore): {e:#}");
+            }
+            if common {
+                let _ = writeln!(messages(flatten), "\nmakedumpfile Failed.");
+            }
             std::process::ExitCode::from(FAILED)
         }
     }

@@ -26,11 +26,19 @@ pub struct DumpJob<'a> {
     pub bitmap_memory: u64,
     /// Where bitmaps spill (default: the output's directory, else $TMPDIR).
     pub work_dir: Option<&'a Path>,
-    pub force: bool,
+    pub force: Overwrite,
     pub stats: bool,
     pub dry_run: bool,
     pub json: bool,
     pub quiet: bool,
+}
+
+/// Whether an existing output file may be replaced, and the option that allows it (named
+/// when it may not: `--force` in vmcore, `-f` in the makedumpfile front end).
+#[derive(Debug, Clone, Copy)]
+pub struct Overwrite {
+    pub allowed: bool,
+    pub option: &'static str,
 }
 
 /// `--bitmap-memory`'s default: 256 GiB of RAM where kept and excluded pages mix, per
@@ -117,9 +125,13 @@ fn discard_if_empty(path: &Path) {
 }
 
 /// Creates a dump file that is none of `inputs`.
-fn create(path: &Path, force: bool, inputs: &[&Path]) -> Result<std::fs::File> {
-    vmcore_writer::create_dump_file(path, force, inputs).map_err(|e| {
-        let hint = if e.kind() == io::ErrorKind::AlreadyExists { " (--force overwrites it)" } else { "" };
+fn create(path: &Path, force: Overwrite, inputs: &[&Path]) -> Result<std::fs::File> {
+    vmcore_writer::create_dump_file(path, force.allowed, inputs).map_err(|e| {
+        let hint = if e.kind() == io::ErrorKind::AlreadyExists {
+            format!(" ({} overwrites it)", force.option)
+        } else {
+            String::new()
+        };
         anyhow::anyhow!("{}: cannot create the dump: {e}{hint}", path.display())
     })
 }
@@ -205,7 +217,8 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
         say!("vmcore: warning: bitmaps could not spill to {why}; they stay in memory, past --bitmap-memory");
     }
     if job.dry_run {
-        print_report(&FilterReport::new(job.level, &filtered.stats), job.json, false)?;
+        // With -F stdout is the stream's, even when there is none: scripts pipe it on.
+        print_report(&FilterReport::new(job.level, &filtered.stats), job.json, job.flatten)?;
         return Ok(Written::Complete);
     }
     let meta = KdumpMeta::from_dump(dump, machine).with_context(|| format!("{name}: reading its metadata"))?;
@@ -304,7 +317,7 @@ pub enum Written {
 }
 
 /// `vmcore rearrange IN OUT`.
-pub fn rearrange(input: &Path, output: &Path, force: bool, quiet: bool) -> Result<()> {
+pub fn rearrange(input: &Path, output: &Path, force: Overwrite, quiet: bool) -> Result<()> {
     let mut reader: Box<dyn Read> = if input.as_os_str() == "-" {
         if io::stdin().is_terminal() {
             bail!("refusing to read a flattened stream from a terminal: pipe it in");
@@ -327,7 +340,7 @@ pub fn rearrange(input: &Path, output: &Path, force: bool, quiet: bool) -> Resul
 }
 
 /// `vmcore reassemble IN... OUT`.
-pub fn reassemble(files: &[PathBuf], force: bool, quiet: bool) -> Result<()> {
+pub fn reassemble(files: &[PathBuf], force: Overwrite, quiet: bool) -> Result<()> {
     let Some((output, inputs)) = files.split_last() else { bail!("give the split files and then the output file") };
     if inputs.is_empty() {
         bail!("give the split files and then the output file");
