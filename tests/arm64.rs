@@ -57,3 +57,46 @@ fn written_arm64_dumps_keep_upstreams_pages_and_read_back() {
         assert_eq!(log, std::fs::read(f.expected("dmesg.txt")).unwrap(), "{name}: dmesg of our dump");
     }
 }
+
+/// A kernel built for 52-bit physical addresses with 4K pages (Debian's 6.12 arm64) on a
+/// CPU without LPA2 runs with 48-bit addresses, and descriptor bits 9:8 are then the
+/// shareability field, not PA[51:50]. Decoded as LPA2, every walk went to a physical
+/// address past the dump (0xc0000... on the 48-bit fixture given MAX_PHYSMEM_BITS=52) and
+/// the page-table method of page_offset disagreed with the others.
+#[test]
+fn a_52_bit_physical_build_on_48_bit_hardware_walks_as_48_bit() {
+    for name in fixture_names().into_iter().filter(|n| n.starts_with("aarch64") && n.contains("va48")) {
+        let f = Fixture::new(&name);
+        let (ok, text, err) = run(&[OsStr::new("vmcoreinfo"), f.vmcore().as_os_str()]);
+        assert!(ok, "{err}");
+        let text = String::from_utf8(text).unwrap();
+        assert!(text.contains("NUMBER(MAX_PHYSMEM_BITS)=48\n"), "{name}");
+        let edited = f.work.join("vmcoreinfo-pa52.txt");
+        std::fs::write(&edited, text.replace("NUMBER(MAX_PHYSMEM_BITS)=48\n", "NUMBER(MAX_PHYSMEM_BITS)=52\n"))
+            .unwrap();
+        let (ok, out, err) = run(&[
+            OsStr::new("info"),
+            OsStr::new("--json"),
+            OsStr::new("--vmcoreinfo"),
+            edited.as_os_str(),
+            f.vmcore().as_os_str(),
+        ]);
+        assert!(ok, "{err}");
+        let info: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(info["warnings"], serde_json::json!([]), "{name}");
+        let po = &info["layout"]["page_offset"];
+        assert_eq!(po["sources"]["page_tables"], po["value"], "{name}: {po}");
+        // A vmalloc address, read only through the page tables, as without the edit.
+        let vmcore = f.vmcore();
+        let read = |extra: &[&OsStr]| {
+            let mut a = vec![OsStr::new("read")];
+            a.extend_from_slice(extra);
+            a.extend([vmcore.as_os_str(), OsStr::new("0xffff800008000000"), OsStr::new("4096")]);
+            run(&a)
+        };
+        let (ok, plain, err) = read(&[]);
+        assert!(ok, "{err}");
+        let (ok, pa52, err) = read(&[OsStr::new("--vmcoreinfo"), edited.as_os_str()]);
+        assert!(ok && pa52 == plain, "{name}: {err}");
+    }
+}

@@ -145,7 +145,12 @@ pub fn discover(dump: &Dump, vi: &VmcoreInfo, symbols: SymbolLookup<'_>) -> Disc
     ]);
 
     let page_shift = l.page_size.value.map(|p| p.trailing_zeros());
-    let pa52 = actual == Some(52) || vi.number("MAX_PHYSMEM_BITS") == Some(52);
+    // 64K pages with 52-bit physical addresses keep PA[51:48] in descriptor bits 15:12
+    // (LPA) whatever the CPU. With 4K/16K pages, bits 9:8 hold PA[51:50] only under LPA2,
+    // which the kernel turns on together with 52-bit virtual addresses: a 52-bit build on
+    // a CPU without LPA2 runs with 48-bit ones, and bits 9:8 are then the shareability
+    // field (0b11 in every kernel mapping).
+    let pa52 = actual == Some(52) || (page_shift == Some(16) && vi.number("MAX_PHYSMEM_BITS") == Some(52));
     let walker = match (page_shift.zip(actual).and_then(|(s, a)| Mmu::aarch64(s, a, pa52)), l.pgd.value) {
         (Some(mmu), Some(root)) => Some(Arc::new(Walker::new(mmu, PhysAddr(root), dump.mem.clone()))),
         _ => None,
