@@ -192,5 +192,22 @@ fn cli_reads_physical_memory_and_refuses_excluded_pages() {
         ]);
         assert!(ok);
         assert_eq!(out, vec![0u8; 16]);
+        // The same page by its direct-map address: --zero-excluded holds there too (it was
+        // ignored for virtual addresses).
+        let (ok, info, err) = run(&[OsStr::new("info"), OsStr::new("--json"), kdump.as_os_str()]);
+        assert!(ok, "{err}");
+        let info: serde_json::Value = serde_json::from_slice(&info).unwrap();
+        let base = info["layout"]["page_offset_base"]["value"].as_str().unwrap();
+        let base = u64::from_str_radix(base.trim_start_matches("0x"), 16).unwrap();
+        let vaddr = format!("{:#x}", base + first_excluded * 4096);
+        let read = |extra: Option<&str>| {
+            let mut a = vec![OsStr::new("read"), kdump.as_os_str(), OsStr::new(&vaddr), OsStr::new("16")];
+            a.extend(extra.map(OsStr::new));
+            run(&a)
+        };
+        let (ok, _, err) = read(None);
+        assert!(!ok && err.contains("excluded"), "{err}");
+        let (ok, out, err) = read(Some("--zero-excluded"));
+        assert!(ok && out == vec![0u8; 16], "{err}");
     }
 }

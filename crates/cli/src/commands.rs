@@ -188,7 +188,9 @@ fn read(args: &DumpArgs, addr: &str, len: u64, phys: bool, zero_excluded: bool) 
         let chunk = buf.get_mut(..n).unwrap_or_default();
         let at = start.checked_add(done).context("address range wraps around")?;
         match (&machine, phys) {
-            (Some(m), false) => m.kmem.read(at, chunk).with_context(|| format!("{}", args.file.display()))?,
+            (Some(m), false) => {
+                m.kmem.read_with(at, chunk, opts).with_context(|| format!("{}", args.file.display()))?
+            }
             _ => dump.mem.read(PhysAddr(at), chunk, opts).with_context(|| format!("{}", args.file.display()))?,
         }
         out.write_all(chunk)?;

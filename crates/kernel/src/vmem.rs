@@ -116,6 +116,11 @@ impl KernelMem {
 
     /// Reads `buf.len()` bytes at `vaddr`, page by page.
     pub fn read(&self, vaddr: u64, buf: &mut [u8]) -> Result<(), Error> {
+        self.read_with(vaddr, buf, ReadOptions::default())
+    }
+
+    /// [`read`](Self::read) with `opts` for the physical reads (excluded pages as zeros).
+    pub fn read_with(&self, vaddr: u64, buf: &mut [u8], opts: ReadOptions) -> Result<(), Error> {
         let page = self.mem.page_size();
         let mut done = 0usize;
         while done < buf.len() {
@@ -123,11 +128,7 @@ impl KernelMem {
             let n = ((page - (v & (page - 1))) as usize).min(buf.len() - done);
             let paddr = self.translate(v)?;
             let dst = buf.get_mut(done..done + n).unwrap_or_default();
-            self.mem.read(PhysAddr(paddr), dst, ReadOptions::default()).map_err(|cause| Error::Phys {
-                vaddr: v,
-                paddr,
-                cause,
-            })?;
+            self.mem.read(PhysAddr(paddr), dst, opts).map_err(|cause| Error::Phys { vaddr: v, paddr, cause })?;
             done += n;
         }
         Ok(())
