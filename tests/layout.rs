@@ -244,3 +244,37 @@ fn live_kcore_headers_give_the_direct_map_and_phys_base() {
         assert_eq!(layout["paging_levels"]["sources"]["pt_load"], layout["paging_levels"]["sources"]["vmcoreinfo"]);
     }
 }
+
+/// The kernel image map covers `KERNEL_IMAGE_SIZE` (1 GiB on x86_64), but the kernel maps
+/// only its image in that window: past `_end` (or past the image on arm64 6.1, whose
+/// kallsyms has no `_end`), reads used to return whatever physical memory followed, exit
+/// 0, where drgn says "not mapped". Once the page tables are known, they decide there.
+#[test]
+fn addresses_past_the_kernel_image_are_not_mapped() {
+    for name in fixture_names() {
+        let f = Fixture::new(&name);
+        let (ok, syms, err) = run(&[OsStr::new("symbols"), f.vmcore().as_os_str()]);
+        assert!(ok, "{err}");
+        let syms = String::from_utf8(syms).unwrap();
+        let addr = |want: &str| {
+            syms.lines().find_map(|l| {
+                let mut it = l.split_whitespace();
+                let (a, n) = (it.next()?, it.last()?);
+                (n == want).then(|| u64::from_str_radix(a, 16).unwrap())
+            })
+        };
+        // 16 MiB past the last symbol: no kernel image is followed by that much padding.
+        let last =
+            syms.lines().filter_map(|l| u64::from_str_radix(l.split_whitespace().next()?, 16).ok()).max().unwrap();
+        let past = addr("_end").unwrap_or(last).next_multiple_of(2 << 20) + (16 << 20);
+        let text = addr("_stext").unwrap();
+        for (at, mapped) in [(text, true), (past, false)] {
+            let (ok, _, err) =
+                run(&[OsStr::new("read"), f.vmcore().as_os_str(), OsStr::new(&format!("{at:#x}")), OsStr::new("16")]);
+            assert_eq!(ok, mapped, "{name}: {at:#x}: {err}");
+            if !mapped {
+                assert!(err.contains("not mapped") || err.contains("not present"), "{name}: {err}");
+            }
+        }
+    }
+}

@@ -59,6 +59,10 @@ pub enum Error {
 pub struct KernelMem {
     mem: Arc<dyn PhysMem>,
     image: Option<LinearMap>,
+    /// `[_text, _end)`, where the image map is known to be mapped. Once page tables are
+    /// known, the rest of the image window is translated by them: the kernel unmaps what
+    /// its image does not use, and modules may live there (below 2.6.32's 512 MiB).
+    image_extent: Option<(u64, u64)>,
     direct: Option<LinearMap>,
     walker: Option<Arc<Walker>>,
 }
@@ -67,7 +71,13 @@ impl KernelMem {
     /// Virtual memory through the kernel image map only (bootstrap: enough to read
     /// variables and kallsyms before the page tables are known).
     pub fn new(mem: Arc<dyn PhysMem>, image: Option<LinearMap>) -> KernelMem {
-        KernelMem { mem, image, direct: None, walker: None }
+        KernelMem { mem, image, image_extent: None, direct: None, walker: None }
+    }
+
+    /// Where the image is: `[_text, _end)`.
+    pub fn with_image_extent(mut self, start: u64, end: u64) -> KernelMem {
+        self.image_extent = Some((start, end));
+        self
     }
 
     /// Adds page tables.
@@ -99,7 +109,12 @@ impl KernelMem {
 
     /// The physical address of `vaddr`.
     pub fn translate(&self, vaddr: u64) -> Result<u64, Error> {
-        if let Some(p) = self.image.and_then(|m| m.translate(vaddr)) {
+        let in_image = match (&self.walker, self.image_extent) {
+            (None, _) => true,
+            (Some(_), Some((start, end))) => (start..end).contains(&vaddr),
+            (Some(_), None) => false,
+        };
+        if let Some(p) = self.image.filter(|_| in_image).and_then(|m| m.translate(vaddr)) {
             return Ok(p);
         }
         if let Some(p) = self.direct.and_then(|m| m.translate(vaddr)) {

@@ -167,6 +167,9 @@ pub fn discover(dump: &Dump, vi: &VmcoreInfo, symbols: SymbolLookup<'_>) -> Disc
     if let Some(w) = walker {
         kmem = kmem.with_walker(w);
     }
+    if let (Some(start), Some(end)) = (symbols("_text"), symbols("_end")) {
+        kmem = kmem.with_image_extent(start, end);
+    }
     if let (Some(po), Some(phys)) = (l.page_offset.value, l.phys_offset.value) {
         let end = dump.mem.max_pfn().saturating_mul(dump.mem.page_size());
         kmem = kmem.with_direct_map(LinearMap { vstart: po, size: end.saturating_sub(phys), pstart: phys });

@@ -254,6 +254,9 @@ pub fn discover_x86_64(dump: &Dump, vi: &VmcoreInfo, symbols: SymbolLookup<'_>) 
         Some(w) => boot.clone().with_walker(w.clone()),
         None => boot.clone(),
     };
+    if let (Some(start), Some(end)) = (symbols("_text"), symbols("_end")) {
+        kmem = kmem.with_image_extent(start, end);
+    }
 
     // A kernel variable: its address from VMCOREINFO or kallsyms, its value read
     // through the image map.
