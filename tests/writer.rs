@@ -759,6 +759,9 @@ fn a_size_limit_leaves_a_valid_incomplete_dump() {
         let dump = open(std::slice::from_ref(&elf));
         let Container::Elf { core, .. } = &dump.container else { panic!() };
         assert!(core.is_incomplete());
+        // `vmcore info` says so, as it does for a kdump file.
+        let (ok, info, err) = run(&[OsStr::new("info"), elf.as_os_str()]);
+        assert!(ok && String::from_utf8_lossy(&info).contains("INCOMPLETE:"), "{err}");
     }
 }
 

@@ -162,6 +162,22 @@ fn stdout_was_closed() -> bool {
     is_null && flags.is_some_and(|f| f & O_ACCMODE == O_RDWR)
 }
 
+/// The flag Ctrl-C (SIGINT) and SIGTERM set: the writers then close their output as a
+/// valid incomplete dump. One handler for the process (the crate allows one), installed
+/// on first use, so that the makedumpfile front end's retry at the next dump level is
+/// interrupted too.
+fn stop_flag() -> Arc<AtomicBool> {
+    static STOP: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+    Arc::clone(STOP.get_or_init(|| {
+        let stop = Arc::new(AtomicBool::new(false));
+        let handler_stop = Arc::clone(&stop);
+        // A second signal while the first is being handled changes nothing: the dump is
+        // closed as incomplete either way.
+        let _ = ctrlc::set_handler(move || handler_stop.store(true, Ordering::Relaxed));
+        stop
+    }))
+}
+
 /// Writes the dump `job` and `format` say.
 pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, format: &DumpFormat) -> Result<Written> {
     if !job.codec.is_supported() && !format.elf {
@@ -222,11 +238,8 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
         return Ok(Written::Complete);
     }
     let meta = KdumpMeta::from_dump(dump, machine).with_context(|| format!("{name}: reading its metadata"))?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let handler_stop = Arc::clone(&stop);
-    // A second Ctrl-C while the first is being handled is ignored: the dump is closed as
-    // incomplete either way.
-    let _ = ctrlc::set_handler(move || handler_stop.store(true, Ordering::Relaxed));
+    let stop = stop_flag();
+    stop.store(false, Ordering::Relaxed);
     let opts = WriteOptions { codec: job.codec, threads, stop: Some(Arc::clone(&stop)) };
     let progress = bar(job.quiet || job.flatten && io::stdout().is_terminal(), "pages");
     let mem = &*dump.mem;

@@ -65,6 +65,8 @@ pub struct InfoReport {
     pub ranges: Vec<RangeReport>,
     /// Where the VMCOREINFO came from.
     pub vmcoreinfo_source: Option<String>,
+    /// ELF cores: the writer stopped early (e_flags has makedumpfile's incomplete bit).
+    pub elf_incomplete: bool,
     /// ELF cores: PT_LOAD segments.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub elf_segments: Option<usize>,
@@ -129,6 +131,7 @@ impl InfoReport {
             ranges,
             vmcoreinfo_source: vi.map(|v| v.source().name()),
             elf_segments,
+            elf_incomplete: matches!(&dump.container, Container::Elf { core, .. } if core.is_incomplete()),
             layout: None,
             kallsyms: machine.and_then(|m| m.symbols.as_ref()).map(|s| s.len()),
             notes: machine.map(|m| m.notes.clone()).unwrap_or_default(),
@@ -166,6 +169,9 @@ impl InfoReport {
         let _ = writeln!(s, "vmcoreinfo:        {}", self.vmcoreinfo_source.clone().unwrap_or_else(|| "none".into()));
         if let Some(n) = self.elf_segments {
             let _ = writeln!(s, "PT_LOAD segments:  {n}");
+            if self.elf_incomplete {
+                let _ = writeln!(s, "INCOMPLETE:        the writer stopped early; pages past the cut are missing");
+            }
         }
         if let Some(k) = &self.kdump {
             let _ = writeln!(s, "header version:    {}", k.header_version);
