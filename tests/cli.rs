@@ -282,3 +282,28 @@ fn the_front_end_speaks_as_makedumpfile() {
     let (ok, _, err) = run(&args(&["makedumpfile", "--partial-dmesg"], &[&input, &log]));
     assert!(!ok && err.contains("--partial-dmesg goes with --dump-dmesg") && !log.exists(), "{err}");
 }
+
+/// A size limit (or a disk) that ends the output before its headers and bitmaps are
+/// whole leaves no file: there is no page to keep, and readers took what was left for a
+/// dump (libkdumpfile read one as every page excluded, and died on another).
+#[test]
+fn a_limit_below_the_headers_leaves_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = sample_dump(dir.path());
+    let (out, out2) = (dir.path().join("o"), dir.path().join("o2"));
+    for list in [&["-l", "-L", "4096"][..], &["-l", "-L", "8K"], &["-E", "-L", "4096"]] {
+        let mut a = vec!["dump", "-q", "-d", "31"];
+        a.extend_from_slice(list);
+        let (ok, _, err) = run(&args(&a, &[&input, &out]));
+        assert!(!ok && err.contains("no space for the dump's headers"), "{list:?}: {err}");
+        assert!(!out.exists(), "{list:?}: a file was left");
+    }
+    let split: Vec<&OsStr> = ["dump", "-q", "-d", "31", "-L", "4096"]
+        .iter()
+        .map(OsStr::new)
+        .chain([input.as_os_str(), OsStr::new("--split"), out.as_os_str(), out2.as_os_str()])
+        .collect();
+    let (ok, _, err) = run(&split);
+    assert!(!ok && err.contains("no space for the dump's headers"), "{err}");
+    assert!(!out.exists() && !out2.exists(), "split files were left");
+}

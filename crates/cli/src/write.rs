@@ -124,6 +124,13 @@ fn discard_if_empty(path: &Path) {
     }
 }
 
+/// Removes `path`, a file this command created (or emptied with --force) whose headers did
+/// not fit: readers would take it for a dump (libkdumpfile read one as every page
+/// excluded, or died on it), and it holds no page.
+fn remove_created(path: &Path) {
+    let _ = std::fs::remove_file(path);
+}
+
 /// Creates a dump file that is none of `inputs`.
 fn create(path: &Path, force: Overwrite, inputs: &[&Path]) -> Result<std::fs::File> {
     vmcore_writer::create_dump_file(path, force.allowed, inputs).map_err(|e| {
@@ -275,7 +282,10 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
         }
         let mut outs: Vec<&mut dyn Output> = files.iter_mut().map(|f| f as &mut dyn Output).collect();
         let reports = vmcore_writer::write_kdump_split(&mut outs, &ranges, mem, &filtered, &meta, &opts, &progress)
-            .inspect_err(|_| discard(format.split.len()))
+            .inspect_err(|e| match e {
+                vmcore_writer::Error::NoRoomForHeaders => format.split.iter().for_each(|p| remove_created(p)),
+                _ => discard(format.split.len()),
+            })
             .context("writing the split files")?;
         format.split.iter().map(|p| p.display().to_string()).zip(reports).collect()
     } else if job.flatten {
@@ -285,7 +295,10 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
         let path = job.output.context("no output file given")?;
         let mut out = FileOutput::new(create(path, job.force, &[Path::new(name)])?, job.limit);
         let report = write_to(&mut out)
-            .inspect_err(|_| discard_if_empty(path))
+            .inspect_err(|e| match e.downcast_ref::<vmcore_writer::Error>() {
+                Some(vmcore_writer::Error::NoRoomForHeaders) => remove_created(path),
+                _ => discard_if_empty(path),
+            })
             .with_context(|| format!("writing {}", path.display()))?;
         vec![(path.display().to_string(), report)]
     };

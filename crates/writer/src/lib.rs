@@ -54,13 +54,19 @@ pub enum Error {
     /// incomplete dump instead).
     #[error("writing the dump: {0}")]
     Output(std::io::Error),
+    /// The size limit or the disk ended the output before its headers and bitmaps were
+    /// whole: there is no dump to mark incomplete, and the file is of no use.
+    #[error(
+        "writing the dump: no space for the dump's headers and bitmaps (a larger -L, or more free space, is needed)"
+    )]
+    NoRoomForHeaders,
 }
 
 impl From<OutputError> for Error {
     fn from(e: OutputError) -> Error {
         match e {
             OutputError::Io(e) => Error::Output(e),
-            OutputError::Full => Error::Output(std::io::Error::other("no space for the dump's headers")),
+            OutputError::Full => Error::NoRoomForHeaders,
         }
     }
 }
