@@ -426,36 +426,44 @@ pub fn write_kdump_split(
         return Err(Error::Input(format!("{} split files for {} ranges", outs.len(), ranges.len())));
     }
     progress.set_total(filtered.dumpable.count());
+    // Every file's headers and bitmaps first: whatever stops the pages (Ctrl-C, a full
+    // disk) then leaves a set whose every file is a dump, the later ones incomplete.
+    for (out, &(start, end)) in outs.iter_mut().zip(ranges) {
+        write_heads(&mut **out, mem, filtered, meta, opts, Part { start, end, split: true })?;
+    }
     let mut reports = Vec::with_capacity(outs.len());
     for (out, &(start, end)) in outs.iter_mut().zip(ranges) {
         let part = Part { start, end, split: true };
-        let report = write_part(&mut **out, mem, filtered, meta, opts, progress, part)?;
+        let report = if opts.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
+            close_unwritten(&mut **out, mem, filtered, meta, opts, part)?
+        } else {
+            write_pages(&mut **out, mem, filtered, meta, opts, progress, part)?
+        };
         reports.push(report);
-        if opts.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
-            break;
-        }
     }
     progress.finish();
     Ok(reports)
 }
 
-fn write_part(
+/// The layout and header status of a file of `filtered` pages.
+fn plan(mem: &dyn PhysMem, filtered: &Filtered, meta: &KdumpMeta, opts: &WriteOptions) -> (Layout, u32) {
+    let l = layout(meta, filtered.present.len(), filtered.dumpable.count(), mem.page_size());
+    (l, codec_flag(opts.codec))
+}
+
+/// Writes the header, the sub header with the notes, and both bitmaps.
+fn write_heads(
     out: &mut dyn Output,
     mem: &dyn PhysMem,
     filtered: &Filtered,
     meta: &KdumpMeta,
     opts: &WriteOptions,
-    progress: &dyn Progress,
     part: Part,
-) -> Result<WriteReport> {
+) -> Result<()> {
     let block = mem.page_size();
     let page_size = usize::try_from(block).map_err(|_| Error::Input("page size".into()))?;
     let max_mapnr = filtered.present.len();
-    let dumpable = filtered.dumpable.count();
-    let l = layout(meta, max_mapnr, dumpable, block);
-    let status = codec_flag(opts.codec);
-    let share_zero = filtered.level & 1 != 0;
-
+    let (l, status) = plan(mem, filtered, meta, opts);
     let mut head = header_block(meta, &l, max_mapnr, status);
     head.resize(page_size, 0);
     out.write_at(0, &head)?;
@@ -469,6 +477,60 @@ fn write_part(
     out.write_at(block, &sub)?;
     write_bitmap(out, l.bitmap_offset, l.bitmap_len, &filtered.present)?;
     write_bitmap(out, l.bitmap_offset + l.bitmap_len, l.bitmap_len, &filtered.dumpable)?;
+    Ok(())
+}
+
+/// Closes a split file whose pages were never reached (the writing was stopped): its
+/// headers and bitmaps are there, every descriptor says "not written".
+fn close_unwritten(
+    out: &mut dyn Output,
+    mem: &dyn PhysMem,
+    filtered: &Filtered,
+    meta: &KdumpMeta,
+    opts: &WriteOptions,
+    part: Part,
+) -> Result<WriteReport> {
+    let (l, status) = plan(mem, filtered, meta, opts);
+    mark_incomplete(out, status, false)?;
+    bitmaps_read_back(&[&filtered.present, &filtered.dumpable])?;
+    out.finish().map_err(Error::Output)?;
+    Ok(WriteReport {
+        pages: count_range(&filtered.dumpable, part.start, part.end),
+        bytes: l.data_offset,
+        incomplete: true,
+        ..WriteReport::default()
+    })
+}
+
+fn write_part(
+    out: &mut dyn Output,
+    mem: &dyn PhysMem,
+    filtered: &Filtered,
+    meta: &KdumpMeta,
+    opts: &WriteOptions,
+    progress: &dyn Progress,
+    part: Part,
+) -> Result<WriteReport> {
+    write_heads(out, mem, filtered, meta, opts, part)?;
+    write_pages(out, mem, filtered, meta, opts, progress, part)
+}
+
+/// Writes the pages of `part` after its headers: the shared zero page, the descriptors
+/// and the data; a full disk or a stop closes the file as incomplete.
+fn write_pages(
+    out: &mut dyn Output,
+    mem: &dyn PhysMem,
+    filtered: &Filtered,
+    meta: &KdumpMeta,
+    opts: &WriteOptions,
+    progress: &dyn Progress,
+    part: Part,
+) -> Result<WriteReport> {
+    let block = mem.page_size();
+    let page_size = usize::try_from(block).map_err(|_| Error::Input("page size".into()))?;
+    let dumpable = filtered.dumpable.count();
+    let (l, status) = plan(mem, filtered, meta, opts);
+    let share_zero = filtered.level & 1 != 0;
 
     let zero_offset = l.data_offset;
     let mut data_pos = l.data_offset;
