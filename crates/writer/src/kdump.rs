@@ -403,9 +403,11 @@ pub fn write_kdump(
     opts: &WriteOptions,
     progress: &dyn Progress,
 ) -> Result<WriteReport> {
+    let job = Job { mem, filtered, meta, opts };
     progress.set_total(filtered.dumpable.count());
     let part = Part { start: 0, end: filtered.present.len(), split: false };
-    let report = write_part(out, mem, filtered, meta, opts, progress, part)?;
+    job.write_heads(out, part)?;
+    let report = job.write_pages(out, progress, part)?;
     progress.finish();
     Ok(report)
 }
@@ -425,19 +427,20 @@ pub fn write_kdump_split(
     if outs.len() != ranges.len() {
         return Err(Error::Input(format!("{} split files for {} ranges", outs.len(), ranges.len())));
     }
+    let job = Job { mem, filtered, meta, opts };
     progress.set_total(filtered.dumpable.count());
     // Every file's headers and bitmaps first: whatever stops the pages (Ctrl-C, a full
     // disk) then leaves a set whose every file is a dump, the later ones incomplete.
     for (out, &(start, end)) in outs.iter_mut().zip(ranges) {
-        write_heads(&mut **out, mem, filtered, meta, opts, Part { start, end, split: true })?;
+        job.write_heads(&mut **out, Part { start, end, split: true })?;
     }
     let mut reports = Vec::with_capacity(outs.len());
     for (out, &(start, end)) in outs.iter_mut().zip(ranges) {
         let part = Part { start, end, split: true };
         let report = if opts.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
-            close_unwritten(&mut **out, mem, filtered, meta, opts, part)?
+            job.close_unwritten(&mut **out, part)?
         } else {
-            write_pages(&mut **out, mem, filtered, meta, opts, progress, part)?
+            job.write_pages(&mut **out, progress, part)?
         };
         reports.push(report);
     }
@@ -445,209 +448,176 @@ pub fn write_kdump_split(
     Ok(reports)
 }
 
-/// The layout and header status of a file of `filtered` pages.
-fn plan(mem: &dyn PhysMem, filtered: &Filtered, meta: &KdumpMeta, opts: &WriteOptions) -> (Layout, u32) {
-    let l = layout(meta, filtered.present.len(), filtered.dumpable.count(), mem.page_size());
-    (l, codec_flag(opts.codec))
+/// What every file of one dump is written from.
+#[derive(Clone, Copy)]
+struct Job<'a> {
+    mem: &'a dyn PhysMem,
+    filtered: &'a Filtered,
+    meta: &'a KdumpMeta,
+    opts: &'a WriteOptions,
 }
 
-/// Writes the header, the sub header with the notes, and both bitmaps.
-fn write_heads(
-    out: &mut dyn Output,
-    mem: &dyn PhysMem,
-    filtered: &Filtered,
-    meta: &KdumpMeta,
-    opts: &WriteOptions,
-    part: Part,
-) -> Result<()> {
-    let block = mem.page_size();
-    let page_size = usize::try_from(block).map_err(|_| Error::Input("page size".into()))?;
-    let max_mapnr = filtered.present.len();
-    let (l, status) = plan(mem, filtered, meta, opts);
-    let mut head = header_block(meta, &l, max_mapnr, status);
-    head.resize(page_size, 0);
-    out.write_at(0, &head)?;
-    let mut sub = sub_header(meta, &l, max_mapnr, filtered.level, part.split.then_some((part.start, part.end)));
-    sub.extend_from_slice(&meta.notes);
-    if meta.vmcoreinfo_in_notes.is_none() {
-        if let Some(v) = &meta.vmcoreinfo {
-            sub.extend_from_slice(v);
-        }
-    }
-    out.write_at(block, &sub)?;
-    write_bitmap(out, l.bitmap_offset, l.bitmap_len, &filtered.present)?;
-    write_bitmap(out, l.bitmap_offset + l.bitmap_len, l.bitmap_len, &filtered.dumpable)?;
-    Ok(())
-}
-
-/// Closes a split file whose pages were never reached (the writing was stopped): its
-/// headers and bitmaps are there, every descriptor says "not written".
-fn close_unwritten(
-    out: &mut dyn Output,
-    mem: &dyn PhysMem,
-    filtered: &Filtered,
-    meta: &KdumpMeta,
-    opts: &WriteOptions,
-    part: Part,
-) -> Result<WriteReport> {
-    let (l, status) = plan(mem, filtered, meta, opts);
-    mark_incomplete(out, status, false)?;
-    bitmaps_read_back(&[&filtered.present, &filtered.dumpable])?;
-    out.finish().map_err(Error::Output)?;
-    Ok(WriteReport {
-        pages: count_range(&filtered.dumpable, part.start, part.end),
-        bytes: l.data_offset,
-        incomplete: true,
-        ..WriteReport::default()
-    })
-}
-
-fn write_part(
-    out: &mut dyn Output,
-    mem: &dyn PhysMem,
-    filtered: &Filtered,
-    meta: &KdumpMeta,
-    opts: &WriteOptions,
-    progress: &dyn Progress,
-    part: Part,
-) -> Result<WriteReport> {
-    write_heads(out, mem, filtered, meta, opts, part)?;
-    write_pages(out, mem, filtered, meta, opts, progress, part)
-}
-
-/// Writes the pages of `part` after its headers: the shared zero page, the descriptors
-/// and the data; a full disk or a stop closes the file as incomplete.
-fn write_pages(
-    out: &mut dyn Output,
-    mem: &dyn PhysMem,
-    filtered: &Filtered,
-    meta: &KdumpMeta,
-    opts: &WriteOptions,
-    progress: &dyn Progress,
-    part: Part,
-) -> Result<WriteReport> {
-    let block = mem.page_size();
-    let page_size = usize::try_from(block).map_err(|_| Error::Input("page size".into()))?;
-    let dumpable = filtered.dumpable.count();
-    let (l, status) = plan(mem, filtered, meta, opts);
-    let share_zero = filtered.level & 1 != 0;
-
-    let zero_offset = l.data_offset;
-    let mut data_pos = l.data_offset;
-    let in_range = if part.split { count_range(&filtered.dumpable, part.start, part.end) } else { dumpable };
-    if share_zero {
-        match out.write_at(zero_offset, &vec![0u8; page_size]) {
-            Ok(()) => {}
-            Err(OutputError::Full) => {
-                // Not even the zero page: a dump of headers and bitmaps, every page lost.
-                bitmaps_read_back(&[&filtered.present, &filtered.dumpable])?;
-                mark_incomplete(out, status, false)?;
-                out.finish().map_err(Error::Output)?;
-                return Ok(WriteReport {
-                    pages: in_range,
-                    bytes: zero_offset,
-                    incomplete: true,
-                    ..WriteReport::default()
-                });
-            }
-            Err(OutputError::Io(e)) => return Err(Error::Output(e)),
-        }
-        data_pos += block;
+impl Job<'_> {
+    /// The layout and header status of a file.
+    fn plan(&self) -> (Layout, u32) {
+        let l = layout(self.meta, self.filtered.present.len(), self.filtered.dumpable.count(), self.mem.page_size());
+        (l, codec_flag(self.opts.codec))
     }
 
-    let codec = opts.codec;
-    let flag = codec_flag(codec);
-    let mut report = WriteReport::default();
-    let mut sink = Sink::new(out, block, l.desc_offset, data_pos, false);
-    let mut full = false;
-
-    // Jobs queued, being worked on and waiting for the consumer, with room to spare.
-    let spare = Recycler::new((AHEAD_PER_THREAD + 2) * opts.threads + 2);
-    let result = ordered(
-        pfn_jobs(&filtered.dumpable, part.start, part.end, PAGES_PER_JOB),
-        opts.threads,
-        || (Compressor::new(codec), vec![0u8; page_size * PAGES_PER_JOB]),
-        |(comp, pages), job: Vec<u64>| -> Result<JobOut> {
-            let comp = comp.as_mut().map_err(|e| Error::Input(e.clone()))?;
-            read_pages(mem, &job, pages, page_size)?;
-            let mut outp = spare.take(|| JobOut {
-                pages: Vec::with_capacity(PAGES_PER_JOB),
-                // Room for a compressor's working margin past the last page, too.
-                data: Vec::with_capacity(page_size * (PAGES_PER_JOB + 1)),
-            });
-            outp.pages.clear();
-            outp.data.clear();
-            for page in pages.chunks(page_size).take(job.len()) {
-                if share_zero && is_zero(page) {
-                    outp.pages.push((Stored::Zero, 0));
-                    continue;
-                }
-                let before = outp.data.len();
-                if comp.compress(page, &mut outp.data).map_err(Error::Input)? {
-                    outp.pages.push((Stored::Compressed(flag), outp.data.len() - before));
-                } else {
-                    outp.data.extend_from_slice(page);
-                    outp.pages.push((Stored::Raw, page.len()));
-                }
+    /// Writes the header, the sub header with the notes, and both bitmaps.
+    fn write_heads(&self, out: &mut dyn Output, part: Part) -> Result<()> {
+        let Job { mem, filtered, meta, .. } = *self;
+        let block = mem.page_size();
+        let page_size = usize::try_from(block).map_err(|_| Error::Input("page size".into()))?;
+        let max_mapnr = filtered.present.len();
+        let (l, status) = self.plan();
+        let mut head = header_block(meta, &l, max_mapnr, status);
+        head.resize(page_size, 0);
+        out.write_at(0, &head)?;
+        let mut sub = sub_header(meta, &l, max_mapnr, filtered.level, part.split.then_some((part.start, part.end)));
+        sub.extend_from_slice(&meta.notes);
+        if meta.vmcoreinfo_in_notes.is_none() {
+            if let Some(v) = &meta.vmcoreinfo {
+                sub.extend_from_slice(v);
             }
-            Ok(outp)
-        },
-        |job: Result<JobOut>| -> Result<Flow> {
-            let job = job?;
-            let mut at = 0usize;
-            for (stored, len) in &job.pages {
-                match stored {
-                    Stored::Zero => {
-                        report.zero_pages += 1;
-                        sink.push_desc(zero_offset, block as u32, 0);
-                    }
-                    Stored::Raw | Stored::Compressed(_) => {
-                        let f = if let Stored::Compressed(f) = stored { *f } else { 0 };
-                        sink.push_desc(sink.next_data_offset(), *len as u32, f);
-                        sink.push_data(job.data.get(at..at + len).unwrap_or_default());
-                        at += len;
-                    }
-                }
-            }
-            if sink.wants_flush() {
-                match sink.flush() {
-                    Ok(()) => {}
-                    Err(OutputError::Full) => {
-                        full = true;
-                        return Ok(Flow::Stop);
-                    }
-                    Err(OutputError::Io(e)) => return Err(Error::Output(e)),
-                }
-            }
-            progress.advance(job.pages.len() as u64);
-            spare.give(job);
-            if opts.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
-                // The buffered pages are still written below; the pages never reached
-                // make the dump incomplete.
-                return Ok(Flow::Stop);
-            }
-            Ok(Flow::Continue)
-        },
-    );
-    result?;
-    if !full {
-        match sink.flush() {
-            Ok(()) => {}
-            Err(OutputError::Full) => full = true,
-            Err(OutputError::Io(e)) => return Err(Error::Output(e)),
         }
+        out.write_at(block, &sub)?;
+        write_bitmap(out, l.bitmap_offset, l.bitmap_len, &filtered.present)?;
+        write_bitmap(out, l.bitmap_offset + l.bitmap_len, l.bitmap_len, &filtered.dumpable)?;
+        Ok(())
     }
-    report.pages = in_range;
-    report.pages_written = sink.descs_written;
-    report.bytes = sink.data_pos;
-    drop(sink);
-    if full || report.pages_written < in_range {
-        report.incomplete = true;
+
+    /// Closes a file after its headers without any page (writing was stopped before
+    /// it, or not even the shared zero page fit): every descriptor says "not written".
+    fn close_unwritten(&self, out: &mut dyn Output, part: Part) -> Result<WriteReport> {
+        let (l, status) = self.plan();
+        bitmaps_read_back(&[&self.filtered.present, &self.filtered.dumpable])?;
         mark_incomplete(out, status, false)?;
+        out.finish().map_err(Error::Output)?;
+        Ok(WriteReport {
+            pages: count_range(&self.filtered.dumpable, part.start, part.end),
+            bytes: l.data_offset,
+            incomplete: true,
+            ..WriteReport::default()
+        })
     }
-    bitmaps_read_back(&[&filtered.present, &filtered.dumpable])?;
-    out.finish().map_err(Error::Output)?;
-    Ok(report)
+
+    /// Writes the pages of `part` after its headers: the shared zero page, the
+    /// descriptors and the data; a full disk or a stop closes the file as incomplete.
+    fn write_pages(&self, out: &mut dyn Output, progress: &dyn Progress, part: Part) -> Result<WriteReport> {
+        let Job { mem, filtered, opts, .. } = *self;
+        let block = mem.page_size();
+        let page_size = usize::try_from(block).map_err(|_| Error::Input("page size".into()))?;
+        let (l, status) = self.plan();
+        let share_zero = filtered.level & 1 != 0;
+
+        let zero_offset = l.data_offset;
+        let mut data_pos = l.data_offset;
+        let in_range = count_range(&filtered.dumpable, part.start, part.end);
+        if share_zero {
+            match out.write_at(zero_offset, &vec![0u8; page_size]) {
+                Ok(()) => {}
+                // Not even the zero page: a dump of headers and bitmaps, every page lost.
+                Err(OutputError::Full) => return self.close_unwritten(out, part),
+                Err(OutputError::Io(e)) => return Err(Error::Output(e)),
+            }
+            data_pos += block;
+        }
+
+        let codec = opts.codec;
+        let flag = codec_flag(codec);
+        let mut report = WriteReport::default();
+        let mut sink = Sink::new(out, block, l.desc_offset, data_pos, false);
+        let mut full = false;
+
+        // Jobs queued, being worked on and waiting for the consumer, with room to spare.
+        let spare = Recycler::new((AHEAD_PER_THREAD + 2) * opts.threads + 2);
+        let result = ordered(
+            pfn_jobs(&filtered.dumpable, part.start, part.end, PAGES_PER_JOB),
+            opts.threads,
+            || (Compressor::new(codec), vec![0u8; page_size * PAGES_PER_JOB]),
+            |(comp, pages), job: Vec<u64>| -> Result<JobOut> {
+                let comp = comp.as_mut().map_err(|e| Error::Input(e.clone()))?;
+                read_pages(mem, &job, pages, page_size)?;
+                let mut outp = spare.take(|| JobOut {
+                    pages: Vec::with_capacity(PAGES_PER_JOB),
+                    // Room for a compressor's working margin past the last page, too.
+                    data: Vec::with_capacity(page_size * (PAGES_PER_JOB + 1)),
+                });
+                outp.pages.clear();
+                outp.data.clear();
+                for page in pages.chunks(page_size).take(job.len()) {
+                    if share_zero && is_zero(page) {
+                        outp.pages.push((Stored::Zero, 0));
+                        continue;
+                    }
+                    let before = outp.data.len();
+                    if comp.compress(page, &mut outp.data).map_err(Error::Input)? {
+                        outp.pages.push((Stored::Compressed(flag), outp.data.len() - before));
+                    } else {
+                        outp.data.extend_from_slice(page);
+                        outp.pages.push((Stored::Raw, page.len()));
+                    }
+                }
+                Ok(outp)
+            },
+            |job: Result<JobOut>| -> Result<Flow> {
+                let job = job?;
+                let mut at = 0usize;
+                for (stored, len) in &job.pages {
+                    match stored {
+                        Stored::Zero => {
+                            report.zero_pages += 1;
+                            sink.push_desc(zero_offset, block as u32, 0);
+                        }
+                        Stored::Raw | Stored::Compressed(_) => {
+                            let f = if let Stored::Compressed(f) = stored { *f } else { 0 };
+                            sink.push_desc(sink.next_data_offset(), *len as u32, f);
+                            sink.push_data(job.data.get(at..at + len).unwrap_or_default());
+                            at += len;
+                        }
+                    }
+                }
+                if sink.wants_flush() {
+                    match sink.flush() {
+                        Ok(()) => {}
+                        Err(OutputError::Full) => {
+                            full = true;
+                            return Ok(Flow::Stop);
+                        }
+                        Err(OutputError::Io(e)) => return Err(Error::Output(e)),
+                    }
+                }
+                progress.advance(job.pages.len() as u64);
+                spare.give(job);
+                if opts.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
+                    // The buffered pages are still written below; the pages never reached
+                    // make the dump incomplete.
+                    return Ok(Flow::Stop);
+                }
+                Ok(Flow::Continue)
+            },
+        );
+        result?;
+        if !full {
+            match sink.flush() {
+                Ok(()) => {}
+                Err(OutputError::Full) => full = true,
+                Err(OutputError::Io(e)) => return Err(Error::Output(e)),
+            }
+        }
+        report.pages = in_range;
+        report.pages_written = sink.descs_written;
+        report.bytes = sink.data_pos;
+        drop(sink);
+        if full || report.pages_written < in_range {
+            report.incomplete = true;
+            mark_incomplete(out, status, false)?;
+        }
+        bitmaps_read_back(&[&filtered.present, &filtered.dumpable])?;
+        out.finish().map_err(Error::Output)?;
+        Ok(report)
+    }
 }
 
 /// Set bits of `bitmap` in `[start, end)`.

@@ -278,6 +278,18 @@ fn a_disk_filling_at_any_block_leaves_a_readable_incomplete_dump() {
     }
 }
 
+/// `disks`, the files of a split set, reassembled into one.
+fn reassembled(disks: &[Disk]) -> (WriteReport, Disk) {
+    let inputs: Vec<(String, Arc<dyn ReadAt>)> = disks
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (format!("p{i}"), Arc::new(d.bytes.clone()) as Arc<dyn ReadAt>))
+        .collect();
+    let mut joined = Disk::new(usize::MAX);
+    let r = reassemble(inputs, &mut joined, &NoProgress).unwrap();
+    (r, joined)
+}
+
 #[test]
 fn split_sets_read_back_and_reassemble_to_the_direct_file() {
     let m = machine();
@@ -309,13 +321,7 @@ fn split_sets_read_back_and_reassemble_to_the_direct_file() {
                 assert_eq!(set.read_page(vmcore_types::Pfn(pfn), &mut page).unwrap(), PageState::Dumped);
                 assert_eq!(page, page_of(pfn));
             }
-            let inputs: Vec<(String, Arc<dyn ReadAt>)> = disks
-                .iter()
-                .enumerate()
-                .map(|(i, d)| (format!("p{i}"), Arc::new(d.bytes.clone()) as Arc<dyn ReadAt>))
-                .collect();
-            let mut joined = Disk::new(usize::MAX);
-            let r = reassemble(inputs, &mut joined, &NoProgress).unwrap();
+            let (r, joined) = reassembled(&disks);
             assert!(!r.incomplete);
             assert!(joined.bytes == direct, "level {level}, {files} files of blocks of {block_pages}");
         }
@@ -358,13 +364,7 @@ fn a_stop_during_a_split_set_leaves_every_file_a_dump() {
     assert!(reports.iter().all(|r| r.incomplete));
     assert!(reports[0].pages_written > 0 && reports[1].pages_written == 0 && reports[2].pages_written == 0);
     assert!(disks.iter().all(|d| d.finished));
-    let inputs: Vec<(String, Arc<dyn ReadAt>)> = disks
-        .iter()
-        .enumerate()
-        .map(|(i, d)| (format!("p{i}"), Arc::new(d.bytes.clone()) as Arc<dyn ReadAt>))
-        .collect();
-    let mut joined = Disk::new(usize::MAX);
-    let r = reassemble(inputs, &mut joined, &NoProgress).unwrap();
+    let (r, joined) = reassembled(&disks);
     assert!(r.incomplete);
     assert_eq!(check_kdump(joined.bytes, &f, true), reports[0].pages_written);
 }
