@@ -357,7 +357,8 @@ pub fn rearrange(input: &Path, output: &Path, force: Overwrite, quiet: bool) -> 
     let mut out = FileOutput::new(create(output, force, &[source])?, None);
     let progress = Bar(spinner(quiet, format!("rearranging into {}", output.display()), true));
     let shown = if input.as_os_str() == "-" { "stdin".to_string() } else { input.display().to_string() };
-    vmcore_writer::rearrange(&mut reader, &mut out, &progress).map_err(|e| {
+    let stop = stop_flag();
+    vmcore_writer::rearrange(&mut reader, &mut out, &progress, Some(&stop)).map_err(|e| {
         discard_if_empty(output);
         let kept = if output.exists() { " (the file holds what came before)" } else { "" };
         anyhow::Error::new(e).context(format!("{shown} -> {}: rearranging stopped{kept}", output.display()))

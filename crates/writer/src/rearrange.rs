@@ -3,6 +3,7 @@
 //! describes by writing each chunk at its offset.
 
 use std::io::{self, Read};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use vmcore_formats::raw::flat;
 use vmcore_formats::raw::kdump::{self, header as h};
@@ -78,9 +79,26 @@ fn write_piece(out: &mut dyn Output, file_head: &[u8; HEAD], pos: u64, at: u64, 
     })
 }
 
+/// The error of a stream that stopped early (cut short, or `stop` set): the file written
+/// so far is marked incomplete when its header is there.
+fn stopped_early(out: &mut dyn Output, file_head: &[u8; HEAD], pos: u64, why: &str) -> Error {
+    let marked = match mark_incomplete(out, file_head) {
+        Some(format) => format!("; the {format} file is marked incomplete"),
+        None => String::new(),
+    };
+    let _ = out.finish();
+    Error::Input(format!("flattened stream, offset {pos:#x}: {why}{marked}"))
+}
+
 /// Copies the flattened stream `input` into `out`. `progress` counts payload bytes
-/// (the total is unknown).
-pub fn rearrange(input: &mut dyn Read, out: &mut dyn Output, progress: &dyn Progress) -> Result<RearrangeReport> {
+/// (the total is unknown). When `stop` is set (Ctrl-C), or the stream is cut short, what
+/// was written is closed as an incomplete dump.
+pub fn rearrange(
+    input: &mut dyn Read,
+    out: &mut dyn Output,
+    progress: &dyn Progress,
+    stop: Option<&AtomicBool>,
+) -> Result<RearrangeReport> {
     let bad = |pos: u64, what: String| Error::Input(format!("flattened stream, offset {pos:#x}: {what}"));
     let mut head = vec![0u8; flat::HEADER_SIZE as usize];
     let n = read_full(input, &mut head).map_err(|e| bad(0, format!("reading the header: {e}")))?;
@@ -106,7 +124,10 @@ pub fn rearrange(input: &mut dyn Read, out: &mut dyn Output, progress: &dyn Prog
         let mut ch = [0u8; flat::CHUNK_HEADER_SIZE as usize];
         let n = read_full(input, &mut ch).map_err(|e| bad(pos, format!("reading a chunk header: {e}")))?;
         if n < ch.len() {
-            return Err(bad(pos, "the stream ends without its end marker (cut short?)".into()));
+            return Err(stopped_early(out, &file_head, pos, "the stream ends without its end marker (cut short?)"));
+        }
+        if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+            return Err(stopped_early(out, &file_head, pos, "interrupted"));
         }
         let (o, s) = ch.split_at(8);
         let offset = <[u8; 8]>::try_from(o).map_or(0, i64::from_be_bytes);
@@ -123,7 +144,12 @@ pub fn rearrange(input: &mut dyn Read, out: &mut dyn Output, progress: &dyn Prog
             let piece = buf.get_mut(..left.min(PIECE as u64) as usize).unwrap_or_default();
             let got = read_full(input, piece).map_err(|e| bad(pos, format!("reading chunk data: {e}")))?;
             if got < piece.len() {
-                return Err(bad(pos + got as u64, "the stream ends inside a chunk (cut short?)".into()));
+                return Err(stopped_early(
+                    out,
+                    &file_head,
+                    pos + got as u64,
+                    "the stream ends inside a chunk (cut short?)",
+                ));
             }
             // Zeros past everything written are left as holes, as `vmcore dump` leaves the
             // empty stretches of its bitmaps.
@@ -194,7 +220,7 @@ mod tests {
     fn chunks_land_at_their_offsets_later_ones_win() {
         let s = stream(&[(10, b"hello"), (0, b"ab"), (12, b"XY"), (3 * PIECE as u64, &[7u8; 5])]);
         let mut out = Mem(Vec::new());
-        let r = rearrange(&mut &s[..], &mut out, &NoProgress).unwrap();
+        let r = rearrange(&mut &s[..], &mut out, &NoProgress, None).unwrap();
         assert_eq!(r.chunks, 4);
         assert_eq!(r.file_size, 3 * PIECE as u64 + 5);
         assert_eq!(&out.0[..15], b"ab\0\0\0\0\0\0\0\0heXYo");
@@ -202,7 +228,7 @@ mod tests {
         let mut s2 = s.clone();
         s2.extend_from_slice(b"garbage");
         let mut out2 = Mem(Vec::new());
-        rearrange(&mut &s2[..], &mut out2, &NoProgress).unwrap();
+        rearrange(&mut &s2[..], &mut out2, &NoProgress, None).unwrap();
         assert_eq!(out.0, out2.0);
     }
 
@@ -236,7 +262,7 @@ mod tests {
         let s =
             stream(&[(0, b"abcdef"), (2, &[0, 0]), (100, &zeros), (100 + PIECE as u64 + 10, b"x"), (5000000, &[0; 9])]);
         let mut out = SparseFile { mem: Mem(Vec::new()), writes: Vec::new() };
-        let r = rearrange(&mut &s[..], &mut out, &NoProgress).unwrap();
+        let r = rearrange(&mut &s[..], &mut out, &NoProgress, None).unwrap();
         assert_eq!(r.file_size, 5000009);
         assert_eq!(out.writes, [(0, 6), (2, 2), (100 + PIECE as u64 + 10, 1), (5000008, 1)]);
         let mut expected = vec![0u8; 5000009];
@@ -250,7 +276,7 @@ mod tests {
         let big: Vec<u8> = (0..(2 * PIECE + 17)).map(|i| (i % 251) as u8).collect();
         let s = stream(&[(5, &big)]);
         let mut out = Mem(Vec::new());
-        rearrange(&mut &s[..], &mut out, &NoProgress).unwrap();
+        rearrange(&mut &s[..], &mut out, &NoProgress, None).unwrap();
         assert_eq!(&out.0[5..], &big[..]);
     }
 
@@ -259,14 +285,14 @@ mod tests {
         let s = stream(&[(0, b"abc")]);
         let mut out = Mem(Vec::new());
         for cut in [100, 4096 + 8, 4096 + 16 + 1, s.len() - 3] {
-            let e = rearrange(&mut &s[..cut], &mut out, &NoProgress).unwrap_err().to_string();
+            let e = rearrange(&mut &s[..cut], &mut out, &NoProgress, None).unwrap_err().to_string();
             assert!(e.contains("flattened stream, offset"), "{cut}: {e}");
         }
         let mut bad = s.clone();
         bad[0] = b'M';
-        assert!(rearrange(&mut &bad[..], &mut out, &NoProgress).unwrap_err().to_string().contains("signature"));
+        assert!(rearrange(&mut &bad[..], &mut out, &NoProgress, None).unwrap_err().to_string().contains("signature"));
         let mut bad = s.clone();
         bad[4096..4104].copy_from_slice(&(-5i64).to_be_bytes());
-        assert!(rearrange(&mut &bad[..], &mut out, &NoProgress).unwrap_err().to_string().contains("offset -5"));
+        assert!(rearrange(&mut &bad[..], &mut out, &NoProgress, None).unwrap_err().to_string().contains("offset -5"));
     }
 }

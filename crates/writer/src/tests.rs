@@ -400,7 +400,7 @@ fn a_stop_request_marks_a_flattened_stream_incomplete_too() {
     let r = write_kdump(&mut flat, &m.mem, &f, &meta(&m), &o, &StopAfterFirstJob(Arc::clone(&stop))).unwrap();
     assert!(r.incomplete && r.pages_written > 0);
     let mut out = Disk::new(usize::MAX);
-    rearrange(&mut &flat.into_inner()[..], &mut out, &NoProgress).unwrap();
+    rearrange(&mut &flat.into_inner()[..], &mut out, &NoProgress, None).unwrap();
     assert_eq!(check_kdump(out.bytes, &f, true), r.pages_written);
 
     stop.store(false, std::sync::atomic::Ordering::Relaxed);
@@ -408,7 +408,7 @@ fn a_stop_request_marks_a_flattened_stream_incomplete_too() {
     let r = write_elf(&mut flat, &m.core, &*m.src, &m.mem, &f, &o, &StopAfterFirstJob(stop)).unwrap();
     assert!(r.incomplete);
     let mut out = Disk::new(usize::MAX);
-    rearrange(&mut &flat.into_inner()[..], &mut out, &NoProgress).unwrap();
+    rearrange(&mut &flat.into_inner()[..], &mut out, &NoProgress, None).unwrap();
     assert!(ElfCore::parse(&out.bytes).unwrap().is_incomplete());
 }
 
@@ -422,7 +422,7 @@ fn rearranging_onto_a_full_disk_leaves_a_dump_marked_incomplete() {
     let blocks = kdump_bytes(&m, &f, Codec::Lzo, 1).len().div_ceil(PS as usize);
     for cap in [blocks / 2, blocks - 1] {
         let mut out = Disk::new(cap);
-        let err = rearrange(&mut &stream[..], &mut out, &NoProgress).unwrap_err().to_string();
+        let err = rearrange(&mut &stream[..], &mut out, &NoProgress, None).unwrap_err().to_string();
         assert!(err.contains("the kdump file is marked incomplete"), "{cap} blocks: {err}");
         let written = check_kdump(out.bytes, &f, true);
         assert!(written < f.dumpable.count(), "{cap} blocks: {written}");
@@ -430,9 +430,45 @@ fn rearranging_onto_a_full_disk_leaves_a_dump_marked_incomplete() {
     let mut flat = FlatOutput::new(Vec::new());
     write_elf(&mut flat, &m.core, &*m.src, &m.mem, &f, &opts(Codec::Raw, 1), &NoProgress).unwrap();
     let mut out = Disk::new(4);
-    let err = rearrange(&mut &flat.into_inner()[..], &mut out, &NoProgress).unwrap_err().to_string();
+    let err = rearrange(&mut &flat.into_inner()[..], &mut out, &NoProgress, None).unwrap_err().to_string();
     assert!(err.contains("the ELF file is marked incomplete"), "{err}");
     assert!(ElfCore::parse(&out.bytes).unwrap().is_incomplete());
+}
+
+/// A stream cut short (a dropped ssh connection) or a Ctrl-C during the rearrangement used
+/// to leave a file that read as a complete dump: now it is marked incomplete, and the
+/// error says so.
+#[test]
+fn a_stream_cut_short_or_interrupted_rearranges_to_a_dump_marked_incomplete() {
+    let m = machine();
+    let f = filtered(1);
+    let mut flat = FlatOutput::new(Vec::new());
+    write_kdump(&mut flat, &m.mem, &f, &meta(&m), &opts(Codec::Lzo, 1), &NoProgress).unwrap();
+    let stream = flat.into_inner();
+    for cut in [stream.len() / 2, stream.len() - 20] {
+        let mut out = Disk::new(usize::MAX);
+        let err = rearrange(&mut &stream[..cut], &mut out, &NoProgress, None).unwrap_err().to_string();
+        assert!(err.contains("cut short") && err.contains("the kdump file is marked incomplete"), "{cut}: {err}");
+        assert!(out.finished);
+        let written = check_kdump(out.bytes, &f, true);
+        assert!(written < f.dumpable.count(), "{cut}: {written}");
+    }
+    // Ctrl-C half way.
+    struct StopHalfWay(std::sync::atomic::AtomicBool, std::sync::atomic::AtomicU64, u64);
+    impl Progress for StopHalfWay {
+        fn set_total(&self, _: u64) {}
+        fn advance(&self, n: u64) {
+            if self.1.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n > self.2 {
+                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        fn finish(&self) {}
+    }
+    let half = StopHalfWay(Default::default(), Default::default(), stream.len() as u64 / 2);
+    let mut out = Disk::new(usize::MAX);
+    let err = rearrange(&mut &stream[..], &mut out, &half, Some(&half.0)).unwrap_err().to_string();
+    assert!(err.contains("interrupted") && err.contains("the kdump file is marked incomplete"), "{err}");
+    assert!(check_kdump(out.bytes, &f, true) < f.dumpable.count());
 }
 
 #[test]
@@ -444,7 +480,7 @@ fn flattened_streams_rearrange_to_the_file() {
     write_kdump(&mut flat, &m.mem, &f, &meta(&m), &opts(Codec::Snappy, 3), &NoProgress).unwrap();
     let stream = flat.into_inner();
     let mut out = Disk::new(usize::MAX);
-    rearrange(&mut &stream[..], &mut out, &NoProgress).unwrap();
+    rearrange(&mut &stream[..], &mut out, &NoProgress, None).unwrap();
     assert!(out.bytes == direct);
 
     let mut elf_file = Disk::new(usize::MAX);
@@ -452,7 +488,7 @@ fn flattened_streams_rearrange_to_the_file() {
     let mut flat = FlatOutput::new(Vec::new());
     write_elf(&mut flat, &m.core, &*m.src, &m.mem, &f, &opts(Codec::Raw, 2), &NoProgress).unwrap();
     let mut out = Disk::new(usize::MAX);
-    rearrange(&mut &flat.into_inner()[..], &mut out, &NoProgress).unwrap();
+    rearrange(&mut &flat.into_inner()[..], &mut out, &NoProgress, None).unwrap();
     assert!(out.bytes == elf_file.bytes);
 }
 
@@ -706,7 +742,7 @@ fn bitmaps_of_a_sparse_address_space_are_holes_in_the_file() {
     drop(flat);
     let rearranged = tempfile::NamedTempFile::new().unwrap();
     let mut out = FileOutput::new(rearranged.reopen().unwrap(), None);
-    rearrange(&mut io::BufReader::new(stream.reopen().unwrap()), &mut out, &NoProgress).unwrap();
+    rearrange(&mut io::BufReader::new(stream.reopen().unwrap()), &mut out, &NoProgress, None).unwrap();
     sparse(rearranged.path());
     assert!(same_contents(tmp.path(), rearranged.path()));
 
