@@ -225,7 +225,7 @@ pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -
     }
 
     let zero_pages = if dump_level & level::ZERO != 0 && opts.scan_zero_pages {
-        zero_pages(&*dump.mem, &dumpable, opts.threads, opts.unit_pfns, opts.classify_excluded_input)?
+        zero_pages(&*dump.mem, &dumpable, opts.threads, opts.unit_pfns, opts.classify_excluded_input, None)?
     } else {
         dumpable.new_like(total)
     };
@@ -266,6 +266,7 @@ pub fn zero_pages(
     threads: usize,
     unit_pfns: u64,
     skip_unreadable: bool,
+    stop: Option<&std::sync::atomic::AtomicBool>,
 ) -> vmcore_physmem::Result<PfnBitmap> {
     let total = dumpable.len();
     let unit_pfns = unit_pfns.max(64);
@@ -338,6 +339,10 @@ pub fn zero_pages(
         |zeros| {
             for (a, b) in zeros? {
                 zero_pages.set_range(a, b);
+            }
+            // Stopped (Ctrl-C): the frames not scanned count as not zero.
+            if stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
+                return Ok(Flow::Stop);
             }
             Ok::<_, vmcore_physmem::Error>(Flow::Continue)
         },
@@ -511,7 +516,7 @@ mod tests {
         dumpable.set_range(0, 10);
         dumpable.clear(4);
         for threads in [1, 2] {
-            let zeros = zero_pages(&mem, &dumpable, threads, 64, false).expect("reads");
+            let zeros = zero_pages(&mem, &dumpable, threads, 64, false, None).expect("reads");
             assert_eq!(zeros.iter().collect::<Vec<_>>(), vec![1, 3, 6, 7, 8, 9], "{threads} threads");
         }
     }
@@ -560,7 +565,7 @@ mod tests {
         dumpable.set_range(0, frames);
         for threads in [1, 2] {
             mem.1.store(0, std::sync::atomic::Ordering::Relaxed);
-            let zeros = zero_pages(&mem, &dumpable, threads, 4096, false).expect("reads");
+            let zeros = zero_pages(&mem, &dumpable, threads, 4096, false, None).expect("reads");
             assert_eq!(zeros.count(), 8 + (frames - 16), "{threads} threads");
             assert!(zeros.get(1) && !zeros.get(2) && zeros.get(16) && zeros.get(frames - 1));
             // The data, and what the run of reads that began in it took past its end.

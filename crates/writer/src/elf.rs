@@ -231,7 +231,8 @@ pub fn write_elf(
             filtered.zero_pages.clone()
         } else {
             let unit = vmcore_filter::Options::default().unit_pfns;
-            vmcore_filter::zero_pages(mem, &filtered.dumpable, opts.threads, unit, false)?
+            // A stop here leaves the rest counted as not zero; the pages then stop at once.
+            vmcore_filter::zero_pages(mem, &filtered.dumpable, opts.threads, unit, false, opts.stop.as_deref())?
         };
         for pfn in zero.iter() {
             if keep.clear(pfn) {
