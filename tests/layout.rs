@@ -278,3 +278,27 @@ fn addresses_past_the_kernel_image_are_not_mapped() {
         }
     }
 }
+
+/// A wrong NUMBER(phys_base) disagrees with the kernel-image PT_LOAD. `info` said so; `read`
+/// (and every other command) went on in silence, printing the wrong memory. Every command
+/// that reads through the layout now says which methods disagree.
+#[test]
+fn every_command_reports_layout_disagreements() {
+    for f in fixture_names().into_iter().filter(|n| n.starts_with("x86_64")).map(|n| Fixture::new(&n)) {
+        let (ok, text, err) = run(&[OsStr::new("vmcoreinfo"), f.vmcore().as_os_str()]);
+        assert!(ok, "{err}");
+        let text = String::from_utf8(text).unwrap();
+        let line = text.lines().find(|l| l.starts_with("NUMBER(phys_base)=")).unwrap();
+        let value: i64 = line.trim_start_matches("NUMBER(phys_base)=").parse().unwrap();
+        let edited = f.work.join("vmcoreinfo-phys-base-2m-low.txt");
+        std::fs::write(&edited, text.replace(line, &format!("NUMBER(phys_base)={}", value - 0x20_0000))).unwrap();
+        let vmcore = f.vmcore();
+        for args in [&["read", "init_uts_ns", "16"][..], &["symbols"], &["dmesg"]] {
+            let mut a: Vec<&OsStr> = vec![OsStr::new(args[0]), OsStr::new("--vmcoreinfo"), edited.as_os_str()];
+            a.push(vmcore.as_os_str());
+            a.extend(args[1..].iter().map(OsStr::new));
+            let (_, _, err) = run(&a);
+            assert!(err.contains("warning: layout: phys_base: methods disagree"), "{} {args:?}: {err}", f.name);
+        }
+    }
+}

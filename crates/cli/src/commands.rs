@@ -149,12 +149,20 @@ fn vmcoreinfo(args: &DumpArgs) -> Result<()> {
 /// The machine without kallsyms, for commands that need no symbol names.
 pub(crate) fn machine_without_symbols(dump: &Dump) -> Result<Machine> {
     let name = dump.paths.first().map(|p| p.display().to_string()).unwrap_or_default();
-    Machine::without_symbols(dump).with_context(|| name)
+    Machine::without_symbols(dump).with_context(|| name).inspect(warn_layout)
 }
 
 pub(crate) fn machine(dump: &Dump) -> Result<Machine> {
     let name = dump.paths.first().map(|p| p.display().to_string()).unwrap_or_default();
-    Machine::new(dump).with_context(|| name)
+    Machine::new(dump).with_context(|| name).inspect(warn_layout)
+}
+
+/// Layout methods that disagree, said on stderr by every command (`info` also lists them
+/// in its report).
+fn warn_layout(machine: &Machine) {
+    for w in vmcore_report::layout::warnings(machine) {
+        say!("vmcore: warning: {w}");
+    }
 }
 
 /// ADDR as a number, or SYMBOL[+OFFSET] resolved through kallsyms or VMCOREINFO.

@@ -64,3 +64,13 @@ pub fn render(report: &LayoutReport, out: &mut String) {
         );
     }
 }
+
+/// The warnings of `machine`'s layout (methods that disagree), for every command that
+/// reads through it: a value taken over another is never silent.
+pub fn warnings(machine: &vmcore_kernel::machine::Machine) -> Vec<String> {
+    use vmcore_kernel::machine::Layout;
+    match &machine.layout {
+        Layout::X86_64(l) => report(&l.values()).1,
+        Layout::Aarch64(l) => report(&l.values()).1,
+    }
+}
