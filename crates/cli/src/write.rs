@@ -380,7 +380,8 @@ pub fn reassemble(files: &[PathBuf], force: Overwrite, quiet: bool) -> Result<()
     let sources: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
     let mut out = FileOutput::new(create(output, force, &sources)?, None);
     let progress = bar(quiet, "pages");
-    let report = vmcore_writer::reassemble(parts, &mut out, &progress)
+    let stop = stop_flag();
+    let report = vmcore_writer::reassemble(parts, &mut out, &progress, Some(&stop))
         .inspect_err(|_| discard_if_empty(output))
         .with_context(|| format!("reassembling into {}", output.display()))?;
     if report.incomplete {

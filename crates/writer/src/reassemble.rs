@@ -100,6 +100,7 @@ pub fn reassemble(
     parts: Vec<(String, Arc<dyn ReadAt>)>,
     out: &mut dyn Output,
     progress: &dyn Progress,
+    stop: Option<&std::sync::atomic::AtomicBool>,
 ) -> Result<WriteReport> {
     let mut files = Vec::with_capacity(parts.len());
     for (name, src) in parts {
@@ -262,6 +263,10 @@ pub fn reassemble(
             i += n;
             pages += n;
             progress.advance(n);
+            // Ctrl-C: the pages not reached make the file incomplete, marked below.
+            if stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
+                break 'parts;
+            }
             if sink.wants_flush() {
                 match sink.flush() {
                     Ok(()) => {}

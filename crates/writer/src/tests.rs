@@ -286,7 +286,7 @@ fn reassembled(disks: &[Disk]) -> (WriteReport, Disk) {
         .map(|(i, d)| (format!("p{i}"), Arc::new(d.bytes.clone()) as Arc<dyn ReadAt>))
         .collect();
     let mut joined = Disk::new(usize::MAX);
-    let r = reassemble(inputs, &mut joined, &NoProgress).unwrap();
+    let r = reassemble(inputs, &mut joined, &NoProgress, None).unwrap();
     (r, joined)
 }
 
@@ -332,16 +332,16 @@ fn split_sets_read_back_and_reassemble_to_the_direct_file() {
         write_kdump_split(&mut outs, &ranges, &m.mem, &f, &meta(&m), &opts(Codec::Lzo, 1), &NoProgress).unwrap();
         let two: Vec<(String, Arc<dyn ReadAt>)> =
             [0, 2].iter().map(|&i| (format!("p{i}"), Arc::new(disks[i].bytes.clone()) as Arc<dyn ReadAt>)).collect();
-        let e = reassemble(two, &mut Disk::new(usize::MAX), &NoProgress).unwrap_err().to_string();
+        let e = reassemble(two, &mut Disk::new(usize::MAX), &NoProgress, None).unwrap_err().to_string();
         assert!(e.contains("do not tile"), "{e}");
         let twice: Vec<(String, Arc<dyn ReadAt>)> = [0, 1, 1, 2]
             .iter()
             .map(|&i| (format!("p{i}"), Arc::new(disks[i].bytes.clone()) as Arc<dyn ReadAt>))
             .collect();
-        let e = reassemble(twice, &mut Disk::new(usize::MAX), &NoProgress).unwrap_err().to_string();
+        let e = reassemble(twice, &mut Disk::new(usize::MAX), &NoProgress, None).unwrap_err().to_string();
         assert!(e.contains("p1 (pfns") && e.contains("overlap: a file given twice"), "{e}");
         let not_split: Vec<(String, Arc<dyn ReadAt>)> = vec![("d".into(), Arc::new(direct.clone()))];
-        let e = reassemble(not_split, &mut Disk::new(usize::MAX), &NoProgress).unwrap_err().to_string();
+        let e = reassemble(not_split, &mut Disk::new(usize::MAX), &NoProgress, None).unwrap_err().to_string();
         assert!(e.contains("not a file of a --split set"), "{e}");
     }
 }
@@ -369,6 +369,28 @@ fn a_stop_during_a_split_set_leaves_every_file_a_dump() {
     assert_eq!(check_kdump(joined.bytes, &f, true), reports[0].pages_written);
 }
 
+/// Ctrl-C during `reassemble` closes the joined file as a dump marked incomplete (it was
+/// not caught: the process died with a file that read as complete).
+#[test]
+fn a_stop_during_reassembly_leaves_a_dump_marked_incomplete() {
+    let m = machine();
+    let f = filtered(1);
+    let ranges = split_ranges(&f.dumpable, 2, 64);
+    let mut disks: Vec<Disk> = (0..2).map(|_| Disk::new(usize::MAX)).collect();
+    let mut outs: Vec<&mut dyn Output> = disks.iter_mut().map(|d| d as &mut dyn Output).collect();
+    write_kdump_split(&mut outs, &ranges, &m.mem, &f, &meta(&m), &opts(Codec::Lzo, 1), &NoProgress).unwrap();
+    let inputs: Vec<(String, Arc<dyn ReadAt>)> = disks
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (format!("p{i}"), Arc::new(d.bytes.clone()) as Arc<dyn ReadAt>))
+        .collect();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut joined = Disk::new(usize::MAX);
+    let r = reassemble(inputs, &mut joined, &StopAfterFirstJob(Arc::clone(&stop)), Some(&stop)).unwrap();
+    assert!(r.incomplete && r.pages_written > 0 && r.pages_written < f.dumpable.count(), "{}", r.pages_written);
+    assert_eq!(check_kdump(joined.bytes, &f, true), r.pages_written);
+}
+
 #[test]
 fn reassembling_an_incomplete_part_keeps_what_it_has() {
     let m = machine();
@@ -383,7 +405,7 @@ fn reassembling_an_incomplete_part_keeps_what_it_has() {
     let inputs: Vec<(String, Arc<dyn ReadAt>)> =
         vec![("a".into(), Arc::new(a.bytes.clone())), ("b".into(), Arc::new(b.bytes.clone()))];
     let mut joined = Disk::new(usize::MAX);
-    let r = reassemble(inputs, &mut joined, &NoProgress).unwrap();
+    let r = reassemble(inputs, &mut joined, &NoProgress, None).unwrap();
     assert!(r.incomplete);
     let written = check_kdump(joined.bytes, &f, true);
     assert_eq!(written, reports[0].pages_written + reports[1].pages_written);
@@ -650,7 +672,7 @@ fn reassembling_joins_the_erase_information_of_every_part_in_order() {
         })
         .collect();
     let mut out = Disk::new(usize::MAX);
-    let r = reassemble(parts, &mut out, &NoProgress).unwrap();
+    let r = reassemble(parts, &mut out, &NoProgress, None).unwrap();
     assert!(!r.incomplete);
     let joined = KdumpFile::parse(Arc::new(out.bytes) as Arc<dyn ReadAt>).unwrap();
     assert_eq!(joined.eraseinfo().unwrap().unwrap(), b"erase a size 8\nerase c size 16\n");
