@@ -302,3 +302,49 @@ fn every_command_reports_layout_disagreements() {
         }
     }
 }
+
+/// Disagreeing methods used to be settled by a fixed order, VMCOREINFO first, even when
+/// the dump proved VMCOREINFO wrong. Now the answer that a check against the dump
+/// confirms wins, and the warning says which check: a wrong NUMBER(phys_base) (init_uts_ns
+/// must read "Linux"), SYMBOL(init_top_pgt) or pgtable_l5_enabled (a walk of _stext must
+/// land where the image map puts it). Reads then work as with the true values.
+#[test]
+fn a_wrong_vmcoreinfo_value_loses_to_the_methods_the_dump_confirms() {
+    for f in fixture_names().into_iter().filter(|n| n.starts_with("x86_64")).map(|n| Fixture::new(&n)) {
+        let (ok, text, err) = run(&[OsStr::new("vmcoreinfo"), f.vmcore().as_os_str()]);
+        assert!(ok, "{err}");
+        let text = String::from_utf8(text).unwrap();
+        let key = |k: &str| text.lines().find(|l| l.starts_with(k)).unwrap().to_string();
+        let pb = key("NUMBER(phys_base)=");
+        let pb_value: i64 = pb.trim_start_matches("NUMBER(phys_base)=").parse().unwrap();
+        let pgt = key("SYMBOL(init_top_pgt)=");
+        let pgt_value = u64::from_str_radix(pgt.trim_start_matches("SYMBOL(init_top_pgt)="), 16).unwrap();
+        let l5 = key("NUMBER(pgtable_l5_enabled)=");
+        let flipped = if l5.ends_with('1') { "NUMBER(pgtable_l5_enabled)=0" } else { "NUMBER(pgtable_l5_enabled)=1" };
+        let cases = [
+            ("phys_base", pb.clone(), format!("NUMBER(phys_base)={}", pb_value - 0x20_0000), "pt_load"),
+            ("pgd", pgt.clone(), format!("SYMBOL(init_top_pgt)={:x}", pgt_value + 0x1000), "symbol"),
+            ("paging_levels", l5.clone(), flipped.to_string(), "page_tables"),
+        ];
+        let vmcore = f.vmcore();
+        for (value, line, wrong, winner) in cases {
+            let edited = f.work.join(format!("vmcoreinfo-wrong-{value}.txt"));
+            std::fs::write(&edited, text.replace(&line, &wrong)).unwrap();
+            let (ok, out, err) = run(&[
+                OsStr::new("read"),
+                OsStr::new("--vmcoreinfo"),
+                edited.as_os_str(),
+                vmcore.as_os_str(),
+                OsStr::new("init_uts_ns"),
+                OsStr::new("5"),
+            ]);
+            assert!(ok && out == b"Linux", "{} {value}: {err}", f.name);
+            assert!(err.contains(&format!("layout: {value}: methods disagree")), "{} {value}: {err}", f.name);
+            assert!(
+                err.contains(&format!("using {winner}, the first answer failing the check")),
+                "{} {value}: {err}",
+                f.name
+            );
+        }
+    }
+}

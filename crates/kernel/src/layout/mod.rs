@@ -78,7 +78,7 @@ impl Method {
 }
 
 /// A layout value: what each method found (in the order they are preferred) and the one
-/// taken, the first that answered.
+/// taken: the first that answered, unless a check against the dump rules it out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Derived {
     /// The value taken.
@@ -87,13 +87,30 @@ pub struct Derived {
     pub source: Option<Method>,
     /// Every method tried, in preference order, with its answer.
     pub sources: Vec<(Method, Option<u64>)>,
+    /// The check that made a later answer win over the first (which failed it).
+    pub checked_by: Option<&'static str>,
 }
 
 impl Derived {
     /// Takes the first answer of `sources` (already in preference order).
     pub fn new(sources: Vec<(Method, Option<u64>)>) -> Derived {
         let first = sources.iter().find_map(|&(m, v)| v.map(|v| (m, v)));
-        Derived { value: first.map(|(_, v)| v), source: first.map(|(m, _)| m), sources }
+        Derived { value: first.map(|(_, v)| v), source: first.map(|(m, _)| m), sources, checked_by: None }
+    }
+
+    /// When the methods disagree, takes the first answer that passes `check` (named by
+    /// `what` in reports): a wrong VMCOREINFO value then loses to the methods whose answer
+    /// the dump confirms. When none or every answer passes, the first answer stays.
+    pub fn checked(mut self, what: &'static str, check: impl Fn(u64) -> bool) -> Derived {
+        if self.disagreement().is_none() || self.value.is_some_and(&check) {
+            return self;
+        }
+        if let Some((m, v)) = self.sources.iter().find_map(|&(m, v)| v.filter(|&v| check(v)).map(|v| (m, v))) {
+            self.value = Some(v);
+            self.source = Some(m);
+            self.checked_by = Some(what);
+        }
+        self
     }
 
     /// A description of the disagreement, when two methods answered differently.
@@ -224,25 +241,29 @@ pub fn discover_x86_64(dump: &Dump, vi: &VmcoreInfo, symbols: SymbolLookup<'_>) 
     let pgd_of = |v: Option<u64>| v.and_then(|a| image.and_then(|m| m.translate(a)));
     let pgd_vi = pgd_of(vi.symbol("init_top_pgt").or_else(|| vi.symbol("swapper_pg_dir")));
     let pgd_sym = pgd_of(symbols("init_top_pgt").or_else(|| symbols("swapper_pg_dir")));
-    layout.pgd = Derived::new(vec![(Method::Vmcoreinfo, pgd_vi), (Method::Symbol, pgd_sym)]);
+    // The check of a table and a level count: a walk of a known text address agrees with
+    // the image map.
+    let sme_mask = vi.number_u64("sme_mask").unwrap_or(0);
+    let text = vi.symbol("_stext").or_else(|| symbols("_stext"));
+    let walks_text = |root: u64, levels: usize| {
+        let (Some(text), Some(expected)) = (text, text.and_then(|t| image?.translate(t))) else { return false };
+        let w = Walker::new(Mmu::x86_64(levels, sme_mask), PhysAddr(root), boot.phys().clone());
+        w.translate(text).is_ok_and(|t| t.paddr == expected)
+    };
+    const WALK_CHECK: &str = "a page-table walk of _stext lands where the image map puts it";
+    layout.pgd = Derived::new(vec![(Method::Vmcoreinfo, pgd_vi), (Method::Symbol, pgd_sym)])
+        .checked(WALK_CHECK, |root| walks_text(root, 4) || walks_text(root, 5));
 
     // Paging levels: VMCOREINFO, then which walk of a known text address agrees with the
     // image map, then the direct-map PT_LOAD.
     let levels_vi = vi.number("pgtable_l5_enabled").map(|v| if v != 0 { 5 } else { 4 });
-    let sme_mask = vi.number_u64("sme_mask").unwrap_or(0);
-    let probe_levels = layout.pgd.value.and_then(|root| {
-        let text = vi.symbol("_stext").or_else(|| symbols("_stext"))?;
-        let expected = image?.translate(text)?;
-        [4usize, 5].into_iter().find(|&levels| {
-            let w = Walker::new(Mmu::x86_64(levels, sme_mask), PhysAddr(root), boot.phys().clone());
-            w.translate(text).is_ok_and(|t| t.paddr == expected)
-        })
-    });
+    let probe_levels = layout.pgd.value.and_then(|root| [4usize, 5].into_iter().find(|&l| walks_text(root, l)));
     layout.paging_levels = Derived::new(vec![
         (Method::Vmcoreinfo, levels_vi),
         (Method::PageTables, probe_levels.map(|l| l as u64)),
         (Method::PtLoad, elf.and_then(levels_from_pt_load)),
-    ]);
+    ])
+    .checked(WALK_CHECK, |levels| layout.pgd.value.is_some_and(|root| walks_text(root, levels as usize)));
 
     let walker = match (layout.pgd.value, layout.paging_levels.value) {
         (Some(root), Some(levels)) => {
@@ -315,6 +336,17 @@ fn phys_base(dump: &Dump, vi: &VmcoreInfo) -> Derived {
         (Method::KdumpHeader, kdump),
         (Method::PtLoad, elf_core(dump).and_then(phys_base_from_pt_load)),
     ])
+    .checked("init_uts_ns reads \"Linux\" through the image map", |pb| utsname_reads_linux(dump, vi, pb))
+}
+
+/// Whether `init_uts_ns`'s sysname, read through the image map at `phys_base`, is "Linux".
+fn utsname_reads_linux(dump: &Dump, vi: &VmcoreInfo, phys_base: u64) -> bool {
+    let name = vi.offset("uts_namespace.name").and_then(|o| u64::try_from(o).ok()).unwrap_or(0);
+    let Some(addr) = vi.symbol("init_uts_ns").map(|a| a.wrapping_add(name)) else { return false };
+    let Some(paddr) = x86_64_image_map(vi, phys_base).translate(addr) else { return false };
+    let mut sysname = [0u8; 6];
+    dump.mem.read(PhysAddr(paddr), &mut sysname, vmcore_physmem::ReadOptions::default()).is_ok()
+        && &sysname == b"Linux\0"
 }
 
 /// Kernel memory through the image map alone, from the first phys_base any method found.
