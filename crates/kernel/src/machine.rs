@@ -98,7 +98,12 @@ impl Machine {
                 }
             }
         } else {
-            notes.push("kallsyms: this kernel does not export its tables in VMCOREINFO (before 6.0)".into());
+            let old = crate::vmcoreinfo::release_before(vi.osrelease(), (6, 0, 0)) == Some(true);
+            notes.push(if old {
+                "kallsyms: this kernel does not export its tables in VMCOREINFO (before 6.0)".into()
+            } else {
+                "kallsyms: VMCOREINFO has no SYMBOL(kallsyms_names) (a kernel built without CONFIG_KALLSYMS?)".into()
+            });
             None
         };
         let lookup = |name: &str| symbols.as_ref().and_then(|s| s.lookup(name));
