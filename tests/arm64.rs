@@ -7,7 +7,7 @@ use vmcore_kernel::{Dump, OpenOptions};
 use vmcore_physmem::{Container, PageState};
 use vmcore_types::Pfn;
 
-use crate::util::{fixture_names, run, Fixture};
+use crate::util::{fixture_names, read_with_vmcoreinfo, run, Fixture};
 
 #[test]
 fn written_arm64_dumps_keep_upstreams_pages_and_read_back() {
@@ -98,5 +98,31 @@ fn a_52_bit_physical_build_on_48_bit_hardware_walks_as_48_bit() {
         assert!(ok, "{err}");
         let (ok, pa52, err) = read(&[OsStr::new("--vmcoreinfo"), edited.as_os_str()]);
         assert!(ok && pa52 == plain, "{name}: {err}");
+    }
+}
+
+/// A wrong NUMBER(kimage_voffset) loses to the kernel-image PT_LOAD when a page-table walk
+/// of `_stext` confirms the latter (it won by the fixed order before, and every read of
+/// the image went 2 MiB wrong).
+#[test]
+fn a_wrong_kimage_voffset_loses_to_the_one_the_page_tables_confirm() {
+    for name in fixture_names().into_iter().filter(|n| n.starts_with("aarch64")) {
+        let f = Fixture::new(&name);
+        let (ok, text, err) = run(&[OsStr::new("vmcoreinfo"), f.vmcore().as_os_str()]);
+        assert!(ok, "{err}");
+        let text = String::from_utf8(text).unwrap();
+        let line = text.lines().find(|l| l.starts_with("NUMBER(kimage_voffset)=")).unwrap();
+        let value =
+            u64::from_str_radix(line.trim_start_matches("NUMBER(kimage_voffset)=").trim_start_matches("0x"), 16)
+                .unwrap();
+        let edited = f.work.join("vmcoreinfo-kimage-voffset-2m-low.txt");
+        std::fs::write(&edited, text.replace(line, &format!("NUMBER(kimage_voffset)={:#x}", value - 0x20_0000)))
+            .unwrap();
+        let (ok, out, err) = read_with_vmcoreinfo(&edited, &f.vmcore(), "init_uts_ns", "5");
+        assert!(ok && out == b"Linux", "{name}: {err}");
+        assert!(
+            err.contains("kimage_voffset: methods disagree") && err.contains("using pt_load, the first answer failing"),
+            "{name}: {err}"
+        );
     }
 }

@@ -9,7 +9,7 @@ use vmcore_kernel::{Dump, OpenOptions};
 use vmcore_physmem::{PageState, ReadOptions};
 use vmcore_types::{Pfn, PhysAddr};
 
-use crate::util::{fixture_names, run, Fixture};
+use crate::util::{fixture_names, read_with_vmcoreinfo, run, Fixture};
 
 fn truth(f: &Fixture) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(f.expected("truth.json")).unwrap()).unwrap()
@@ -330,14 +330,7 @@ fn a_wrong_vmcoreinfo_value_loses_to_the_methods_the_dump_confirms() {
         for (value, line, wrong, winner) in cases {
             let edited = f.work.join(format!("vmcoreinfo-wrong-{value}.txt"));
             std::fs::write(&edited, text.replace(&line, &wrong)).unwrap();
-            let (ok, out, err) = run(&[
-                OsStr::new("read"),
-                OsStr::new("--vmcoreinfo"),
-                edited.as_os_str(),
-                vmcore.as_os_str(),
-                OsStr::new("init_uts_ns"),
-                OsStr::new("5"),
-            ]);
+            let (ok, out, err) = read_with_vmcoreinfo(&edited, &vmcore, "init_uts_ns", "5");
             assert!(ok && out == b"Linux", "{} {value}: {err}", f.name);
             assert!(err.contains(&format!("layout: {value}: methods disagree")), "{} {value}: {err}", f.name);
             assert!(

@@ -1,6 +1,7 @@
 //! Shared test support: finding the real fixtures, decompressing them once, making kdump
 //! files from them with the real makedumpfile.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
@@ -159,4 +160,17 @@ pub fn vmcore() -> Command {
 pub fn run(args: &[&std::ffi::OsStr]) -> (bool, Vec<u8>, String) {
     let out = vmcore().args(args).output().expect("run vmcore");
     (out.status.success(), out.stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// `vmcore read --vmcoreinfo VMCOREINFO VMCORE ADDR LEN`: a read through an edited
+/// VMCOREINFO.
+pub fn read_with_vmcoreinfo(vmcoreinfo: &Path, vmcore: &Path, addr: &str, len: &str) -> (bool, Vec<u8>, String) {
+    run(&[
+        OsStr::new("read"),
+        OsStr::new("--vmcoreinfo"),
+        vmcoreinfo.as_os_str(),
+        vmcore.as_os_str(),
+        OsStr::new(addr),
+        OsStr::new(len),
+    ])
 }

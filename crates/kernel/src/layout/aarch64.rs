@@ -120,8 +120,25 @@ pub fn discover(dump: &Dump, vi: &VmcoreInfo, symbols: SymbolLookup<'_>) -> Disc
     let actual = l.va_bits_actual.value.and_then(|v| u32::try_from(v).ok());
 
     let image_pt = elf.zip(actual).and_then(|(c, a)| image_load(c, a)).map(|s| s.vaddr.wrapping_sub(s.paddr));
+    // The check of a kimage_voffset: walked from swapper_pg_dir at `swapper - voffset`,
+    // `_stext` lands at `_stext - voffset`.
+    let page_shift = l.page_size.value.map(|p| p.trailing_zeros());
+    // 64K pages with 52-bit physical addresses keep PA[51:48] in descriptor bits 15:12
+    // (LPA) whatever the CPU. With 4K/16K pages, bits 9:8 hold PA[51:50] only under LPA2,
+    // which the kernel turns on together with 52-bit virtual addresses: a 52-bit build on
+    // a CPU without LPA2 runs with 48-bit ones, and bits 9:8 are then the shareability
+    // field (0b11 in every kernel mapping).
+    let pa52 = actual == Some(52) || (page_shift == Some(16) && vi.number("MAX_PHYSMEM_BITS") == Some(52));
+    let mmu = page_shift.zip(actual).and_then(|(s, a)| Mmu::aarch64(s, a, pa52));
+    let (swapper, stext) = (vi.symbol("swapper_pg_dir").or_else(|| symbols("swapper_pg_dir")), vi.symbol("_stext"));
+    let walks_text = |voffset: u64| {
+        let (Some(mmu), Some(swapper), Some(stext)) = (mmu, swapper, stext) else { return false };
+        let w = Walker::new(mmu, PhysAddr(swapper.wrapping_sub(voffset)), dump.mem.clone());
+        w.translate(stext).is_ok_and(|t| t.paddr == stext.wrapping_sub(voffset))
+    };
     l.kimage_voffset =
-        Derived::new(vec![(Method::Vmcoreinfo, vi.number_u64("kimage_voffset")), (Method::PtLoad, image_pt)]);
+        Derived::new(vec![(Method::Vmcoreinfo, vi.number_u64("kimage_voffset")), (Method::PtLoad, image_pt)])
+            .checked("a page-table walk of _stext lands at _stext - kimage_voffset", walks_text);
     let lowest_linear = elf.zip(actual).and_then(|(c, a)| linear_loads(c, a).map(|s| s.paddr).min());
     l.phys_offset =
         Derived::new(vec![(Method::Vmcoreinfo, vi.number_u64("PHYS_OFFSET")), (Method::PtLoad, lowest_linear)]);
@@ -144,14 +161,7 @@ pub fn discover(dump: &Dump, vi: &VmcoreInfo, symbols: SymbolLookup<'_>) -> Disc
         (Method::Symbol, pgd_of(symbols("swapper_pg_dir"))),
     ]);
 
-    let page_shift = l.page_size.value.map(|p| p.trailing_zeros());
-    // 64K pages with 52-bit physical addresses keep PA[51:48] in descriptor bits 15:12
-    // (LPA) whatever the CPU. With 4K/16K pages, bits 9:8 hold PA[51:50] only under LPA2,
-    // which the kernel turns on together with 52-bit virtual addresses: a 52-bit build on
-    // a CPU without LPA2 runs with 48-bit ones, and bits 9:8 are then the shareability
-    // field (0b11 in every kernel mapping).
-    let pa52 = actual == Some(52) || (page_shift == Some(16) && vi.number("MAX_PHYSMEM_BITS") == Some(52));
-    let walker = match (page_shift.zip(actual).and_then(|(s, a)| Mmu::aarch64(s, a, pa52)), l.pgd.value) {
+    let walker = match (mmu, l.pgd.value) {
         (Some(mmu), Some(root)) => Some(Arc::new(Walker::new(mmu, PhysAddr(root), dump.mem.clone()))),
         _ => None,
     };
