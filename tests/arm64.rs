@@ -126,3 +126,42 @@ fn a_wrong_kimage_voffset_loses_to_the_one_the_page_tables_confirm() {
         );
     }
 }
+
+/// A kernel built for 52-bit VAs on a CPU with 48 (Debian 6.12 arm64 on most servers)
+/// keeps PAGE_OFFSET at -(1 << 52) and lowers PHYS_OFFSET by 0xf << 48 instead. Taken as
+/// stated, PHYS_OFFSET disagreed with the PT_LOADs, page_offset with itself, VA_BITS with
+/// TCR_EL1.T1SZ, and the direct-map shortcut went off: false warnings on a healthy dump.
+/// The 48-bit fixture's VMCOREINFO rewritten as such a kernel's must read as the original.
+#[test]
+fn a_52_bit_va_build_running_with_48_bits_reads_without_warnings() {
+    for name in fixture_names().into_iter().filter(|n| n.starts_with("aarch64") && n.contains("va48")) {
+        let f = Fixture::new(&name);
+        let (ok, text, err) = run(&[OsStr::new("vmcoreinfo"), f.vmcore().as_os_str()]);
+        assert!(ok, "{err}");
+        let text = String::from_utf8(text).unwrap();
+        let line = text.lines().find(|l| l.starts_with("NUMBER(PHYS_OFFSET)=")).unwrap();
+        let phys =
+            u64::from_str_radix(line.trim_start_matches("NUMBER(PHYS_OFFSET)=").trim_start_matches("0x"), 16).unwrap();
+        let lowered = phys.wrapping_sub((1 << 52) - (1 << 48));
+        let edited = f.work.join("vmcoreinfo-va52-on-48.txt");
+        std::fs::write(
+            &edited,
+            text.replace(line, &format!("NUMBER(PHYS_OFFSET)={lowered:#x}"))
+                .replace("NUMBER(VA_BITS)=48\n", "NUMBER(VA_BITS)=52\n"),
+        )
+        .unwrap();
+        let (ok, out, err) = run(&[
+            OsStr::new("info"),
+            OsStr::new("--json"),
+            OsStr::new("--vmcoreinfo"),
+            edited.as_os_str(),
+            f.vmcore().as_os_str(),
+        ]);
+        assert!(ok, "{err}");
+        let info: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(info["warnings"], serde_json::json!([]), "{name}");
+        assert_eq!(info["layout"]["phys_offset"]["value"], serde_json::json!(format!("{phys:#x}")), "{name}");
+        let (ok, out, err) = read_with_vmcoreinfo(&edited, &f.vmcore(), "init_uts_ns", "5");
+        assert!(ok && out == b"Linux" && !err.contains("warning"), "{name}: {err}");
+    }
+}

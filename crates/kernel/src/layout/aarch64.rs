@@ -62,6 +62,19 @@ pub fn page_offset(va_bits: u32, va_bits_actual: u32, stext: u64) -> u64 {
     }
 }
 
+/// VMCOREINFO's PHYS_OFFSET (memstart_addr) in the linear map the kernel runs with. A
+/// kernel built for more VA bits than the CPU has (VA_BITS 52 running with 48) keeps
+/// PAGE_OFFSET at -(1 << VA_BITS) and lowers memstart_addr by the distance between the
+/// two linear-map bases instead (arm64_memblock_init); with the base actually in use,
+/// -(1 << va_bits_actual), PHYS_OFFSET is that much higher: the first RAM address again.
+fn phys_offset_in_use(vi: &VmcoreInfo, va_bits: Option<u32>, actual: Option<u32>) -> Option<u64> {
+    let stated = vi.number_u64("PHYS_OFFSET")?;
+    Some(match (va_bits, actual) {
+        (Some(v), Some(a)) if v > a && v < 64 => stated.wrapping_add((1u64 << v).wrapping_sub(1u64 << a)),
+        _ => stated,
+    })
+}
+
 /// Linear-map PT_LOADs are those below the kernel image half of the address space.
 fn linear_loads(core: &ElfCore, va_bits_actual: u32) -> impl Iterator<Item = &vmcore_formats::elf::LoadSegment> {
     let half = 0u64.wrapping_sub(1u64 << (va_bits_actual - 1));
@@ -105,9 +118,12 @@ pub fn discover(dump: &Dump, vi: &VmcoreInfo, symbols: SymbolLookup<'_>) -> Disc
     let t1sz = vi.number_u64("TCR_EL1_T1SZ").filter(|t| (12..=28).contains(t)).map(|t| 64 - t as u32);
     let mut l = Aarch64Layout {
         va_bits: Derived::new(vec![(Method::Vmcoreinfo, va_bits.map(u64::from))]),
+        // VA_BITS is what the kernel was built for, an upper bound: a 52-bit build runs
+        // with 48 bits on a CPU without LVA/LPA2, which is no disagreement. It stands in
+        // only when TCR_EL1.T1SZ is not exported (before 5.12).
         va_bits_actual: Derived::new(vec![
             (Method::TcrT1sz, t1sz.map(u64::from)),
-            (Method::Vmcoreinfo, va_bits.map(u64::from)),
+            (Method::Vmcoreinfo, va_bits.filter(|_| t1sz.is_none()).map(u64::from)),
         ]),
         kaslr_offset: Derived::new(vec![(Method::Vmcoreinfo, vi.kernel_offset())]),
         ..Aarch64Layout::default()
@@ -140,8 +156,10 @@ pub fn discover(dump: &Dump, vi: &VmcoreInfo, symbols: SymbolLookup<'_>) -> Disc
         Derived::new(vec![(Method::Vmcoreinfo, vi.number_u64("kimage_voffset")), (Method::PtLoad, image_pt)])
             .checked("a page-table walk of _stext lands at _stext - kimage_voffset", walks_text);
     let lowest_linear = elf.zip(actual).and_then(|(c, a)| linear_loads(c, a).map(|s| s.paddr).min());
-    l.phys_offset =
-        Derived::new(vec![(Method::Vmcoreinfo, vi.number_u64("PHYS_OFFSET")), (Method::PtLoad, lowest_linear)]);
+    l.phys_offset = Derived::new(vec![
+        (Method::Vmcoreinfo, phys_offset_in_use(vi, va_bits, actual)),
+        (Method::PtLoad, lowest_linear),
+    ]);
 
     let po_vi = match (va_bits, actual, vi.symbol("_stext")) {
         (Some(v), Some(a), Some(s)) => Some(page_offset(v, a, s)),
