@@ -67,22 +67,12 @@ fn written_arm64_dumps_keep_upstreams_pages_and_read_back() {
 fn a_52_bit_physical_build_on_48_bit_hardware_walks_as_48_bit() {
     for name in fixture_names().into_iter().filter(|n| n.starts_with("aarch64") && n.contains("va48")) {
         let f = Fixture::new(&name);
-        let (ok, text, err) = run(&[OsStr::new("vmcoreinfo"), f.vmcore().as_os_str()]);
-        assert!(ok, "{err}");
-        let text = String::from_utf8(text).unwrap();
+        let text = vmcoreinfo_text(&f.vmcore());
         assert!(text.contains("NUMBER(MAX_PHYSMEM_BITS)=48\n"), "{name}");
         let edited = f.work.join("vmcoreinfo-pa52.txt");
         std::fs::write(&edited, text.replace("NUMBER(MAX_PHYSMEM_BITS)=48\n", "NUMBER(MAX_PHYSMEM_BITS)=52\n"))
             .unwrap();
-        let (ok, out, err) = run(&[
-            OsStr::new("info"),
-            OsStr::new("--json"),
-            OsStr::new("--vmcoreinfo"),
-            edited.as_os_str(),
-            f.vmcore().as_os_str(),
-        ]);
-        assert!(ok, "{err}");
-        let info: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let info = info_json_with(&edited, &f.vmcore());
         assert_eq!(info["warnings"], serde_json::json!([]), "{name}");
         let po = &info["layout"]["page_offset"];
         assert_eq!(po["sources"]["page_tables"], po["value"], "{name}: {po}");
@@ -108,9 +98,7 @@ fn a_52_bit_physical_build_on_48_bit_hardware_walks_as_48_bit() {
 fn a_wrong_kimage_voffset_loses_to_the_one_the_page_tables_confirm() {
     for name in fixture_names().into_iter().filter(|n| n.starts_with("aarch64")) {
         let f = Fixture::new(&name);
-        let (ok, text, err) = run(&[OsStr::new("vmcoreinfo"), f.vmcore().as_os_str()]);
-        assert!(ok, "{err}");
-        let text = String::from_utf8(text).unwrap();
+        let text = vmcoreinfo_text(&f.vmcore());
         let line = text.lines().find(|l| l.starts_with("NUMBER(kimage_voffset)=")).unwrap();
         let value =
             u64::from_str_radix(line.trim_start_matches("NUMBER(kimage_voffset)=").trim_start_matches("0x"), 16)
@@ -136,9 +124,7 @@ fn a_wrong_kimage_voffset_loses_to_the_one_the_page_tables_confirm() {
 fn a_52_bit_va_build_running_with_48_bits_reads_without_warnings() {
     for name in fixture_names().into_iter().filter(|n| n.starts_with("aarch64") && n.contains("va48")) {
         let f = Fixture::new(&name);
-        let (ok, text, err) = run(&[OsStr::new("vmcoreinfo"), f.vmcore().as_os_str()]);
-        assert!(ok, "{err}");
-        let text = String::from_utf8(text).unwrap();
+        let text = vmcoreinfo_text(&f.vmcore());
         let line = text.lines().find(|l| l.starts_with("NUMBER(PHYS_OFFSET)=")).unwrap();
         let phys =
             u64::from_str_radix(line.trim_start_matches("NUMBER(PHYS_OFFSET)=").trim_start_matches("0x"), 16).unwrap();
@@ -150,18 +136,30 @@ fn a_52_bit_va_build_running_with_48_bits_reads_without_warnings() {
                 .replace("NUMBER(VA_BITS)=48\n", "NUMBER(VA_BITS)=52\n"),
         )
         .unwrap();
-        let (ok, out, err) = run(&[
-            OsStr::new("info"),
-            OsStr::new("--json"),
-            OsStr::new("--vmcoreinfo"),
-            edited.as_os_str(),
-            f.vmcore().as_os_str(),
-        ]);
-        assert!(ok, "{err}");
-        let info: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let info = info_json_with(&edited, &f.vmcore());
         assert_eq!(info["warnings"], serde_json::json!([]), "{name}");
         assert_eq!(info["layout"]["phys_offset"]["value"], serde_json::json!(format!("{phys:#x}")), "{name}");
         let (ok, out, err) = read_with_vmcoreinfo(&edited, &f.vmcore(), "init_uts_ns", "5");
         assert!(ok && out == b"Linux" && !err.contains("warning"), "{name}: {err}");
     }
+}
+
+/// The VMCOREINFO text of `vmcore`, to edit.
+fn vmcoreinfo_text(vmcore: &std::path::Path) -> String {
+    let (ok, text, err) = run(&[OsStr::new("vmcoreinfo"), vmcore.as_os_str()]);
+    assert!(ok, "{err}");
+    String::from_utf8(text).unwrap()
+}
+
+/// `vmcore info --json` of `vmcore` read with the VMCOREINFO file `vmcoreinfo`.
+fn info_json_with(vmcoreinfo: &std::path::Path, vmcore: &std::path::Path) -> serde_json::Value {
+    let (ok, out, err) = run(&[
+        OsStr::new("info"),
+        OsStr::new("--json"),
+        OsStr::new("--vmcoreinfo"),
+        vmcoreinfo.as_os_str(),
+        vmcore.as_os_str(),
+    ]);
+    assert!(ok, "{err}");
+    serde_json::from_slice(&out).unwrap()
 }
