@@ -359,7 +359,10 @@ pub fn rearrange(input: &Path, output: &Path, force: Overwrite, quiet: bool) -> 
     let shown = if input.as_os_str() == "-" { "stdin".to_string() } else { input.display().to_string() };
     let stop = stop_flag();
     vmcore_writer::rearrange(&mut reader, &mut out, &progress, Some(&stop)).map_err(|e| {
-        discard_if_empty(output);
+        match e {
+            vmcore_writer::Error::NoRoomForHeaders | vmcore_writer::Error::NoDump(_) => remove_created(output),
+            _ => discard_if_empty(output),
+        }
         let kept = if output.exists() { " (the file holds what came before)" } else { "" };
         anyhow::Error::new(e).context(format!("{shown} -> {}: rearranging stopped{kept}", output.display()))
     })?;

@@ -60,6 +60,10 @@ pub enum Error {
         "writing the dump: no space for the dump's headers and bitmaps (a larger -L, or more free space, is needed)"
     )]
     NoRoomForHeaders,
+    /// The input stopped (cut short, or Ctrl-C) before the output's headers and bitmaps
+    /// were whole: there is no dump to mark incomplete.
+    #[error("{0}: no dump was written")]
+    NoDump(String),
 }
 
 impl From<OutputError> for Error {

@@ -40,9 +40,10 @@ fn read_full(input: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(done)
 }
 
-/// Bytes of the rearranged file's start kept to mark it incomplete: up to the kdump
-/// header's status field, which lies past the ELF header's e_flags.
-const HEAD: usize = h::STATUS + 4;
+/// Bytes of the rearranged file's start kept to mark it incomplete and to tell where its
+/// headers end: up to the kdump header's bitmap_blocks, past its status field and the ELF
+/// header's e_flags.
+const HEAD: usize = h::BITMAP_BLOCKS + 4;
 
 /// Sets the incomplete flag of the kdump or ELF header that `head` (the file's first bytes)
 /// holds, in place: its block is on disk, so the full disk takes the write. Returns the
@@ -79,9 +80,30 @@ fn write_piece(out: &mut dyn Output, file_head: &[u8; HEAD], pos: u64, at: u64, 
     })
 }
 
+/// Where a kdump file's headers and bitmaps end, from its header's first bytes.
+fn kdump_heads_end(head: &[u8; HEAD]) -> Option<u64> {
+    let field = |at: usize, big_endian: bool| {
+        let b: [u8; 4] = head.get(at..at + 4)?.try_into().ok()?;
+        Some(u64::from(if big_endian { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) }))
+    };
+    let big_endian = field(h::HEADER_VERSION, false)? > 0xffff;
+    let blocks = 1 + field(h::SUB_HDR_SIZE, big_endian)? + field(h::BITMAP_BLOCKS, big_endian)?;
+    blocks.checked_mul(field(h::BLOCK_SIZE, big_endian)?)
+}
+
 /// The error of a stream that stopped early (cut short, or `stop` set): the file written
-/// so far is marked incomplete when its header is there.
-fn stopped_early(out: &mut dyn Output, file_head: &[u8; HEAD], pos: u64, why: &str) -> Error {
+/// so far is marked incomplete when it is a dump: an ELF header, or a kdump file's headers
+/// and bitmaps through `covered` (the furthest byte received); otherwise there is no dump.
+fn stopped_early(out: &mut dyn Output, file_head: &[u8; HEAD], covered: u64, pos: u64, why: &str) -> Error {
+    let no_dump = if file_head.starts_with(kdump::KDUMP_SIGNATURE) {
+        kdump_heads_end(file_head).is_none_or(|end| covered < end)
+    } else {
+        !file_head.starts_with(b"\x7fELF")
+    };
+    if no_dump {
+        let _ = out.finish();
+        return Error::NoDump(format!("flattened stream, offset {pos:#x}: {why}, before the headers were through"));
+    }
     let marked = match mark_incomplete(out, file_head) {
         Some(format) => format!("; the {format} file is marked incomplete"),
         None => String::new(),
@@ -120,14 +142,22 @@ pub fn rearrange(
     let mut file_head = [0u8; HEAD];
     // The end of the furthest piece written to `out`.
     let mut written_end = 0u64;
+    // The end of the furthest piece received, holes included.
+    let mut covered_end = 0u64;
     loop {
         let mut ch = [0u8; flat::CHUNK_HEADER_SIZE as usize];
         let n = read_full(input, &mut ch).map_err(|e| bad(pos, format!("reading a chunk header: {e}")))?;
         if n < ch.len() {
-            return Err(stopped_early(out, &file_head, pos, "the stream ends without its end marker (cut short?)"));
+            return Err(stopped_early(
+                out,
+                &file_head,
+                covered_end,
+                pos,
+                "the stream ends without its end marker (cut short?)",
+            ));
         }
         if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
-            return Err(stopped_early(out, &file_head, pos, "interrupted"));
+            return Err(stopped_early(out, &file_head, covered_end, pos, "interrupted"));
         }
         let (o, s) = ch.split_at(8);
         let offset = <[u8; 8]>::try_from(o).map_or(0, i64::from_be_bytes);
@@ -147,6 +177,7 @@ pub fn rearrange(
                 return Err(stopped_early(
                     out,
                     &file_head,
+                    covered_end,
                     pos + got as u64,
                     "the stream ends inside a chunk (cut short?)",
                 ));
@@ -158,6 +189,7 @@ pub fn rearrange(
                 write_piece(out, &file_head, pos, at, piece)?;
                 written_end = written_end.max(at + piece.len() as u64);
             }
+            covered_end = covered_end.max(at + piece.len() as u64);
             if let Some(end) = usize::try_from(at).ok().filter(|&a| a < HEAD) {
                 let n = (HEAD - end).min(piece.len());
                 if let (Some(dst), Some(src)) = (file_head.get_mut(end..end + n), piece.get(..n)) {

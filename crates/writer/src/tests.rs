@@ -475,6 +475,13 @@ fn a_stream_cut_short_or_interrupted_rearranges_to_a_dump_marked_incomplete() {
         let written = check_kdump(out.bytes, &f, true);
         assert!(written < f.dumpable.count(), "{cut}: {written}");
     }
+    // Cut inside the headers: there is no dump to mark.
+    for cut in [4096 + 16 + 100, 4096 + 2 * (4096 + 16) + 10] {
+        let mut out = Disk::new(usize::MAX);
+        let err = rearrange(&mut &stream[..cut], &mut out, &NoProgress, None).unwrap_err();
+        assert!(matches!(err, Error::NoDump(_)), "{cut}: {err}");
+        assert!(err.to_string().contains("no dump was written"), "{cut}: {err}");
+    }
     // Ctrl-C half way.
     struct StopHalfWay(std::sync::atomic::AtomicBool, std::sync::atomic::AtomicU64, u64);
     impl Progress for StopHalfWay {
