@@ -67,8 +67,18 @@ fn mark_incomplete(out: &mut dyn Output, head: &[u8; HEAD]) -> Option<&'static s
 
 /// Writes a piece of the chunk at stream offset `pos` at file offset `at`; on a full disk,
 /// marks the file incomplete through the header bytes `file_head`.
-fn write_piece(out: &mut dyn Output, file_head: &[u8; HEAD], pos: u64, at: u64, piece: &[u8]) -> Result<()> {
+fn write_piece(
+    out: &mut dyn Output,
+    file_head: &[u8; HEAD],
+    covered: u64,
+    pos: u64,
+    at: u64,
+    piece: &[u8],
+) -> Result<()> {
+    let heads_through = kdump_heads_end(file_head).is_some_and(|end| covered >= end);
     out.write_at(at, piece).map_err(|e| match e {
+        // A kdump file whose headers and bitmaps did not fit is no dump.
+        OutputError::Full if file_head.starts_with(kdump::KDUMP_SIGNATURE) && !heads_through => Error::NoRoomForHeaders,
         OutputError::Full => Error::Output(io::Error::other(match mark_incomplete(out, file_head) {
             Some(format) => format!("no space left for the dump; the {format} file is marked incomplete"),
             None => "no space left for the dump".into(),
@@ -186,7 +196,7 @@ pub fn rearrange(
             // empty stretches of its bitmaps.
             let hole = at >= written_end && out.unwritten_reads_zero(at) && vmcore_filter::is_zero(piece);
             if !hole {
-                write_piece(out, &file_head, pos, at, piece)?;
+                write_piece(out, &file_head, covered_end, pos, at, piece)?;
                 written_end = written_end.max(at + piece.len() as u64);
             }
             covered_end = covered_end.max(at + piece.len() as u64);
@@ -207,7 +217,7 @@ pub fn rearrange(
     }
     if report.file_size > written_end {
         // The file ends in a hole: its last byte makes it as long as the stream says.
-        write_piece(out, &file_head, pos, report.file_size - 1, &[0])?;
+        write_piece(out, &file_head, covered_end, pos, report.file_size - 1, &[0])?;
     }
     out.finish().map_err(Error::Output)?;
     progress.finish();

@@ -442,6 +442,10 @@ fn rearranging_onto_a_full_disk_leaves_a_dump_marked_incomplete() {
     write_kdump(&mut flat, &m.mem, &f, &meta(&m), &opts(Codec::Lzo, 1), &NoProgress).unwrap();
     let stream = flat.into_inner();
     let blocks = kdump_bytes(&m, &f, Codec::Lzo, 1).len().div_ceil(PS as usize);
+    // Too small for the headers and bitmaps: no dump, said so (the caller removes the file).
+    let mut out = Disk::new(3);
+    let err = rearrange(&mut &stream[..], &mut out, &NoProgress, None).unwrap_err();
+    assert!(matches!(err, Error::NoRoomForHeaders), "{err}");
     for cap in [blocks / 2, blocks - 1] {
         let mut out = Disk::new(cap);
         let err = rearrange(&mut &stream[..], &mut out, &NoProgress, None).unwrap_err().to_string();
