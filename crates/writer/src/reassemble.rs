@@ -169,8 +169,10 @@ pub fn reassemble(
     let status = first.file.header.status & !raw::DUMP_DH_COMPRESSED_INCOMPLETE;
     progress.set_total(total);
 
-    // Header and sub header of the first part, split fields cleared.
-    let mut head = read_vec(&*first.src, 0, bs * (1 + sub_blocks), "header blocks", &first.name)?;
+    // The header and the sub header's block of the first part, split fields cleared (the
+    // rest of the sub header's blocks, notes and VMCOREINFO, is copied with the bitmaps).
+    let head_len = bs * (1 + sub_blocks.min(1));
+    let mut head = read_vec(&*first.src, 0, head_len, "header blocks", &first.name)?;
     put_u(&mut head, h::STATUS, 4, u64::from(status), be);
     let sub_at = bs as usize;
     if version >= 2 {
@@ -187,11 +189,11 @@ pub fn reassemble(
         put_u(&mut head, sub_at + sh::END_PFN_64, 8, 0, be);
     }
     out.write_at(0, &head)?;
-    // Both bitmaps, copied.
-    let mut at = bs * (1 + sub_blocks);
+    // The rest of the sub header's blocks and both bitmaps, copied a buffer at a time.
+    let mut at = head_len;
     while at < desc_offset {
         let n = (desc_offset - at).min(WRITE_BUFFER as u64);
-        let chunk = read_vec(&*first.src, at, n, "bitmaps", &first.name)?;
+        let chunk = read_vec(&*first.src, at, n, "sub header and bitmaps", &first.name)?;
         out.write_at(at, &chunk)?;
         at += n;
     }
