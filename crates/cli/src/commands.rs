@@ -68,7 +68,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 limit,
                 bitmap_memory,
                 work_dir: work_dir.as_deref(),
-                force: Overwrite { allowed: force, option: "--force" },
+                force: Overwrite::vmcore(force),
                 stats,
                 dry_run,
                 json,
@@ -86,10 +86,10 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Rearrange { input, output, force, quiet } => {
-            crate::write::rearrange(&input, &output, Overwrite { allowed: force, option: "--force" }, quiet)
+            crate::write::rearrange(&input, &output, Overwrite::vmcore(force), quiet)
         }
         Command::Reassemble { files, force, quiet } => {
-            crate::write::reassemble(&files, Overwrite { allowed: force, option: "--force" }, quiet)
+            crate::write::reassemble(&files, Overwrite::vmcore(force), quiet)
         }
         Command::Symbols { dump, pattern, types } => symbols(&dump.into(), pattern.as_deref(), types),
         Command::Addr2sym { dump, addr } => addr2sym(&dump.into(), addr),

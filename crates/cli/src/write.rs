@@ -41,6 +41,13 @@ pub struct Overwrite {
     pub option: &'static str,
 }
 
+impl Overwrite {
+    /// vmcore's own commands: `--force`.
+    pub fn vmcore(allowed: bool) -> Overwrite {
+        Overwrite { allowed, option: "--force" }
+    }
+}
+
 /// `--bitmap-memory`'s default: 256 GiB of RAM where kept and excluded pages mix, per
 /// bitmap, before spilling.
 pub const DEFAULT_BITMAP_MEMORY: u64 = 8 << 20;
@@ -124,11 +131,16 @@ fn discard_if_empty(path: &Path) {
     }
 }
 
-/// Removes `path`, a file this command created (or emptied with --force) whose headers did
-/// not fit: readers would take it for a dump (libkdumpfile read one as every page
-/// excluded, or died on it), and it holds no page.
-fn remove_created(path: &Path) {
-    let _ = std::fs::remove_file(path);
+/// After a failed write into `path`, a file this command created (or emptied with
+/// --force): removed when the writer left no dump in it (its headers never became whole:
+/// readers would take it for a dump, libkdumpfile read one as every page excluded or died
+/// on it), otherwise only when it stayed empty.
+fn discard_after(path: &Path, e: &vmcore_writer::Error) {
+    if e.left_no_dump() {
+        let _ = std::fs::remove_file(path);
+    } else {
+        discard_if_empty(path);
+    }
 }
 
 /// Creates a dump file that is none of `inputs`.
@@ -282,10 +294,7 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
         }
         let mut outs: Vec<&mut dyn Output> = files.iter_mut().map(|f| f as &mut dyn Output).collect();
         let reports = vmcore_writer::write_kdump_split(&mut outs, &ranges, mem, &filtered, &meta, &opts, &progress)
-            .inspect_err(|e| match e {
-                vmcore_writer::Error::NoRoomForHeaders => format.split.iter().for_each(|p| remove_created(p)),
-                _ => discard(format.split.len()),
-            })
+            .inspect_err(|e| format.split.iter().for_each(|p| discard_after(p, e)))
             .context("writing the split files")?;
         format.split.iter().map(|p| p.display().to_string()).zip(reports).collect()
     } else if job.flatten {
@@ -296,8 +305,8 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
         let mut out = FileOutput::new(create(path, job.force, &[Path::new(name)])?, job.limit);
         let report = write_to(&mut out)
             .inspect_err(|e| match e.downcast_ref::<vmcore_writer::Error>() {
-                Some(vmcore_writer::Error::NoRoomForHeaders) => remove_created(path),
-                _ => discard_if_empty(path),
+                Some(e) => discard_after(path, e),
+                None => discard_if_empty(path),
             })
             .with_context(|| format!("writing {}", path.display()))?;
         vec![(path.display().to_string(), report)]
@@ -359,10 +368,7 @@ pub fn rearrange(input: &Path, output: &Path, force: Overwrite, quiet: bool) -> 
     let shown = if input.as_os_str() == "-" { "stdin".to_string() } else { input.display().to_string() };
     let stop = stop_flag();
     vmcore_writer::rearrange(&mut reader, &mut out, &progress, Some(&stop)).map_err(|e| {
-        match e {
-            vmcore_writer::Error::NoRoomForHeaders | vmcore_writer::Error::NoDump(_) => remove_created(output),
-            _ => discard_if_empty(output),
-        }
+        discard_after(output, &e);
         let kept = if output.exists() { " (the file holds what came before)" } else { "" };
         anyhow::Error::new(e).context(format!("{shown} -> {}: rearranging stopped{kept}", output.display()))
     })?;

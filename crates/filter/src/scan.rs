@@ -287,24 +287,24 @@ pub fn zero_pages(
             };
             let mut pfns = dumpable.iter_range(start, end).peekable();
             while let Some(first) = pfns.next() {
-                if let Some(stop) = mem.zero_filled_until(Pfn(first)) {
+                if let Some(data_end) = mem.zero_filled_until(Pfn(first)) {
                     // Memory a segment claims past its data reads as zeros: not read, and
                     // taken a run of dumpable frames at a time (it can be 2^40 frames).
-                    let stop = stop.min(end);
+                    let zeros_end = data_end.min(end);
                     let mut at = first;
-                    while at < stop {
-                        let run_end = dumpable.set_run_end(at, stop);
+                    while at < zeros_end {
+                        let run_end = dumpable.set_run_end(at, zeros_end);
                         if run_end > at {
                             add_run(at, run_end);
                             at = run_end;
                         } else {
-                            match dumpable.iter_range(at, stop).next() {
+                            match dumpable.iter_range(at, zeros_end).next() {
                                 Some(next) => at = next,
                                 None => break,
                             }
                         }
                     }
-                    pfns = dumpable.iter_range(stop, end).peekable();
+                    pfns = dumpable.iter_range(zeros_end, end).peekable();
                     continue;
                 }
                 let mut n = 1;

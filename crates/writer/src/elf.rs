@@ -361,7 +361,7 @@ pub fn write_elf(
                 done += n;
                 report.pages_written += n / ps;
                 progress.advance(n / ps);
-                if pos < offset && opts.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
+                if pos < offset && opts.stopped() {
                     full = true;
                     break 'segments;
                 }

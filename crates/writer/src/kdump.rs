@@ -437,7 +437,7 @@ pub fn write_kdump_split(
     let mut reports = Vec::with_capacity(outs.len());
     for (out, &(start, end)) in outs.iter_mut().zip(ranges) {
         let part = Part { start, end, split: true };
-        let report = if opts.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
+        let report = if opts.stopped() {
             job.close_unwritten(&mut **out, part)?
         } else {
             job.write_pages(&mut **out, progress, part)?
@@ -590,7 +590,7 @@ impl Job<'_> {
                 }
                 progress.advance(job.pages.len() as u64);
                 spare.give(job);
-                if opts.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
+                if opts.stopped() {
                     // The buffered pages are still written below; the pages never reached
                     // make the dump incomplete.
                     return Ok(Flow::Stop);

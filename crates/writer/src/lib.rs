@@ -66,6 +66,14 @@ pub enum Error {
     NoDump(String),
 }
 
+impl Error {
+    /// The output holds no dump (its headers and bitmaps never became whole): the file is
+    /// of no use and the caller that created it removes it.
+    pub fn left_no_dump(&self) -> bool {
+        matches!(self, Error::NoRoomForHeaders | Error::NoDump(_))
+    }
+}
+
 impl From<OutputError> for Error {
     fn from(e: OutputError) -> Error {
         match e {
@@ -93,6 +101,18 @@ impl Default for WriteOptions {
     fn default() -> WriteOptions {
         WriteOptions { codec: Codec::Zlib, threads: 1, stop: None }
     }
+}
+
+impl WriteOptions {
+    /// Whether a stop (Ctrl-C) was asked for.
+    fn stopped(&self) -> bool {
+        stopped(self.stop.as_deref())
+    }
+}
+
+/// Whether `stop` is set.
+fn stopped(stop: Option<&AtomicBool>) -> bool {
+    stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
 }
 
 /// What was written.

@@ -3,7 +3,7 @@
 //! describes by writing each chunk at its offset.
 
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use vmcore_formats::raw::flat;
 use vmcore_formats::raw::kdump::{self, header as h};
@@ -49,17 +49,12 @@ const HEAD: usize = h::BITMAP_BLOCKS + 4;
 /// holds, in place: its block is on disk, so the full disk takes the write. Returns the
 /// format marked.
 fn mark_incomplete(out: &mut dyn Output, head: &[u8; HEAD]) -> Option<&'static str> {
-    let field = |at: usize, big_endian: bool| {
-        let b: [u8; 4] = head.get(at..at + 4)?.try_into().ok()?;
-        Some(if big_endian { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) })
-    };
     if head.starts_with(kdump::KDUMP_SIGNATURE) {
-        // The header version (1 to 6) tells the dumped machine's byte order.
-        let big_endian = field(h::HEADER_VERSION, false)? > 0xffff;
-        crate::kdump::mark_incomplete(out, field(h::STATUS, big_endian)?, big_endian).ok().map(|()| "kdump")
+        let big_endian = kdump_big_endian(head)?;
+        crate::kdump::mark_incomplete(out, head_u32(head, h::STATUS, big_endian)?, big_endian).ok().map(|()| "kdump")
     } else if head.starts_with(b"\x7fELF") && head.get(4) == Some(&2) {
         let big_endian = head.get(5) == Some(&2);
-        crate::elf::mark_incomplete(out, field(E_FLAGS, big_endian)?, big_endian).ok().map(|()| "ELF")
+        crate::elf::mark_incomplete(out, head_u32(head, E_FLAGS, big_endian)?, big_endian).ok().map(|()| "ELF")
     } else {
         None
     }
@@ -75,10 +70,9 @@ fn write_piece(
     at: u64,
     piece: &[u8],
 ) -> Result<()> {
-    let heads_through = kdump_heads_end(file_head).is_some_and(|end| covered >= end);
     out.write_at(at, piece).map_err(|e| match e {
         // A kdump file whose headers and bitmaps did not fit is no dump.
-        OutputError::Full if file_head.starts_with(kdump::KDUMP_SIGNATURE) && !heads_through => Error::NoRoomForHeaders,
+        OutputError::Full if kdump_heads_missing(file_head, covered) => Error::NoRoomForHeaders,
         OutputError::Full => Error::Output(io::Error::other(match mark_incomplete(out, file_head) {
             Some(format) => format!("no space left for the dump; the {format} file is marked incomplete"),
             None => "no space left for the dump".into(),
@@ -90,26 +84,34 @@ fn write_piece(
     })
 }
 
-/// Where a kdump file's headers and bitmaps end, from its header's first bytes.
-fn kdump_heads_end(head: &[u8; HEAD]) -> Option<u64> {
-    let field = |at: usize, big_endian: bool| {
-        let b: [u8; 4] = head.get(at..at + 4)?.try_into().ok()?;
-        Some(u64::from(if big_endian { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) }))
+/// The `u32` at `at` of the file's first bytes.
+fn head_u32(head: &[u8; HEAD], at: usize, big_endian: bool) -> Option<u32> {
+    let b: [u8; 4] = head.get(at..at + 4)?.try_into().ok()?;
+    Some(if big_endian { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) })
+}
+
+/// A kdump header's byte order: its version (0 to 6) reads small only in its own.
+fn kdump_big_endian(head: &[u8; HEAD]) -> Option<bool> {
+    Some(head_u32(head, h::HEADER_VERSION, false)? > 0xffff)
+}
+
+/// Whether the file is a kdump file whose headers and bitmaps are not all in the first
+/// `covered` bytes received: then it is no dump (nothing to mark incomplete).
+fn kdump_heads_missing(head: &[u8; HEAD], covered: u64) -> bool {
+    let heads_end = || {
+        let big_endian = kdump_big_endian(head)?;
+        let field = |at| head_u32(head, at, big_endian).map(u64::from);
+        (1 + field(h::SUB_HDR_SIZE)? + field(h::BITMAP_BLOCKS)?).checked_mul(field(h::BLOCK_SIZE)?)
     };
-    let big_endian = field(h::HEADER_VERSION, false)? > 0xffff;
-    let blocks = 1 + field(h::SUB_HDR_SIZE, big_endian)? + field(h::BITMAP_BLOCKS, big_endian)?;
-    blocks.checked_mul(field(h::BLOCK_SIZE, big_endian)?)
+    head.starts_with(kdump::KDUMP_SIGNATURE) && heads_end().is_none_or(|end| covered < end)
 }
 
 /// The error of a stream that stopped early (cut short, or `stop` set): the file written
 /// so far is marked incomplete when it is a dump: an ELF header, or a kdump file's headers
 /// and bitmaps through `covered` (the furthest byte received); otherwise there is no dump.
 fn stopped_early(out: &mut dyn Output, file_head: &[u8; HEAD], covered: u64, pos: u64, why: &str) -> Error {
-    let no_dump = if file_head.starts_with(kdump::KDUMP_SIGNATURE) {
-        kdump_heads_end(file_head).is_none_or(|end| covered < end)
-    } else {
-        !file_head.starts_with(b"\x7fELF")
-    };
+    let no_dump = kdump_heads_missing(file_head, covered)
+        || !(file_head.starts_with(kdump::KDUMP_SIGNATURE) || file_head.starts_with(b"\x7fELF"));
     if no_dump {
         let _ = out.finish();
         return Error::NoDump(format!("flattened stream, offset {pos:#x}: {why}, before the headers were through"));
@@ -166,7 +168,7 @@ pub fn rearrange(
                 "the stream ends without its end marker (cut short?)",
             ));
         }
-        if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+        if crate::stopped(stop) {
             return Err(stopped_early(out, &file_head, covered_end, pos, "interrupted"));
         }
         let (o, s) = ch.split_at(8);

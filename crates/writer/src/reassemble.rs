@@ -266,7 +266,7 @@ pub fn reassemble(
             pages += n;
             progress.advance(n);
             // Ctrl-C: the pages not reached make the file incomplete, marked below.
-            if stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
+            if crate::stopped(stop) {
                 break 'parts;
             }
             if sink.wants_flush() {
