@@ -7,7 +7,7 @@ use vmcore_kernel::{Dump, OpenOptions};
 use vmcore_physmem::{Container, PageState};
 use vmcore_types::Pfn;
 
-use crate::util::{fixture_names, read_with_vmcoreinfo, run, Fixture};
+use crate::util::{fixture_names, read_with_vmcoreinfo, run, vmcoreinfo_text, Fixture};
 
 #[test]
 fn written_arm64_dumps_keep_upstreams_pages_and_read_back() {
@@ -142,13 +142,6 @@ fn a_52_bit_va_build_running_with_48_bits_reads_without_warnings() {
         let (ok, out, err) = read_with_vmcoreinfo(&edited, &f.vmcore(), "init_uts_ns", "5");
         assert!(ok && out == b"Linux" && !err.contains("warning"), "{name}: {err}");
     }
-}
-
-/// The VMCOREINFO text of `vmcore`, to edit.
-fn vmcoreinfo_text(vmcore: &std::path::Path) -> String {
-    let (ok, text, err) = run(&[OsStr::new("vmcoreinfo"), vmcore.as_os_str()]);
-    assert!(ok, "{err}");
-    String::from_utf8(text).unwrap()
 }
 
 /// `vmcore info --json` of `vmcore` read with the VMCOREINFO file `vmcoreinfo`.

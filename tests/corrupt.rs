@@ -14,7 +14,7 @@ use vmcore_kernel::{Dump, OpenOptions};
 use vmcore_synth::kdump::{self, KdumpSpec, PageSpec};
 use vmcore_types::Pfn;
 
-use crate::util::run;
+use crate::util::{run, vmcoreinfo_text};
 
 const PS: usize = 4096;
 
@@ -330,9 +330,7 @@ fn last_load_header(bytes: &[u8]) -> usize {
 fn a_page_size_no_machine_has_is_refused_not_allocated() {
     let dir = tempfile::tempdir().unwrap();
     let (path, _) = synthetic_elf(dir.path());
-    let (ok, text, err) = run(&[OsStr::new("vmcoreinfo"), path.as_os_str()]);
-    assert!(ok, "{err}");
-    let text = String::from_utf8(text).unwrap();
+    let text = vmcoreinfo_text(&path);
     assert!(text.contains("PAGESIZE=4096\n"));
     let out = dir.path().join("out.kdump");
     for size in ["1099511627776", "5000", "2048"] {

@@ -9,7 +9,7 @@ use vmcore_kernel::{Dump, OpenOptions};
 use vmcore_physmem::{PageState, ReadOptions};
 use vmcore_types::{Pfn, PhysAddr};
 
-use crate::util::{fixture_names, read_with_vmcoreinfo, run, Fixture};
+use crate::util::{fixture_names, read_with_vmcoreinfo, run, vmcoreinfo_text, Fixture};
 
 fn truth(f: &Fixture) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(f.expected("truth.json")).unwrap()).unwrap()
@@ -285,9 +285,7 @@ fn addresses_past_the_kernel_image_are_not_mapped() {
 #[test]
 fn every_command_reports_layout_disagreements() {
     for f in fixture_names().into_iter().filter(|n| n.starts_with("x86_64")).map(|n| Fixture::new(&n)) {
-        let (ok, text, err) = run(&[OsStr::new("vmcoreinfo"), f.vmcore().as_os_str()]);
-        assert!(ok, "{err}");
-        let text = String::from_utf8(text).unwrap();
+        let text = vmcoreinfo_text(&f.vmcore());
         let line = text.lines().find(|l| l.starts_with("NUMBER(phys_base)=")).unwrap();
         let value: i64 = line.trim_start_matches("NUMBER(phys_base)=").parse().unwrap();
         let edited = f.work.join("vmcoreinfo-phys-base-2m-low.txt");
@@ -311,9 +309,7 @@ fn every_command_reports_layout_disagreements() {
 #[test]
 fn a_wrong_vmcoreinfo_value_loses_to_the_methods_the_dump_confirms() {
     for f in fixture_names().into_iter().filter(|n| n.starts_with("x86_64")).map(|n| Fixture::new(&n)) {
-        let (ok, text, err) = run(&[OsStr::new("vmcoreinfo"), f.vmcore().as_os_str()]);
-        assert!(ok, "{err}");
-        let text = String::from_utf8(text).unwrap();
+        let text = vmcoreinfo_text(&f.vmcore());
         let key = |k: &str| text.lines().find(|l| l.starts_with(k)).unwrap().to_string();
         let pb = key("NUMBER(phys_base)=");
         let pb_value: i64 = pb.trim_start_matches("NUMBER(phys_base)=").parse().unwrap();

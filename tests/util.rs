@@ -174,3 +174,10 @@ pub fn read_with_vmcoreinfo(vmcoreinfo: &Path, vmcore: &Path, addr: &str, len: &
         OsStr::new(len),
     ])
 }
+
+/// `vmcore vmcoreinfo VMCORE`: the text, to edit.
+pub fn vmcoreinfo_text(vmcore: &Path) -> String {
+    let (ok, text, err) = run(&[OsStr::new("vmcoreinfo"), vmcore.as_os_str()]);
+    assert!(ok, "{err}");
+    String::from_utf8(text).unwrap()
+}
