@@ -391,7 +391,7 @@ pub fn reassemble(files: &[PathBuf], force: Overwrite, quiet: bool) -> Result<()
     let progress = bar(quiet, "pages");
     let stop = stop_flag();
     let report = vmcore_writer::reassemble(parts, &mut out, &progress, Some(&stop))
-        .inspect_err(|_| discard_if_empty(output))
+        .inspect_err(|e| discard_after(output, e))
         .with_context(|| format!("reassembling into {}", output.display()))?;
     if report.incomplete {
         say!(

@@ -26,6 +26,7 @@ const EHDR: u64 = 64;
 const PHDR: u64 = 56;
 const SHDR: u64 = 64;
 const PN_XNUM: u64 = 0xffff;
+const PT_LOAD: u32 = 1;
 const PT_NOTE: u32 = 4;
 
 /// One output PT_LOAD: a stretch of one input PT_LOAD.
@@ -119,6 +120,25 @@ impl Iterator for Pieces<'_> {
     }
 }
 
+/// An ELF64 file's header, and where its program header table is: its offset, its
+/// entry count (past 65534 it is in section header 0), and the file's byte order.
+fn locate_table(src: &dyn ReadAt) -> std::io::Result<(Vec<u8>, u64, u64, bool)> {
+    let context =
+        |what: &'static str| move |e: std::io::Error| std::io::Error::new(e.kind(), format!("reading {what}: {e}"));
+    let mut ehdr = vec![0u8; EHDR as usize];
+    src.read_exact_at(&mut ehdr, 0).map_err(context("the ELF header"))?;
+    let big_endian = ehdr.get(5) == Some(&2);
+    let phoff = get(&ehdr, 32, 8, big_endian);
+    let mut phnum = get(&ehdr, 56, 2, big_endian);
+    if phnum == PN_XNUM {
+        let shoff = get(&ehdr, 40, 8, big_endian);
+        let mut sh = vec![0u8; SHDR as usize];
+        src.read_exact_at(&mut sh, shoff).map_err(context("section header 0"))?;
+        phnum = get(&sh, 44, 4, big_endian);
+    }
+    Ok((ehdr, phoff, phnum, big_endian))
+}
+
 /// The input's ELF header and program header table, as bytes.
 struct InputHeaders {
     ehdr: Vec<u8>,
@@ -128,21 +148,7 @@ struct InputHeaders {
 
 impl InputHeaders {
     fn read(src: &dyn ReadAt) -> Result<InputHeaders> {
-        let mut ehdr = vec![0u8; EHDR as usize];
-        src.read_exact_at(&mut ehdr, 0).map_err(|e| Error::Input(format!("reading the ELF header: {e}")))?;
-        let big_endian = ehdr.get(5) == Some(&2);
-        let u16_at = |b: &[u8], o: usize| {
-            let v = [b.get(o).copied().unwrap_or(0), b.get(o + 1).copied().unwrap_or(0)];
-            u64::from(if big_endian { u16::from_be_bytes(v) } else { u16::from_le_bytes(v) })
-        };
-        let phoff = get(&ehdr, 32, 8, big_endian);
-        let mut phnum = u16_at(&ehdr, 56);
-        if phnum == PN_XNUM {
-            let shoff = get(&ehdr, 40, 8, big_endian);
-            let mut sh = vec![0u8; SHDR as usize];
-            src.read_exact_at(&mut sh, shoff).map_err(|e| Error::Input(format!("reading section header 0: {e}")))?;
-            phnum = get(&sh, 44, 4, big_endian);
-        }
+        let (ehdr, phoff, phnum, big_endian) = locate_table(src).map_err(|e| Error::Input(e.to_string()))?;
         let mut phdrs = vec![0u8; usize::try_from(phnum * PHDR).map_err(|_| Error::Input("phnum".into()))?];
         src.read_exact_at(&mut phdrs, phoff).map_err(|e| Error::Input(format!("reading the program headers: {e}")))?;
         Ok(InputHeaders { ehdr, phdrs, big_endian })
@@ -171,6 +177,95 @@ pub(crate) fn mark_incomplete(out: &mut dyn Output, flags: u32, big_endian: bool
         OutputError::Io(e) => Error::Output(e),
         OutputError::Full => Error::Output(std::io::Error::other("cannot mark the dump incomplete")),
     })
+}
+
+/// The output's PT_LOAD headers: the pieces of `loads` against `keep`, their data laid
+/// out in order from `data_start`.
+struct LoadTable<'a> {
+    input: &'a InputHeaders,
+    loads: &'a [&'a LoadSegment],
+    keep: &'a PfnBitmap,
+    page_size: u64,
+    data_start: u64,
+}
+
+impl LoadTable<'_> {
+    /// Writes the program header table after the ELF header, `first` (the PT_NOTE) then
+    /// the PT_LOADs, a buffer at a time: a fragmented machine has millions. Each is cut at
+    /// `data_end`, where the data written stops (`u64::MAX`: all of it is written).
+    fn write(&self, out: &mut dyn Output, first: &[u8], data_end: u64) -> Result<()> {
+        let be = self.input.big_endian;
+        let mut table: Vec<u8> = Vec::with_capacity(WRITE_BUFFER);
+        table.extend_from_slice(first);
+        let mut table_at = EHDR;
+        let mut offset = self.data_start;
+        for s in self.loads {
+            let template = self.input.phdr(s.index);
+            for p in split_segment(s.paddr, s.vaddr, s.memsz, self.page_size, self.keep) {
+                let off = if p.filesz != 0 { offset } else { 0 };
+                offset += p.filesz;
+                let mut ph = phdr(template, off, &p, be);
+                clip_load(&mut ph, data_end, be);
+                table.extend_from_slice(&ph);
+                if table.len() >= WRITE_BUFFER {
+                    out.write_at(table_at, &table)?;
+                    table_at += table.len() as u64;
+                    table.clear();
+                }
+            }
+        }
+        out.write_at(table_at, &table)?;
+        Ok(())
+    }
+}
+
+/// Cuts the PT_LOAD header `ph` of an incomplete dump, whose data stops at file offset
+/// `data_end`, to the data it holds: a segment whose data lies past it keeps no memory,
+/// one across it keeps what comes before. The memory the dump lacks is then absent in
+/// every reader; left as it was, libkdumpfile read it as zeros and a mapping reader would
+/// fault past the file's end. Segments with no data in the file (memory filtered out,
+/// which reads as zeros in a complete dump too) are left as they are.
+pub(crate) fn clip_load(ph: &mut [u8], data_end: u64, be: bool) {
+    let (offset, filesz) = (get(ph, 8, 8, be), get(ph, 32, 8, be));
+    if get(ph, 0, 4, be) != u64::from(PT_LOAD) || filesz == 0 || offset.saturating_add(filesz) <= data_end {
+        return;
+    }
+    let kept = data_end.saturating_sub(offset);
+    put(ph, 8, 8, if kept == 0 { 0 } else { offset }, be);
+    put(ph, 32, 8, kept, be);
+    put(ph, 40, 8, kept, be);
+}
+
+/// [`clip_load`] for every PT_LOAD of the ELF dump being written to `out` (rearranged
+/// from a stream that stopped early), read back from it a buffer at a time. Only the
+/// headers that change are rewritten, in place.
+pub(crate) fn clip_loads_written(out: &mut dyn Output, data_end: u64) -> Result<()> {
+    let unreadable =
+        |e: std::io::Error| Error::Output(std::io::Error::new(e.kind(), format!("cutting the program headers: {e}")));
+    let Some((_, phoff, phnum, be)) = out.written().map(|file| locate_table(&*file)).transpose().map_err(unreadable)?
+    else {
+        return Ok(());
+    };
+    let per_buffer = WRITE_BUFFER as u64 / PHDR;
+    let mut buf = vec![0u8; WRITE_BUFFER];
+    let mut done = 0u64;
+    while done < phnum {
+        let n = (phnum - done).min(per_buffer);
+        let at = phoff + done * PHDR;
+        let table = buf.get_mut(..(n * PHDR) as usize).unwrap_or_default();
+        out.written().map_or(Ok(()), |file| file.read_exact_at(table, at)).map_err(unreadable)?;
+        let mut changed = false;
+        for ph in table.chunks_mut(PHDR as usize) {
+            let before = get(ph, 32, 8, be);
+            clip_load(ph, data_end, be);
+            changed |= get(ph, 32, 8, be) != before;
+        }
+        if changed {
+            out.write_at(at, table)?;
+        }
+        done += n;
+    }
+    Ok(())
 }
 
 fn get(b: &[u8], off: usize, len: usize, big_endian: bool) -> u64 {
@@ -292,8 +387,6 @@ pub fn write_elf(
     out.write_at(0, &ehdr)?;
 
     // Program headers, streamed: PT_NOTE, then the PT_LOADs.
-    let mut table: Vec<u8> = Vec::with_capacity(WRITE_BUFFER);
-    let mut table_at = EHDR;
     let note_template = input.first_note().map(<[u8]>::to_vec).unwrap_or_else(|| {
         let mut t = vec![0u8; PHDR as usize];
         put(&mut t, 0, 4, u64::from(PT_NOTE), be);
@@ -304,23 +397,8 @@ pub fn write_elf(
     put(&mut note_ph, 8, 8, note_at, be);
     put(&mut note_ph, 32, 8, notes.len() as u64, be);
     put(&mut note_ph, 40, 8, notes.len() as u64, be);
-    table.extend_from_slice(&note_ph);
-    let mut offset = data_start;
-    for s in &loads {
-        let template = input.phdr(s.index).to_vec();
-        for p in split_segment(s.paddr, s.vaddr, s.memsz, ps, &keep) {
-            let off = if p.filesz != 0 { offset } else { 0 };
-            offset += p.filesz;
-            table.extend_from_slice(&phdr(&template, off, &p, be));
-            if table.len() >= WRITE_BUFFER {
-                out.write_at(table_at, &table)?;
-                table_at += table.len() as u64;
-                table.clear();
-            }
-        }
-    }
-    out.write_at(table_at, &table)?;
-    drop(table);
+    let table = LoadTable { input: &input, loads: &loads, keep: &keep, page_size: ps, data_start };
+    table.write(out, &note_ph, u64::MAX)?;
     if xnum {
         let mut sh = vec![0u8; SHDR as usize];
         put(&mut sh, 32, 8, 1, be); // sh_size
@@ -350,8 +428,10 @@ pub fn write_elf(
                         let pages_in = chunk
                             .chunks(ps as usize)
                             .enumerate()
-                            .take_while(|(k, page)| out.write_at(pos + *k as u64 * ps, page).is_ok());
-                        report.pages_written += pages_in.count() as u64;
+                            .take_while(|(k, page)| out.write_at(pos + *k as u64 * ps, page).is_ok())
+                            .count() as u64;
+                        report.pages_written += pages_in;
+                        pos += pages_in * ps;
                         full = true;
                         break 'segments;
                     }
@@ -361,7 +441,7 @@ pub fn write_elf(
                 done += n;
                 report.pages_written += n / ps;
                 progress.advance(n / ps);
-                if pos < offset && opts.stopped() {
+                if pos < data_start + file_bytes && opts.stopped() {
                     full = true;
                     break 'segments;
                 }
@@ -372,6 +452,12 @@ pub fn write_elf(
     if full {
         report.incomplete = true;
         mark_incomplete(out, get(&ehdr, E_FLAGS, 4, be) as u32, be)?;
+        table.write(out, &note_ph, pos).map_err(|e| match e {
+            Error::NoRoomForHeaders => Error::Output(std::io::Error::other(
+                "the dump is marked incomplete, but its program headers could not be cut to the data written",
+            )),
+            e => e,
+        })?;
     } else {
         report.pages_written = pages;
     }

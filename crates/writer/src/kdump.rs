@@ -7,6 +7,7 @@ use vmcore_filter::{is_zero, Filtered, PfnBitmap};
 use vmcore_formats::codec::Codec;
 use vmcore_formats::raw::kdump::{self as raw, header as h, sub_header as sh};
 use vmcore_physmem::{PageState, PhysMem, ReadOptions};
+use vmcore_types::bytes::{u32_at, u64_at};
 use vmcore_types::{Pfn, PhysAddr};
 
 use crate::compress::Compressor;
@@ -384,6 +385,80 @@ pub(crate) fn mark_incomplete(out: &mut dyn Output, status: u32, big_endian: boo
         OutputError::Io(e) => Error::Output(e),
         OutputError::Full => Error::Output(std::io::Error::other("cannot mark the dump incomplete")),
     })
+}
+
+/// Zeroes the page descriptors of the kdump file being written to `out` (rearranged from
+/// a stream that stopped early) whose data does not lie wholly before `data_end`. A zero
+/// descriptor is how every reader tells a page that was never written (makedumpfile.md
+/// 1.9); one left pointing past the file's end, or into bytes never written, reads as a
+/// broken page or as zeros. The table is read back a buffer at a time and only the
+/// buffers that change are rewritten, in place.
+pub(crate) fn forget_pages_past(out: &mut dyn Output, data_end: u64) -> Result<()> {
+    let unreadable =
+        |e: String| Error::Output(std::io::Error::other(format!("clearing the descriptors of pages not written: {e}")));
+    let Some((desc_offset, count, be)) = out
+        .written()
+        .map(|file| {
+            let k = vmcore_formats::kdump::KdumpFile::parse(file)?;
+            let h = &k.header;
+            let desc_offset = (1 + u64::from(h.sub_hdr_size) + u64::from(h.bitmap_blocks)) * u64::from(h.block_size);
+            Ok::<_, vmcore_formats::Error>((desc_offset, k.dumpable_pages()?, h.big_endian))
+        })
+        .transpose()
+        .map_err(|e| unreadable(e.to_string()))?
+    else {
+        return Ok(());
+    };
+    let per_buffer = WRITE_BUFFER as u64 / DESC;
+    let mut buf = vec![0u8; WRITE_BUFFER];
+    let zeros = vec![0u8; WRITE_BUFFER];
+    let mut done = 0u64;
+    while done < count {
+        let at = desc_offset + done * DESC;
+        if at >= data_end {
+            // The rest of the table was never written: it reads as zeros already.
+            break;
+        }
+        let n = (count - done).min(per_buffer).min((data_end - at).div_ceil(DESC));
+        let table = buf.get_mut(..(n * DESC) as usize).unwrap_or_default();
+        // The table's last buffer may end past the file: what is not there is zeros, and
+        // only what is there is written back (the disk may be full).
+        let mut have = 0;
+        let read = out.written().map_or(Ok(()), |file| {
+            have = usize::try_from(file.size().saturating_sub(at)).unwrap_or(usize::MAX).min(table.len());
+            let (head, tail) = table.split_at_mut(have);
+            tail.fill(0);
+            file.read_exact_at(head, at)
+        });
+        read.map_err(|e| unreadable(e.to_string()))?;
+        // Runs of descriptors to clear are rewritten, nothing else: the rest of the table
+        // may be holes in the file, which a full disk would not take.
+        let descs: Vec<&[u8]> = table.get(..have).unwrap_or_default().chunks_exact(DESC as usize).collect();
+        let clear = |d: &[u8]| {
+            let offset = u64_at(d, 0, be).unwrap_or(0);
+            let size = u32_at(d, 8, be).unwrap_or(0);
+            // A size of 0 is a descriptor the disk took only part of.
+            offset != 0 && (size == 0 || offset.saturating_add(u64::from(size)) > data_end)
+        };
+        let mut i = 0;
+        while i < descs.len() {
+            let first = i;
+            while descs.get(i).is_some_and(|d| clear(d)) {
+                i += 1;
+            }
+            if i == first {
+                i += 1;
+                continue;
+            }
+            let zeros = zeros.get(..(i - first) * DESC as usize).unwrap_or_default();
+            out.write_at(at + first as u64 * DESC, zeros).map_err(|e| match e {
+                OutputError::Full => unreadable("the full disk took no rewrite of them".into()),
+                OutputError::Io(e) => Error::Output(e),
+            })?;
+        }
+        done += n;
+    }
+    Ok(())
 }
 
 /// One file to write: all pages, or one `--split` range.

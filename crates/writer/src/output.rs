@@ -7,6 +7,7 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use vmcore_formats::raw::flat;
+use vmcore_types::ReadAt;
 
 /// Why a write stopped.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,11 @@ pub trait Output: Send {
     /// opened (holes), false for streams and devices.
     fn unwritten_reads_zero(&self, _offset: u64) -> bool {
         false
+    }
+    /// What is written so far, for reading back (files: yes; streams: no). An output
+    /// stopped early corrects its headers from it.
+    fn written(&self) -> Option<Box<dyn ReadAt + '_>> {
+        None
     }
     /// Flushes. (No fsync: like makedumpfile, the dump is in the page cache when this
     /// returns, and kdump scripts run `sync` before rebooting.)
@@ -141,8 +147,26 @@ impl Output for FileOutput {
         self.holes_from.is_some_and(|from| offset >= from)
     }
 
+    fn written(&self) -> Option<Box<dyn ReadAt + '_>> {
+        Some(Box::new(WrittenFile(&self.file)))
+    }
+
     fn finish(&mut self) -> io::Result<()> {
         self.file.flush()
+    }
+}
+
+/// A dump file read back while it is written.
+#[derive(Debug)]
+struct WrittenFile<'a>(&'a File);
+
+impl ReadAt for WrittenFile<'_> {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.0.read_exact_at(buf, offset)
+    }
+
+    fn size(&self) -> u64 {
+        self.0.metadata().map_or(0, |m| m.len())
     }
 }
 

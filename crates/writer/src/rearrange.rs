@@ -46,18 +46,26 @@ fn read_full(input: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
 const HEAD: usize = h::BITMAP_BLOCKS + 4;
 
 /// Sets the incomplete flag of the kdump or ELF header that `head` (the file's first bytes)
-/// holds, in place: its block is on disk, so the full disk takes the write. Returns the
-/// format marked.
-fn mark_incomplete(out: &mut dyn Output, head: &[u8; HEAD]) -> Option<&'static str> {
-    if head.starts_with(kdump::KDUMP_SIGNATURE) {
+/// holds, in place: its block is on disk, so the full disk takes the write. Then cuts what
+/// points at data past `data_end` (the furthest byte received), so that every reader sees
+/// those pages as not written: kdump descriptors are zeroed, ELF PT_LOADs shortened.
+/// Returns what was done, for the error message.
+fn mark_incomplete(out: &mut dyn Output, head: &[u8; HEAD], data_end: u64) -> Option<String> {
+    let (format, cut) = if head.starts_with(kdump::KDUMP_SIGNATURE) {
         let big_endian = kdump_big_endian(head)?;
-        crate::kdump::mark_incomplete(out, head_u32(head, h::STATUS, big_endian)?, big_endian).ok().map(|()| "kdump")
+        crate::kdump::mark_incomplete(out, head_u32(head, h::STATUS, big_endian)?, big_endian).ok()?;
+        ("kdump", crate::kdump::forget_pages_past(out, data_end))
     } else if head.starts_with(b"\x7fELF") && head.get(4) == Some(&2) {
         let big_endian = head.get(5) == Some(&2);
-        crate::elf::mark_incomplete(out, head_u32(head, E_FLAGS, big_endian)?, big_endian).ok().map(|()| "ELF")
+        crate::elf::mark_incomplete(out, head_u32(head, E_FLAGS, big_endian)?, big_endian).ok()?;
+        ("ELF", crate::elf::clip_loads_written(out, data_end))
     } else {
-        None
-    }
+        return None;
+    };
+    Some(match cut {
+        Ok(()) => format!("the {format} file is marked incomplete"),
+        Err(e) => format!("the {format} file is marked incomplete, but {e}"),
+    })
 }
 
 /// Writes a piece of the chunk at stream offset `pos` at file offset `at`; on a full disk,
@@ -73,8 +81,8 @@ fn write_piece(
     out.write_at(at, piece).map_err(|e| match e {
         // A kdump file whose headers and bitmaps did not fit is no dump.
         OutputError::Full if kdump_heads_missing(file_head, covered) => Error::NoRoomForHeaders,
-        OutputError::Full => Error::Output(io::Error::other(match mark_incomplete(out, file_head) {
-            Some(format) => format!("no space left for the dump; the {format} file is marked incomplete"),
+        OutputError::Full => Error::Output(io::Error::other(match mark_incomplete(out, file_head, covered) {
+            Some(done) => format!("no space left for the dump; {done}"),
             None => "no space left for the dump".into(),
         })),
         OutputError::Io(e) => Error::Output(io::Error::new(
@@ -116,8 +124,8 @@ fn stopped_early(out: &mut dyn Output, file_head: &[u8; HEAD], covered: u64, pos
         let _ = out.finish();
         return Error::NoDump(format!("flattened stream, offset {pos:#x}: {why}, before the headers were through"));
     }
-    let marked = match mark_incomplete(out, file_head) {
-        Some(format) => format!("; the {format} file is marked incomplete"),
+    let marked = match mark_incomplete(out, file_head, covered) {
+        Some(done) => format!("; {done}"),
         None => String::new(),
     };
     let _ = out.finish();
