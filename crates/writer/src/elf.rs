@@ -238,7 +238,8 @@ pub(crate) fn clip_load(ph: &mut [u8], data_end: u64, be: bool) {
 
 /// [`clip_load`] for every PT_LOAD of the ELF dump being written to `out` (rearranged
 /// from a stream that stopped early), read back from it a buffer at a time. Only the
-/// headers that change are rewritten, in place.
+/// buffers that change are rewritten, in place (the table was written whole, so even a
+/// full disk takes them).
 pub(crate) fn clip_loads_written(out: &mut dyn Output, data_end: u64) -> Result<()> {
     let unreadable =
         |e: std::io::Error| Error::Output(std::io::Error::new(e.kind(), format!("cutting the program headers: {e}")));
@@ -261,7 +262,10 @@ pub(crate) fn clip_loads_written(out: &mut dyn Output, data_end: u64) -> Result<
             changed |= get(ph, 32, 8, be) != before;
         }
         if changed {
-            out.write_at(at, table)?;
+            out.write_at(at, table).map_err(|e| match e {
+                OutputError::Full => unreadable(std::io::Error::other("the full disk took no rewrite of them")),
+                OutputError::Io(e) => unreadable(e),
+            })?;
         }
         done += n;
     }
