@@ -140,6 +140,24 @@ impl VmcoreInfo {
         parse_hex(self.get(&format!("SYMBOL({name})"))?).filter(|&v| v != 0 && v != u64::MAX)
     }
 
+    /// Where the dumped kernel's `struct new_utsname` (sysname, release, ...) may be, the
+    /// likeliest first; a caller takes the first whose sysname reads "Linux".
+    /// `system_utsname` before 2.6.19; then `init_uts_ns.name`, at
+    /// `OFFSET(uts_namespace.name)` where the kernel exports it (a randomized layout can put
+    /// it anywhere), otherwise after the 4-byte `kref` that led `struct uts_namespace`
+    /// until its count moved into `ns_common` in 5.11 (makedumpfile reads only this one),
+    /// or at its start, where later kernels have it.
+    pub fn utsname_candidates(&self) -> Vec<u64> {
+        if let Some(addr) = self.symbol("system_utsname") {
+            return vec![addr];
+        }
+        let Some(ns) = self.symbol("init_uts_ns") else { return Vec::new() };
+        match self.offset("uts_namespace.name").and_then(|o| u64::try_from(o).ok()) {
+            Some(name) => vec![ns.wrapping_add(name)],
+            None => vec![ns.wrapping_add(4), ns],
+        }
+    }
+
     /// `SIZE(type)`.
     pub fn size(&self, name: &str) -> Option<i64> {
         self.signed("SIZE", name)
@@ -212,6 +230,16 @@ mod tests {
 SYMBOL(init_uts_ns)=ffffffffa1ffb000\nSIZE(page)=64\nOFFSET(page.flags)=0\nLENGTH(mem_section)=262144\n\
 NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)=-129\nNUMBER(phys_base)=-325058560\nNUMBER(kimage_voffset)=0xffff800008000000\n\
 KERNELOFFSET=1f400000\nCRASHTIME=1795685165\nFUTURE_KEY(x)=abc\nOSRELEASE=second\nNOVALUE\n\0\0\0";
+
+    #[test]
+    fn utsname_is_looked_for_where_each_kernel_generation_keeps_it() {
+        let at = |text: &str| VmcoreInfo::parse(text.as_bytes(), Source::ElfNote).unwrap().utsname_candidates();
+        assert_eq!(at("SYMBOL(init_uts_ns)=1000\nOFFSET(uts_namespace.name)=0\n"), [0x1000]);
+        assert_eq!(at("SYMBOL(init_uts_ns)=1000\nOFFSET(uts_namespace.name)=24\n"), [0x1018]);
+        assert_eq!(at("SYMBOL(init_uts_ns)=1000\n"), [0x1004, 0x1000]);
+        assert_eq!(at("SYMBOL(system_utsname)=2000\nSYMBOL(init_uts_ns)=1000\n"), [0x2000]);
+        assert!(at("OSRELEASE=6.1\n").is_empty());
+    }
 
     #[test]
     fn typed_access_follows_the_kernel_formats() {

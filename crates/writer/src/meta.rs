@@ -104,11 +104,24 @@ impl KdumpMeta {
     }
 }
 
-/// `init_uts_ns.name` read from the dumped kernel.
+/// The dumped kernel's utsname: the first of the places it may be whose sysname reads
+/// "Linux", else the first readable (as makedumpfile, which reads only that one).
 fn read_utsname(vi: &vmcore_kernel::VmcoreInfo, machine: &Machine) -> Option<[String; 6]> {
-    let addr = vi.symbol("init_uts_ns")? + u64::try_from(vi.offset("uts_namespace.name").unwrap_or(0)).ok()?;
-    let mut raw = [0u8; UTS_LEN * 6];
-    machine.kmem.read(addr, &mut raw).ok()?;
+    let mut found: Option<[u8; UTS_LEN * 6]> = None;
+    for addr in vi.utsname_candidates() {
+        let mut raw = [0u8; UTS_LEN * 6];
+        if machine.kmem.read(addr, &mut raw).is_err() {
+            continue;
+        }
+        let linux = raw.starts_with(b"Linux\0");
+        if found.is_none() || linux {
+            found = Some(raw);
+        }
+        if linux {
+            break;
+        }
+    }
+    let raw = found?;
     let field = |i: usize| {
         let b = raw.get(i * UTS_LEN..(i + 1) * UTS_LEN).unwrap_or_default();
         let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());

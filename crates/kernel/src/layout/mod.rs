@@ -336,17 +336,18 @@ fn phys_base(dump: &Dump, vi: &VmcoreInfo) -> Derived {
         (Method::KdumpHeader, kdump),
         (Method::PtLoad, elf_core(dump).and_then(phys_base_from_pt_load)),
     ])
-    .checked("init_uts_ns reads \"Linux\" through the image map", |pb| utsname_reads_linux(dump, vi, pb))
+    .checked("the utsname reads \"Linux\" through the image map", |pb| utsname_reads_linux(dump, vi, pb))
 }
 
-/// Whether `init_uts_ns`'s sysname, read through the image map at `phys_base`, is "Linux".
+/// Whether the kernel's utsname sysname, read through the image map at `phys_base`, is
+/// "Linux".
 fn utsname_reads_linux(dump: &Dump, vi: &VmcoreInfo, phys_base: u64) -> bool {
-    let name = vi.offset("uts_namespace.name").and_then(|o| u64::try_from(o).ok()).unwrap_or(0);
-    let Some(addr) = vi.symbol("init_uts_ns").map(|a| a.wrapping_add(name)) else { return false };
-    let Some(paddr) = x86_64_image_map(vi, phys_base).translate(addr) else { return false };
-    let mut sysname = [0u8; 6];
-    dump.mem.read(PhysAddr(paddr), &mut sysname, vmcore_physmem::ReadOptions::default()).is_ok()
-        && &sysname == b"Linux\0"
+    let image = x86_64_image_map(vi, phys_base);
+    vi.utsname_candidates().into_iter().filter_map(|addr| image.translate(addr)).any(|paddr| {
+        let mut sysname = [0u8; 6];
+        dump.mem.read(PhysAddr(paddr), &mut sysname, vmcore_physmem::ReadOptions::default()).is_ok()
+            && &sysname == b"Linux\0"
+    })
 }
 
 /// Kernel memory through the image map alone, from the first phys_base any method found.
