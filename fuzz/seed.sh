@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Seeds the fuzz corpora (fuzz/corpus/TARGET, git-ignored) with real inputs of each format,
 # made here rather than committed: the heads of a small synthetic machine's dump as an ELF
-# vmcore, as kdump-compressed files (every codec) and as a flattened stream, and its
+# vmcore, as kdump-compressed files (every codec) and as flattened streams, and its
 # VMCOREINFO text. A whole dump is too big for libFuzzer to mutate usefully; its first
 # 64 KiB hold every header, note and table the parsers read.
 #
@@ -17,7 +17,7 @@ BIN=$ROOT/target/release
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-mkdir -p "$CORPUS"/{elf,kdump,flat,vmcoreinfo,model}
+mkdir -p "$CORPUS"/{elf,kdump,flat,vmcoreinfo,model,rearrange}
 # model: the first byte picks one of its four machines; no patches.
 for m in 0 1 2 3; do printf "\\x0$m" >"$CORPUS/model/machine-$m"; done
 "$BIN/vmcore-synth" --size 64M --layout x86_64-6.1-l4 --messages 50 "$WORK/m.elf"
@@ -28,7 +28,11 @@ for codec in zlib lzo snappy zstd none; do
 done
 "$BIN/vmcore" dump -q -F -l -d 31 "$WORK/m.elf" >"$WORK/m.flat"
 head -c $HEAD "$WORK/m.flat" >"$CORPUS/flat/synth-6.1-lzo"
+# rearrange: streams cut short inside their pages, a kdump file's and an ELF file's.
+cp "$CORPUS/flat/synth-6.1-lzo" "$CORPUS/rearrange/synth-6.1-lzo"
+"$BIN/vmcore" dump -q -F -E -d 31 "$WORK/m.elf" >"$WORK/m-elf.flat"
+head -c $HEAD "$WORK/m-elf.flat" >"$CORPUS/rearrange/synth-6.1-elf"
 "$BIN/vmcore" vmcoreinfo "$WORK/m.elf" >"$CORPUS/vmcoreinfo/synth-6.1"
-for t in elf kdump flat vmcoreinfo model; do
+for t in elf kdump flat vmcoreinfo model rearrange; do
     echo "$t: $(ls "$CORPUS/$t" | wc -l) seeds"
 done
