@@ -156,3 +156,64 @@ fn info_json_with(vmcoreinfo: &std::path::Path, vmcore: &std::path::Path) -> ser
     assert!(ok, "{err}");
     serde_json::from_slice(&out).unwrap()
 }
+
+/// A 64K-page kernel built for 52-bit VAs on a CPU with 48 (Ubuntu's -64k kernels on
+/// Ampere Altra): swapper_pg_dir is sized for 52 bits, 1024 entries, and TTBR1 points
+/// TTBR1_BADDR_4852_OFFSET (960 entries) into it, where the 48-bit range's entries are.
+/// Walked from its start with 48-bit indexes, every kernel address missed its entry.
+/// A synthetic dump: 1 MiB of RAM at 1 GiB, the image at 64 KiB into it; a level-2 block
+/// maps RAM at `0xffff8000c0000000` (outside the image and linear maps, so only the walk
+/// reaches it).
+#[test]
+fn a_64k_page_52_bit_va_build_on_48_bit_hardware_walks_from_ttbr1s_offset() {
+    use vmcore_synth::elf::{vmcoreinfo_note, ElfVmcore, Load, EM_AARCH64};
+    const RAM: u64 = 0x4000_0000;
+    const PAGE: u64 = 0x1_0000;
+    let kimage_voffset: u64 = 0xffff_8000_4000_0000;
+    let stext = RAM + PAGE + kimage_voffset;
+    let (swapper, pmd, pte) = (RAM + 2 * PAGE, RAM + 3 * PAGE, RAM + 4 * PAGE);
+    let walked = 0xffff_8000_c001_0000u64;
+    let mut ram = vec![0u8; 16 * PAGE as usize];
+    let mut put = |pa: u64, v: u64| {
+        let at = (pa - RAM) as usize;
+        ram[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    };
+    let pgd_index = |va: u64| (va >> 42) & 0x3ff;
+    let pmd_index = |va: u64| (va >> 29) & 0x1fff;
+    // _stext through a table at each level, `walked` through a 512 MiB block.
+    put(swapper + 8 * pgd_index(stext), pmd | 0b11);
+    assert_eq!(pgd_index(stext), 960 + ((stext >> 42) & 0x3f));
+    put(pmd + 8 * pmd_index(stext), pte | 0b11);
+    put(pte + 8 * ((stext >> 16) & 0x1fff), (RAM + PAGE) | 0x703);
+    put(pmd + 8 * pmd_index(walked), RAM | 0x701);
+    ram[PAGE as usize..PAGE as usize + 12].copy_from_slice(b"stext marker");
+    let phys_offset = RAM.wrapping_sub((1 << 52) - (1 << 48));
+    let vmcoreinfo = format!(
+        "OSRELEASE=6.8.0-64k\nPAGESIZE=65536\nSYMBOL(swapper_pg_dir)={:x}\nSYMBOL(_stext)={stext:x}\n\
+         NUMBER(VA_BITS)=52\nNUMBER(kimage_voffset)={kimage_voffset:#x}\nNUMBER(PHYS_OFFSET)={phys_offset:#x}\n\
+         NUMBER(TCR_EL1_T1SZ)=16\nKERNELOFFSET=0\n",
+        swapper + kimage_voffset
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("arm64-64k.elf");
+    let mut elf = ElfVmcore::new(EM_AARCH64);
+    elf.notes = vec![vmcoreinfo_note(&vmcoreinfo)];
+    // The linear map starts at PAGE_OFFSET for 48 bits with the first RAM.
+    elf.loads = vec![Load::full(RAM, 0xffff_0000_0000_0000, ram.len() as u64)];
+    elf.write_path(&path, |pa, buf| {
+        let at = (pa - RAM) as usize;
+        buf.copy_from_slice(&ram[at..at + buf.len()]);
+    })
+    .unwrap();
+    let (ok, out, err) =
+        run(&[OsStr::new("read"), path.as_os_str(), OsStr::new(&format!("{walked:#x}")), OsStr::new("12")]);
+    assert!(ok && out == b"stext marker", "{err}");
+    let (ok, out, err) = run(&[OsStr::new("info"), OsStr::new("--json"), path.as_os_str()]);
+    assert!(ok, "{err}");
+    let info: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(info["warnings"], serde_json::json!([]), "{info}");
+    assert_eq!(info["layout"]["va_bits_actual"]["value"], "0x30", "{info}");
+    assert_eq!(info["layout"]["kimage_voffset"]["value"], format!("{kimage_voffset:#x}"), "{info}");
+    assert_eq!(info["layout"]["page_offset"]["value"], "0xffff000000000000", "{info}");
+    assert_eq!(info["layout"]["phys_offset"]["value"], format!("{RAM:#x}"), "{info}");
+}

@@ -145,7 +145,16 @@ pub fn discover(dump: &Dump, vi: &VmcoreInfo, symbols: SymbolLookup<'_>) -> Disc
     // a CPU without LPA2 runs with 48-bit ones, and bits 9:8 are then the shareability
     // field (0b11 in every kernel mapping).
     let pa52 = actual == Some(52) || (page_shift == Some(16) && vi.number("MAX_PHYSMEM_BITS") == Some(52));
-    let mmu = page_shift.zip(actual).and_then(|(s, a)| Mmu::aarch64(s, a, pa52));
+    // A 64K-page kernel built for 52-bit VAs sizes swapper_pg_dir for them; on a CPU without
+    // LVA it runs with 48, and TTBR1 points TTBR1_BADDR_4852_OFFSET bytes into the table,
+    // where the 48-bit range's entries are. Walked from its start, the table is indexed
+    // with the 52 bits it was built for (kernel addresses extend their sign to bit 63, so
+    // they land on the same entries). 4K and 16K builds (LPA2) fold a level instead.
+    let walk_bits = match (page_shift, va_bits, actual) {
+        (Some(16), Some(52), Some(a)) if a < 52 => Some(52),
+        _ => actual,
+    };
+    let mmu = page_shift.zip(walk_bits).and_then(|(s, a)| Mmu::aarch64(s, a, pa52));
     let (swapper, stext) = (vi.symbol("swapper_pg_dir").or_else(|| symbols("swapper_pg_dir")), vi.symbol("_stext"));
     let walks_text = |voffset: u64| {
         let (Some(mmu), Some(swapper), Some(stext)) = (mmu, swapper, stext) else { return false };
