@@ -226,3 +226,54 @@ fn the_scan_on_several_threads_equals_one_thread() {
         }
     }
 }
+
+/// libkdumpfile reads kernel virtual addresses with its own layout detection and page-table
+/// walker: on every generation (4- and 5-level paging, with and without KASLR) it reads
+/// what vmcore reads at the image, direct-map and vmemmap addresses.
+#[test]
+fn kernel_virtual_reads_equal_libkdumpfiles_on_every_generation() {
+    const SCRIPT: &str = r#"
+import sys, kdumpfile
+k = kdumpfile.kdumpfile(sys.argv[1])
+k.attr["addrxlat.ostype"] = "linux"
+for line in open(sys.argv[2]):
+    try:
+        print(bytes(k.read(kdumpfile.KDUMP_KVADDR, int(line, 16), 64)).hex())
+    except Exception:
+        print("error")
+"#;
+    let Some(py) = crate::util::python_with("kdumpfile") else { return };
+    for layout in ["x86_64-2.6.32-l4", "x86_64-5.4-l4", "x86_64-5.4-l5-nokaslr", "x86_64-6.1-l4", "x86_64-6.12-l5"] {
+        let (dir, path, truth) = image(layout);
+        let base = |key: &str| {
+            u64::from_str_radix(truth["layout"][key].as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+        };
+        let dump =
+            vmcore_kernel::Dump::open(std::slice::from_ref(&path), &vmcore_kernel::OpenOptions::default()).unwrap();
+        let machine = vmcore_kernel::machine::Machine::without_symbols(&dump).unwrap();
+        let uts = dump.vmcoreinfo.as_ref().unwrap().symbol("init_uts_ns").unwrap();
+        let mut addrs = vec![uts];
+        // (From 1 MiB: libkdumpfile reads the absent page 0 as zeros.)
+        addrs.extend((1u64 << 20..160 << 20).step_by(5 << 20).map(|pa| base("page_offset_base") + pa + 0x123));
+        addrs.extend((0..(160u64 << 20) / 4096).step_by(1999).map(|pfn| base("vmemmap_base") + 64 * pfn));
+        let list = dir.path().join("addresses");
+        std::fs::write(&list, addrs.iter().map(|a| format!("{a:x}\n")).collect::<String>()).unwrap();
+        let out = std::process::Command::new(py).args(["-c", SCRIPT]).arg(&path).arg(&list).output().unwrap();
+        assert!(out.status.success(), "{layout}: {}", String::from_utf8_lossy(&out.stderr));
+        let theirs: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect();
+        assert_eq!(theirs.len(), addrs.len(), "{layout}");
+        let mut read = 0;
+        for (addr, their) in addrs.iter().zip(&theirs) {
+            let mut buf = [0u8; 64];
+            let ours = match machine.kmem.read(*addr, &mut buf) {
+                Ok(()) => buf.iter().map(|b| format!("{b:02x}")).collect(),
+                Err(_) => "error".to_string(),
+            };
+            assert_eq!(&ours, their, "{layout}: {addr:#x}");
+            read += usize::from(ours != "error");
+        }
+        // The init_uts_ns read, all of RAM's direct map, and the struct pages of RAM.
+        assert!(read > addrs.len() * 9 / 10, "{layout}: {read} of {} read", addrs.len());
+        assert!(theirs[0].contains(&"Linux".bytes().map(|b| format!("{b:02x}")).collect::<String>()), "{layout}");
+    }
+}

@@ -181,3 +181,21 @@ pub fn vmcoreinfo_text(vmcore: &Path) -> String {
     assert!(ok, "{err}");
     String::from_utf8(text).unwrap()
 }
+
+/// Loud skip, or failure under CI.
+pub fn missing(what: &str) {
+    assert!(std::env::var_os("CI").is_none(), "{what} is not installed, and CI must have it");
+    eprintln!("\n*** {what} NOT INSTALLED: the checks that need it are SKIPPED ***\n");
+}
+
+/// A python that imports `module`, or None (after a loud notice; a failure under CI).
+pub fn python_with(module: &str) -> Option<&'static str> {
+    for py in ["python3", "/usr/bin/python3"] {
+        let ok = Command::new(py).args(["-c", &format!("import {module}")]).output().is_ok_and(|o| o.status.success());
+        if ok {
+            return Some(py);
+        }
+    }
+    missing(&format!("python module {module}"));
+    None
+}

@@ -34,7 +34,7 @@ use vmcore_kernel::{Dump, OpenOptions};
 use vmcore_physmem::{Container, PageState, PhysMem};
 use vmcore_types::{Pfn, ReadAt};
 
-use crate::util::{fixture_names, have_makedumpfile, run, vmcore as vmcore_cmd, Fixture};
+use crate::util::{fixture_names, have_makedumpfile, missing, python_with, run, vmcore as vmcore_cmd, Fixture};
 
 const CODECS: [Codec; 4] = [Codec::Zlib, Codec::Lzo, Codec::Snappy, Codec::Zstd];
 
@@ -69,12 +69,6 @@ fn codec_flag(c: Codec) -> &'static str {
         Codec::Zstd => "-z",
         _ => "",
     }
-}
-
-/// Loud skip, or failure under CI.
-fn missing(what: &str) {
-    assert!(std::env::var_os("CI").is_none(), "{what} is not installed, and CI must have it");
-    eprintln!("\n*** {what} NOT INSTALLED: the checks that need it are SKIPPED ***\n");
 }
 
 /// Files this process has made, so that a file left by an older build is made again.
@@ -564,18 +558,6 @@ if banner is not None and read_virt is not None:
     except Exception as e: res["banner"] = str(e)
 print(json.dumps(res))
 "#;
-
-/// A python that imports `module`, or None (after a loud notice; a failure under CI).
-fn python_with(module: &str) -> Option<&'static str> {
-    for py in ["python3", "/usr/bin/python3"] {
-        let ok = Command::new(py).args(["-c", &format!("import {module}")]).output().is_ok_and(|o| o.status.success());
-        if ok {
-            return Some(py);
-        }
-    }
-    missing(&format!("python module {module}"));
-    None
-}
 
 /// What a peer read of `dump`: the kept pages `keep` against vmcore.elf.
 fn peer(tool: &str, py: &str, f: &Fixture, dump: &Path, keep: &PfnBitmap, banner: Option<u64>) -> serde_json::Value {
