@@ -211,8 +211,12 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
         bail!("{name}: -E writes ELF dumps from ELF inputs (/proc/vmcore or an ELF vmcore); this input is kdump-compressed");
     }
     let threads = job.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
-    let mut fopts =
-        vmcore_filter::Options { threads, cut_at_last_section: !format.elf, ..vmcore_filter::Options::default() };
+    let mut fopts = vmcore_filter::Options {
+        threads,
+        cut_at_last_section: !format.elf,
+        output_files: format.split.len().max(1),
+        ..vmcore_filter::Options::default()
+    };
     let beside_output = format
         .split
         .first()

@@ -42,6 +42,10 @@ pub struct Options {
     /// makedumpfile cuts max_mapnr for kdump-compressed files. Its ELF output keeps the
     /// pages past it, so the ELF writer's filtering does not cut.
     pub cut_at_last_section: bool,
+    /// Files the dump is written into at once (`--split`): makedumpfile divides its bitmap
+    /// buffer among them, so with more than one it never works in a single cycle, and the
+    /// first bitmap follows its cyclic path.
+    pub output_files: usize,
 }
 
 impl Default for Options {
@@ -55,6 +59,7 @@ impl Default for Options {
             unit_pfns: UNIT_PFNS,
             bitmap_storage: None,
             cut_at_last_section: true,
+            output_files: 1,
         }
     }
 }
@@ -109,9 +114,10 @@ fn initial_bitmaps(dump: &Dump, total: u64, opts: &Options) -> Result<(PfnBitmap
             // several cycles neither happens).
             // (--mem-usage on /proc/kcore takes makedumpfile's non-cyclic path: neither.)
             // The buffer is sized before the frames are cut to the kernel's sections, by
-            // the frames the segments claim: so are these decisions.
+            // the frames the segments claim, and divided among --split's files: so are
+            // these decisions.
             let frames = dump.mem.max_pfn();
-            let single_cycle = frames <= SINGLE_CYCLE_MAX_PFNS && core.kind != ElfKind::Kcore;
+            let single_cycle = frames <= SINGLE_CYCLE_MAX_PFNS && core.kind != ElfKind::Kcore && opts.output_files <= 1;
             // makedumpfile's bitmap: its buffer is max_mapnr * 2 / 8 bytes (rounded down)
             // up to 4 MiB, and only when that holds both bitmaps whole (max_mapnr a
             // multiple of 4, at most 16 Mi frames) does it take its non-cyclic path, whose
