@@ -53,6 +53,14 @@ impl Output for Disk {
     fn written(&self) -> Option<Box<dyn ReadAt + '_>> {
         Some(Box::new(Written(self)))
     }
+    fn next_written(&self, from: u64) -> Option<(u64, u64)> {
+        let (&first, _) = self.blocks.range(from / BLOCK..).next()?;
+        let mut end = first + 1;
+        while self.blocks.contains_key(&end) {
+            end += 1;
+        }
+        Some(((first * BLOCK).max(from), (end * BLOCK).min(self.size)))
+    }
     fn finish(&mut self) -> io::Result<()> {
         Ok(())
     }
@@ -65,9 +73,17 @@ impl ReadAt for Written<'_> {
         if offset.checked_add(buf.len() as u64).is_none_or(|end| end > self.0.size) {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
-        for (i, b) in buf.iter_mut().enumerate() {
-            let at = offset + i as u64;
-            *b = self.0.blocks.get(&(at / BLOCK)).map_or(0, |block| block[(at % BLOCK) as usize]);
+        let mut done = 0usize;
+        while done < buf.len() {
+            let at = offset + done as u64;
+            let within = (at % BLOCK) as usize;
+            let n = (BLOCK as usize - within).min(buf.len() - done);
+            let dst = &mut buf[done..done + n];
+            match self.0.blocks.get(&(at / BLOCK)) {
+                Some(block) => dst.copy_from_slice(&block[within..within + n]),
+                None => dst.fill(0),
+            }
+            done += n;
         }
         Ok(())
     }

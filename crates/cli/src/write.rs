@@ -137,7 +137,10 @@ fn discard_if_empty(path: &Path) {
 /// on it), otherwise only when it stayed empty.
 fn discard_after(path: &Path, e: &vmcore_writer::Error) {
     if e.left_no_dump() {
-        let _ = std::fs::remove_file(path);
+        // A device given as the output stays (unlinking /dev/sdX helps nobody).
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) {
+            let _ = std::fs::remove_file(path);
+        }
     } else {
         discard_if_empty(path);
     }

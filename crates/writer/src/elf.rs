@@ -205,7 +205,7 @@ impl LoadTable<'_> {
                 let off = if p.filesz != 0 { offset } else { 0 };
                 offset += p.filesz;
                 let mut ph = phdr(template, off, &p, be);
-                clip_load(&mut ph, data_end, be);
+                let _ = clip_load(&mut ph, data_end, be);
                 table.extend_from_slice(&ph);
                 if table.len() >= WRITE_BUFFER {
                     out.write_at(table_at, &table)?;
@@ -224,50 +224,55 @@ impl LoadTable<'_> {
 /// one across it keeps what comes before. The memory the dump lacks is then absent in
 /// every reader; left as it was, libkdumpfile read it as zeros and a mapping reader would
 /// fault past the file's end. Segments with no data in the file (memory filtered out,
-/// which reads as zeros in a complete dump too) are left as they are.
-pub(crate) fn clip_load(ph: &mut [u8], data_end: u64, be: bool) {
+/// which reads as zeros in a complete dump too) are left as they are. Only the sizes
+/// change: a rewrite the disk takes only in part leaves no header pointing elsewhere.
+/// Returns whether `ph` changed.
+pub(crate) fn clip_load(ph: &mut [u8], data_end: u64, be: bool) -> bool {
     let (offset, filesz) = (get(ph, 8, 8, be), get(ph, 32, 8, be));
     if get(ph, 0, 4, be) != u64::from(PT_LOAD) || filesz == 0 || offset.saturating_add(filesz) <= data_end {
-        return;
+        return false;
     }
     let kept = data_end.saturating_sub(offset);
-    put(ph, 8, 8, if kept == 0 { 0 } else { offset }, be);
     put(ph, 32, 8, kept, be);
     put(ph, 40, 8, kept, be);
+    true
 }
 
 /// [`clip_load`] for every PT_LOAD of the ELF dump being written to `out` (rearranged
-/// from a stream that stopped early), read back from it a buffer at a time. Only the
-/// buffers that change are rewritten, in place (the table was written whole, so even a
-/// full disk takes them).
+/// from a stream that stopped early), read back from it: only the stretches of the table
+/// that were written (so the work is bounded by what the stream delivered, whatever its
+/// header claims), and only the headers that change are rewritten, in place.
 pub(crate) fn clip_loads_written(out: &mut dyn Output, data_end: u64) -> Result<()> {
-    let unreadable =
-        |e: std::io::Error| Error::Output(std::io::Error::new(e.kind(), format!("cutting the program headers: {e}")));
-    let Some((_, phoff, phnum, be)) = out.written().map(|file| locate_table(&*file)).transpose().map_err(unreadable)?
-    else {
-        return Ok(());
-    };
-    let per_buffer = WRITE_BUFFER as u64 / PHDR;
+    let failed = |e: String| Error::Output(std::io::Error::other(format!("cutting the program headers: {e}")));
+    let Some(located) = out.written().map(|file| locate_table(&*file)) else { return Ok(()) };
+    let (_, phoff, phnum, be) = located.map_err(|e| failed(e.to_string()))?;
+    let table_end = phoff.saturating_add(phnum.saturating_mul(PHDR));
     let mut buf = vec![0u8; WRITE_BUFFER];
-    let mut done = 0u64;
-    while done < phnum {
-        let n = (phnum - done).min(per_buffer);
-        let at = phoff + done * PHDR;
+    let mut pos = phoff;
+    while pos < table_end {
+        let Some((start, end)) = out.next_written(pos) else { break };
+        // Whole headers, counted from the table's start, that are all in the file.
+        let first = phoff + (start.max(pos) - phoff).div_ceil(PHDR) * PHDR;
+        let size = out.written().map_or(0, |file| file.size());
+        let stop = end.min(table_end).min(size);
+        let n = (stop.saturating_sub(first) / PHDR).min(WRITE_BUFFER as u64 / PHDR);
+        if n == 0 {
+            pos = end.max(pos + 1);
+            continue;
+        }
         let table = buf.get_mut(..(n * PHDR) as usize).unwrap_or_default();
-        out.written().map_or(Ok(()), |file| file.read_exact_at(table, at)).map_err(unreadable)?;
-        let mut changed = false;
-        for ph in table.chunks_mut(PHDR as usize) {
-            let before = get(ph, 32, 8, be);
-            clip_load(ph, data_end, be);
-            changed |= get(ph, 32, 8, be) != before;
+        let read = out.written().map_or(Ok(()), |file| file.read_exact_at(table, first));
+        read.map_err(|e| failed(format!("reading them at {first:#x}: {e}")))?;
+        for (i, ph) in table.chunks_mut(PHDR as usize).enumerate() {
+            if clip_load(ph, data_end, be) {
+                let at = first + i as u64 * PHDR;
+                out.write_at(at, ph).map_err(|e| match e {
+                    OutputError::Full => failed(format!("the full disk took no rewrite of the one at {at:#x}")),
+                    OutputError::Io(e) => failed(format!("rewriting the one at {at:#x}: {e}")),
+                })?;
+            }
         }
-        if changed {
-            out.write_at(at, table).map_err(|e| match e {
-                OutputError::Full => unreadable(std::io::Error::other("the full disk took no rewrite of them")),
-                OutputError::Io(e) => unreadable(e),
-            })?;
-        }
-        done += n;
+        pos = first + n * PHDR;
     }
     Ok(())
 }

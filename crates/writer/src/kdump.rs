@@ -391,72 +391,72 @@ pub(crate) fn mark_incomplete(out: &mut dyn Output, status: u32, big_endian: boo
 /// a stream that stopped early) whose data does not lie wholly before `data_end`. A zero
 /// descriptor is how every reader tells a page that was never written (makedumpfile.md
 /// 1.9); one left pointing past the file's end, or into bytes never written, reads as a
-/// broken page or as zeros. The table is read back a buffer at a time and only the
-/// buffers that change are rewritten, in place.
-pub(crate) fn forget_pages_past(out: &mut dyn Output, data_end: u64) -> Result<()> {
-    let unreadable =
+/// broken page or as zeros (libkdumpfile died of SIGBUS on them).
+///
+/// The table starts at `desc_offset` and ends where the first page's data begins; only
+/// the stretches of it that were written are read (the rest is holes, which read as
+/// "not written" already), so the work is bounded by what the stream delivered, whatever
+/// its header claims. Runs of descriptors to clear are rewritten, nothing else: the rest
+/// of the table may be holes, which a full disk would not take.
+pub(crate) fn forget_pages_past(out: &mut dyn Output, desc_offset: u64, data_end: u64, be: bool) -> Result<()> {
+    let failed =
         |e: String| Error::Output(std::io::Error::other(format!("clearing the descriptors of pages not written: {e}")));
-    let Some((desc_offset, count, be)) = out
-        .written()
-        .map(|file| {
-            let k = vmcore_formats::kdump::KdumpFile::parse(file)?;
-            let h = &k.header;
-            let desc_offset = (1 + u64::from(h.sub_hdr_size) + u64::from(h.bitmap_blocks)) * u64::from(h.block_size);
-            Ok::<_, vmcore_formats::Error>((desc_offset, k.dumpable_pages()?, h.big_endian))
-        })
-        .transpose()
-        .map_err(|e| unreadable(e.to_string()))?
-    else {
-        return Ok(());
-    };
-    let per_buffer = WRITE_BUFFER as u64 / DESC;
     let mut buf = vec![0u8; WRITE_BUFFER];
     let zeros = vec![0u8; WRITE_BUFFER];
-    let mut done = 0u64;
-    while done < count {
-        let at = desc_offset + done * DESC;
-        if at >= data_end {
-            // The rest of the table was never written: it reads as zeros already.
-            break;
+    // The table ends before the first page's data, which only its descriptors tell.
+    let mut table_end = data_end;
+    let mut pos = desc_offset;
+    while pos < table_end {
+        let Some((start, end)) = out.next_written(pos) else { break };
+        // Whole descriptors, counted from the table's start.
+        let first = desc_offset + (start.max(pos) - desc_offset) / DESC * DESC;
+        let stop = end.min(table_end);
+        if first >= stop {
+            pos = end.max(pos + 1);
+            continue;
         }
-        let n = (count - done).min(per_buffer).min((data_end - at).div_ceil(DESC));
+        let n = ((stop - first).div_ceil(DESC)).min(WRITE_BUFFER as u64 / DESC);
         let table = buf.get_mut(..(n * DESC) as usize).unwrap_or_default();
-        // The table's last buffer may end past the file: what is not there is zeros, and
-        // only what is there is written back (the disk may be full).
-        let mut have = 0;
+        // The last descriptor may run past the file: what is not there reads as zeros.
         let read = out.written().map_or(Ok(()), |file| {
-            have = usize::try_from(file.size().saturating_sub(at)).unwrap_or(usize::MAX).min(table.len());
+            let have = usize::try_from(file.size().saturating_sub(first)).unwrap_or(usize::MAX).min(table.len());
             let (head, tail) = table.split_at_mut(have);
             tail.fill(0);
-            file.read_exact_at(head, at)
+            file.read_exact_at(head, first)
         });
-        read.map_err(|e| unreadable(e.to_string()))?;
-        // Runs of descriptors to clear are rewritten, nothing else: the rest of the table
-        // may be holes in the file, which a full disk would not take.
-        let descs: Vec<&[u8]> = table.get(..have).unwrap_or_default().chunks_exact(DESC as usize).collect();
-        let clear = |d: &[u8]| {
+        read.map_err(|e| failed(format!("reading the descriptors at {first:#x}: {e}")))?;
+        // In order, so that the table's end is known before its first page's data could be
+        // taken for descriptors. A size of 0 is a descriptor the disk took only part of.
+        let mut clear = Vec::with_capacity(n as usize);
+        for (i, d) in table.chunks_exact(DESC as usize).enumerate() {
+            if first + i as u64 * DESC >= table_end {
+                break;
+            }
             let offset = u64_at(d, 0, be).unwrap_or(0);
             let size = u32_at(d, 8, be).unwrap_or(0);
-            // A size of 0 is a descriptor the disk took only part of.
-            offset != 0 && (size == 0 || offset.saturating_add(u64::from(size)) > data_end)
-        };
+            if offset >= desc_offset {
+                table_end = table_end.min(offset);
+            }
+            clear.push(offset != 0 && (size == 0 || offset.saturating_add(u64::from(size)) > data_end));
+        }
         let mut i = 0;
-        while i < descs.len() {
-            let first = i;
-            while descs.get(i).is_some_and(|d| clear(d)) {
+        while i < clear.len() {
+            let run = i;
+            while clear.get(i) == Some(&true) {
                 i += 1;
             }
-            if i == first {
+            if i == run {
                 i += 1;
                 continue;
             }
-            let zeros = zeros.get(..(i - first) * DESC as usize).unwrap_or_default();
-            out.write_at(at + first as u64 * DESC, zeros).map_err(|e| match e {
-                OutputError::Full => unreadable("the full disk took no rewrite of them".into()),
-                OutputError::Io(e) => Error::Output(e),
+            let at = first + run as u64 * DESC;
+            let zeros = zeros.get(..(i - run) * DESC as usize).unwrap_or_default();
+            out.write_at(at, zeros).map_err(|e| match e {
+                OutputError::Full => failed(format!("the full disk took no rewrite of those at {at:#x}")),
+                OutputError::Io(e) => failed(format!("rewriting those at {at:#x}: {e}")),
             })?;
         }
-        done += n;
+        pos = first + n * DESC;
     }
     Ok(())
 }

@@ -37,6 +37,13 @@ pub trait Output: Send {
     fn written(&self) -> Option<Box<dyn ReadAt + '_>> {
         None
     }
+    /// The first stretch `[start, end)` at or after `from` that holds written data, for
+    /// skipping the holes of a sparse file when reading it back: None past the last. Where
+    /// holes cannot be told apart, everything up to the end is one stretch.
+    fn next_written(&self, from: u64) -> Option<(u64, u64)> {
+        let size = self.written()?.size();
+        (from < size).then_some((from, size))
+    }
     /// Flushes. (No fsync: like makedumpfile, the dump is in the page cache when this
     /// returns, and kdump scripts run `sync` before rebooting.)
     fn finish(&mut self) -> io::Result<()>;
@@ -149,6 +156,15 @@ impl Output for FileOutput {
 
     fn written(&self) -> Option<Box<dyn ReadAt + '_>> {
         Some(Box::new(WrittenFile(&self.file)))
+    }
+
+    fn next_written(&self, from: u64) -> Option<(u64, u64)> {
+        use rustix::fs::{seek, SeekFrom};
+        // ENXIO: no data past `from`. A filesystem without SEEK_DATA reports the whole
+        // file as data.
+        let start = seek(&self.file, SeekFrom::Data(from)).ok()?;
+        let end = seek(&self.file, SeekFrom::Hole(start)).ok()?;
+        (end > start).then_some((start, end))
     }
 
     fn finish(&mut self) -> io::Result<()> {

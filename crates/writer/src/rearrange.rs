@@ -47,14 +47,20 @@ const HEAD: usize = h::BITMAP_BLOCKS + 4;
 
 /// Sets the incomplete flag of the kdump or ELF header that `head` (the file's first bytes)
 /// holds, in place: its block is on disk, so the full disk takes the write. Then cuts what
-/// points at data past `data_end` (the furthest byte received), so that every reader sees
-/// those pages as not written: kdump descriptors are zeroed, ELF PT_LOADs shortened.
+/// points at data past `covered` (the furthest byte received) or past the file's end (zeros
+/// received last were left as holes, and the file stops before them), so that every reader
+/// sees those pages as not written: kdump descriptors are zeroed, ELF PT_LOADs shortened.
 /// Returns what was done, for the error message.
-fn mark_incomplete(out: &mut dyn Output, head: &[u8; HEAD], data_end: u64) -> Option<String> {
+fn mark_incomplete(out: &mut dyn Output, head: &[u8; HEAD], covered: u64) -> Option<String> {
+    let data_end = out.written().map_or(covered, |file| covered.min(file.size()));
     let (format, cut) = if head.starts_with(kdump::KDUMP_SIGNATURE) {
         let big_endian = kdump_big_endian(head)?;
         crate::kdump::mark_incomplete(out, head_u32(head, h::STATUS, big_endian)?, big_endian).ok()?;
-        ("kdump", crate::kdump::forget_pages_past(out, data_end))
+        let cut = match kdump_heads_end(head) {
+            Some(desc_offset) => crate::kdump::forget_pages_past(out, desc_offset, data_end, big_endian),
+            None => Ok(()),
+        };
+        ("kdump", cut)
     } else if head.starts_with(b"\x7fELF") && head.get(4) == Some(&2) {
         let big_endian = head.get(5) == Some(&2);
         crate::elf::mark_incomplete(out, head_u32(head, E_FLAGS, big_endian)?, big_endian).ok()?;
@@ -103,15 +109,17 @@ fn kdump_big_endian(head: &[u8; HEAD]) -> Option<bool> {
     Some(head_u32(head, h::HEADER_VERSION, false)? > 0xffff)
 }
 
+/// Where a kdump file's headers and bitmaps end and its page descriptors begin.
+fn kdump_heads_end(head: &[u8; HEAD]) -> Option<u64> {
+    let big_endian = kdump_big_endian(head)?;
+    let field = |at| head_u32(head, at, big_endian).map(u64::from);
+    (1 + field(h::SUB_HDR_SIZE)? + field(h::BITMAP_BLOCKS)?).checked_mul(field(h::BLOCK_SIZE)?)
+}
+
 /// Whether the file is a kdump file whose headers and bitmaps are not all in the first
 /// `covered` bytes received: then it is no dump (nothing to mark incomplete).
 fn kdump_heads_missing(head: &[u8; HEAD], covered: u64) -> bool {
-    let heads_end = || {
-        let big_endian = kdump_big_endian(head)?;
-        let field = |at| head_u32(head, at, big_endian).map(u64::from);
-        (1 + field(h::SUB_HDR_SIZE)? + field(h::BITMAP_BLOCKS)?).checked_mul(field(h::BLOCK_SIZE)?)
-    };
-    head.starts_with(kdump::KDUMP_SIGNATURE) && heads_end().is_none_or(|end| covered < end)
+    head.starts_with(kdump::KDUMP_SIGNATURE) && kdump_heads_end(head).is_none_or(|end| covered < end)
 }
 
 /// The error of a stream that stopped early (cut short, or `stop` set): the file written

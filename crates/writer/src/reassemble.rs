@@ -311,7 +311,14 @@ pub fn reassemble(
             let mut sub = head.get(sub_at..sub_at + sh::SIZE).unwrap_or_default().to_vec();
             put_u(&mut sub, sh::OFFSET_ERASEINFO, 8, start, be);
             put_u(&mut sub, sh::SIZE_ERASEINFO, 8, end - start, be);
-            out.write_at(bs, &sub)?;
+            // Every page is written: a full disk here (copy-on-write) leaves a dump whose
+            // erase information is not pointed at, not "no dump".
+            out.write_at(bs, &sub).map_err(|e| match e {
+                OutputError::Full => {
+                    Error::Output(std::io::Error::other("no space to point the sub header at the erase information"))
+                }
+                OutputError::Io(e) => Error::Output(e),
+            })?;
         }
         // Erase information cut short is not pointed at; the pages end where it began.
         if full {

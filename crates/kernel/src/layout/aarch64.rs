@@ -150,8 +150,10 @@ pub fn discover(dump: &Dump, vi: &VmcoreInfo, symbols: SymbolLookup<'_>) -> Disc
     // where the 48-bit range's entries are. Walked from its start, the table is indexed
     // with the 52 bits it was built for (kernel addresses extend their sign to bit 63, so
     // they land on the same entries). 4K and 16K builds (LPA2) fold a level instead.
-    let walk_bits = match (page_shift, va_bits, actual) {
-        (Some(16), Some(52), Some(a)) if a < 52 => Some(52),
+    // 4.20-5.3 built the same table for 52-bit user addresses alone (MAX_USER_VA_BITS).
+    let built_for_52 = va_bits == Some(52) || vi.number("MAX_USER_VA_BITS") == Some(52);
+    let walk_bits = match (page_shift, actual) {
+        (Some(16), Some(a)) if a < 52 && built_for_52 => Some(52),
         _ => actual,
     };
     let mmu = page_shift.zip(walk_bits).and_then(|(s, a)| Mmu::aarch64(s, a, pa52));
