@@ -68,6 +68,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 limit,
                 bitmap_memory,
                 work_dir: work_dir.as_deref(),
+                cycles: None,
                 force: Overwrite::vmcore(force),
                 stats,
                 dry_run,

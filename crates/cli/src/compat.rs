@@ -357,6 +357,13 @@ fn run(o: Opts) -> Result<()> {
         limit: o.limit,
         bitmap_memory: o.bitmap_memory.unwrap_or(crate::write::DEFAULT_BITMAP_MEMORY),
         work_dir: o.work_dir.as_deref(),
+        // makedumpfile's --work-dir takes its non-cyclic path, whatever the buffer; a
+        // buffer it is given, its cyclic path.
+        cycles: match (&o.work_dir, o.bitmap_memory) {
+            (Some(_), _) => Some(vmcore_filter::Cycles::NonCyclic),
+            (None, Some(_)) => Some(vmcore_filter::Cycles::GivenBuffer),
+            (None, None) => None,
+        },
         force: overwrite(&o),
         stats: o.show_stats || level & 16 != 0,
         dry_run: o.dry_run,

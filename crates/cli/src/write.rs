@@ -26,6 +26,9 @@ pub struct DumpJob<'a> {
     pub bitmap_memory: u64,
     /// Where bitmaps spill (default: the output's directory, else $TMPDIR).
     pub work_dir: Option<&'a Path>,
+    /// How makedumpfile would go through the frames when its options say (the front
+    /// end's --work-dir and --cyclic-buffer); None: as it sizes its own buffer.
+    pub cycles: Option<vmcore_filter::Cycles>,
     pub force: Overwrite,
     pub stats: bool,
     pub dry_run: bool,
@@ -217,7 +220,7 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
     let mut fopts = vmcore_filter::Options {
         threads,
         cut_at_last_section: !format.elf,
-        output_files: format.split.len().max(1),
+        cycles: job.cycles.unwrap_or(vmcore_filter::Cycles::Sized { files: format.split.len().max(1) }),
         ..vmcore_filter::Options::default()
     };
     let beside_output = format

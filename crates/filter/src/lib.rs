@@ -18,7 +18,7 @@ mod scan;
 mod spill;
 
 pub use bitmap::{Iter, PfnBitmap};
-pub use scan::{filter, is_zero, zero_pages, Options};
+pub use scan::{filter, is_zero, zero_pages, Cycles, Options};
 pub use spill::BitmapStorage;
 
 /// Errors of filtering.

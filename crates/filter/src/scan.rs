@@ -42,10 +42,25 @@ pub struct Options {
     /// makedumpfile cuts max_mapnr for kdump-compressed files. Its ELF output keeps the
     /// pages past it, so the ELF writer's filtering does not cut.
     pub cut_at_last_section: bool,
-    /// Files the dump is written into at once (`--split`): makedumpfile divides its bitmap
-    /// buffer among them, so with more than one it never works in a single cycle, and the
-    /// first bitmap follows its cyclic path.
-    pub output_files: usize,
+    /// Which of makedumpfile's two paths the 1st bitmap of an ELF input follows: only the
+    /// non-cyclic one marks a segment's partial last page present.
+    pub cycles: Cycles,
+}
+
+/// How makedumpfile would go through the frames, which decides a detail of its 1st bitmap
+/// (a segment's partial last page) and of its report's counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cycles {
+    /// Its own buffer, divided among `files` output files (`--split`): the non-cyclic path
+    /// only when one file's buffer holds both bitmaps whole.
+    Sized {
+        /// Files written at once.
+        files: usize,
+    },
+    /// `--cyclic-buffer`: the cyclic path, however many cycles it takes.
+    GivenBuffer,
+    /// `--work-dir`: the non-cyclic path, bitmaps in a file.
+    NonCyclic,
 }
 
 impl Default for Options {
@@ -59,7 +74,7 @@ impl Default for Options {
             unit_pfns: UNIT_PFNS,
             bitmap_storage: None,
             cut_at_last_section: true,
-            output_files: 1,
+            cycles: Cycles::Sized { files: 1 },
         }
     }
 }
@@ -117,13 +132,18 @@ fn initial_bitmaps(dump: &Dump, total: u64, opts: &Options) -> Result<(PfnBitmap
             // the frames the segments claim, and divided among --split's files: so are
             // these decisions.
             let frames = dump.mem.max_pfn();
-            let single_cycle = frames <= SINGLE_CYCLE_MAX_PFNS && core.kind != ElfKind::Kcore && opts.output_files <= 1;
             // makedumpfile's bitmap: its buffer is max_mapnr * 2 / 8 bytes (rounded down)
             // up to 4 MiB, and only when that holds both bitmaps whole (max_mapnr a
             // multiple of 4, at most 16 Mi frames) does it take its non-cyclic path, whose
             // 1st bitmap also marks a segment's partial last page. The 6.1 fixture
-            // (0x1ffcb frames) is cyclic; a 16 GiB machine is not.
-            let partial_last_page_present = single_cycle && frames % 4 == 0;
+            // (0x1ffcb frames) is cyclic; a 16 GiB machine is not. A buffer divided among
+            // --split's files, or given, never takes it; --work-dir always does.
+            let sized_single = frames <= SINGLE_CYCLE_MAX_PFNS && core.kind != ElfKind::Kcore;
+            let (single_cycle, partial_last_page_present) = match opts.cycles {
+                Cycles::Sized { files } if files <= 1 => (sized_single, sized_single && frames % 4 == 0),
+                Cycles::Sized { .. } | Cycles::GivenBuffer => (false, false),
+                Cycles::NonCyclic => (sized_single, core.kind != ElfKind::Kcore),
+            };
             for s in core.loads.iter().filter(|s| s.paddr != u64::MAX && s.memsz > 0) {
                 if core.kind == ElfKind::Kcore && s.paddr == 0 {
                     continue;
