@@ -86,7 +86,7 @@ fn write_piece(
 ) -> Result<()> {
     out.write_at(at, piece).map_err(|e| match e {
         // A kdump file whose headers and bitmaps did not fit is no dump.
-        OutputError::Full if kdump_heads_missing(file_head, covered) => Error::NoRoomForHeaders,
+        OutputError::Full if heads_missing(file_head, covered) => Error::NoRoomForHeaders,
         OutputError::Full => Error::Output(io::Error::other(match mark_incomplete(out, file_head, covered) {
             Some(done) => format!("no space left for the dump; {done}"),
             None => "no space left for the dump".into(),
@@ -116,19 +116,38 @@ fn kdump_heads_end(head: &[u8; HEAD]) -> Option<u64> {
     (1 + field(h::SUB_HDR_SIZE)? + field(h::BITMAP_BLOCKS)?).checked_mul(field(h::BLOCK_SIZE)?)
 }
 
-/// Whether the file is a kdump file whose headers and bitmaps are not all in the first
-/// `covered` bytes received: then it is no dump (nothing to mark incomplete).
-fn kdump_heads_missing(head: &[u8; HEAD], covered: u64) -> bool {
-    head.starts_with(kdump::KDUMP_SIGNATURE) && kdump_heads_end(head).is_none_or(|end| covered < end)
+/// Where an ELF64 file's program header table ends, when its header holds the count
+/// (past 65534 headers the count is in section header 0: None).
+fn elf_heads_end(head: &[u8; HEAD]) -> Option<u64> {
+    let big_endian = head.get(5) == Some(&2);
+    let phoff: [u8; 8] = head.get(32..40)?.try_into().ok()?;
+    let phnum: [u8; 2] = head.get(56..58)?.try_into().ok()?;
+    let (phoff, phnum) = if big_endian {
+        (u64::from_be_bytes(phoff), u16::from_be_bytes(phnum))
+    } else {
+        (u64::from_le_bytes(phoff), u16::from_le_bytes(phnum))
+    };
+    (phnum != 0xffff).then(|| phoff.checked_add(u64::from(phnum) * 56)).flatten()
+}
+
+/// Whether the file's headers are not all in the first `covered` bytes received (a kdump
+/// file's headers and bitmaps, an ELF file's program headers): then it is no dump, and
+/// there is nothing to mark incomplete.
+fn heads_missing(head: &[u8; HEAD], covered: u64) -> bool {
+    if head.starts_with(kdump::KDUMP_SIGNATURE) {
+        kdump_heads_end(head).is_none_or(|end| covered < end)
+    } else if head.starts_with(b"\x7fELF") {
+        elf_heads_end(head).is_some_and(|end| covered < end)
+    } else {
+        true
+    }
 }
 
 /// The error of a stream that stopped early (cut short, or `stop` set): the file written
-/// so far is marked incomplete when it is a dump: an ELF header, or a kdump file's headers
-/// and bitmaps through `covered` (the furthest byte received); otherwise there is no dump.
+/// so far is marked incomplete when it is a dump, its headers all received (through
+/// `covered`, the furthest byte); otherwise there is no dump.
 fn stopped_early(out: &mut dyn Output, file_head: &[u8; HEAD], covered: u64, pos: u64, why: &str) -> Error {
-    let no_dump = kdump_heads_missing(file_head, covered)
-        || !(file_head.starts_with(kdump::KDUMP_SIGNATURE) || file_head.starts_with(b"\x7fELF"));
-    if no_dump {
+    if heads_missing(file_head, covered) {
         let _ = out.finish();
         return Error::NoDump(format!("flattened stream, offset {pos:#x}: {why}, before the headers were through"));
     }

@@ -568,6 +568,13 @@ fn a_stream_cut_short_or_interrupted_rearranges_to_a_dump_marked_incomplete() {
         }
         fn finish(&self) {}
     }
+    // An ELF stream cut inside its program headers: no segment to mark either.
+    let mut flat = FlatOutput::new(Vec::new());
+    write_elf(&mut flat, &m.core, &*m.src, &m.mem, &f, &opts(Codec::Raw, 1), &NoProgress).unwrap();
+    let elf_stream = flat.into_inner();
+    let mut out = Disk::new(usize::MAX);
+    let err = rearrange(&mut &elf_stream[..4096 + 16 + 64 + 16 + 20], &mut out, &NoProgress, None).unwrap_err();
+    assert!(matches!(err, Error::NoDump(_)), "{err}");
     let half = StopHalfWay(Default::default(), Default::default(), stream.len() as u64 / 2);
     let mut out = Disk::new(usize::MAX);
     let err = rearrange(&mut &stream[..], &mut out, &half, Some(&half.0)).unwrap_err().to_string();
