@@ -160,11 +160,20 @@ impl Output for FileOutput {
 
     fn next_written(&self, from: u64) -> Option<(u64, u64)> {
         use rustix::fs::{seek, SeekFrom};
-        // ENXIO: no data past `from`. A filesystem without SEEK_DATA reports the whole
-        // file as data.
-        let start = seek(&self.file, SeekFrom::Data(from)).ok()?;
-        let end = seek(&self.file, SeekFrom::Hole(start)).ok()?;
-        (end > start).then_some((start, end))
+        // (Seeking moves only the file offset, which the positioned writes do not use.)
+        match seek(&self.file, SeekFrom::Data(from)) {
+            Ok(start) => {
+                let end = seek(&self.file, SeekFrom::Hole(start)).ok()?;
+                (end > start).then_some((start, end))
+            }
+            // No data past `from`.
+            Err(rustix::io::Errno::NXIO) => None,
+            // A device, or a filesystem without SEEK_DATA: all of it is data.
+            Err(_) => {
+                let size = WrittenFile(&self.file).size();
+                (from < size).then_some((from, size))
+            }
+        }
     }
 
     fn finish(&mut self) -> io::Result<()> {
@@ -181,8 +190,9 @@ impl ReadAt for WrittenFile<'_> {
         self.0.read_exact_at(buf, offset)
     }
 
+    /// A regular file's length, or a block device's size (whose `st_size` is 0).
     fn size(&self) -> u64 {
-        self.0.metadata().map_or(0, |m| m.len())
+        rustix::fs::seek(self.0, rustix::fs::SeekFrom::End(0)).unwrap_or(0)
     }
 }
 
