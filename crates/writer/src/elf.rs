@@ -17,7 +17,7 @@ use vmcore_physmem::PhysMem;
 use vmcore_types::ReadAt;
 
 use crate::kdump::WRITE_BUFFER;
-use crate::output::{Output, OutputError};
+use crate::output::{fix_written_table, Output, OutputError};
 use crate::{bitmaps_read_back, Error, Progress, Result, WriteOptions, WriteReport};
 
 /// Excluded pages in a row from which a segment is split (makedumpfile's PFN_EXCLUDED).
@@ -243,38 +243,12 @@ pub(crate) fn clip_load(ph: &mut [u8], data_end: u64, be: bool) -> bool {
 /// that were written (so the work is bounded by what the stream delivered, whatever its
 /// header claims), and only the headers that change are rewritten, in place.
 pub(crate) fn clip_loads_written(out: &mut dyn Output, data_end: u64) -> Result<()> {
-    let failed = |e: String| Error::Output(std::io::Error::other(format!("cutting the program headers: {e}")));
+    let what = "cutting the program headers";
     let Some(located) = out.written().map(|file| locate_table(&*file)) else { return Ok(()) };
-    let (_, phoff, phnum, be) = located.map_err(|e| failed(e.to_string()))?;
+    let (_, phoff, phnum, be) = located.map_err(|e| Error::Output(std::io::Error::other(format!("{what}: {e}"))))?;
     let table_end = phoff.saturating_add(phnum.saturating_mul(PHDR));
-    let mut buf = vec![0u8; WRITE_BUFFER];
-    let mut pos = phoff;
-    while pos < table_end {
-        let Some((start, end)) = out.next_written(pos) else { break };
-        // Whole headers, counted from the table's start, that are all in the file.
-        let first = phoff + (start.max(pos) - phoff).div_ceil(PHDR) * PHDR;
-        let size = out.written().map_or(0, |file| file.size());
-        let stop = end.min(table_end).min(size);
-        let n = (stop.saturating_sub(first) / PHDR).min(WRITE_BUFFER as u64 / PHDR);
-        if n == 0 {
-            pos = end.max(pos + 1);
-            continue;
-        }
-        let table = buf.get_mut(..(n * PHDR) as usize).unwrap_or_default();
-        let read = out.written().map_or(Ok(()), |file| file.read_exact_at(table, first));
-        read.map_err(|e| failed(format!("reading them at {first:#x}: {e}")))?;
-        for (i, ph) in table.chunks_mut(PHDR as usize).enumerate() {
-            if clip_load(ph, data_end, be) {
-                let at = first + i as u64 * PHDR;
-                out.write_at(at, ph).map_err(|e| match e {
-                    OutputError::Full => failed(format!("the full disk took no rewrite of the one at {at:#x}")),
-                    OutputError::Io(e) => failed(format!("rewriting the one at {at:#x}: {e}")),
-                })?;
-            }
-        }
-        pos = first + n * PHDR;
-    }
-    Ok(())
+    // Only headers all in the file: one cut across a hole would be judged by zeros.
+    fix_written_table(out, phoff, table_end, PHDR, what, |ph, whole, _| whole && clip_load(ph, data_end, be))
 }
 
 fn get(b: &[u8], off: usize, len: usize, big_endian: bool) -> u64 {

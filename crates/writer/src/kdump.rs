@@ -11,7 +11,7 @@ use vmcore_types::bytes::{u32_at, u64_at};
 use vmcore_types::{Pfn, PhysAddr};
 
 use crate::compress::Compressor;
-use crate::output::{Output, OutputError};
+use crate::output::{fix_written_table, Output, OutputError};
 use crate::pipeline::Recycler;
 use crate::{bitmaps_read_back, Error, Progress, Result, WriteOptions, WriteReport};
 use vmcore_types::ordered::{ordered, Flow, AHEAD_PER_THREAD};
@@ -399,66 +399,21 @@ pub(crate) fn mark_incomplete(out: &mut dyn Output, status: u32, big_endian: boo
 /// its header claims. Runs of descriptors to clear are rewritten, nothing else: the rest
 /// of the table may be holes, which a full disk would not take.
 pub(crate) fn forget_pages_past(out: &mut dyn Output, desc_offset: u64, data_end: u64, be: bool) -> Result<()> {
-    let failed =
-        |e: String| Error::Output(std::io::Error::other(format!("clearing the descriptors of pages not written: {e}")));
-    let mut buf = vec![0u8; WRITE_BUFFER];
-    let zeros = vec![0u8; WRITE_BUFFER];
     // The table ends before the first page's data, which only its descriptors tell.
-    let mut table_end = data_end;
-    let mut pos = desc_offset;
-    while pos < table_end {
-        let Some((start, end)) = out.next_written(pos) else { break };
-        // Whole descriptors, counted from the table's start.
-        let first = desc_offset + (start.max(pos) - desc_offset) / DESC * DESC;
-        let stop = end.min(table_end);
-        if first >= stop {
-            pos = end.max(pos + 1);
-            continue;
+    let what = "clearing the descriptors of pages not written";
+    fix_written_table(out, desc_offset, data_end, DESC, what, |d, _, table_end| {
+        let offset = u64_at(d, 0, be).unwrap_or(0);
+        let size = u32_at(d, 8, be).unwrap_or(0);
+        if offset >= desc_offset {
+            *table_end = (*table_end).min(offset);
         }
-        let n = ((stop - first).div_ceil(DESC)).min(WRITE_BUFFER as u64 / DESC);
-        let table = buf.get_mut(..(n * DESC) as usize).unwrap_or_default();
-        // The last descriptor may run past the file: what is not there reads as zeros.
-        let read = out.written().map_or(Ok(()), |file| {
-            let have = usize::try_from(file.size().saturating_sub(first)).unwrap_or(usize::MAX).min(table.len());
-            let (head, tail) = table.split_at_mut(have);
-            tail.fill(0);
-            file.read_exact_at(head, first)
-        });
-        read.map_err(|e| failed(format!("reading the descriptors at {first:#x}: {e}")))?;
-        // In order, so that the table's end is known before its first page's data could be
-        // taken for descriptors. A size of 0 is a descriptor the disk took only part of.
-        let mut clear = Vec::with_capacity(n as usize);
-        for (i, d) in table.chunks_exact(DESC as usize).enumerate() {
-            if first + i as u64 * DESC >= table_end {
-                break;
-            }
-            let offset = u64_at(d, 0, be).unwrap_or(0);
-            let size = u32_at(d, 8, be).unwrap_or(0);
-            if offset >= desc_offset {
-                table_end = table_end.min(offset);
-            }
-            clear.push(offset != 0 && (size == 0 || offset.saturating_add(u64::from(size)) > data_end));
+        // A size of 0 is a descriptor the disk took only part of.
+        let clear = offset != 0 && (size == 0 || offset.saturating_add(u64::from(size)) > data_end);
+        if clear {
+            d.fill(0);
         }
-        let mut i = 0;
-        while i < clear.len() {
-            let run = i;
-            while clear.get(i) == Some(&true) {
-                i += 1;
-            }
-            if i == run {
-                i += 1;
-                continue;
-            }
-            let at = first + run as u64 * DESC;
-            let zeros = zeros.get(..(i - run) * DESC as usize).unwrap_or_default();
-            out.write_at(at, zeros).map_err(|e| match e {
-                OutputError::Full => failed(format!("the full disk took no rewrite of those at {at:#x}")),
-                OutputError::Io(e) => failed(format!("rewriting those at {at:#x}: {e}")),
-            })?;
-        }
-        pos = first + n * DESC;
-    }
-    Ok(())
+        clear
+    })
 }
 
 /// One file to write: all pages, or one `--split` range.

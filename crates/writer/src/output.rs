@@ -9,6 +9,8 @@ use std::path::Path;
 use vmcore_formats::raw::flat;
 use vmcore_types::ReadAt;
 
+use crate::kdump::WRITE_BUFFER;
+
 /// Why a write stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
@@ -82,6 +84,74 @@ pub fn create_dump_file(path: &Path, force: bool, inputs: &[&Path]) -> io::Resul
         f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     }
     Ok(f)
+}
+
+/// Walks a table of `entry`-byte entries that starts at `start` in the dump being written
+/// to `out` (a file read back after its stream stopped early), only where the file was
+/// written: holes are skipped, so the work is bounded by what was written, whatever the
+/// headers claim, and a buffer at a time. `fix(entry, whole, end)` may change an entry in
+/// place and says whether it did; `whole`: all of the entry lies in one written stretch
+/// (the rest reads as zeros); `end`: where the table ends, which `fix` may lower as the
+/// entries tell (they are seen in order). Runs of changed entries are written back in
+/// place, nothing else: the rest of the table may be holes, which a full disk would not
+/// take. `what` names the work in errors.
+pub(crate) fn fix_written_table(
+    out: &mut dyn Output,
+    start: u64,
+    mut end: u64,
+    entry: u64,
+    what: &str,
+    mut fix: impl FnMut(&mut [u8], bool, &mut u64) -> bool,
+) -> crate::Result<()> {
+    let failed = |e: String| crate::Error::Output(io::Error::other(format!("{what}: {e}")));
+    let mut buf = vec![0u8; WRITE_BUFFER];
+    let mut pos = start;
+    while pos < end {
+        let Some((data, data_end)) = out.next_written(pos) else { break };
+        // Whole entries, counted from the table's start.
+        let first = start + (data.max(pos) - start) / entry * entry;
+        let stop = data_end.min(end);
+        if first >= stop {
+            pos = data_end.max(pos + 1);
+            continue;
+        }
+        let n = (stop - first).div_ceil(entry).min(WRITE_BUFFER as u64 / entry);
+        let table = buf.get_mut(..(n * entry) as usize).unwrap_or_default();
+        let read = out.written().map_or(Ok(()), |file| {
+            let have = usize::try_from(file.size().saturating_sub(first)).unwrap_or(usize::MAX).min(table.len());
+            let (head, tail) = table.split_at_mut(have);
+            tail.fill(0);
+            file.read_exact_at(head, first)
+        });
+        read.map_err(|e| failed(format!("reading at {first:#x}: {e}")))?;
+        let mut changed = Vec::with_capacity(n as usize);
+        for (i, e) in table.chunks_exact_mut(entry as usize).enumerate() {
+            let at = first + i as u64 * entry;
+            if at >= end {
+                break;
+            }
+            changed.push(fix(e, at >= data && at + entry <= data_end, &mut end));
+        }
+        let mut i = 0;
+        while i < changed.len() {
+            let run = i;
+            while changed.get(i) == Some(&true) {
+                i += 1;
+            }
+            if i == run {
+                i += 1;
+                continue;
+            }
+            let at = first + run as u64 * entry;
+            let bytes = table.get(run * entry as usize..i * entry as usize).unwrap_or_default();
+            out.write_at(at, bytes).map_err(|e| match e {
+                OutputError::Full => failed(format!("the full disk took no rewrite of those at {at:#x}")),
+                OutputError::Io(e) => failed(format!("rewriting those at {at:#x}: {e}")),
+            })?;
+        }
+        pos = first + n * entry;
+    }
+    Ok(())
 }
 
 /// Bytes written between two requests to drop the dump's written-back pages from the page

@@ -176,6 +176,13 @@ fn kdump_bytes(m: &Machine, f: &Filtered, codec: Codec, threads: usize) -> Vec<u
     disk.bytes
 }
 
+/// The flattened stream of [`kdump_bytes`]' file.
+fn kdump_stream(m: &Machine, f: &Filtered, codec: Codec, threads: usize) -> Vec<u8> {
+    let mut flat = FlatOutput::new(Vec::new());
+    write_kdump(&mut flat, &m.mem, f, &meta(m), &opts(codec, threads), &NoProgress).unwrap();
+    flat.into_inner()
+}
+
 /// Every frame of `file` reads as the machine has it: kept frames equal, the others
 /// excluded or holes; with `cut`, kept frames may also be not written, but only after
 /// every written one.
@@ -449,9 +456,7 @@ fn a_stop_request_marks_a_flattened_stream_incomplete_too() {
 fn rearranging_onto_a_full_disk_leaves_a_dump_marked_incomplete() {
     let m = machine();
     let f = filtered(1);
-    let mut flat = FlatOutput::new(Vec::new());
-    write_kdump(&mut flat, &m.mem, &f, &meta(&m), &opts(Codec::Lzo, 1), &NoProgress).unwrap();
-    let stream = flat.into_inner();
+    let stream = kdump_stream(&m, &f, Codec::Lzo, 1);
     let blocks = kdump_bytes(&m, &f, Codec::Lzo, 1).len().div_ceil(PS as usize);
     // Too small for the headers and bitmaps: no dump, said so (the caller removes the file).
     let mut out = Disk::new(3);
@@ -539,9 +544,7 @@ fn check_pages_that_arrived(file: Vec<u8>, f: &Filtered, what: &str) {
 fn a_stream_cut_short_or_interrupted_rearranges_to_a_dump_marked_incomplete() {
     let m = machine();
     let f = filtered(1);
-    let mut flat = FlatOutput::new(Vec::new());
-    write_kdump(&mut flat, &m.mem, &f, &meta(&m), &opts(Codec::Lzo, 1), &NoProgress).unwrap();
-    let stream = flat.into_inner();
+    let stream = kdump_stream(&m, &f, Codec::Lzo, 1);
     for cut in [stream.len() / 2, stream.len() - 20] {
         let mut out = Disk::new(usize::MAX);
         let err = rearrange(&mut &stream[..cut], &mut out, &NoProgress, None).unwrap_err().to_string();
@@ -587,9 +590,7 @@ fn flattened_streams_rearrange_to_the_file() {
     let m = machine();
     let f = filtered(31);
     let direct = kdump_bytes(&m, &f, Codec::Snappy, 1);
-    let mut flat = FlatOutput::new(Vec::new());
-    write_kdump(&mut flat, &m.mem, &f, &meta(&m), &opts(Codec::Snappy, 3), &NoProgress).unwrap();
-    let stream = flat.into_inner();
+    let stream = kdump_stream(&m, &f, Codec::Snappy, 3);
     let mut out = Disk::new(usize::MAX);
     rearrange(&mut &stream[..], &mut out, &NoProgress, None).unwrap();
     assert!(out.bytes == direct);
