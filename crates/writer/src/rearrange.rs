@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicBool;
 
 use vmcore_formats::raw::flat;
 use vmcore_formats::raw::kdump::{self, header as h};
+use vmcore_types::bytes::{u16_at, u32_at, u64_at};
 
 use crate::elf::E_FLAGS;
 use crate::output::{Output, OutputError};
@@ -55,7 +56,7 @@ fn mark_incomplete(out: &mut dyn Output, head: &[u8; HEAD], covered: u64) -> Opt
     let data_end = out.written().map_or(covered, |file| covered.min(file.size()));
     let (format, cut) = if head.starts_with(kdump::KDUMP_SIGNATURE) {
         let big_endian = kdump_big_endian(head)?;
-        crate::kdump::mark_incomplete(out, head_u32(head, h::STATUS, big_endian)?, big_endian).ok()?;
+        crate::kdump::mark_incomplete(out, u32_at(head, h::STATUS, big_endian)?, big_endian).ok()?;
         let cut = match kdump_heads_end(head) {
             Some(desc_offset) => crate::kdump::forget_pages_past(out, desc_offset, data_end, big_endian),
             None => Ok(()),
@@ -63,7 +64,7 @@ fn mark_incomplete(out: &mut dyn Output, head: &[u8; HEAD], covered: u64) -> Opt
         ("kdump", cut)
     } else if head.starts_with(b"\x7fELF") && head.get(4) == Some(&2) {
         let big_endian = head.get(5) == Some(&2);
-        crate::elf::mark_incomplete(out, head_u32(head, E_FLAGS, big_endian)?, big_endian).ok()?;
+        crate::elf::mark_incomplete(out, u32_at(head, E_FLAGS, big_endian)?, big_endian).ok()?;
         ("ELF", crate::elf::clip_loads_written(out, data_end))
     } else {
         return None;
@@ -85,7 +86,7 @@ fn write_piece(
     piece: &[u8],
 ) -> Result<()> {
     out.write_at(at, piece).map_err(|e| match e {
-        // A kdump file whose headers and bitmaps did not fit is no dump.
+        // A file whose headers (a kdump file's bitmaps too) did not fit is no dump.
         OutputError::Full if heads_missing(file_head, covered) => Error::NoRoomForHeaders,
         OutputError::Full => Error::Output(io::Error::other(match mark_incomplete(out, file_head, covered) {
             Some(done) => format!("no space left for the dump; {done}"),
@@ -98,21 +99,15 @@ fn write_piece(
     })
 }
 
-/// The `u32` at `at` of the file's first bytes.
-fn head_u32(head: &[u8; HEAD], at: usize, big_endian: bool) -> Option<u32> {
-    let b: [u8; 4] = head.get(at..at + 4)?.try_into().ok()?;
-    Some(if big_endian { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) })
-}
-
 /// A kdump header's byte order: its version (0 to 6) reads small only in its own.
 fn kdump_big_endian(head: &[u8; HEAD]) -> Option<bool> {
-    Some(head_u32(head, h::HEADER_VERSION, false)? > 0xffff)
+    Some(u32_at(head, h::HEADER_VERSION, false)? > 0xffff)
 }
 
 /// Where a kdump file's headers and bitmaps end and its page descriptors begin.
 fn kdump_heads_end(head: &[u8; HEAD]) -> Option<u64> {
     let big_endian = kdump_big_endian(head)?;
-    let field = |at| head_u32(head, at, big_endian).map(u64::from);
+    let field = |at| u32_at(head, at, big_endian).map(u64::from);
     (1 + field(h::SUB_HDR_SIZE)? + field(h::BITMAP_BLOCKS)?).checked_mul(field(h::BLOCK_SIZE)?)
 }
 
@@ -120,13 +115,8 @@ fn kdump_heads_end(head: &[u8; HEAD]) -> Option<u64> {
 /// (past 65534 headers the count is in section header 0: None).
 fn elf_heads_end(head: &[u8; HEAD]) -> Option<u64> {
     let big_endian = head.get(5) == Some(&2);
-    let phoff: [u8; 8] = head.get(32..40)?.try_into().ok()?;
-    let phnum: [u8; 2] = head.get(56..58)?.try_into().ok()?;
-    let (phoff, phnum) = if big_endian {
-        (u64::from_be_bytes(phoff), u16::from_be_bytes(phnum))
-    } else {
-        (u64::from_le_bytes(phoff), u16::from_le_bytes(phnum))
-    };
+    let phoff = u64_at(head, 32, big_endian)?;
+    let phnum = u16_at(head, 56, big_endian)?;
     (phnum != 0xffff).then(|| phoff.checked_add(u64::from(phnum) * 56)).flatten()
 }
 
