@@ -9,6 +9,7 @@
 //! * `filter`: page classes against makedumpfile 1.7.9's reports and bitmaps;
 //! * `layout`: layout values, kallsyms and virtual reads against drgn's;
 //! * `synthetic`: machines made by vmcore-synth (kernel generations the fixtures lack);
+//! * `vmemmap`: `-e` (unused vmemmap pages left out) against makedumpfile;
 //! * `writer`: the dumps vmcore writes, read back by vmcore, the peers and makedumpfile.
 mod util;
 
@@ -20,4 +21,5 @@ mod filter;
 mod fixtures;
 mod layout;
 mod synthetic;
+mod vmemmap;
 mod writer;

@@ -179,6 +179,11 @@ pub enum Command {
         /// of such RAM.
         #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value_t = crate::write::DEFAULT_BITMAP_MEMORY)]
         bitmap_memory: u64,
+        /// Leave out the pages of the kernel's struct page array (vmemmap) that describe
+        /// only excluded memory (makedumpfile -e; x86_64, 2 MiB vmemmap pages). Where it
+        /// cannot, the dump is written without it, with a warning.
+        #[arg(short = 'e', long)]
+        exclude_unused_vmemmap: bool,
         /// Where bitmaps spill past --bitmap-memory (makedumpfile --work-dir); default:
         /// OUT's directory, or $TMPDIR (or /tmp) with -F and --dry-run.
         #[arg(long, value_name = "DIR")]

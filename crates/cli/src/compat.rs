@@ -40,6 +40,7 @@ struct Opts {
     /// --splitblock-size, in KiB.
     splitblock_kib: Option<u64>,
     work_dir: Option<PathBuf>,
+    exclude_unused_vmemmap: bool,
     force: bool,
     vmcoreinfo: Option<PathBuf>,
     debug: bool,
@@ -54,7 +55,6 @@ const REFUSED: &[(&str, &str)] = &[
     ("-x", "DWARF debug information (vmcore works from VMCOREINFO and the dump's kallsyms)"),
     ("-g", "generating VMCOREINFO from a vmlinux"),
     ("-X", "Xen domain filtering"),
-    ("-e", "excluding unused vmemmap pages"),
     ("--config", "erasing data by filter configuration"),
     ("--eppic", "EPPIC macros"),
     ("--extension", "BPF extensions"),
@@ -204,7 +204,8 @@ fn parse_short(arg: &str, args: &mut std::vec::IntoIter<String>, o: &mut Opts) -
                 take(args)?;
                 return Ok(());
             }
-            'x' | 'g' | 'X' | 'e' => bail!("-{c}: not implemented by vmcore's makedumpfile front end"),
+            'e' => o.exclude_unused_vmemmap = true,
+            'x' | 'g' | 'X' => bail!("-{c}: not implemented by vmcore's makedumpfile front end"),
             other => bail!("unrecognized option -{other}"),
         }
     }
@@ -226,7 +227,7 @@ vmcore's makedumpfile-compatible front end.
 
 --cyclic-buffer KiB bounds the bitmaps' memory (half each) and --work-dir sets where the
 rest goes (default: beside the dump). -b and --non-mmap are accepted and
-ignored. -x, -g, -X, -e, --config, --eppic,
+ignored. -e requires --work-dir, as in makedumpfile. -x, -g, -X, --config, --eppic,
 --vtop, Xen and sadump options are refused.
 ";
 
@@ -268,6 +269,9 @@ fn run(o: Opts) -> Result<()> {
         return crate::commands::mem_usage(&dump_args(file.clone(), &o), false);
     }
     // makedumpfile refuses these combinations rather than ignore half of them.
+    if o.exclude_unused_vmemmap && o.work_dir.is_none() {
+        bail!("-e requires --work-dir");
+    }
     if o.elf && o.codec.is_some() {
         bail!("-E writes pages uncompressed: it takes no -c, -l, -p or -z");
     }
@@ -364,6 +368,7 @@ fn run(o: Opts) -> Result<()> {
             (None, Some(_)) => Some(vmcore_filter::Cycles::GivenBuffer),
             (None, None) => None,
         },
+        exclude_unused_vmemmap: o.exclude_unused_vmemmap,
         force: overwrite(&o),
         stats: o.show_stats || level & 16 != 0,
         dry_run: o.dry_run,
@@ -494,15 +499,9 @@ mod tests {
 
     #[test]
     fn unimplemented_options_are_refused_not_ignored() {
-        for args in [
-            &["-x", "vmlinux", "in", "out"][..],
-            &["--config", "f"],
-            &["-e"],
-            &["--eppic", "x"],
-            &["-X"],
-            &["--bogus"],
-            &["-q"],
-        ] {
+        for args in
+            [&["-x", "vmlinux", "in", "out"][..], &["--config", "f"], &["--eppic", "x"], &["-X"], &["--bogus"], &["-q"]]
+        {
             assert!(p(args).is_err(), "{args:?} was accepted");
         }
         assert!(p(&["-d", "32", "in", "out"]).is_err());

@@ -29,6 +29,8 @@ pub struct DumpJob<'a> {
     /// How makedumpfile would go through the frames when its options say (the front
     /// end's --work-dir and --cyclic-buffer); None: as it sizes its own buffer.
     pub cycles: Option<vmcore_filter::Cycles>,
+    /// makedumpfile -e: leave out the vmemmap pages that describe only excluded frames.
+    pub exclude_unused_vmemmap: bool,
     pub force: Overwrite,
     pub stats: bool,
     pub dry_run: bool,
@@ -241,7 +243,14 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
     let filtered = vmcore_filter::filter(dump, machine, job.level, &fopts)
         .with_context(|| format!("{name}: filtering at dump level {}", job.level));
     filtering.finish_and_clear();
-    let filtered = filtered?;
+    let mut filtered = filtered?;
+    if job.exclude_unused_vmemmap {
+        match vmcore_filter::exclude_unused_vmemmap(dump.require_vmcoreinfo()?, machine, &mut filtered) {
+            Ok(done) => say!("vmcore: {name}: excluded {} unused vmemmap pages", done.pages),
+            // As makedumpfile goes on without -e where it cannot find the vmemmap.
+            Err(e) => say!("vmcore: warning: {name}: {e}; the dump is written without it"),
+        }
+    }
     // The filter ends the bitmaps at the kernel's last memory section (see
     // `Options::cut_at_last_section`): what the input describes past it is left out.
     let (frames, kept) = (dump.mem.max_pfn(), filtered.present.len());

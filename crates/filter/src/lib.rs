@@ -16,10 +16,12 @@
 mod bitmap;
 mod scan;
 mod spill;
+mod vmemmap;
 
 pub use bitmap::{Iter, PfnBitmap};
 pub use scan::{filter, is_zero, zero_pages, Cycles, Options};
 pub use spill::BitmapStorage;
+pub use vmemmap::{exclude_unused_vmemmap, VmemmapExclusion};
 
 /// Errors of filtering.
 #[derive(Debug, thiserror::Error)]
@@ -93,4 +95,6 @@ pub struct Filtered {
     pub stats: Stats,
     /// What the filter could not do as asked, and did instead.
     pub warnings: Vec<String>,
+    /// What `-e` left out, when it ran (a kdump-compressed file's header then says so).
+    pub vmemmap: Option<VmemmapExclusion>,
 }

@@ -12,7 +12,7 @@ use vmcore_physmem::{Container, PageState, PhysMem, ReadOptions};
 use vmcore_types::ordered::{ordered, Flow};
 use vmcore_types::{Pfn, PhysAddr};
 
-use crate::{BitmapStorage, Error, Filtered, PfnBitmap, Result, Stats};
+use crate::{BitmapStorage, Error, Filtered, PfnBitmap, Result, Stats, VmemmapExclusion};
 
 /// Choices of the filtering pass.
 #[derive(Debug, Clone)]
@@ -262,7 +262,16 @@ pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -
     if let Some(lost) = [&present, &dumpable, &zero_pages].iter().find_map(|b| b.lost()) {
         return Err(Error::Bitmap(lost.to_string()));
     }
-    Ok(Filtered { level: dump_level, present, dumpable, zero_pages, stats, warnings })
+    // A kdump input written with -e lacks those vmemmap pages, and so does any dump made
+    // from it: its header must keep saying so.
+    let vmemmap = match &dump.container {
+        Container::Kdump { mem, .. } => mem
+            .primary()
+            .filter(|f| f.header.status & vmcore_formats::raw::kdump::DUMP_DH_EXCLUDED_VMEMMAP != 0)
+            .map(|_| VmemmapExclusion::default()),
+        Container::Elf { .. } => None,
+    };
+    Ok(Filtered { level: dump_level, present, dumpable, zero_pages, stats, warnings, vmemmap })
 }
 
 /// Bytes the zero-page scan reads at a time per thread: one read per run of consecutive

@@ -491,7 +491,8 @@ impl Job<'_> {
     /// The layout and header status of a file.
     fn plan(&self) -> (Layout, u32) {
         let l = layout(self.meta, self.filtered.present.len(), self.filtered.dumpable.count(), self.mem.page_size());
-        (l, codec_flag(self.opts.codec))
+        let vmemmap = if self.filtered.vmemmap.is_some() { raw::DUMP_DH_EXCLUDED_VMEMMAP } else { 0 };
+        (l, codec_flag(self.opts.codec) | vmemmap)
     }
 
     /// Writes the header, the sub header with the notes, and both bitmaps.

@@ -98,6 +98,7 @@ fn filtered(level: u32) -> Filtered {
         zero_pages: PfnBitmap::new(max),
         stats: Stats::default(),
         warnings: Vec::new(),
+        vmemmap: None,
     }
 }
 
@@ -751,6 +752,7 @@ fn elf_output_with_more_than_65534_segments_uses_pn_xnum() {
         zero_pages: PfnBitmap::new(pages),
         stats: Stats::default(),
         warnings: Vec::new(),
+        vmemmap: None,
     };
     let phnum = 1 + pieces as usize;
     let mut out = Head { keep: 64 + phnum * 56 + 64, bytes: Vec::new(), end: 0 };
@@ -857,6 +859,7 @@ fn bitmaps_of_a_sparse_address_space_are_holes_in_the_file() {
         zero_pages: PfnBitmap::new(frames),
         stats: Stats::default(),
         warnings: Vec::new(),
+        vmemmap: None,
     };
     let tmp = tempfile::NamedTempFile::new().unwrap();
     let mut out = FileOutput::new(tmp.reopen().unwrap(), None);
