@@ -252,7 +252,7 @@ fn check_params_refuses_what_the_dump_would_refuse() {
 }
 
 /// makedumpfile's messages: `makedumpfile Failed.` on stdout (as MSG prints it), the
-/// closing lines on stderr when stdout carries the stream, `-f` named when the output
+/// closing lines on stderr when stdout carries the stream, a split set's files named, `-f` named when the output
 /// exists, unambiguous prefixes of long options taken as getopt_long takes them, and
 /// `--partial-dmesg` alone refused rather than writing a whole dump.
 #[test]
@@ -278,6 +278,14 @@ fn the_front_end_speaks_as_makedumpfile() {
     assert!(err.ends_with("\nThe dumpfile is saved to STDOUT.\n\nmakedumpfile Completed.\n"), "{err}");
     let (ok, stream, err) = run(&args(&["makedumpfile", "-F", "--dry-run", "-l", "-d", "31"], &[&input]));
     assert!(ok && stream.is_empty() && err.contains("Remaining pages") && err.ends_with("Completed.\n"), "{err}");
+    // makedumpfile 1.7.2 names a --split set's files: "to A, B, and C."
+    let (s1, s2, s3) = (dir.path().join("s1"), dir.path().join("s2"), dir.path().join("s3"));
+    let (ok, stdout, err) = run(&args(&["makedumpfile", "--split", "-l", "-d", "31"], &[&input, &s1, &s2, &s3]));
+    let names = format!("{}, {}, and {}", s1.display(), s2.display(), s3.display());
+    assert!(
+        ok && String::from_utf8(stdout).unwrap().ends_with(&format!("saved to {names}.\n\nmakedumpfile Completed.\n")),
+        "{err}"
+    );
     let log = dir.path().join("log");
     let (ok, _, err) = run(&args(&["makedumpfile", "--partial-dmesg"], &[&input, &log]));
     assert!(!ok && err.contains("--partial-dmesg goes with --dump-dmesg") && !log.exists(), "{err}");

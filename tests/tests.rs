@@ -10,6 +10,7 @@
 //! * `layout`: layout values, kallsyms and virtual reads against drgn's;
 //! * `synthetic`: machines made by vmcore-synth (kernel generations the fixtures lack);
 //! * `vmemmap`: `-e` (unused vmemmap pages left out) against makedumpfile;
+//! * `vtop`: page-table walks against makedumpfile's --vtop;
 //! * `writer`: the dumps vmcore writes, read back by vmcore, the peers and makedumpfile.
 mod util;
 
@@ -22,4 +23,5 @@ mod fixtures;
 mod layout;
 mod synthetic;
 mod vmemmap;
+mod vtop;
 mod writer;

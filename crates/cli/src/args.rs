@@ -261,6 +261,19 @@ pub enum Command {
         #[arg(value_name = "ADDR", value_parser = parse_u64)]
         addr: u64,
     },
+    /// Translate kernel virtual addresses through the dump's own page tables, showing
+    /// every entry read (as makedumpfile --vtop and crash's vtop), the region and symbol
+    /// holding each address, and whether the region's fixed offset agrees with the walk.
+    Vtop {
+        #[command(flatten)]
+        dump: RequiredDumpArgs,
+        /// Kernel virtual addresses (0x... hex or decimal) or SYMBOL[+OFFSET].
+        #[arg(value_name = "ADDR", required = true)]
+        addrs: Vec<String>,
+        /// One JSON object per address, in an array.
+        #[arg(long)]
+        json: bool,
+    },
     /// The kernel log (dmesg) of the dump, or of the running kernel without FILE: exactly
     /// what `makedumpfile --dump-dmesg` writes, read with VMCOREINFO alone (the printk ring
     /// buffer of 5.10+, printk_log records of 3.5-5.9, the plain log_buf before 3.5).

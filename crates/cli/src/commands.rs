@@ -96,6 +96,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Symbols { dump, pattern, types } => symbols(&dump.into(), pattern.as_deref(), types),
         Command::Addr2sym { dump, addr } => addr2sym(&dump.into(), addr),
+        Command::Vtop { dump, addrs, json } => vtop(&dump.into(), &addrs, json),
         Command::Dmesg { dump, partial, json } => {
             let dump = open(&dump)?;
             let machine = machine_without_symbols(&dump)?;
@@ -312,6 +313,35 @@ fn addr2sym(args: &DumpArgs, addr: u64) -> Result<()> {
     let mut out = io::stdout().lock();
     writeln!(out, "{}+{off:#x}/{size:#x}", sym.name)?;
     Ok(out.flush()?)
+}
+
+fn vtop(args: &DumpArgs, addrs: &[String], json: bool) -> Result<()> {
+    let dump = open(args)?;
+    let machine = machine(&dump)?;
+    let reports = addrs
+        .iter()
+        .map(|a| resolve(&dump, &machine, a).map(|v| vmcore_report::vtop::vtop(&machine, v)))
+        .collect::<Result<Vec<_>>>()?;
+    let mut out = io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &reports)?;
+        writeln!(out)?;
+    } else {
+        let mut text = String::new();
+        for (i, r) in reports.iter().enumerate() {
+            if i > 0 {
+                text.push('\n');
+            }
+            vmcore_report::vtop::render(r, &mut text);
+        }
+        out.write_all(text.as_bytes())?;
+    }
+    out.flush()?;
+    // Like `read`: an address that leads nowhere is a failure the caller can test.
+    match reports.iter().find(|r| r.paddr.is_none()) {
+        Some(r) => anyhow::bail!("{}: not mapped", r.vaddr),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -41,6 +41,8 @@ struct Opts {
     splitblock_kib: Option<u64>,
     work_dir: Option<PathBuf>,
     exclude_unused_vmemmap: bool,
+    /// --vtop: a kernel virtual address whose translation is printed after the dump.
+    vtop: Option<u64>,
     force: bool,
     vmcoreinfo: Option<PathBuf>,
     debug: bool,
@@ -58,7 +60,6 @@ const REFUSED: &[(&str, &str)] = &[
     ("--config", "erasing data by filter configuration"),
     ("--eppic", "EPPIC macros"),
     ("--extension", "BPF extensions"),
-    ("--vtop", "--vtop (use `vmcore read` and `vmcore info`)"),
     ("--diskset", "sadump disksets"),
     ("--xen-syms", "Xen"),
     ("--xen-vmcoreinfo", "Xen"),
@@ -71,6 +72,7 @@ const LONG: &[&str] = &[
     "--cyclic-buffer",
     "--splitblock-size",
     "--work-dir",
+    "--vtop",
     "--num-threads",
     "--message-level",
     "--mem-usage",
@@ -141,6 +143,10 @@ fn parse(argv: Vec<String>) -> Result<Opts> {
                 o.splitblock_kib = Some(value(&mut args, &name, attached)?.parse().context("--splitblock-size")?)
             }
             "--work-dir" => o.work_dir = Some(PathBuf::from(value(&mut args, &name, attached)?)),
+            "--vtop" => {
+                let v = value(&mut args, &name, attached)?;
+                o.vtop = Some(crate::args::parse_u64(&v).map_err(anyhow::Error::msg).context("--vtop")?);
+            }
             "--num-threads" => o.threads = Some(value(&mut args, &name, attached)?.parse().context("--num-threads")?),
             "--message-level" => {
                 o.message_level = Some(value(&mut args, &name, attached)?.parse().context("--message-level")?)
@@ -228,7 +234,8 @@ vmcore's makedumpfile-compatible front end.
 --cyclic-buffer KiB bounds the bitmaps' memory (half each) and --work-dir sets where the
 rest goes (default: beside the dump). -b and --non-mmap are accepted and
 ignored. -e requires --work-dir, as in makedumpfile. -x, -g, -X, --config, --eppic,
---vtop, Xen and sadump options are refused.
+Xen and sadump options are refused. --vtop VADDR prints the address's page-table walk
+after the dump, as makedumpfile does.
 ";
 
 fn overwrite(o: &Opts) -> crate::write::Overwrite {
@@ -284,7 +291,7 @@ fn run(o: Opts) -> Result<()> {
             return Ok(());
         }
         crate::write::rearrange(std::path::Path::new("-"), output, overwrite(&o), true)?;
-        return completed(common, Some(&output.display().to_string()), false, false);
+        return completed(common, Some(&output.display().to_string()), &[], false);
     }
     if o.reassemble {
         if o.codec.is_some() || o.elf || o.flatten || o.split {
@@ -299,7 +306,7 @@ fn run(o: Opts) -> Result<()> {
             return Ok(());
         }
         crate::write::reassemble(&o.files, overwrite(&o), level & 1 == 0)?;
-        return completed(common, o.files.last().map(|p| p.display().to_string()).as_deref(), false, false);
+        return completed(common, o.files.last().map(|p| p.display().to_string()).as_deref(), &[], false);
     }
     if o.dump_dmesg {
         let [input, output] = o.files.as_slice() else { bail!("--dump-dmesg takes VMCORE and LOGFILE") };
@@ -321,7 +328,7 @@ fn run(o: Opts) -> Result<()> {
             // kdump scripts send stdout to a log that may sit on the full dump disk.
             let _ = writeln!(io::stdout(), "\nThe dmesg log is saved to {}.", output.display());
         }
-        return completed(common, None, false, false);
+        return completed(common, None, &[], false);
     }
     if o.split && (o.elf || o.flatten) {
         bail!("--split writes kdump-compressed files: it takes neither -E nor -F");
@@ -399,13 +406,23 @@ fn run(o: Opts) -> Result<()> {
             _ => return Err(Reported.into()),
         }
     }
+    // makedumpfile prints the translation once the dump is written (not into a stream).
+    if let (Some(vaddr), false) = (o.vtop, o.flatten) {
+        let report = vmcore_report::vtop::vtop(&machine, vaddr);
+        let mut text = String::new();
+        vmcore_report::vtop::render_makedumpfile(&report, &mut text);
+        io::stdout().write_all(text.as_bytes())?;
+        if let Some(why) = &report.error {
+            eprintln!("makedumpfile (vmcore): --vtop {vaddr:#x}: {why}");
+        }
+    }
     let saved = match (&output, o.flatten) {
         _ if o.dry_run => None,
         (_, true) => Some("STDOUT".to_string()),
         (Some(path), false) => Some(path.display().to_string()),
         (None, false) => None,
     };
-    completed(common, saved.as_deref(), !split.is_empty(), o.flatten)
+    completed(common, saved.as_deref(), &split, o.flatten)
 }
 
 /// An error whose message was already printed (a dump left incomplete by the disk, -L or
@@ -432,13 +449,14 @@ fn messages(flatten: bool) -> Box<dyn Write> {
 }
 
 /// makedumpfile's closing messages (message level bit 2).
-fn completed(common: bool, saved: Option<&str>, split: bool, flatten: bool) -> Result<()> {
+fn completed(common: bool, saved: Option<&str>, split: &[PathBuf], flatten: bool) -> Result<()> {
     if common {
         let mut out = messages(flatten);
         if let Some(path) = saved {
             writeln!(out, "\nThe dumpfile is saved to {path}.")?;
-        } else if split {
-            writeln!(out, "\nThe dumpfiles are saved.")?;
+        } else if let [first @ .., last] = split {
+            let names: Vec<String> = first.iter().map(|p| format!("{}, ", p.display())).collect();
+            writeln!(out, "\nThe dumpfiles are saved to {}and {}.", names.concat(), last.display())?;
         }
         writeln!(out, "\nmakedumpfile Completed.")?;
     }

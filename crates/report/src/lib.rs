@@ -7,6 +7,7 @@ pub mod filter;
 pub mod info;
 pub mod layout;
 pub mod mem_usage;
+pub mod vtop;
 
 /// Formats an address or count the way kernel engineers read them.
 pub fn hex(v: u64) -> String {

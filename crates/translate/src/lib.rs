@@ -14,7 +14,7 @@ mod tlb;
 mod walk;
 
 pub use mmu::{Aarch64Pa, Entry, Mmu};
-pub use walk::{Translation, Walker};
+pub use walk::{Step, Translation, Walker};
 
 use vmcore_types::PhysAddr;
 

@@ -21,6 +21,26 @@ pub struct Translation {
     pub level: usize,
 }
 
+/// One entry read by a walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    /// Level of the table (1 = last level; the root has `Mmu::levels`).
+    pub level: usize,
+    /// Physical address of the table.
+    pub table: PhysAddr,
+    /// Index of the entry in it.
+    pub index: u64,
+    /// The entry.
+    pub entry: u64,
+}
+
+impl Step {
+    /// Physical address of the entry.
+    pub fn entry_addr(&self) -> u64 {
+        self.table.0 + self.index * 8
+    }
+}
+
 /// Walks one address space: a page-table format and the physical address of its root.
 #[derive(Debug)]
 pub struct Walker {
@@ -68,6 +88,26 @@ impl Walker {
         if let Some((ppage, size)) = self.tlb.get(vaddr & !page_mask, mmu.page_shift) {
             return Ok(Translation { paddr: ppage | (vaddr & page_mask), page_size: size, level: 0 }.with_level(mmu));
         }
+        let t = self.walk(vaddr, |_| {})?;
+        self.tlb.put(vaddr & !page_mask, mmu.page_shift, t.paddr & !page_mask, t.page_size);
+        Ok(t)
+    }
+
+    /// Translates `vaddr` by reading the tables (no cache), with every entry read on the
+    /// way: what `vmcore vtop` and makedumpfile's `--vtop` show.
+    pub fn trace(&self, vaddr: u64) -> (Vec<Step>, Result<Translation>) {
+        let mut steps = Vec::with_capacity(self.mmu.levels);
+        let result = if self.mmu.is_canonical(vaddr) {
+            self.walk(vaddr, |step| steps.push(step))
+        } else {
+            Err(Error::NonCanonical { vaddr, va_bits: self.mmu.va_bits })
+        };
+        (steps, result)
+    }
+
+    /// Walks the tables from the root for a canonical `vaddr`, telling `seen` each entry.
+    fn walk(&self, vaddr: u64, mut seen: impl FnMut(Step)) -> Result<Translation> {
+        let mmu = &self.mmu;
         let mut table = self.root.0;
         let mut path = [0u64; 8];
         for (depth, level) in (1..=mmu.levels).rev().enumerate() {
@@ -76,6 +116,7 @@ impl Walker {
             }
             let index = mmu.index(vaddr, level);
             let pte = self.read_entry(vaddr, table, level, index)?;
+            seen(Step { level, table: PhysAddr(table), index, entry: pte });
             match (mmu.decode)(mmu, pte, level) {
                 Entry::NotPresent => {
                     return Err(Error::NotMapped { vaddr, level, entry: pte, table: PhysAddr(table) });
@@ -85,9 +126,7 @@ impl Walker {
                 }
                 Entry::Page(base) => {
                     let size = 1u64 << mmu.level_shift(level);
-                    let t = Translation { paddr: base | (vaddr & (size - 1)), page_size: size, level };
-                    self.tlb.put(vaddr & !page_mask, mmu.page_shift, t.paddr & !page_mask, size);
-                    return Ok(t);
+                    return Ok(Translation { paddr: base | (vaddr & (size - 1)), page_size: size, level });
                 }
                 Entry::Table(next) => {
                     if level == 1 {
@@ -106,7 +145,13 @@ impl Walker {
                 }
             }
         }
-        Err(Error::BadEntry { vaddr, level: 0, entry: 0, table: PhysAddr(table), why: "walk ended without a page" })
+        Err(Error::BadEntry {
+            vaddr,
+            level: 0,
+            entry: 0,
+            table: PhysAddr(self.root.0),
+            why: "walk ended without a page",
+        })
     }
 
     /// The lowest mapped page at or above `start` and below `end` (both canonical and in

@@ -1,0 +1,103 @@
+//! Page-table walks shown entry by entry: `vmcore vtop` and the front end's `--vtop`
+//! against Debian's makedumpfile `--vtop`, on 4- and 5-level fixtures.
+
+use std::ffi::OsStr;
+use std::path::Path;
+
+use crate::util::{fixture_names, have_makedumpfile, run, Fixture};
+
+/// (fixture, address, what it is): a 4 KiB direct-map page, a 2 MiB vmemmap page, the
+/// kernel text in 2 MiB pages, and an address whose PUD entry is empty.
+const CASES: [(&str, u64, &str); 6] = [
+    ("x86_64-6.12-l4-kaslr", 0xffff_8931_0000_1000, "direct map"),
+    ("x86_64-6.12-l4-kaslr", 0xffff_f8de_4000_1000, "vmemmap"),
+    ("x86_64-6.12-l4-kaslr", 0xffff_ffff_b4e0_0000, "kernel image"),
+    ("x86_64-6.12-l4-kaslr", 0xffff_8930_0000_0000, "unmapped"),
+    ("x86_64-6.1-l5-kaslr", 0xff39_b1c9_4000_1000, "direct map"),
+    ("x86_64-6.1-l5-kaslr", 0xffae_8746_4000_1000, "vmemmap"),
+];
+
+/// makedumpfile's stdout with --vtop, from the translation block to its end, the output
+/// file's name replaced by OUT.
+fn vtop_block(stdout: &[u8], out: &Path) -> String {
+    let text = String::from_utf8_lossy(stdout).replace(&out.display().to_string(), "OUT");
+    let at = text.find("\nTranslating").unwrap_or_else(|| panic!("no --vtop block in: {text}"));
+    text[at..].to_string()
+}
+
+/// The front end prints the same walk as makedumpfile: every entry's address and value,
+/// and the physical address (all ones where the walk stops at an empty entry).
+#[test]
+fn the_front_ends_vtop_prints_makedumpfiles_walk() {
+    if !have_makedumpfile() {
+        return;
+    }
+    for (name, vaddr, what) in CASES {
+        if !fixture_names().iter().any(|n| n == name) {
+            continue;
+        }
+        let f = Fixture::new(name);
+        let addr = format!("{vaddr:#x}");
+        let (ours, theirs) = (f.work.join("vtop_ours"), f.work.join("vtop_mkd"));
+        for p in [&ours, &theirs] {
+            let _ = std::fs::remove_file(p);
+        }
+        let input = f.vmcore();
+        let args = ["--vtop", addr.as_str(), "-l", "-d", "31"];
+        let mkd = std::process::Command::new("makedumpfile").args(args).arg(&input).arg(&theirs).output().unwrap();
+        assert!(mkd.status.success(), "{}", String::from_utf8_lossy(&mkd.stderr));
+        let mut cmd: Vec<&OsStr> = vec![OsStr::new("makedumpfile")];
+        cmd.extend(args.iter().map(OsStr::new));
+        cmd.extend([input.as_os_str(), ours.as_os_str()]);
+        let (ok, stdout, err) = run(&cmd);
+        assert!(ok, "{err}");
+        let expected = vtop_block(&mkd.stdout, &theirs);
+        assert_eq!(vtop_block(&stdout, &ours), expected, "{name} {what} {addr}");
+        let entries = expected.lines().filter(|l| l.starts_with("  P")).count();
+        assert!(entries >= 2, "{name} {what}: {expected}");
+    }
+}
+
+/// `vmcore vtop --json` says the same as makedumpfile's walk, names the region, and its
+/// physical address holds the bytes `vmcore read` finds at the virtual one.
+#[test]
+fn vtop_reports_the_walk_and_the_region() {
+    let name = "x86_64-6.12-l4-kaslr";
+    if !fixture_names().iter().any(|n| n == name) {
+        return;
+    }
+    let f = Fixture::new(name);
+    let input = f.vmcore();
+    let addrs: Vec<String> = CASES.iter().filter(|c| c.0 == name).map(|c| format!("{:#x}", c.1)).collect();
+    let mut args: Vec<&OsStr> = vec![OsStr::new("vtop"), input.as_os_str(), OsStr::new("--json")];
+    args.extend(addrs.iter().map(OsStr::new));
+    let (ok, out, err) = run(&args);
+    assert!(!ok && err.contains("0xffff893000000000: not mapped"), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let reports = v.as_array().unwrap();
+    let fields = |i: usize, key: &str| reports[i][key].as_str().map(str::to_string);
+    // The values makedumpfile 1.7.2 --vtop printed for these addresses.
+    assert_eq!(fields(0, "paddr").as_deref(), Some("0x1000"));
+    assert_eq!(fields(0, "region").as_deref(), Some("direct map"));
+    assert_eq!(fields(0, "linear").as_deref(), Some("0x1000"));
+    assert_eq!(reports[0]["steps"][3]["entry"], "0x8000000000001163");
+    assert_eq!(reports[0]["steps"][0]["entry_addr"], "0x16622890");
+    assert_eq!(fields(1, "paddr").as_deref(), Some("0x1e201000"));
+    assert_eq!(fields(1, "region").as_deref(), Some("vmemmap"));
+    assert_eq!(reports[1]["page_size"], 2 << 20);
+    assert_eq!(reports[1]["steps"].as_array().unwrap().len(), 3);
+    assert_eq!(fields(2, "paddr").as_deref(), Some("0x16600000"));
+    assert_eq!(fields(2, "region").as_deref(), Some("kernel image"));
+    assert_eq!(fields(2, "symbol").as_deref().map(|s| s.starts_with("init_stack+0x0/")), Some(true));
+    assert_eq!(fields(3, "paddr"), None);
+    assert_eq!(reports[3]["steps"][1]["entry"], "0x0000000000000000");
+
+    for (i, addr) in addrs.iter().enumerate().take(3) {
+        let paddr = fields(i, "paddr").unwrap();
+        let virt = run(&[OsStr::new("read"), input.as_os_str(), OsStr::new(addr), OsStr::new("64")]);
+        let phys =
+            run(&[OsStr::new("read"), input.as_os_str(), OsStr::new(&paddr), OsStr::new("64"), OsStr::new("--phys")]);
+        assert!(virt.0 && phys.0, "{} {}", virt.2, phys.2);
+        assert_eq!(virt.1, phys.1, "{addr}");
+    }
+}
