@@ -1,5 +1,5 @@
 //! The kernel model on corrupted memory: layout detection, page-table walks, kallsyms,
-//! the kernel log, page classification and writing the filtered dump (kdump-compressed
+//! the kernel log, page classification with -e's vmemmap pages, and writing the filtered dump (kdump-compressed
 //! and ELF, as flattened streams), over a synthetic machine's ELF dump with a few bytes
 //! overwritten.
 //!
@@ -78,7 +78,11 @@ fn exercise(src: Arc<Patched>, write: bool) {
     }
     // Level 30: every struct page rule, without reading each page for zeros.
     let opts = vmcore_filter::Options { threads: 1, scan_zero_pages: false, ..Default::default() };
-    let Ok(filtered) = vmcore_filter::filter(&dump, &machine, 30, &opts) else { return };
+    let Ok(mut filtered) = vmcore_filter::filter(&dump, &machine, 30, &opts) else { return };
+    // -e walks the vmemmap's page tables and reads both bitmaps.
+    if let Some(vi) = &dump.vmcoreinfo {
+        let _ = vmcore_filter::exclude_unused_vmemmap(vi, &machine, &mut filtered);
+    }
     if !write {
         return;
     }

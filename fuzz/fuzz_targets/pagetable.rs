@@ -1,5 +1,6 @@
 //! Page-table walks (x86_64 4/5-level, arm64 of every granule) over memory the input
-//! gives: `translate` of two addresses and `first_mapped` between them.
+//! gives: `translate` of two addresses, `first_mapped` between them, and `trace` (which
+//! must agree with `translate`).
 //!
 //! Physical addresses wrap around the input's pages, so every table pointer lands on
 //! data the fuzzer controls: loops, shared tables and deep walks come up at once. A walk
@@ -69,4 +70,8 @@ fuzz_target!(|data: &[u8]| {
     let _ = walker.translate(start);
     let _ = walker.translate(end);
     let _ = walker.first_mapped(start, end);
+    // The traced walk must end where translate's does.
+    let (steps, traced) = walker.trace(start);
+    assert!(steps.len() <= walker.mmu().levels);
+    assert_eq!(traced.ok(), walker.translate(start).ok());
 });

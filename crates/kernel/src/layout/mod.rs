@@ -39,6 +39,11 @@ const FIXED_VMEMMAP_BASE: u64 = 0xffff_ea00_0000_0000;
 const DIRECT_MAP_BASE_L5: u64 = 0xff11_0000_0000_0000;
 /// End of the randomized regions (the CPU entry area starts here).
 const RANDOMIZED_REGION_END: u64 = 0xffff_fe00_0000_0000;
+/// Size of the vmalloc area (`VMALLOC_SIZE_TB`), 4- and 5-level.
+const VMALLOC_SIZE_L4: u64 = 32 << 40;
+const VMALLOC_SIZE_L5: u64 = 12800 << 40;
+/// The alignment of every randomized region.
+const PUD_SIZE: u64 = 1 << 30;
 
 /// One way of finding a layout value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -317,10 +322,20 @@ pub fn discover_x86_64(dump: &Dump, vi: &VmcoreInfo, symbols: SymbolLookup<'_>) 
         let end = dump.mem.max_pfn().saturating_mul(dump.mem.page_size());
         kmem = kmem.with_direct_map(LinearMap { vstart: pob, size: end, pstart: 0 });
     }
+    // The vmemmap is the region after the vmalloc area, and the struct page of frame 0
+    // (section 0 always has memory on x86_64) is its first byte: the lowest mapped address
+    // past the vmalloc area, on the PUD boundary every layout puts the region on.
+    let vmemmap_probe = walker.as_ref().and_then(|w| {
+        let vmalloc_size = if w.mmu().levels == 5 { VMALLOC_SIZE_L5 } else { VMALLOC_SIZE_L4 };
+        let from = layout.vmalloc_base.value?.checked_add(vmalloc_size)?;
+        let (v, _) = w.first_mapped(from, RANDOMIZED_REGION_END).ok()??;
+        Some(v & !(PUD_SIZE - 1))
+    });
     layout.vmemmap_base = Derived::new(vec![
         (Method::Vmcoreinfo, vi.number_u64("VMEMMAP_START")),
         (Method::Symbol, vmemmap_var),
         (Method::MemSection, vmemmap_from_mem_section(vi, &kmem, dump.mem.page_size())),
+        (Method::PageTables, vmemmap_probe),
         (Method::Release, fixed(FIXED_VMEMMAP_BASE)),
     ]);
     Discovered { layout, kmem }
