@@ -101,3 +101,41 @@ fn vtop_reports_the_walk_and_the_region() {
         assert_eq!(virt.1, phys.1, "{addr}");
     }
 }
+
+/// arm64 (4-level 48-bit and 5-level 52-bit fixtures): the walk of a kernel-image and a
+/// linear-map address lands where the image's and the linear map's fixed offsets put them.
+#[test]
+fn arm64_walks_agree_with_the_fixed_offsets() {
+    for name in fixture_names().into_iter().filter(|n| n.starts_with("aarch64")) {
+        let f = Fixture::new(&name);
+        let input = f.vmcore();
+        let (_, out, err) = run(&[
+            OsStr::new("vtop"),
+            input.as_os_str(),
+            OsStr::new("--json"),
+            OsStr::new("_stext"),
+            OsStr::new("init_uts_ns"),
+        ]);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap_or_else(|_| panic!("{name}: {err}"));
+        let levels = if name.contains("va52") { 5 } else { 4 };
+        for r in v.as_array().unwrap() {
+            assert_eq!(r["region"], "kernel image", "{name}: {r}");
+            assert!(r["paddr"].is_string() && r["paddr"] == r["linear"], "{name}: {r}");
+            assert!(r["steps"].as_array().unwrap().len() <= levels, "{name}: {r}");
+            assert_eq!(r["steps"][0]["level"], "PGD", "{name}: {r}");
+        }
+        // The linear map: the page of the image's physical address, through PAGE_OFFSET.
+        let paddr = u64::from_str_radix(v[0]["paddr"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+        let (_, info, _) = run(&[OsStr::new("info"), input.as_os_str(), OsStr::new("--json")]);
+        let info: serde_json::Value = serde_json::from_slice(&info).unwrap();
+        let hexval = |k: &str| {
+            u64::from_str_radix(info["layout"][k]["value"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+        };
+        let linear = format!("{:#x}", hexval("page_offset") + paddr - hexval("phys_offset"));
+        let (ok, out, err) = run(&[OsStr::new("vtop"), input.as_os_str(), OsStr::new("--json"), OsStr::new(&linear)]);
+        assert!(ok, "{name}: {err}");
+        let r: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(r[0]["region"], "linear map", "{name}");
+        assert_eq!(r[0]["paddr"], v[0]["paddr"], "{name}: {r}");
+    }
+}

@@ -8,8 +8,7 @@ use vmcore_translate::Step;
 
 use crate::hex;
 
-/// The x86_64 kernel image mapping (`__START_KERNEL_map`) and the module area after it.
-const X86_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
+/// The x86_64 module area.
 const X86_MODULES: u64 = 0xffff_ffff_c000_0000;
 const X86_MODULES_END: u64 = 0xffff_ffff_ff00_0000;
 /// Sizes of the x86_64 vmalloc area (`VMALLOC_SIZE_TB`), 4- and 5-level.
@@ -36,8 +35,9 @@ pub struct StepReport {
 pub struct VtopReport {
     /// The address.
     pub vaddr: String,
-    /// The region of the kernel's address space holding it (direct map, vmalloc, vmemmap,
-    /// kernel image, modules), when the layout says.
+    /// The region of the kernel's address space holding it (x86_64: direct map, vmalloc,
+    /// vmemmap, kernel image, modules; arm64: kernel image, linear map), when the layout
+    /// says.
     pub region: Option<String>,
     /// Offset from the region's start.
     pub offset: Option<String>,
@@ -80,6 +80,11 @@ fn level_name(levels: usize, level: usize) -> &'static str {
 /// The region holding `vaddr`: (name, start), and the physical address a linear region
 /// maps it to.
 fn region(machine: &Machine, vaddr: u64) -> Option<(&'static str, u64, Option<u64>)> {
+    // The kernel image map both architectures bootstrap from (x86_64: __START_KERNEL_map
+    // and phys_base; arm64: from _text, at kimage_voffset).
+    if let Some(map) = machine.kmem.image_map().filter(|m| m.translate(vaddr).is_some()) {
+        return Some(("kernel image", map.vstart, map.translate(vaddr)));
+    }
     match &machine.layout {
         Layout::X86_64(l) => {
             let five = l.paging_levels.value == Some(5);
@@ -95,10 +100,6 @@ fn region(machine: &Machine, vaddr: u64) -> Option<(&'static str, u64, Option<u6
             // Struct pages of every possible frame, 64 bytes each.
             if let Some(b) = within(l.vmemmap_base.value, physmem >> 6) {
                 return Some(("vmemmap", b, None));
-            }
-            if (X86_KERNEL_MAP..X86_MODULES).contains(&vaddr) {
-                let pa = l.phys_base.value.map(|pb| (vaddr - X86_KERNEL_MAP).wrapping_add(pb));
-                return Some(("kernel image", X86_KERNEL_MAP, pa));
             }
             if (X86_MODULES..X86_MODULES_END).contains(&vaddr) {
                 return Some(("modules", X86_MODULES, None));
