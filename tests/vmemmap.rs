@@ -130,6 +130,12 @@ fn the_fixture_loses_the_same_vmemmap_pages_as_with_debians_makedumpfile() {
     assert_eq!(theirs.len(), 495);
     assert_eq!(left_out(&ours_without, &ours_with), theirs);
     assert_eq!(excluded_count(&err), 495);
+    for (file, flag) in [(&ours_with, true), (&ours_without, false)] {
+        let (ok, out, err) = run(&[OsStr::new("info"), file.as_os_str(), OsStr::new("--json")]);
+        assert!(ok, "{err}");
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["excluded_vmemmap"], flag, "{}", file.display());
+    }
 
     let refiltered = f.work.join("vm_refiltered");
     let _ = std::fs::remove_file(&refiltered);

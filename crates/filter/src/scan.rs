@@ -265,10 +265,9 @@ pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -
     // A kdump input written with -e lacks those vmemmap pages, and so does any dump made
     // from it: its header must keep saying so.
     let vmemmap = match &dump.container {
-        Container::Kdump { mem, .. } => mem
-            .primary()
-            .filter(|f| f.header.status & vmcore_formats::raw::kdump::DUMP_DH_EXCLUDED_VMEMMAP != 0)
-            .map(|_| VmemmapExclusion::default()),
+        Container::Kdump { mem, .. } => {
+            mem.primary().filter(|f| f.excludes_vmemmap()).map(|_| VmemmapExclusion::default())
+        }
         Container::Elf { .. } => None,
     };
     Ok(Filtered { level: dump_level, present, dumpable, zero_pages, stats, warnings, vmemmap })

@@ -303,6 +303,12 @@ impl<R: ReadAt> KdumpFile<R> {
         self.header.status & raw::DUMP_DH_COMPRESSED_INCOMPLETE != 0
     }
 
+    /// Whether it was written with makedumpfile's `-e`: the vmemmap pages that describe
+    /// only excluded frames are left out too.
+    pub fn excludes_vmemmap(&self) -> bool {
+        self.header.status & raw::DUMP_DH_EXCLUDED_VMEMMAP != 0
+    }
+
     /// The codec the header names.
     pub fn compression(&self) -> Option<Codec> {
         Codec::from_header_status(self.header.status)

@@ -36,6 +36,8 @@ pub struct KdumpReport {
     pub excluded_pages: u64,
     /// The writer ran out of space or hit its size limit.
     pub incomplete: bool,
+    /// Written with `-e`: the struct pages of excluded memory are left out too.
+    pub excluded_vmemmap: bool,
     /// Files of a `--split` set (1 when not split).
     pub split_parts: usize,
     /// CPUs with a register note.
@@ -109,6 +111,7 @@ impl InfoReport {
                         dumpable_pages: dumpable,
                         excluded_pages: present.saturating_sub(dumpable),
                         incomplete: mem.parts().iter().any(|p| p.is_incomplete()),
+                        excluded_vmemmap: p.excludes_vmemmap(),
                         split_parts: mem.parts().len(),
                         nr_cpus: p.header.nr_cpus,
                     };
@@ -181,6 +184,9 @@ impl InfoReport {
             let _ = writeln!(s, "excluded pages:    {}", k.excluded_pages);
             if k.split_parts > 1 {
                 let _ = writeln!(s, "split parts:       {}", k.split_parts);
+            }
+            if k.excluded_vmemmap {
+                let _ = writeln!(s, "unused vmemmap:    left out (-e): struct pages of excluded memory are missing");
             }
             if k.incomplete {
                 let _ = writeln!(s, "INCOMPLETE:        the writer stopped early; pages past the cut are missing");
