@@ -339,3 +339,31 @@ fn a_wrong_vmcoreinfo_value_loses_to_the_methods_the_dump_confirms() {
         }
     }
 }
+
+/// The vmemmap probe searches only past a vmalloc area in the kernel's half: a
+/// VMCOREINFO VMALLOC_START in the lower half (corrupt, or another machine's) leaves it
+/// without an answer instead of a non-canonical one that would be reported as a
+/// disagreement; the right one gives drgn's vmemmap_base.
+#[test]
+fn the_vmemmap_probe_ignores_a_vmalloc_base_in_the_lower_half() {
+    let name = "x86_64-6.12-l4-kaslr";
+    if !fixture_names().iter().any(|n| n == name) {
+        return;
+    }
+    let f = Fixture::new(name);
+    let t = truth(&f);
+    let vi = std::fs::read_to_string(f.expected("vmcoreinfo.txt")).unwrap();
+    let right = t["variables"]["vmalloc_base"]["value"].as_str().unwrap().to_string();
+    for (value, probe) in [
+        ("0x7fffe0000000".to_string(), serde_json::Value::Null),
+        (right, t["variables"]["vmemmap_base"]["value"].clone()),
+    ] {
+        let edited = f.work.join(format!("vmcoreinfo-vmalloc-{value}.txt"));
+        let lines: String =
+            vi.lines().filter(|l| !l.starts_with("NUMBER(VMALLOC_START)=")).map(|l| format!("{l}\n")).collect();
+        std::fs::write(&edited, format!("{lines}NUMBER(VMALLOC_START)={value}\n")).unwrap();
+        let (v, _) = info_json(&[OsStr::new("--vmcoreinfo"), edited.as_os_str(), f.vmcore().as_os_str()]);
+        assert_eq!(v["layout"]["vmalloc_base"]["value"], value.as_str(), "{name}");
+        assert_eq!(v["layout"]["vmemmap_base"]["sources"]["page_tables"], probe, "{name} {value}");
+    }
+}

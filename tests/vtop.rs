@@ -139,3 +139,68 @@ fn arm64_walks_agree_with_the_fixed_offsets() {
         assert_eq!(r[0]["paddr"], v[0]["paddr"], "{name}: {r}");
     }
 }
+
+/// When makedumpfile prints the block and where: not below message level 4 (its common
+/// messages), on stderr under -F (stdout is the stream), never for address 0, and an
+/// address read as C's strtoul reads it (a leading 0 is octal). stdout, and the block on
+/// stderr, equal Debian's makedumpfile's (less 1.7.2's "kernel version is not supported").
+#[test]
+fn the_front_end_prints_vtop_when_makedumpfile_does() {
+    let name = "x86_64-6.12-l4-kaslr";
+    if !have_makedumpfile() || !fixture_names().iter().any(|n| n == name) {
+        return;
+    }
+    let f = Fixture::new(name);
+    let input = f.vmcore();
+    let octal = format!("{:o}", 0xffff_ffff_b4e0_0000u64);
+    let octal = format!("0{octal}");
+    let variants: [&[&str]; 5] = [
+        &["--vtop", "0xffffffffb4e00000", "--message-level", "1"],
+        &["--vtop", "0xffffffffb4e00000", "--message-level", "4"],
+        &["--vtop", "0"],
+        &["--vtop", &octal],
+        &["--vtop", "0xffffffffb4e00000", "-F"],
+    ];
+    let keep = |text: &[u8]| -> String {
+        String::from_utf8_lossy(text)
+            .replace('\r', "\n")
+            .lines()
+            .filter(|l| {
+                !l.contains("kernel version is not supported") && !l.contains("may be incomplete") && !l.contains('%')
+            })
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    for args in variants {
+        let flatten = args.contains(&"-F");
+        let (ours, theirs) = (f.work.join("vtop_v_ours"), f.work.join("vtop_v_mkd"));
+        for p in [&ours, &theirs] {
+            let _ = std::fs::remove_file(p);
+        }
+        let mut mkd = std::process::Command::new("makedumpfile");
+        mkd.args(args).args(["-l", "-d", "31"]).arg(&input);
+        if !flatten {
+            mkd.arg(&theirs);
+        }
+        let mkd = mkd.output().unwrap();
+        assert!(mkd.status.success(), "{args:?}: {}", String::from_utf8_lossy(&mkd.stderr));
+        let mut cmd: Vec<&OsStr> = vec![OsStr::new("makedumpfile")];
+        cmd.extend(args.iter().chain(&["-l", "-d", "31"]).map(OsStr::new));
+        cmd.push(input.as_os_str());
+        if !flatten {
+            cmd.push(ours.as_os_str());
+        }
+        let (ok, stdout, stderr) = run(&cmd);
+        assert!(ok, "{args:?}: {stderr}");
+        if flatten {
+            let block =
+                |t: &str| t.split("\nTranslating").nth(1).map(|b| b.split("\n\n").next().unwrap_or("").to_string());
+            let theirs = block(&keep(&mkd.stderr));
+            assert!(theirs.is_some(), "{args:?}: makedumpfile printed no block");
+            assert_eq!(block(&keep(stderr.as_bytes())), theirs, "{args:?}");
+        } else {
+            let names = |t: String, p: &Path| t.replace(&p.display().to_string(), "OUT");
+            assert_eq!(names(keep(&stdout), &ours), names(keep(&mkd.stdout), &theirs), "{args:?}");
+        }
+    }
+}

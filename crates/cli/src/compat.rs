@@ -102,6 +102,19 @@ fn long_option(name: &str) -> Result<String> {
     }
 }
 
+/// A number as C's `strtoul(s, NULL, 0)` reads it (makedumpfile's --vtop): 0x hex, a
+/// leading 0 octal, else decimal.
+fn strtoul(s: &str) -> Option<u64> {
+    let s = s.trim();
+    if let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        u64::from_str_radix(hex, 16).ok()
+    } else if let Some(octal) = s.strip_prefix('0').filter(|o| !o.is_empty()) {
+        u64::from_str_radix(octal, 8).ok()
+    } else {
+        s.parse().ok()
+    }
+}
+
 fn value(args: &mut std::vec::IntoIter<String>, opt: &str, attached: Option<String>) -> Result<String> {
     match attached {
         Some(v) => Ok(v),
@@ -145,7 +158,7 @@ fn parse(argv: Vec<String>) -> Result<Opts> {
             "--work-dir" => o.work_dir = Some(PathBuf::from(value(&mut args, &name, attached)?)),
             "--vtop" => {
                 let v = value(&mut args, &name, attached)?;
-                o.vtop = Some(crate::args::parse_u64(&v).map_err(anyhow::Error::msg).context("--vtop")?);
+                o.vtop = Some(strtoul(&v).with_context(|| format!("--vtop {v}: not a number"))?);
             }
             "--num-threads" => o.threads = Some(value(&mut args, &name, attached)?.parse().context("--num-threads")?),
             "--message-level" => {
@@ -387,6 +400,17 @@ fn run(o: Opts) -> Result<()> {
         split: &split,
         splitblock_bytes: o.splitblock_kib.unwrap_or(0).saturating_mul(1024),
     };
+    // makedumpfile prints the translation before it copies pages (so also when that
+    // fails), as one of its common messages, on stderr under -F; 0 means none.
+    if let (Some(vaddr), true) = (o.vtop.filter(|&v| v != 0), common) {
+        let report = vmcore_report::vtop::vtop(&machine, vaddr);
+        let mut text = String::new();
+        vmcore_report::vtop::render_makedumpfile(&report, &mut text);
+        messages(o.flatten).write_all(text.as_bytes())?;
+        if let Some(why) = &report.error {
+            eprintln!("makedumpfile (vmcore): --vtop {vaddr:#x}: {why}");
+        }
+    }
     // makedumpfile's retry: a dump that fills the disk (or -L) is written again at the
     // next level of the -d list, over the same files. A stream cannot be taken back.
     let mut retries = o.levels.iter().skip(1);
@@ -404,16 +428,6 @@ fn run(o: Opts) -> Result<()> {
                 None => return Err(Reported.into()),
             },
             _ => return Err(Reported.into()),
-        }
-    }
-    // makedumpfile prints the translation once the dump is written (not into a stream).
-    if let (Some(vaddr), false) = (o.vtop, o.flatten) {
-        let report = vmcore_report::vtop::vtop(&machine, vaddr);
-        let mut text = String::new();
-        vmcore_report::vtop::render_makedumpfile(&report, &mut text);
-        io::stdout().write_all(text.as_bytes())?;
-        if let Some(why) = &report.error {
-            eprintln!("makedumpfile (vmcore): --vtop {vaddr:#x}: {why}");
         }
     }
     let saved = match (&output, o.flatten) {

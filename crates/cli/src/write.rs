@@ -245,7 +245,10 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
     filtering.finish_and_clear();
     let mut filtered = filtered?;
     if job.exclude_unused_vmemmap {
-        match vmcore_filter::exclude_unused_vmemmap(dump.require_vmcoreinfo()?, machine, &mut filtered) {
+        let done = dump.require_vmcoreinfo().map_err(|e| e.to_string()).and_then(|vi| {
+            vmcore_filter::exclude_unused_vmemmap(vi, machine, &mut filtered).map_err(|e| e.to_string())
+        });
+        match done {
             Ok(done) => say!("vmcore: {name}: excluded {} unused vmemmap pages", done.pages),
             // As makedumpfile goes on without -e where it cannot find the vmemmap.
             Err(e) => say!("vmcore: warning: {name}: {e}; the dump is written without it"),

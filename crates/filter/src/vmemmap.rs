@@ -71,7 +71,13 @@ pub fn exclude_unused_vmemmap(vi: &VmcoreInfo, machine: &Machine, filtered: &mut
         .ok_or_else(|| Error::Missing("-e: VMCOREINFO has no usable SIZE(page)".into()))?;
     let walker =
         machine.kmem.walker().ok_or_else(|| Error::Missing("-e: the kernel's page tables are not known".into()))?;
-    let page_size = walker.mmu().page_size();
+    let mmu = walker.mmu();
+    if !mmu.is_canonical(base) || base >> 63 == 0 || base % VMEMMAP_PAGE != 0 {
+        return Err(Error::Missing(format!(
+            "-e: the vmemmap's start {base:#x} is not a 2 MiB-aligned kernel address (a corrupt layout value?)"
+        )));
+    }
+    let page_size = mmu.page_size();
     // makedumpfile walks the vmemmap as far as the struct page of the last frame: 2 MiB
     // pages past it (struct pages of memory the dump does not describe) are not seen, so
     // they are not the last one either.
@@ -95,7 +101,8 @@ pub fn exclude_unused_vmemmap(vi: &VmcoreInfo, machine: &Machine, filtered: &mut
         last.end -= VMEMMAP_PAGE;
         plan.mark(last, &mut out);
     }
-    if let Some(lost) = out.lost() {
+    // A bitmap chunk that could not be read back reads as clear: excluded, to the plan.
+    if let Some(lost) = [&out, &filtered.present, &filtered.dumpable].iter().find_map(|b| b.lost()) {
         return Err(Error::Bitmap(lost.to_string()));
     }
     let mut pages = 0;
@@ -143,7 +150,8 @@ fn vmemmap_pages(
                 t.page_size / 1024
             ))));
         }
-        cursor = va + VMEMMAP_PAGE;
+        // The top 2 MiB of the address space ends the walk (no wrap to the lower half).
+        cursor = va.checked_add(VMEMMAP_PAGE).unwrap_or(end);
         Some(Ok((va - base, t.paddr)))
     })
 }
@@ -217,5 +225,70 @@ impl Plan<'_> {
             }
             byte += self.page_size;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use vmcore_physmem::{PageState, PhysMem, PhysRange};
+    use vmcore_translate::{Mmu, Walker};
+    use vmcore_types::{Pfn, PhysAddr};
+
+    use super::vmemmap_pages;
+
+    /// Physical memory holding only the pages given.
+    #[derive(Debug)]
+    struct Tables(HashMap<u64, Vec<u8>>);
+
+    impl Tables {
+        fn set(&mut self, paddr: u64, entry: u64) {
+            let page = self.0.entry(paddr >> 12).or_insert_with(|| vec![0; 4096]);
+            let at = (paddr & 4095) as usize;
+            page[at..at + 8].copy_from_slice(&entry.to_le_bytes());
+        }
+    }
+
+    impl PhysMem for Tables {
+        fn page_size(&self) -> u64 {
+            4096
+        }
+        fn max_pfn(&self) -> u64 {
+            1 << 20
+        }
+        fn page_state(&self, pfn: Pfn) -> vmcore_physmem::Result<PageState> {
+            Ok(if self.0.contains_key(&pfn.0) { PageState::Dumped } else { PageState::ZeroFilled })
+        }
+        fn read_page(&self, pfn: Pfn, buf: &mut [u8]) -> vmcore_physmem::Result<PageState> {
+            match self.0.get(&pfn.0) {
+                Some(p) => buf.copy_from_slice(p),
+                None => buf.fill(0),
+            }
+            self.page_state(pfn)
+        }
+        fn ranges(&self) -> Vec<PhysRange> {
+            vec![PhysRange { start: 0, end: 1 << 32 }]
+        }
+    }
+
+    /// A 2 MiB page mapped at the very top of the address space (a corrupt dump, or a
+    /// wrong vmemmap_base) is found once, and the walk stops there instead of wrapping
+    /// around to address 0 and searching the whole lower half.
+    #[test]
+    fn the_walk_stops_at_the_top_of_the_address_space() {
+        let mut t = Tables(HashMap::new());
+        // PGD at 0x1000, PUD at 0x2000, PMD at 0x3000: entry 511 of each, then a 2 MiB
+        // page at 0x20_0000 (present, writable, accessed, dirty; PS in the PMD).
+        t.set(0x1000 + 511 * 8, 0x2000 | 0x63);
+        t.set(0x2000 + 511 * 8, 0x3000 | 0x63);
+        t.set(0x3000 + 511 * 8, 0x20_0000 | 0x63 | 0x80);
+        // A mapping in the lower half that a wrapped walk would find.
+        t.set(0x1000, 0x2000 | 0x63);
+        let walker = Walker::new(Mmu::x86_64(4, 0), PhysAddr(0x1000), Arc::new(t));
+        let base = 0xffff_ffff_ffe0_0000;
+        let found: Vec<_> = vmemmap_pages(&walker, base, u64::MAX).take(4).collect::<Result<_, _>>().unwrap();
+        assert_eq!(found, [(0, 0x20_0000)]);
     }
 }

@@ -327,7 +327,12 @@ pub fn discover_x86_64(dump: &Dump, vi: &VmcoreInfo, symbols: SymbolLookup<'_>) 
     // past the vmalloc area, on the PUD boundary every layout puts the region on.
     let vmemmap_probe = walker.as_ref().and_then(|w| {
         let vmalloc_size = if w.mmu().levels == 5 { VMALLOC_SIZE_L5 } else { VMALLOC_SIZE_L4 };
+        // Only from a kernel address below the region's end: a corrupt vmalloc_base must
+        // not start a search in the lower half.
         let from = layout.vmalloc_base.value?.checked_add(vmalloc_size)?;
+        if !w.mmu().is_canonical(from) || from >> 63 == 0 || from >= RANDOMIZED_REGION_END {
+            return None;
+        }
         let (v, _) = w.first_mapped(from, RANDOMIZED_REGION_END).ok()??;
         Some(v & !(PUD_SIZE - 1))
     });
