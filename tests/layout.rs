@@ -48,8 +48,10 @@ fn x86_64_layout_equals_drgn_on_every_input_format() {
                 assert!(pob["sources"].get(key).is_some(), "{name}: {key} missing from {pob}");
             }
             assert_eq!(pob["sources"]["page_tables"], t["variables"]["page_offset_base"]["value"], "{name}: probe");
-            let vmemmap_probe = &layout["vmemmap_base"]["sources"]["page_tables"];
-            assert_eq!(vmemmap_probe, &t["variables"]["vmemmap_base"]["value"], "{name}: vmemmap probe");
+            for var in ["vmemmap_base", "vmalloc_base"] {
+                let probe = &layout[var]["sources"]["page_tables"];
+                assert_eq!(probe, &t["variables"][var]["value"], "{name} {}: {var} probe", input.display());
+            }
             let levels = if name.contains("-l5-") { "0x5" } else { "0x4" };
             assert_eq!(layout["paging_levels"]["value"], levels, "{name}");
             for (k, val) in layout["paging_levels"]["sources"].as_object().unwrap() {

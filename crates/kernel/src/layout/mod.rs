@@ -343,6 +343,24 @@ pub fn discover_x86_64(dump: &Dump, vi: &VmcoreInfo, symbols: SymbolLookup<'_>) 
         (Method::PageTables, vmemmap_probe),
         (Method::Release, fixed(FIXED_VMEMMAP_BASE)),
     ]);
+    // The vmalloc area starts the first region past the direct map's RAM: its lowest
+    // mapped address below the vmemmap (vmap'd stacks and early vmallocs are there from
+    // boot), on the 1 GiB boundary every layout puts the region on. Known only with the
+    // vmemmap's start to bound the search, so it comes last.
+    let vmalloc_probe = walker.as_ref().and_then(|w| {
+        let ram = dump.mem.max_pfn().checked_mul(dump.mem.page_size())?.checked_next_multiple_of(PUD_SIZE)?;
+        let from = layout.page_offset_base.value?.checked_add(ram)?;
+        let to = layout.vmemmap_base.value?;
+        if !w.mmu().is_canonical(from) || from >> 63 == 0 || from >= to {
+            return None;
+        }
+        let (v, _) = w.first_mapped(from, to).ok()??;
+        Some(v & !(PUD_SIZE - 1))
+    });
+    let mut sources = layout.vmalloc_base.sources.clone();
+    let at = sources.iter().position(|(m, _)| *m == Method::Release).unwrap_or(sources.len());
+    sources.insert(at, (Method::PageTables, vmalloc_probe));
+    layout.vmalloc_base = Derived::new(sources);
     Discovered { layout, kmem }
 }
 
