@@ -81,7 +81,7 @@ fn exercise(src: Arc<Patched>, write: bool) {
     let Ok(mut filtered) = vmcore_filter::filter(&dump, &machine, 30, &opts) else { return };
     // -e walks the vmemmap's page tables and reads both bitmaps.
     if let Some(vi) = &dump.vmcoreinfo {
-        let _ = vmcore_filter::exclude_unused_vmemmap(vi, &machine, &mut filtered);
+        let _ = vmcore_filter::exclude_unused_vmemmap(vi, &machine, &mut filtered, false);
     }
     if !write {
         return;

@@ -234,9 +234,11 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
         .map(|out| out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")));
     let spill_dir = job.work_dir.or(beside_output).map_or_else(std::env::temp_dir, Path::to_path_buf);
     fopts.bitmap_storage = Some(Arc::new(vmcore_filter::BitmapStorage { dir: spill_dir, memory: job.bitmap_memory }));
-    if !job.dry_run {
+    let zeros_first = format.elf && job.exclude_unused_vmemmap;
+    if !job.dry_run && !zeros_first {
         // The writers check every page for zeros as they copy it (the ELF writer in a
-        // parallel pass of its own).
+        // parallel pass of its own). ELF output with -e needs them first: they are out of
+        // the dump, so -e counts them as excluded.
         fopts.scan_zero_pages = false;
     }
     let filtering = spinner(job.quiet, format!("filtering at dump level {}: {name}", job.level), false);
@@ -246,7 +248,7 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
     let mut filtered = filtered?;
     if job.exclude_unused_vmemmap {
         let done = dump.require_vmcoreinfo().map_err(|e| e.to_string()).and_then(|vi| {
-            vmcore_filter::exclude_unused_vmemmap(vi, machine, &mut filtered).map_err(|e| e.to_string())
+            vmcore_filter::exclude_unused_vmemmap(vi, machine, &mut filtered, format.elf).map_err(|e| e.to_string())
         });
         match done {
             Ok(done) => say!("vmcore: {name}: excluded {} unused vmemmap pages", done.pages),

@@ -56,7 +56,16 @@ struct Range {
 
 /// Takes the vmemmap pages that describe only excluded frames out of `filtered.dumpable`
 /// (makedumpfile `-e`). The report's counts stay as they were, as makedumpfile's do.
-pub fn exclude_unused_vmemmap(vi: &VmcoreInfo, machine: &Machine, filtered: &mut Filtered) -> Result<VmemmapExclusion> {
+///
+/// `zero_pages_excluded`: the output leaves `filtered.zero_pages` out too (ELF: a
+/// kdump-compressed file keeps them, as references to one stored zero page). makedumpfile
+/// takes them out of its 2nd bitmap before `-e` looks at it, so they count as excluded.
+pub fn exclude_unused_vmemmap(
+    vi: &VmcoreInfo,
+    machine: &Machine,
+    filtered: &mut Filtered,
+    zero_pages_excluded: bool,
+) -> Result<VmemmapExclusion> {
     let Layout::X86_64(layout) = &machine.layout else {
         return Err(Error::Missing("-e (unused vmemmap pages) is for x86_64 kernels only, as in makedumpfile".into()));
     };
@@ -83,7 +92,8 @@ pub fn exclude_unused_vmemmap(vi: &VmcoreInfo, machine: &Machine, filtered: &mut
     // they are not the last one either.
     let end = base.saturating_add(filtered.present.len().saturating_mul(struct_page));
 
-    let plan = Plan { struct_page, page_size, present: &filtered.present, dumpable: &filtered.dumpable };
+    let zero = zero_pages_excluded.then_some(&filtered.zero_pages);
+    let plan = Plan { struct_page, page_size, present: &filtered.present, dumpable: &filtered.dumpable, zero };
     let mut out = filtered.dumpable.new_like(filtered.dumpable.len());
     let mut current: Option<Range> = None;
     for mapping in vmemmap_pages(walker, base, end) {
@@ -162,6 +172,8 @@ struct Plan<'a> {
     page_size: u64,
     present: &'a PfnBitmap,
     dumpable: &'a PfnBitmap,
+    /// Frames kept in the bitmap that the output leaves out all the same.
+    zero: Option<&'a PfnBitmap>,
 }
 
 impl Plan<'_> {
@@ -178,16 +190,23 @@ impl Plan<'_> {
         }
         let mut present = vec![0u8; (BLOCK_WORDS * 8) as usize];
         let mut dumpable = vec![0u8; (BLOCK_WORDS * 8) as usize];
+        let mut zero = vec![0u8; (BLOCK_WORDS * 8) as usize];
         let mut block = first_word / BLOCK_WORDS * BLOCK_WORDS;
         while block < end_word {
             self.present.fill_bytes(block * 8, &mut present);
             self.dumpable.fill_bytes(block * 8, &mut dumpable);
+            if let Some(z) = self.zero {
+                z.fill_bytes(block * 8, &mut zero);
+            }
             let to = end_word.min(block + BLOCK_WORDS);
             let mut run_start = None;
             for word in first_word.max(block)..to {
                 let at = ((word - block) * 8) as usize;
                 let qualifies = present.get(at..at + 8).is_some_and(|w| w.iter().all(|&b| b == 0xff))
-                    && dumpable.get(at..at + 8).is_some_and(|w| w.iter().all(|&b| b == 0));
+                    && dumpable
+                        .get(at..at + 8)
+                        .zip(zero.get(at..at + 8))
+                        .is_some_and(|(d, z)| d.iter().zip(z).all(|(&d, &z)| d & !z == 0));
                 match (qualifies, run_start) {
                     (true, None) => run_start = Some(word),
                     (false, Some(start)) => {

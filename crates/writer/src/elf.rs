@@ -201,8 +201,12 @@ impl LoadTable<'_> {
         let mut offset = self.data_start;
         for s in self.loads {
             let template = self.input.phdr(s.index);
-            for p in split_segment(s.paddr, s.vaddr, s.memsz, self.page_size, self.keep) {
-                let off = if p.filesz != 0 { offset } else { 0 };
+            let mut pieces = split_segment(s.paddr, s.vaddr, s.memsz, self.page_size, self.keep).peekable();
+            while let Some(p) = pieces.next() {
+                // As makedumpfile: a piece without data has offset 0, except a segment's
+                // last, which has the running offset (an input segment with no memory
+                // included).
+                let off = if p.filesz != 0 || pieces.peek().is_none() { offset } else { 0 };
                 offset += p.filesz;
                 let mut ph = phdr(template, off, &p, be);
                 let _ = clip_load(&mut ph, data_end, be);
