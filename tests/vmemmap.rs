@@ -230,3 +230,24 @@ fn without_a_vmemmap_to_leave_out_the_dump_is_written_as_without_e() {
     let (ok, _, err) = run(&[OsStr::new("makedumpfile"), OsStr::new("-e"), input.as_os_str(), with.as_os_str()]);
     assert!(!ok && err.contains("-e requires --work-dir"), "{err}");
 }
+
+/// Refiltering a kdump-compressed file with -e leaves out the same vmemmap pages as -e on
+/// the ELF vmcore it came from (Debian's makedumpfile leaves out other frames there, some
+/// of them no vmemmap pages at all; the ELF result is its).
+#[test]
+fn refiltering_with_e_leaves_out_what_the_elf_vmcore_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("vmcore.elf");
+    let spec =
+        MachineSpec { used: Some(200 << 20), ..MachineSpec::new(Layout::parse("x86_64-6.1-l4").unwrap(), 1 << 30, 12) };
+    Machine::new(&spec).unwrap().write_elf(&input).unwrap();
+    let work = dir.path().to_str().unwrap();
+    let (d1, from_kdump, from_elf) = (dir.path().join("d1"), dir.path().join("refiltered"), dir.path().join("direct"));
+    front_end(&["-l", "-d", "1"], &input, &d1);
+    let err = front_end(&["-e", "--work-dir", work, "-l", "-d", "31"], &d1, &from_kdump);
+    assert_eq!(excluded_count(&err), 2923);
+    front_end(&["-e", "--work-dir", work, "-l", "-d", "31"], &input, &from_elf);
+    let (kept, status) = kept_frames(&from_kdump);
+    assert_eq!(kept, kept_frames(&from_elf).0);
+    assert_ne!(status & DUMP_DH_EXCLUDED_VMEMMAP, 0);
+}
