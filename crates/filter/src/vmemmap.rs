@@ -9,7 +9,7 @@
 //! whose 64 frames are all present and all excluded. The details below were established
 //! black-box by comparing the 2nd bitmaps of Debian's makedumpfile 1.7.2 with and without
 //! `-e` (`--work-dir`, `-d 31`) on the 6.12 fixture and synthetic machines of 160 MiB to
-//! 5 GiB with 56- and 64-byte struct pages, with and without a hole in the vmemmap (its
+//! 64 GiB with 56- and 64-byte struct pages, with and without a hole in the vmemmap (its
 //! `--message-level 31` output prints the ranges it found):
 //! - The vmemmap's 2 MiB mappings up to the struct page of the last frame are gathered
 //!   into ranges contiguous both virtually and physically; the last range ends at the
@@ -20,11 +20,13 @@
 //!   A run still open where a range ends inside a block is dropped.
 //! - A run of at least two words leaves out the vmemmap pages that lie wholly within the
 //!   struct pages of its frames (and within the range). Which words qualify is decided on
-//!   the bitmaps as filtering left them, before any vmemmap page is taken out.
+//!   the bitmaps as filtering left them, before any vmemmap page is taken out; for ELF
+//!   output, with the zero pages out (makedumpfile removes them from its bitmap first).
 //!
 //! With 5-level paging, makedumpfile 1.7.2 walks the vmemmap as if it had four levels and
 //! leaves out pages that are not struct pages at all (on the 6.1 fixture, frames 0x5-0x3f
-//! among them); this walks the kernel's own tables, with as many levels as they have.
+//! among them); so does it when refiltering a kdump-compressed file. This walks the
+//! kernel's own tables, with as many levels as they have, whatever the input.
 
 use vmcore_kernel::machine::{Layout, Machine};
 use vmcore_kernel::VmcoreInfo;
