@@ -92,6 +92,12 @@ fn vtop_reports_the_walk_and_the_region() {
     assert_eq!(fields(3, "paddr"), None);
     assert_eq!(reports[3]["steps"][1]["entry"], "0x0000000000000000");
 
+    // A user-space address is not named after a per-CPU variable (kallsyms holds those
+    // at small offsets: 0x1234 is inside cpu_debug_store there).
+    let (ok, out, _) = run(&[OsStr::new("vtop"), input.as_os_str(), OsStr::new("--json"), OsStr::new("0x1234")]);
+    let user: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert!(!ok && user[0]["symbol"].is_null() && user[0]["region"].is_null(), "{user}");
+
     for (i, addr) in addrs.iter().enumerate().take(3) {
         let paddr = fields(i, "paddr").unwrap();
         let virt = run(&[OsStr::new("read"), input.as_os_str(), OsStr::new(addr), OsStr::new("64")]);

@@ -121,9 +121,12 @@ fn region(machine: &Machine, vaddr: u64) -> Option<(&'static str, u64, Option<u6
 /// Walks `vaddr` through the dump's page tables.
 pub fn vtop(machine: &Machine, vaddr: u64) -> VtopReport {
     let region = region(machine, vaddr);
+    // Only in the kernel's half: kallsyms also holds the per-CPU variables at small
+    // offsets, which a user-space address would otherwise be named after.
     let symbol = machine
         .symbols
         .as_ref()
+        .filter(|_| vaddr >> 63 == 1)
         .and_then(|s| s.addr2sym(vaddr))
         .map(|(sym, off, size)| format!("{}+{off:#x}/{size:#x}", sym.name));
     let (steps, result) = match machine.kmem.walker() {
