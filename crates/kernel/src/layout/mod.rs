@@ -323,18 +323,10 @@ pub fn discover_x86_64(dump: &Dump, vi: &VmcoreInfo, symbols: SymbolLookup<'_>) 
         kmem = kmem.with_direct_map(LinearMap { vstart: pob, size: end, pstart: 0 });
     }
     // The vmemmap is the region after the vmalloc area, and the struct page of frame 0
-    // (section 0 always has memory on x86_64) is its first byte: the lowest mapped address
-    // past the vmalloc area, on the PUD boundary every layout puts the region on.
+    // (section 0 always has memory on x86_64) is its first byte.
     let vmemmap_probe = walker.as_ref().and_then(|w| {
         let vmalloc_size = if w.mmu().levels == 5 { VMALLOC_SIZE_L5 } else { VMALLOC_SIZE_L4 };
-        // Only from a kernel address below the region's end: a corrupt vmalloc_base must
-        // not start a search in the lower half.
-        let from = layout.vmalloc_base.value?.checked_add(vmalloc_size)?;
-        if !w.mmu().is_canonical(from) || from >> 63 == 0 || from >= RANDOMIZED_REGION_END {
-            return None;
-        }
-        let (v, _) = w.first_mapped(from, RANDOMIZED_REGION_END).ok()??;
-        Some(v & !(PUD_SIZE - 1))
+        region_start(w, layout.vmalloc_base.value?.checked_add(vmalloc_size)?, RANDOMIZED_REGION_END)
     });
     layout.vmemmap_base = Derived::new(vec![
         (Method::Vmcoreinfo, vi.number_u64("VMEMMAP_START")),
@@ -343,25 +335,29 @@ pub fn discover_x86_64(dump: &Dump, vi: &VmcoreInfo, symbols: SymbolLookup<'_>) 
         (Method::PageTables, vmemmap_probe),
         (Method::Release, fixed(FIXED_VMEMMAP_BASE)),
     ]);
-    // The vmalloc area starts the first region past the direct map's RAM: its lowest
-    // mapped address below the vmemmap (vmap'd stacks and early vmallocs are there from
-    // boot), on the 1 GiB boundary every layout puts the region on. Known only with the
-    // vmemmap's start to bound the search, so it comes last.
+    // The vmalloc area is the first region past the direct map's RAM (vmap'd stacks and
+    // early vmallocs sit at its start from boot). Known only with the vmemmap's start to
+    // bound the search, so it comes last.
     let vmalloc_probe = walker.as_ref().and_then(|w| {
         let ram = dump.mem.max_pfn().checked_mul(dump.mem.page_size())?.checked_next_multiple_of(PUD_SIZE)?;
-        let from = layout.page_offset_base.value?.checked_add(ram)?;
-        let to = layout.vmemmap_base.value?;
-        if !w.mmu().is_canonical(from) || from >> 63 == 0 || from >= to {
-            return None;
-        }
-        let (v, _) = w.first_mapped(from, to).ok()??;
-        Some(v & !(PUD_SIZE - 1))
+        region_start(w, layout.page_offset_base.value?.checked_add(ram)?, layout.vmemmap_base.value?)
     });
-    let mut sources = layout.vmalloc_base.sources.clone();
+    let mut sources = std::mem::take(&mut layout.vmalloc_base.sources);
     let at = sources.iter().position(|(m, _)| *m == Method::Release).unwrap_or(sources.len());
     sources.insert(at, (Method::PageTables, vmalloc_probe));
     layout.vmalloc_base = Derived::new(sources);
     Discovered { layout, kmem }
+}
+
+/// The start of the randomized region whose first mapping is the lowest in `[from, to)`:
+/// that mapping's PUD boundary, on which every layout puts its regions. Only a search in
+/// the kernel's half: a corrupt base must not start one in the lower half.
+fn region_start(w: &Walker, from: u64, to: u64) -> Option<u64> {
+    if !w.mmu().is_canonical(from) || from >> 63 == 0 || from >= to {
+        return None;
+    }
+    let (v, _) = w.first_mapped(from, to).ok()??;
+    Some(v & !(PUD_SIZE - 1))
 }
 
 fn phys_base(dump: &Dump, vi: &VmcoreInfo) -> Derived {
