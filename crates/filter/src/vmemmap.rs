@@ -238,13 +238,10 @@ impl Plan<'_> {
         let first_byte = (start * 64 * self.struct_page).div_ceil(self.page_size) * self.page_size;
         let end_byte = end * 64 * self.struct_page / self.page_size * self.page_size;
         let (first_byte, end_byte) = (first_byte.max(range.start), end_byte.min(range.end));
-        let mut byte = first_byte;
-        while byte < end_byte {
-            let pfn = (range.phys + (byte - range.start)) / self.page_size;
-            if pfn < out.len() {
-                out.set(pfn);
-            }
-            byte += self.page_size;
+        if first_byte < end_byte {
+            // The range is physically contiguous: its pages are one run of frames.
+            let frame = |byte: u64| (range.phys + (byte - range.start)) / self.page_size;
+            out.set_range(frame(first_byte), frame(end_byte));
         }
     }
 }
