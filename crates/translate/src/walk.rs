@@ -145,13 +145,7 @@ impl Walker {
                 }
             }
         }
-        Err(Error::BadEntry {
-            vaddr,
-            level: 0,
-            entry: 0,
-            table: PhysAddr(self.root.0),
-            why: "walk ended without a page",
-        })
+        Err(Error::BadEntry { vaddr, level: 0, entry: 0, table: PhysAddr(table), why: "walk ended without a page" })
     }
 
     /// The lowest mapped page at or above `start` and below `end` (both canonical and in
