@@ -129,18 +129,17 @@ pub fn vtop(machine: &Machine, vaddr: u64) -> VtopReport {
         .filter(|_| vaddr >> 63 == 1)
         .and_then(|s| s.addr2sym(vaddr))
         .map(|(sym, off, size)| format!("{}+{off:#x}/{size:#x}", sym.name));
-    let (steps, result) = match machine.kmem.walker() {
+    let (levels, steps, result) = match machine.kmem.walker() {
         Some(w) => {
             let (steps, result) = w.trace(vaddr);
-            (steps, result.map_err(|e| e.to_string()))
+            (w.mmu().levels, steps, result.map_err(|e| e.to_string()))
         }
-        None => (Vec::new(), Err("the kernel's page tables are not known".to_string())),
+        None => (0, Vec::new(), Err("the kernel's page tables are not known".to_string())),
     };
-    let levels = machine.kmem.walker().map_or(0, |w| w.mmu().levels);
     let named: Vec<(&'static str, Step)> = steps.iter().map(|s| (level_name(levels, s.level), *s)).collect();
-    let (paddr, page_size, error) = match &result {
+    let (paddr, page_size, error) = match result {
         Ok(t) => (Some(t.paddr), Some(t.page_size), None),
-        Err(e) => (None, None, Some(e.clone())),
+        Err(e) => (None, None, Some(e)),
     };
     VtopReport {
         vaddr: hex(vaddr),
