@@ -9,7 +9,7 @@ use vmcore_kernel::{Dump, OpenOptions};
 use vmcore_physmem::{PageState, ReadOptions};
 use vmcore_types::{Pfn, PhysAddr};
 
-use crate::util::{fixture_names, read_with_vmcoreinfo, run, vmcoreinfo_text, Fixture};
+use crate::util::{fixture, fixture_names, read_with_vmcoreinfo, run, vmcoreinfo_text, Fixture};
 
 fn truth(f: &Fixture) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(f.expected("truth.json")).unwrap()).unwrap()
@@ -349,10 +349,7 @@ fn a_wrong_vmcoreinfo_value_loses_to_the_methods_the_dump_confirms() {
 #[test]
 fn the_vmemmap_probe_ignores_a_vmalloc_base_in_the_lower_half() {
     let name = "x86_64-6.12-l4-kaslr";
-    if !fixture_names().iter().any(|n| n == name) {
-        return;
-    }
-    let f = Fixture::new(name);
+    let Some(f) = fixture(name) else { return };
     let t = truth(&f);
     let vi = std::fs::read_to_string(f.expected("vmcoreinfo.txt")).unwrap();
     let right = t["variables"]["vmalloc_base"]["value"].as_str().unwrap().to_string();

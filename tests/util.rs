@@ -40,12 +40,26 @@ pub struct Fixture {
 
 static PREPARE: Mutex<()> = Mutex::new(());
 
+/// The fixture, when the fixtures are there.
+pub fn fixture(name: &str) -> Option<Fixture> {
+    fixture_names().iter().any(|n| n == name).then(|| Fixture::new(name))
+}
+
 impl Fixture {
     pub fn new(name: &str) -> Fixture {
         let dir = fixtures_dir().expect("fixtures").join(name);
         let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fixtures").join(name);
         std::fs::create_dir_all(&work).expect("create work dir");
         Fixture { name: name.to_string(), dir, work }
+    }
+
+    /// Two files of the scratch folder, left from an earlier run no more.
+    pub fn fresh_pair(&self, a: &str, b: &str) -> (PathBuf, PathBuf) {
+        let pair = (self.work.join(a), self.work.join(b));
+        for p in [&pair.0, &pair.1] {
+            let _ = std::fs::remove_file(p);
+        }
+        pair
     }
 
     pub fn is_x86_64(&self) -> bool {

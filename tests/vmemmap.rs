@@ -3,7 +3,7 @@
 //! a vmemmap in one stretch and in two), and the same pages left out of the 6.12 fixture.
 
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use vmcore_formats::raw::kdump::DUMP_DH_EXCLUDED_VMEMMAP;
 use vmcore_kernel::{Dump, OpenOptions};
@@ -11,7 +11,7 @@ use vmcore_physmem::{Container, PageState};
 use vmcore_synth::machine::{Layout, Machine, MachineSpec};
 use vmcore_types::Pfn;
 
-use crate::util::{fixture_names, have_makedumpfile, run, Fixture};
+use crate::util::{fixture, have_makedumpfile, run};
 
 /// The frames kept in a kdump-compressed file, and its header status.
 fn kept_frames(path: &Path) -> (Vec<u64>, u32) {
@@ -21,20 +21,6 @@ fn kept_frames(path: &Path) -> (Vec<u64>, u32) {
     let kept =
         (0..dump.mem.max_pfn()).filter(|&p| matches!(dump.mem.page_state(Pfn(p)), Ok(PageState::Dumped))).collect();
     (kept, status)
-}
-
-/// The fixture, when the fixtures are there.
-fn fixture(name: &str) -> Option<Fixture> {
-    fixture_names().iter().any(|n| n == name).then(|| Fixture::new(name))
-}
-
-/// Two files of the fixture's scratch folder, left from an earlier run no more.
-fn fresh_pair(f: &Fixture, a: &str, b: &str) -> (PathBuf, PathBuf) {
-    let pair = (f.work.join(a), f.work.join(b));
-    for p in [&pair.0, &pair.1] {
-        let _ = std::fs::remove_file(p);
-    }
-    pair
 }
 
 /// The frames `with` lacks of those `without` keeps.
@@ -130,7 +116,7 @@ fn the_fixture_loses_the_same_vmemmap_pages_as_with_debians_makedumpfile() {
     let with_e: Vec<&str> = std::iter::once("-e").chain(base).collect();
     let (theirs_without, theirs_with) =
         (f.makedumpfile("vm_mkd_base", &base).unwrap(), f.makedumpfile("vm_mkd_e", &with_e).unwrap());
-    let (ours_without, ours_with) = fresh_pair(&f, "vm_ours_base", "vm_ours_e");
+    let (ours_without, ours_with) = f.fresh_pair("vm_ours_base", "vm_ours_e");
     front_end(&base, &f.vmcore(), &ours_without);
     let err = front_end(&with_e, &f.vmcore(), &ours_with);
     let theirs = left_out(&theirs_without, &theirs_with);
@@ -193,7 +179,7 @@ fn pipe(program: &str, args: &[&str], input: &str) -> String {
 fn five_level_vmemmap_pages_are_left_out_only_where_they_describe_nothing_kept() {
     let Some(f) = fixture("x86_64-6.1-l5-kaslr") else { return };
     let work = f.work.to_str().unwrap().to_string();
-    let (without, with) = fresh_pair(&f, "vm_l5_base", "vm_l5_e");
+    let (without, with) = f.fresh_pair("vm_l5_base", "vm_l5_e");
     front_end(&["--work-dir", &work, "-l", "-d", "31"], &f.vmcore(), &without);
     let err = front_end(&["-e", "--work-dir", &work, "-l", "-d", "31"], &f.vmcore(), &with);
     let gone = left_out(&without, &with);
@@ -213,7 +199,7 @@ fn five_level_vmemmap_pages_are_left_out_only_where_they_describe_nothing_kept()
 #[test]
 fn without_a_vmemmap_to_leave_out_the_dump_is_written_as_without_e() {
     let Some(f) = fixture("aarch64-6.1-va48-kaslr") else { return };
-    let (without, with) = fresh_pair(&f, "vm_a64_base", "vm_a64_e");
+    let (without, with) = f.fresh_pair("vm_a64_base", "vm_a64_e");
     let input = f.vmcore();
     let dump = |out: &Path, extra: &[&str]| {
         let mut args: Vec<&OsStr> = vec![OsStr::new("dump"), input.as_os_str(), out.as_os_str()];

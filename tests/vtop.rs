@@ -4,7 +4,7 @@
 use std::ffi::OsStr;
 use std::path::Path;
 
-use crate::util::{fixture_names, have_makedumpfile, run, Fixture};
+use crate::util::{fixture, fixture_names, have_makedumpfile, run, Fixture};
 
 /// (fixture, address, what it is): a 4 KiB direct-map page, a 2 MiB vmemmap page, the
 /// kernel text in 2 MiB pages, and an address whose PUD entry is empty.
@@ -33,15 +33,9 @@ fn the_front_ends_vtop_prints_makedumpfiles_walk() {
         return;
     }
     for (name, vaddr, what) in CASES {
-        if !fixture_names().iter().any(|n| n == name) {
-            continue;
-        }
-        let f = Fixture::new(name);
+        let Some(f) = fixture(name) else { continue };
         let addr = format!("{vaddr:#x}");
-        let (ours, theirs) = (f.work.join("vtop_ours"), f.work.join("vtop_mkd"));
-        for p in [&ours, &theirs] {
-            let _ = std::fs::remove_file(p);
-        }
+        let (ours, theirs) = f.fresh_pair("vtop_ours", "vtop_mkd");
         let input = f.vmcore();
         let args = ["--vtop", addr.as_str(), "-l", "-d", "31"];
         let mkd = std::process::Command::new("makedumpfile").args(args).arg(&input).arg(&theirs).output().unwrap();
@@ -63,10 +57,7 @@ fn the_front_ends_vtop_prints_makedumpfiles_walk() {
 #[test]
 fn vtop_reports_the_walk_and_the_region() {
     let name = "x86_64-6.12-l4-kaslr";
-    if !fixture_names().iter().any(|n| n == name) {
-        return;
-    }
-    let f = Fixture::new(name);
+    let Some(f) = fixture(name) else { return };
     let input = f.vmcore();
     let addrs: Vec<String> = CASES.iter().filter(|c| c.0 == name).map(|c| format!("{:#x}", c.1)).collect();
     let mut args: Vec<&OsStr> = vec![OsStr::new("vtop"), input.as_os_str(), OsStr::new("--json")];
@@ -152,11 +143,7 @@ fn arm64_walks_agree_with_the_fixed_offsets() {
 /// stderr, equal Debian's makedumpfile's (less 1.7.2's "kernel version is not supported").
 #[test]
 fn the_front_end_prints_vtop_when_makedumpfile_does() {
-    let name = "x86_64-6.12-l4-kaslr";
-    if !have_makedumpfile() || !fixture_names().iter().any(|n| n == name) {
-        return;
-    }
-    let f = Fixture::new(name);
+    let Some(f) = fixture("x86_64-6.12-l4-kaslr").filter(|_| have_makedumpfile()) else { return };
     let input = f.vmcore();
     let octal = format!("{:o}", 0xffff_ffff_b4e0_0000u64);
     let octal = format!("0{octal}");
@@ -179,10 +166,7 @@ fn the_front_end_prints_vtop_when_makedumpfile_does() {
     };
     for args in variants {
         let flatten = args.contains(&"-F");
-        let (ours, theirs) = (f.work.join("vtop_v_ours"), f.work.join("vtop_v_mkd"));
-        for p in [&ours, &theirs] {
-            let _ = std::fs::remove_file(p);
-        }
+        let (ours, theirs) = f.fresh_pair("vtop_v_ours", "vtop_v_mkd");
         let mut mkd = std::process::Command::new("makedumpfile");
         mkd.args(args).args(["-l", "-d", "31"]).arg(&input);
         if !flatten {
