@@ -323,7 +323,8 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
         format.split.iter().map(|p| p.display().to_string()).zip(reports).collect()
     } else if job.flatten {
         let mut out = stdout_stream()?;
-        vec![("stdout".into(), write_to(&mut out)?)]
+        let report = write_to(&mut out)?;
+        vec![("stdout".into(), WriteReport { write_bytes: out.stream_len(), ..report })]
     } else {
         let path = job.output.context("no output file given")?;
         let mut out = FileOutput::new(create(path, job.force, &[Path::new(name)])?, job.limit);
@@ -344,7 +345,9 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
         stats.remaining_pages = stats.remaining_pages.saturating_sub(zero);
     }
     if job.stats {
-        print_report(&FilterReport::new(job.level, &stats), job.json, job.flatten)?;
+        // A split set's files add up (makedumpfile prints 0 there, its children writing them).
+        let write_bytes = reports.iter().map(|(_, r)| r.write_bytes).sum();
+        print_report(&FilterReport::written(job.level, &stats, write_bytes), job.json, job.flatten)?;
     }
     let mut incomplete = false;
     for (file, report) in &reports {

@@ -13,17 +13,28 @@ pub struct FilterReport {
     /// The counts, in pages.
     #[serde(flatten)]
     pub counts: Stats,
+    /// makedumpfile's "Write bytes" of the dump written; none for a dry run, which
+    /// compresses nothing (makedumpfile's dry run compresses every page to count them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_bytes: Option<u64>,
 }
 
 impl FilterReport {
     /// The report of `stats` at `dump_level`.
     pub fn new(dump_level: u32, stats: &Stats) -> FilterReport {
-        FilterReport { dump_level, counts: *stats }
+        FilterReport { dump_level, counts: *stats, write_bytes: None }
     }
 
-    /// makedumpfile's `--message-level 31` report, byte for byte.
+    /// The report of a dump written, `write_bytes` as makedumpfile counts them.
+    pub fn written(dump_level: u32, stats: &Stats, write_bytes: u64) -> FilterReport {
+        FilterReport { write_bytes: Some(write_bytes), ..FilterReport::new(dump_level, stats) }
+    }
+
+    /// makedumpfile's `--message-level 31` report, byte for byte but for its page cache's
+    /// hit rate and its step times, which tell of makedumpfile's internals.
     pub fn render(&self) -> String {
         let c = &self.counts;
+        let written = self.write_bytes.map(|b| format!("Write bytes     : {b}\n")).unwrap_or_default();
         let percent = (c.remaining_pages * 100).checked_div(c.original_pages).unwrap_or(0);
         format!(
             "Original pages  : 0x{:016x}\n  Excluded pages   : 0x{:016x}\n    Pages filled with zero  : 0x{:016x}\n    \
@@ -31,7 +42,7 @@ impl FilterReport {
              User process data pages : 0x{:016x}\n    Free pages              : 0x{:016x}\n    \
              Hwpoison pages          : 0x{:016x}\n    Offline pages           : 0x{:016x}\n    \
              Extension filter pages  : 0x{:016x}\n  Remaining pages  : 0x{:016x}\n  \
-             (The number of pages is reduced to {percent}%.)\nMemory Hole     : 0x{:016x}\n{}\nTotal pages     : 0x{:016x}\n",
+             (The number of pages is reduced to {percent}%.)\nMemory Hole     : 0x{:016x}\n{}\nTotal pages     : 0x{:016x}\n{written}",
             c.original_pages,
             c.excluded_pages,
             c.zero,

@@ -436,6 +436,7 @@ pub fn write_elf(
         }
     }
     report.bytes = pos;
+    report.write_bytes = pos + phnum * PHDR;
     if full {
         report.incomplete = true;
         mark_incomplete(out, get(&ehdr, E_FLAGS, 4, be) as u32, be)?;

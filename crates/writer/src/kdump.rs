@@ -53,12 +53,24 @@ struct Layout {
     desc_offset: u64,
     data_offset: u64,
     vmcoreinfo: (u64, u64),
+    /// Bytes makedumpfile writes before the descriptors: the header structure, the sub
+    /// header with the notes, and each bitmap up to its last frame's byte (not the rest of
+    /// their blocks).
+    head_bytes: u64,
+}
+
+impl Layout {
+    /// makedumpfile's "Write bytes" of a file whose descriptors and data end at `end`.
+    fn write_bytes(&self, end: u64) -> u64 {
+        self.head_bytes + end.saturating_sub(self.desc_offset)
+    }
 }
 
 fn layout(meta: &KdumpMeta, max_mapnr: u64, dumpable: u64, block: u64) -> Layout {
     let notes_len = meta.notes.len() as u64;
     let extra_vi = meta.vmcoreinfo.as_ref().map_or(0, |v| v.len() as u64);
-    let sub_hdr_blocks = (SUB_HEADER_END + notes_len + extra_vi).div_ceil(block);
+    let sub_hdr_bytes = SUB_HEADER_END + notes_len + extra_vi;
+    let sub_hdr_blocks = sub_hdr_bytes.div_ceil(block);
     let bitmap_offset = (1 + sub_hdr_blocks) * block;
     let bitmap_len = max_mapnr.div_ceil(8).div_ceil(block) * block;
     let desc_offset = bitmap_offset + 2 * bitmap_len;
@@ -69,7 +81,8 @@ fn layout(meta: &KdumpMeta, max_mapnr: u64, dumpable: u64, block: u64) -> Layout
         (None, Some(v)) => (notes_at + notes_len, v.len() as u64),
         (None, None) => (0, 0),
     };
-    Layout { block, sub_hdr_blocks, bitmap_offset, bitmap_len, desc_offset, data_offset, vmcoreinfo }
+    let head_bytes = h::SIZE as u64 + sub_hdr_bytes + 2 * max_mapnr.div_ceil(8);
+    Layout { block, sub_hdr_blocks, bitmap_offset, bitmap_len, desc_offset, data_offset, vmcoreinfo, head_bytes }
 }
 
 pub(crate) fn put32(b: &mut [u8], off: usize, v: u32) {
@@ -528,6 +541,7 @@ impl Job<'_> {
         Ok(WriteReport {
             pages: count_range(&self.filtered.dumpable, part.start, part.end),
             bytes: l.data_offset,
+            write_bytes: l.write_bytes(l.data_offset),
             incomplete: true,
             ..WriteReport::default()
         })
@@ -640,6 +654,7 @@ impl Job<'_> {
         report.pages = in_range;
         report.pages_written = sink.descs_written;
         report.bytes = sink.data_pos;
+        report.write_bytes = l.write_bytes(sink.data_pos);
         drop(sink);
         if full || report.pages_written < in_range {
             report.incomplete = true;

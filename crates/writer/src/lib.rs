@@ -126,6 +126,10 @@ pub struct WriteReport {
     pub zero_pages: u64,
     /// Bytes of the file.
     pub bytes: u64,
+    /// makedumpfile's "Write bytes": the bytes of every write into the file, which leave
+    /// out the holes of a kdump file's headers and bitmaps, and count twice an ELF file's
+    /// program headers (written once before the data and again after it).
+    pub write_bytes: u64,
     /// The dump was cut short (no space, size limit, interrupted) and is marked incomplete.
     pub incomplete: bool,
 }

@@ -271,12 +271,19 @@ impl ReadAt for WrittenFile<'_> {
 pub struct FlatOutput<W: Write + Send> {
     w: W,
     started: bool,
+    sent: u64,
 }
 
 impl<W: Write + Send> FlatOutput<W> {
     /// A stream on `w`.
     pub fn new(w: W) -> FlatOutput<W> {
-        FlatOutput { w, started: false }
+        FlatOutput { w, started: false, sent: 0 }
+    }
+
+    /// Bytes of the stream so far, its headers included: makedumpfile's "Write bytes"
+    /// of a flattened dump.
+    pub fn stream_len(&self) -> u64 {
+        self.sent
     }
 
     /// The writer, after [`Output::finish`].
@@ -297,6 +304,7 @@ impl<W: Write + Send> FlatOutput<W> {
                 v.copy_from_slice(&flat::VERSION_FLAT_HEADER.to_be_bytes());
             }
             self.w.write_all(&head)?;
+            self.sent += flat::HEADER_SIZE;
             self.started = true;
         }
         Ok(())
@@ -313,6 +321,7 @@ impl<W: Write + Send> Output for FlatOutput<W> {
         self.w.write_all(&off.to_be_bytes())?;
         self.w.write_all(&(data.len() as i64).to_be_bytes())?;
         self.w.write_all(data)?;
+        self.sent += flat::CHUNK_HEADER_SIZE + data.len() as u64;
         Ok(())
     }
 
@@ -323,6 +332,7 @@ impl<W: Write + Send> Output for FlatOutput<W> {
     fn finish(&mut self) -> io::Result<()> {
         self.start()?;
         self.w.write_all(&[0xff; flat::CHUNK_HEADER_SIZE as usize])?;
+        self.sent += flat::CHUNK_HEADER_SIZE;
         self.w.flush()
     }
 }

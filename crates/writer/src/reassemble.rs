@@ -330,6 +330,7 @@ pub fn reassemble(
         pages_written: report_written.saturating_sub(lost),
         zero_pages: 0,
         bytes: end,
+        write_bytes: end,
         incomplete: incomplete || full || report_written < total || pages < total,
     };
     if report.incomplete {
