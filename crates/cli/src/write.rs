@@ -222,6 +222,7 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
     let mut fopts = vmcore_filter::Options {
         threads,
         cut_at_last_section: !format.elf,
+        elf_output: format.elf,
         cycles: job.cycles.unwrap_or(vmcore_filter::Cycles::Sized { files: format.split.len().max(1) }),
         ..vmcore_filter::Options::default()
     };
@@ -234,11 +235,10 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
         .map(|out| out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")));
     let spill_dir = job.work_dir.or(beside_output).map_or_else(std::env::temp_dir, Path::to_path_buf);
     fopts.bitmap_storage = Some(Arc::new(vmcore_filter::BitmapStorage { dir: spill_dir, memory: job.bitmap_memory }));
-    let zeros_first = format.elf && job.exclude_unused_vmemmap;
-    if !job.dry_run && !zeros_first {
-        // The writers check every page for zeros as they copy it (the ELF writer in a
-        // parallel pass of its own). ELF output with -e needs them first: they are out of
-        // the dump, so -e counts them as excluded.
+    if !job.dry_run && !format.elf {
+        // The kdump writer checks every page for zeros as it compresses it. The ELF writer
+        // takes them from the filter, which counts them as makedumpfile's ELF writer does
+        // (and -e needs them first: they are out of the dump, so it counts them excluded).
         fopts.scan_zero_pages = false;
     }
     let filtering = spinner(job.quiet, format!("filtering at dump level {}: {name}", job.level), false);
@@ -277,7 +277,11 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
     }
     if job.dry_run {
         // With -F stdout is the stream's, even when there is none: scripts pipe it on.
-        print_report(&FilterReport::new(job.level, &filtered.stats), job.json, job.flatten)?;
+        let mut report = FilterReport::new(job.level, &filtered.stats);
+        if let (true, Container::Elf { core, .. }) = (format.elf, &dump.container) {
+            report = report.with_pages_in_elf(vmcore_writer::elf_data_pages(core, &filtered, dump.mem.page_size()));
+        }
+        print_report(&report, job.json, job.flatten)?;
         return Ok(Written::Complete);
     }
     let meta = KdumpMeta::from_dump(dump, machine).with_context(|| format!("{name}: reading its metadata"))?;
@@ -338,7 +342,7 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
     };
 
     let mut stats = filtered.stats;
-    if job.level & 1 != 0 {
+    if job.level & 1 != 0 && !format.elf {
         let zero: u64 = reports.iter().map(|(_, r)| r.zero_pages).sum();
         stats.zero = zero;
         stats.excluded_pages += zero;
@@ -347,7 +351,11 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
     if job.stats {
         // A split set's files add up (makedumpfile prints 0 there, its children writing them).
         let write_bytes = reports.iter().map(|(_, r)| r.write_bytes).sum();
-        print_report(&FilterReport::written(job.level, &stats, write_bytes), job.json, job.flatten)?;
+        let mut report = FilterReport::new(job.level, &stats).with_write_bytes(write_bytes);
+        if format.elf {
+            report = report.with_pages_in_elf(reports.iter().map(|(_, r)| r.pages).sum());
+        }
+        print_report(&report, job.json, job.flatten)?;
     }
     let mut incomplete = false;
     for (file, report) in &reports {

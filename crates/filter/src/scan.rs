@@ -45,6 +45,12 @@ pub struct Options {
     /// Which of makedumpfile's two paths the 1st bitmap of an ELF input follows: only the
     /// non-cyclic one marks a segment's partial last page present.
     pub cycles: Cycles,
+    /// Count as makedumpfile's ELF writer reports: a segment's partial last page is always
+    /// in "Original pages", and, on the cyclic path, an excluded frame counts once per
+    /// input segment describing it (the writer's cycles go segment by segment, so the
+    /// kernel image's frames, also in the direct map, are classified twice; the non-cyclic
+    /// path classifies every frame once).
+    pub elf_output: bool,
 }
 
 /// How makedumpfile would go through the frames, which decides a detail of its 1st bitmap
@@ -63,6 +69,18 @@ pub enum Cycles {
     NonCyclic,
 }
 
+impl Cycles {
+    /// Whether makedumpfile takes its non-cyclic path, both bitmaps whole in its buffer,
+    /// on a machine of `frames` frames.
+    fn non_cyclic(self, frames: u64) -> bool {
+        match self {
+            Cycles::Sized { files } if files <= 1 => frames <= SINGLE_CYCLE_MAX_PFNS && frames % 4 == 0,
+            Cycles::Sized { .. } | Cycles::GivenBuffer => false,
+            Cycles::NonCyclic => true,
+        }
+    }
+}
+
 impl Default for Options {
     fn default() -> Options {
         Options {
@@ -75,6 +93,7 @@ impl Default for Options {
             bitmap_storage: None,
             cut_at_last_section: true,
             cycles: Cycles::Sized { files: 1 },
+            elf_output: false,
         }
     }
 }
@@ -140,6 +159,9 @@ fn initial_bitmaps(dump: &Dump, total: u64, opts: &Options) -> Result<(PfnBitmap
             // --split's files, or given, never takes it; --work-dir always does.
             let sized_single = frames <= SINGLE_CYCLE_MAX_PFNS && core.kind != ElfKind::Kcore;
             let (single_cycle, partial_last_page_present) = match opts.cycles {
+                // The ELF writer counts it on either path (Debian makedumpfile's -E reports
+                // on the 6.1 fixture, with and without --work-dir or --cyclic-buffer).
+                _ if opts.elf_output => (sized_single, core.kind != ElfKind::Kcore),
                 Cycles::Sized { files } if files <= 1 => (sized_single, sized_single && frames % 4 == 0),
                 Cycles::Sized { .. } | Cycles::GivenBuffer => (false, false),
                 Cycles::NonCyclic => (sized_single, core.kind != ElfKind::Kcore),
@@ -236,6 +258,16 @@ pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -
         ..Stats::default()
     };
 
+    let overlaps = match &dump.container {
+        Container::Elf { core, .. } if opts.elf_output && !opts.cycles.non_cyclic(frames) => {
+            let ps = dump.mem.page_size();
+            overlapping_frames(core.loads.iter().filter(|s| s.paddr != u64::MAX).map(|s| {
+                let start = (s.paddr / ps).min(total);
+                (start, (s.paddr.saturating_add(s.memsz) / ps).clamp(start, total))
+            }))
+        }
+        _ => Vec::new(),
+    };
     let rules = PageRules::from_vmcoreinfo(vi, opts.pg_slab_bug_compat)?;
     if let (true, Some(memmap)) = (needs_scan, memmap) {
         if dump_level & level::FREE != 0 && !rules.can_see_buddy() {
@@ -247,7 +279,7 @@ pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -
         }
         let memmap = memmap?;
         let ctx = Scan { rules: &rules, machine, present: &present, dump_level };
-        scan(&ctx, &memmap, &mut dumpable, &mut stats, opts);
+        scan(&ctx, &memmap, &mut dumpable, &mut stats, &overlaps, opts);
     }
 
     let zero_pages = if dump_level & level::ZERO != 0 && opts.scan_zero_pages {
@@ -255,7 +287,7 @@ pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -
     } else {
         dumpable.new_like(total)
     };
-    stats.zero = zero_pages.count();
+    stats.zero = zero_pages.count() + recounted(&zero_pages, &overlaps, 0, total);
     stats.excluded_pages =
         stats.zero + stats.non_pri_cache + stats.pri_cache + stats.user + stats.free + stats.hwpoison + stats.offline;
     stats.remaining_pages = stats.original_pages.saturating_sub(stats.excluded_pages);
@@ -271,6 +303,34 @@ pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -
         Container::Elf { .. } => None,
     };
     Ok(Filtered { level: dump_level, present, dumpable, zero_pages, stats, warnings, vmemmap })
+}
+
+/// Frame ranges `[start, end)` that more than one of `segments` (frame ranges) describes,
+/// each with how many times more (sorted, disjoint).
+fn overlapping_frames(segments: impl Iterator<Item = (u64, u64)>) -> Vec<(u64, u64, u64)> {
+    let mut edges: Vec<(u64, i64)> = segments.filter(|(a, b)| a < b).flat_map(|(a, b)| [(a, 1), (b, -1)]).collect();
+    edges.sort_unstable();
+    let mut overlaps: Vec<(u64, u64, u64)> = Vec::new();
+    let mut depth = 0i64;
+    let mut from = 0u64;
+    for (at, step) in edges {
+        if depth > 1 && at > from {
+            overlaps.push((from, at, (depth - 1) as u64));
+        }
+        depth += step;
+        from = at;
+    }
+    overlaps
+}
+
+/// The extra counts of `bitmap`'s set frames in `[start, end)` that `overlaps` describes
+/// more than once.
+fn recounted(bitmap: &PfnBitmap, overlaps: &[(u64, u64, u64)], start: u64, end: u64) -> u64 {
+    overlaps
+        .iter()
+        .filter(|&&(a, b, _)| a < end && start < b)
+        .map(|&(a, b, times)| times * bitmap.iter_range(a.max(start), b.min(end)).count() as u64)
+        .sum()
 }
 
 /// Bytes the zero-page scan reads at a time per thread: one read per run of consecutive
@@ -488,7 +548,15 @@ fn units(memmap: &MemMap, struct_page_size: u64, unit_pfns: u64) -> Vec<Unit> {
 /// sequential pass whatever the thread count: workers scan units independently, each as if
 /// no exclusion ran into it, and the units are applied in order; the rare unit that an
 /// earlier exclusion does run into is scanned again from where that exclusion ends.
-fn scan(ctx: &Scan, memmap: &MemMap, dumpable: &mut PfnBitmap, stats: &mut Stats, opts: &Options) {
+/// Frames in `overlaps` count that many more times.
+fn scan(
+    ctx: &Scan,
+    memmap: &MemMap,
+    dumpable: &mut PfnBitmap,
+    stats: &mut Stats,
+    overlaps: &[(u64, u64, u64)],
+    opts: &Options,
+) {
     let units = units(memmap, ctx.rules.size as u64, opts.unit_pfns);
     let batch_bytes = ctx.rules.size * BATCH as usize;
     // For the rescans, on the merging thread.
@@ -510,6 +578,7 @@ fn scan(ctx: &Scan, memmap: &MemMap, dumpable: &mut PfnBitmap, stats: &mut Stats
                     Class::Hwpoison => &mut stats.hwpoison,
                     Class::Offline => &mut stats.offline,
                 };
+                *counter += recounted(dumpable, overlaps, run.start, run.end);
                 *counter += dumpable.clear_range(run.start, run.end);
                 next_pfn = run.end;
             }
@@ -530,8 +599,20 @@ mod tests {
     use vmcore_physmem::{PageState, ReadOptions};
     use vmcore_types::{Pfn, PhysAddr};
 
-    use super::{cut, zero_pages};
+    use super::{cut, overlapping_frames, recounted, zero_pages};
     use crate::PfnBitmap;
+
+    #[test]
+    fn overlapping_frames_say_how_many_times_more_they_are_described() {
+        let segments = [(0, 10), (5, 15), (7, 8), (20, 20), (30, 40)];
+        assert_eq!(overlapping_frames(segments.into_iter()), vec![(5, 7, 1), (7, 8, 2), (8, 10, 1)]);
+        assert_eq!(overlapping_frames([(0, 4), (4, 8)].into_iter()), vec![]);
+        let mut bits = PfnBitmap::new(16);
+        bits.set_range(6, 9);
+        // Frames 6 (once more), 7 (twice more) and 8 (once more).
+        assert_eq!(recounted(&bits, &overlapping_frames(segments.into_iter()), 0, 16), 4);
+        assert_eq!(recounted(&bits, &overlapping_frames(segments.into_iter()), 8, 16), 1);
+    }
 
     /// Frames 0-9 of one segment: 0, 2 and 5 hold data, 1, 3 and 4 zeros, 6-8 lie past the
     /// segment's file size (zero-filled), and 9 is half in the segment, its part zeros.

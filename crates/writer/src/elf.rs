@@ -278,6 +278,22 @@ fn put(b: &mut [u8], off: usize, len: usize, v: u64, big_endian: bool) {
     }
 }
 
+/// Pages of data in an ELF dump of `core` keeping `filtered`'s dumpable frames less its
+/// zero pages (makedumpfile's remaining pages "in ELF format"), without writing it.
+pub fn elf_data_pages(core: &ElfCore, filtered: &Filtered, page_size: u64) -> u64 {
+    let mut keep = filtered.dumpable.clone();
+    if filtered.level & 1 != 0 {
+        for pfn in filtered.zero_pages.iter() {
+            keep.clear(pfn);
+        }
+    }
+    let pieces =
+        core.loads.iter().filter(|s| s.paddr != u64::MAX).flat_map(|s| {
+            split_segment(s.paddr, s.vaddr, s.memsz, page_size, &keep).map(|p| p.filesz).collect::<Vec<_>>()
+        });
+    pieces.sum::<u64>().div_ceil(page_size)
+}
+
 /// A program header: `template` (the input's) with new addresses, sizes and offset.
 fn phdr(template: &[u8], offset: u64, piece: &Piece, be: bool) -> Vec<u8> {
     let mut p = template.to_vec();
