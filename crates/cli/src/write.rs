@@ -205,6 +205,20 @@ fn stop_flag() -> Arc<AtomicBool> {
     }))
 }
 
+/// The dump level of a dump made from `dump` at `level`: a kdump file's pages left out stay
+/// out, so its own level is ORed in, as makedumpfile does (and says, in its words).
+fn refiltered_level(dump: &Dump, name: &str, level: u32) -> u32 {
+    let Container::Kdump { mem, .. } = &dump.container else { return level };
+    let Some(input) = mem.primary().and_then(|k| k.sub.dump_level).and_then(|l| u32::try_from(l).ok()) else {
+        return level;
+    };
+    let merged = level | (input & 31);
+    if merged != level {
+        say!("dump_level is changed to {merged}, because {name} was created by dump_level({input}).");
+    }
+    merged
+}
+
 /// Writes the dump `job` and `format` say.
 pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, format: &DumpFormat) -> Result<Written> {
     if !job.codec.is_supported() && !format.elf {
@@ -218,6 +232,7 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
     if format.elf && !job.dry_run && !matches!(dump.container, Container::Elf { .. }) {
         bail!("{name}: -E writes ELF dumps from ELF inputs (/proc/vmcore or an ELF vmcore); this input is kdump-compressed");
     }
+    let level = refiltered_level(dump, name, job.level);
     let threads = job.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
     let mut fopts = vmcore_filter::Options {
         threads,
@@ -241,9 +256,9 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
         // (and -e needs them first: they are out of the dump, so it counts them excluded).
         fopts.scan_zero_pages = false;
     }
-    let filtering = spinner(job.quiet, format!("filtering at dump level {}: {name}", job.level), false);
-    let filtered = vmcore_filter::filter(dump, machine, job.level, &fopts)
-        .with_context(|| format!("{name}: filtering at dump level {}", job.level));
+    let filtering = spinner(job.quiet, format!("filtering at dump level {}: {name}", level), false);
+    let filtered = vmcore_filter::filter(dump, machine, level, &fopts)
+        .with_context(|| format!("{name}: filtering at dump level {}", level));
     filtering.finish_and_clear();
     let mut filtered = filtered?;
     if job.exclude_unused_vmemmap {
@@ -277,7 +292,7 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
     }
     if job.dry_run {
         // With -F stdout is the stream's, even when there is none: scripts pipe it on.
-        let mut report = FilterReport::new(job.level, &filtered.stats);
+        let mut report = FilterReport::new(level, &filtered.stats);
         if let (true, Container::Elf { core, .. }) = (format.elf, &dump.container) {
             report = report.with_pages_in_elf(vmcore_writer::elf_data_pages(core, &filtered, dump.mem.page_size()));
         }
@@ -342,7 +357,7 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
     };
 
     let mut stats = filtered.stats;
-    if job.level & 1 != 0 && !format.elf {
+    if level & 1 != 0 && !format.elf {
         let zero: u64 = reports.iter().map(|(_, r)| r.zero_pages).sum();
         stats.zero = zero;
         stats.excluded_pages += zero;
@@ -351,7 +366,7 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
     if job.stats {
         // A split set's files add up (makedumpfile prints 0 there, its children writing them).
         let write_bytes = reports.iter().map(|(_, r)| r.write_bytes).sum();
-        let mut report = FilterReport::new(job.level, &stats).with_write_bytes(write_bytes);
+        let mut report = FilterReport::new(level, &stats).with_write_bytes(write_bytes);
         if format.elf {
             report = report.with_pages_in_elf(reports.iter().map(|(_, r)| r.pages).sum());
         }

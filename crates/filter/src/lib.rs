@@ -97,4 +97,8 @@ pub struct Filtered {
     pub warnings: Vec<String>,
     /// What `-e` left out, when it ran (a kdump-compressed file's header then says so).
     pub vmemmap: Option<VmemmapExclusion>,
+    /// Whether makedumpfile would hold both bitmaps whole (its non-cyclic path, which it
+    /// takes when they fit its buffer, with --work-dir, -e, and refiltering a kdump file):
+    /// it then writes them a block at a time, and its "Write bytes" counts whole blocks.
+    pub whole_bitmaps: bool,
 }

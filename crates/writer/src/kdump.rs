@@ -54,8 +54,7 @@ struct Layout {
     data_offset: u64,
     vmcoreinfo: (u64, u64),
     /// Bytes makedumpfile writes before the descriptors: the header structure, the sub
-    /// header with the notes, and each bitmap up to its last frame's byte (not the rest of
-    /// their blocks).
+    /// header with the notes, and the bitmaps.
     head_bytes: u64,
 }
 
@@ -66,7 +65,7 @@ impl Layout {
     }
 }
 
-fn layout(meta: &KdumpMeta, max_mapnr: u64, dumpable: u64, block: u64) -> Layout {
+fn layout(meta: &KdumpMeta, max_mapnr: u64, dumpable: u64, block: u64, whole_bitmaps: bool) -> Layout {
     let notes_len = meta.notes.len() as u64;
     let extra_vi = meta.vmcoreinfo.as_ref().map_or(0, |v| v.len() as u64);
     let sub_hdr_bytes = SUB_HEADER_END + notes_len + extra_vi;
@@ -81,7 +80,9 @@ fn layout(meta: &KdumpMeta, max_mapnr: u64, dumpable: u64, block: u64) -> Layout
         (None, Some(v)) => (notes_at + notes_len, v.len() as u64),
         (None, None) => (0, 0),
     };
-    let head_bytes = h::SIZE as u64 + sub_hdr_bytes + 2 * max_mapnr.div_ceil(8);
+    // A bitmap held whole is written a block at a time, else up to its last frame's byte.
+    let bitmap_bytes = if whole_bitmaps { bitmap_len } else { max_mapnr.div_ceil(8) };
+    let head_bytes = h::SIZE as u64 + sub_hdr_bytes + 2 * bitmap_bytes;
     Layout { block, sub_hdr_blocks, bitmap_offset, bitmap_len, desc_offset, data_offset, vmcoreinfo, head_bytes }
 }
 
@@ -503,7 +504,10 @@ struct Job<'a> {
 impl Job<'_> {
     /// The layout and header status of a file.
     fn plan(&self) -> (Layout, u32) {
-        let l = layout(self.meta, self.filtered.present.len(), self.filtered.dumpable.count(), self.mem.page_size());
+        let f = self.filtered;
+        // -e runs on makedumpfile's non-cyclic path.
+        let whole_bitmaps = f.whole_bitmaps || f.vmemmap.is_some();
+        let l = layout(self.meta, f.present.len(), f.dumpable.count(), self.mem.page_size(), whole_bitmaps);
         let vmemmap = if self.filtered.vmemmap.is_some() { raw::DUMP_DH_EXCLUDED_VMEMMAP } else { 0 };
         (l, codec_flag(self.opts.codec) | vmemmap)
     }

@@ -99,6 +99,7 @@ fn filtered(level: u32) -> Filtered {
         stats: Stats::default(),
         warnings: Vec::new(),
         vmemmap: None,
+        whole_bitmaps: false,
     }
 }
 
@@ -753,6 +754,7 @@ fn elf_output_with_more_than_65534_segments_uses_pn_xnum() {
         stats: Stats::default(),
         warnings: Vec::new(),
         vmemmap: None,
+        whole_bitmaps: false,
     };
     let phnum = 1 + pieces as usize;
     let mut out = Head { keep: 64 + phnum * 56 + 64, bytes: Vec::new(), end: 0 };
@@ -860,6 +862,7 @@ fn bitmaps_of_a_sparse_address_space_are_holes_in_the_file() {
         stats: Stats::default(),
         warnings: Vec::new(),
         vmemmap: None,
+        whole_bitmaps: false,
     };
     let tmp = tempfile::NamedTempFile::new().unwrap();
     let mut out = FileOutput::new(tmp.reopen().unwrap(), None);
