@@ -96,7 +96,27 @@ impl Dump {
         let mut vmcoreinfo = match &opts.vmcoreinfo_file {
             Some(file) => {
                 let shown = file.display().to_string();
-                Some(parse(&read_small_file(file)?, Source::File(shown.clone()), shown)?)
+                let given = parse(&read_small_file(file)?, Source::File(shown.clone()), shown.clone())?;
+                // Another kernel's offsets would read the dump's struct pages wrong and
+                // filter out the wrong pages, silently: only the dump's own release will do.
+                let own = match container.vmcoreinfo() {
+                    Ok(Some(raw)) => {
+                        VmcoreInfo::parse(&raw, Source::ElfNote).ok().and_then(|v| v.osrelease().map(str::to_string))
+                    }
+                    _ => None,
+                };
+                let own = own.or_else(|| match &container {
+                    Container::Kdump { mem, .. } => mem.primary().map(|k| k.header.utsname.release.clone()),
+                    Container::Elf { .. } => None,
+                });
+                if let (Some(own), Some(theirs)) = (own.filter(|r| !r.is_empty()), given.osrelease()) {
+                    if own != theirs {
+                        return Err(Error::Invalid(format!(
+                            "{shown}: VMCOREINFO of kernel {theirs}, but {name} is a dump of kernel {own}"
+                        )));
+                    }
+                }
+                Some(given)
             }
             None => match container.vmcoreinfo()? {
                 Some(raw) => {
@@ -231,5 +251,24 @@ mod tests {
         let dump = Dump::open(&[kcore], &opts).unwrap();
         assert_eq!(dump.require_vmcoreinfo().unwrap().osrelease(), Some("given"));
         assert!(matches!(dump.require_vmcoreinfo().unwrap().source(), Source::File(_)));
+    }
+
+    #[test]
+    fn a_vmcoreinfo_file_of_another_release_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vmcore");
+        let mut spec = vmcore_synth::elf::ElfVmcore::new(vmcore_synth::elf::EM_X86_64);
+        spec.notes.push(vmcore_synth::elf::vmcoreinfo_note("OSRELEASE=6.1.0-dump\nPAGESIZE=4096\n"));
+        spec.loads.push(vmcore_synth::elf::Load::full(0, 0xffff_8880_0000_0000, 0x2000));
+        std::fs::write(&path, spec.to_vec(|_, buf| buf.fill(0)).unwrap()).unwrap();
+        let file = dir.path().join("vmcoreinfo.txt");
+        let with = |text: &str| {
+            std::fs::write(&file, text).unwrap();
+            Dump::open(&[path.clone()], &OpenOptions { vmcoreinfo_file: Some(file.clone()), sys_vmcoreinfo: None })
+        };
+        let err = with("OSRELEASE=5.10.0-other\nPAGESIZE=4096\n").err().unwrap().to_string();
+        assert!(err.contains("VMCOREINFO of kernel 5.10.0-other, but") && err.contains("kernel 6.1.0-dump"), "{err}");
+        let dump = with("OSRELEASE=6.1.0-dump\nPAGESIZE=4096\nSYMBOL(x)=1\n").unwrap();
+        assert_eq!(dump.require_vmcoreinfo().unwrap().get("SYMBOL(x)"), Some("1"));
     }
 }
