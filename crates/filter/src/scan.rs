@@ -335,11 +335,11 @@ fn overlapping_frames(segments: impl Iterator<Item = (u64, u64)>) -> Vec<(u64, u
 /// The extra counts of `bitmap`'s set frames in `[start, end)` that `overlaps` describes
 /// more than once.
 fn recounted(bitmap: &PfnBitmap, overlaps: &[(u64, u64, u64)], start: u64, end: u64) -> u64 {
-    overlaps
-        .iter()
-        .filter(|&&(a, b, _)| a < end && start < b)
-        .map(|&(a, b, times)| times * bitmap.iter_range(a.max(start), b.min(end)).count() as u64)
-        .sum()
+    // Sorted and disjoint: found by bisection, as a dump with many segments can have many
+    // overlaps and a scan many runs.
+    let first = overlaps.partition_point(|&(_, b, _)| b <= start);
+    let within = overlaps.get(first..).unwrap_or_default().iter().take_while(|&&(a, _, _)| a < end);
+    within.map(|&(a, b, times)| times.saturating_mul(bitmap.iter_range(a.max(start), b.min(end)).count() as u64)).sum()
 }
 
 /// Bytes the zero-page scan reads at a time per thread: one read per run of consecutive
