@@ -61,6 +61,8 @@ impl ReadAt for Patched {
 /// are fine, panics and hangs are not.
 fn exercise(src: Arc<Patched>, write: bool) {
     let Ok(core) = ElfCore::parse(&*src) else { return };
+    // The ELF writer's counts (segments overlapping each other) half the time.
+    let elf_output = src.patches.len() % 2 == 0;
     let vmcoreinfo = core
         .note(b"VMCOREINFO", 0)
         .and_then(|n| VmcoreInfo::parse(&n.desc, Source::ElfNote).ok());
@@ -77,8 +79,6 @@ fn exercise(src: Arc<Patched>, write: bool) {
         }
     }
     // Level 30: every struct page rule, without reading each page for zeros.
-    // As the ELF writer's counts, half the time (segments overlapping each other).
-    let elf_output = src.patches.len() % 2 == 0;
     let opts = vmcore_filter::Options { threads: 1, scan_zero_pages: false, elf_output, ..Default::default() };
     let Ok(mut filtered) = vmcore_filter::filter(&dump, &machine, 30, &opts) else { return };
     // -e walks the vmemmap's page tables and reads both bitmaps.

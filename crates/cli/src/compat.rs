@@ -394,6 +394,11 @@ fn run(o: Opts) -> Result<()> {
         dry_run: o.dry_run,
         json: false,
         quiet: level & 1 == 0,
+        messages: match (common, o.flatten) {
+            (false, _) => crate::write::Messages::Off,
+            (true, false) => crate::write::Messages::Stdout,
+            (true, true) => crate::write::Messages::Stderr,
+        },
     };
     let format = crate::write::DumpFormat {
         elf: o.elf,

@@ -36,6 +36,27 @@ pub struct DumpJob<'a> {
     pub dry_run: bool,
     pub json: bool,
     pub quiet: bool,
+    /// Where makedumpfile's common messages go (the front end: stdout, stderr under -F,
+    /// none without message level bit 2); vmcore's own commands: stderr.
+    pub messages: Messages,
+}
+
+/// A destination for informational messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Messages {
+    Off,
+    Stdout,
+    Stderr,
+}
+
+impl Messages {
+    fn say(self, text: &str) {
+        let _ = match self {
+            Messages::Off => Ok(()),
+            Messages::Stdout => writeln!(io::stdout(), "{text}"),
+            Messages::Stderr => writeln!(io::stderr(), "{text}"),
+        };
+    }
 }
 
 /// Whether an existing output file may be replaced, and the option that allows it (named
@@ -207,14 +228,14 @@ fn stop_flag() -> Arc<AtomicBool> {
 
 /// The dump level of a dump made from `dump` at `level`: a kdump file's pages left out stay
 /// out, so its own level is ORed in, as makedumpfile does (and says, in its words).
-fn refiltered_level(dump: &Dump, name: &str, level: u32) -> u32 {
+fn refiltered_level(dump: &Dump, name: &str, level: u32, messages: Messages) -> u32 {
     let Container::Kdump { mem, .. } = &dump.container else { return level };
     let Some(input) = mem.primary().and_then(|k| k.sub.dump_level).and_then(|l| u32::try_from(l).ok()) else {
         return level;
     };
     let merged = level | (input & 31);
     if merged != level {
-        say!("dump_level is changed to {merged}, because {name} was created by dump_level({input}).");
+        messages.say(&format!("dump_level is changed to {merged}, because {name} was created by dump_level({input})."));
     }
     merged
 }
@@ -232,7 +253,7 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
     if format.elf && !job.dry_run && !matches!(dump.container, Container::Elf { .. }) {
         bail!("{name}: -E writes ELF dumps from ELF inputs (/proc/vmcore or an ELF vmcore); this input is kdump-compressed");
     }
-    let level = refiltered_level(dump, name, job.level);
+    let level = refiltered_level(dump, name, job.level, job.messages);
     let threads = job.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
     let mut fopts = vmcore_filter::Options {
         threads,

@@ -129,9 +129,10 @@ fn cut(start: u64, end: u64, exclude: &[(u64, u64)]) -> Vec<(u64, u64)> {
     pieces
 }
 
-/// The 1st and 2nd bitmaps before classification, and the pages the input describes
-/// (counted per segment, so overlapping segments count twice, as in makedumpfile).
-fn initial_bitmaps(dump: &Dump, total: u64, opts: &Options) -> Result<(PfnBitmap, PfnBitmap, u64)> {
+/// The 1st and 2nd bitmaps before classification, the pages the input describes (counted
+/// per segment, so overlapping segments count twice, as in makedumpfile), and the frames
+/// an ELF segment's data ends inside, to leave out after classification.
+fn initial_bitmaps(dump: &Dump, total: u64, opts: &Options) -> Result<(PfnBitmap, PfnBitmap, u64, Vec<u64>)> {
     let ps = dump.mem.page_size();
     let mut present = match &opts.bitmap_storage {
         Some(storage) => PfnBitmap::spilling(total, storage),
@@ -142,6 +143,8 @@ fn initial_bitmaps(dump: &Dump, total: u64, opts: &Options) -> Result<(PfnBitmap
         Container::Elf { core, .. } => {
             let exclude: Vec<(u64, u64)> = opts.exclude_phys.iter().map(|&(a, b)| (a / ps, b.div_ceil(ps))).collect();
             let mut described = 0u64;
+            let mut half_data = Vec::new();
+            let mut nodata = Vec::new();
             // makedumpfile's count, not its bitmap: when the whole machine fits one cycle of
             // its bitmap buffer, a segment's partial last page counts and one page is lost
             // when max_mapnr is not a multiple of 8 (the fixtures' reports show both; with
@@ -174,8 +177,18 @@ fn initial_bitmaps(dump: &Dump, total: u64, opts: &Options) -> Result<(PfnBitmap
                 // The frame the segment ends in (partly RAM if the end is not page-aligned).
                 let partial = seg_end / ps;
                 let (start, end) = ((s.paddr / ps).min(total), partial.min(total));
-                // Frames past p_filesz have no data ("nodata"): never dumpable.
-                let data_end = s.paddr.saturating_add(s.filesz).div_ceil(ps).min(end);
+                // Frames past p_filesz have no data ("nodata"): never dumpable, as in
+                // makedumpfile, even where another segment (the direct map under the
+                // kernel image's) holds their data. The frame the data ends inside is
+                // classified (makedumpfile counts it) but then left out too.
+                let data_bytes_end = s.paddr.saturating_add(s.filesz);
+                let data_end = data_bytes_end.div_ceil(ps).clamp(start, end);
+                if data_bytes_end % ps != 0 && data_bytes_end / ps >= start && data_bytes_end.div_ceil(ps) <= end {
+                    half_data.push(data_bytes_end / ps);
+                }
+                if data_end < end {
+                    nodata.push((data_end, end));
+                }
                 for (a, b) in cut(start, end, &exclude) {
                     described += b - a;
                     present.set_range(a, b);
@@ -198,7 +211,10 @@ fn initial_bitmaps(dump: &Dump, total: u64, opts: &Options) -> Result<(PfnBitmap
             if single_cycle && !partial_last_page_present && frames % 8 != 0 {
                 described = described.saturating_sub(1);
             }
-            Ok((present, dumpable, described))
+            for (a, b) in nodata {
+                dumpable.clear_range(a, b);
+            }
+            Ok((present, dumpable, described, half_data))
         }
         Container::Kdump { mem, .. } => {
             // In runs, so that whole chunks become uniform (set bit by bit, they would
@@ -206,7 +222,7 @@ fn initial_bitmaps(dump: &Dump, total: u64, opts: &Options) -> Result<(PfnBitmap
             mem.for_each_present_run(|start, end| present.set_range(start, end))?;
             mem.for_each_dumped_run(|start, end| dumpable.set_range(start, end))?;
             let described = present.count();
-            Ok((present, dumpable, described))
+            Ok((present, dumpable, described, Vec::new()))
         }
     }
 }
@@ -244,7 +260,7 @@ pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -
         }
         _ => frames,
     };
-    let (present, mut dumpable, described) = initial_bitmaps(dump, total, opts)?;
+    let (present, mut dumpable, described, half_data) = initial_bitmaps(dump, total, opts)?;
     if opts.classify_excluded_input {
         dumpable = present.clone();
     }
@@ -287,6 +303,9 @@ pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -
         scan(&ctx, &memmap, &mut dumpable, &mut stats, &overlaps, opts);
     }
 
+    for pfn in half_data {
+        dumpable.clear(pfn);
+    }
     let zero_pages = if dump_level & level::ZERO != 0 && opts.scan_zero_pages {
         zero_pages(&*dump.mem, &dumpable, opts.threads, opts.unit_pfns, opts.classify_excluded_input, None)?
     } else {
