@@ -315,3 +315,49 @@ fn a_limit_below_the_headers_leaves_no_file() {
     assert!(!ok && err.contains("no space for the dump's headers"), "{err}");
     assert!(!out.exists() && !out2.exists(), "split files were left");
 }
+
+/// A VMCOREINFO file (`-i`) of another kernel than the dump's is refused with
+/// makedumpfile's exit code 2, whether the dump says its release itself (its own note) or
+/// only its memory does (its utsname, read with the file's offsets); the right file works.
+#[test]
+fn a_vmcoreinfo_file_of_another_kernel_is_refused_with_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let elf = dir.path().join("synth.elf");
+    let spec = vmcore_synth::machine::MachineSpec::new(
+        vmcore_synth::machine::Layout::parse("x86_64-6.1-l4").unwrap(),
+        128 << 20,
+        2,
+    );
+    vmcore_synth::machine::Machine::new(&spec).unwrap().write_elf(&elf).unwrap();
+    let (ok, text, err) = run(&[OsStr::new("vmcoreinfo"), elf.as_os_str()]);
+    assert!(ok, "{err}");
+    let text = String::from_utf8(text).unwrap();
+    let right = dir.path().join("right.txt");
+    std::fs::write(&right, &text).unwrap();
+    let wrong = dir.path().join("wrong.txt");
+    std::fs::write(&wrong, text.replace("OSRELEASE=6.1.0-synthetic", "OSRELEASE=5.10.0-other")).unwrap();
+    // The same machine without its VMCOREINFO note (renamed): only memory tells.
+    let mut bytes = std::fs::read(&elf).unwrap();
+    let at = bytes.windows(11).position(|w| w == b"VMCOREINFO\0").unwrap();
+    bytes[at + 9] = b'X';
+    let bare = dir.path().join("bare.elf");
+    std::fs::write(&bare, bytes).unwrap();
+    for input in [&elf, &bare] {
+        let out = dir.path().join("out");
+        let front = |vmcoreinfo: &Path| {
+            let _ = std::fs::remove_file(&out);
+            let status = crate::util::vmcore()
+                .args([OsStr::new("makedumpfile"), OsStr::new("-i"), vmcoreinfo.as_os_str(), OsStr::new("-d")])
+                .args([OsStr::new("31"), input.as_os_str(), out.as_os_str()])
+                .output()
+                .unwrap();
+            (status.status.code(), String::from_utf8_lossy(&status.stderr).into_owned())
+        };
+        let (code, err) = front(&wrong);
+        assert_eq!(code, Some(2), "{}: {err}", input.display());
+        assert!(err.contains("VMCOREINFO of kernel 5.10.0-other") && err.contains("kernel 6.1.0-synthetic"), "{err}");
+        assert!(!out.exists());
+        let (code, err) = front(&right);
+        assert_eq!(code, Some(0), "{}: {err}", input.display());
+    }
+}

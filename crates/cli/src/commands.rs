@@ -21,8 +21,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::MemUsage { dump, json } => mem_usage(&dump, json),
         Command::Makedumpfile { args } => {
             let code = crate::compat::main(args);
-            if code != std::process::ExitCode::SUCCESS {
-                std::process::exit(1);
+            if code != 0 {
+                std::process::exit(code.into());
             }
             Ok(())
         }

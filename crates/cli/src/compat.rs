@@ -14,6 +14,8 @@ use crate::args::{parse_size, DumpArgs, DumpOpts};
 /// makedumpfile's exit codes.
 const COMPLETED: u8 = 0;
 const FAILED: u8 = 1;
+/// The VMCOREINFO given (-i) is another kernel's.
+const WRONG_RELEASE: u8 = 2;
 
 /// The version string kdump scripts may print or parse.
 const VERSION: &str = "makedumpfile: version 1.7.9 (vmcore compatible front end, vmcore ";
@@ -483,7 +485,7 @@ fn completed(common: bool, saved: Option<&str>, split: &[PathBuf], flatten: bool
 }
 
 /// Runs the front end on `argv` (without the program name) and returns the exit code.
-pub fn main(argv: Vec<OsString>) -> std::process::ExitCode {
+pub fn main(argv: Vec<OsString>) -> u8 {
     let argv: Vec<String> = argv.into_iter().map(|a| a.to_string_lossy().into_owned()).collect();
     let (result, common, flatten) = match parse(argv) {
         Ok(o) => {
@@ -493,7 +495,7 @@ pub fn main(argv: Vec<OsString>) -> std::process::ExitCode {
         Err(e) => (Err(e), true, false),
     };
     match result {
-        Ok(()) => std::process::ExitCode::from(COMPLETED),
+        Ok(()) => COMPLETED,
         Err(e) => {
             if !e.is::<Reported>() {
                 say!("makedumpfile (vmcore): {e:#}");
@@ -501,7 +503,15 @@ pub fn main(argv: Vec<OsString>) -> std::process::ExitCode {
             if common {
                 let _ = writeln!(messages(flatten), "\nmakedumpfile Failed.");
             }
-            std::process::ExitCode::from(FAILED)
+            let wrong_release = e.chain().any(|cause| {
+                matches!(cause.downcast_ref(), Some(vmcore_kernel::dump::Error::WrongRelease { .. }))
+                    || matches!(cause.downcast_ref(), Some(vmcore_kernel::machine::Error::WrongRelease(_)))
+            });
+            if wrong_release {
+                WRONG_RELEASE
+            } else {
+                FAILED
+            }
         }
     }
 }

@@ -29,7 +29,7 @@ pub fn main() -> ExitCode {
     let mut argv = std::env::args_os();
     let called_as = argv.next().map(std::path::PathBuf::from);
     if called_as.as_deref().and_then(|p| p.file_name()).is_some_and(|n| n == "makedumpfile") {
-        return compat::main(argv.collect());
+        return ExitCode::from(compat::main(argv.collect()));
     }
     let cli = args::Cli::parse();
     match commands::run(cli) {

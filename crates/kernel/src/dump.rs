@@ -32,6 +32,18 @@ pub enum Error {
         /// The OS error.
         cause: std::io::Error,
     },
+    /// A VMCOREINFO file given for the dump is another kernel's (makedumpfile exits 2).
+    #[error("{vmcoreinfo}: VMCOREINFO of kernel {given}, but {dump} is a dump of kernel {actual}")]
+    WrongRelease {
+        /// The file given.
+        vmcoreinfo: String,
+        /// Its OSRELEASE.
+        given: String,
+        /// The dump, and where its release was read.
+        dump: String,
+        /// The dump's release.
+        actual: String,
+    },
     /// Something the dump needs is not there.
     #[error("{0}")]
     Missing(String),
@@ -111,9 +123,12 @@ impl Dump {
                 });
                 if let (Some(own), Some(theirs)) = (own.filter(|r| !r.is_empty()), given.osrelease()) {
                     if own != theirs {
-                        return Err(Error::Invalid(format!(
-                            "{shown}: VMCOREINFO of kernel {theirs}, but {name} is a dump of kernel {own}"
-                        )));
+                        return Err(Error::WrongRelease {
+                            vmcoreinfo: shown,
+                            given: theirs.to_string(),
+                            dump: name,
+                            actual: own,
+                        });
                     }
                 }
                 Some(given)

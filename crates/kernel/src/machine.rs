@@ -31,6 +31,9 @@ pub enum Error {
     /// The dump lacks what the view needs.
     #[error("{0}")]
     Missing(String),
+    /// The VMCOREINFO file given is another kernel's ([`crate::dump::Error::WrongRelease`]).
+    #[error(transparent)]
+    WrongRelease(crate::dump::Error),
 }
 
 /// Layout by architecture.
@@ -117,6 +120,25 @@ impl Machine {
                 (Layout::Aarch64(Box::new(found.layout)), found.kmem)
             }
         };
+        if let crate::vmcoreinfo::Source::File(file) = vi.source() {
+            // A dump with no release of its own (an ELF vmcore without its note): the
+            // kernel's utsname, read with the file's own offsets, must agree with it.
+            match (utsname_release(vi, &kmem), vi.osrelease()) {
+                (Some(actual), Some(given)) if actual != given => {
+                    let shown = dump.paths.first().map(|p| p.display().to_string()).unwrap_or_default();
+                    return Err(Error::WrongRelease(crate::dump::Error::WrongRelease {
+                        vmcoreinfo: file.clone(),
+                        given: given.to_string(),
+                        dump: format!("{shown} (its utsname)"),
+                        actual,
+                    }));
+                }
+                (None, _) => notes.push(format!(
+                    "{file}: the kernel's utsname cannot be read with this VMCOREINFO: it may be another kernel's or another boot's"
+                )),
+                _ => {}
+            }
+        }
         Ok(Machine { arch, layout, kmem, symbols, notes })
     }
 
@@ -127,6 +149,23 @@ impl Machine {
             .and_then(|s| s.lookup(name))
             .or_else(|| dump.vmcoreinfo.as_ref().and_then(|v| v.symbol(name)))
     }
+}
+
+/// The release in the kernel's `struct new_utsname` (its third 65-byte field, after
+/// sysname and nodename), at the first place VMCOREINFO points to whose sysname reads
+/// "Linux".
+fn utsname_release(vi: &crate::vmcoreinfo::VmcoreInfo, kmem: &KernelMem) -> Option<String> {
+    const FIELD: usize = 65;
+    vi.utsname_candidates().into_iter().find_map(|addr| {
+        let mut uts = [0u8; 3 * FIELD];
+        kmem.read(addr, &mut uts).ok()?;
+        if !uts.starts_with(b"Linux\0") {
+            return None;
+        }
+        let release = uts.get(2 * FIELD..)?;
+        let len = release.iter().position(|&b| b == 0).unwrap_or(FIELD);
+        Some(String::from_utf8_lossy(release.get(..len)?).into_owned())
+    })
 }
 
 /// arm64's kernel image map, `vaddr - kimage_voffset`, around `_stext`. (The full arm64
