@@ -55,11 +55,7 @@ fn refused(argv: &[&OsStr], words: &[&str]) {
 
 /// A small ELF dump in `dir`, for the output-file tests.
 fn sample_dump(dir: &std::path::Path) -> std::path::PathBuf {
-    use vmcore_synth::machine::{Layout, Machine, MachineSpec};
-    let spec = MachineSpec::new(Layout::parse("x86_64-6.1-l4").unwrap(), 64 << 20, 7);
-    let path = dir.join("d.elf");
-    Machine::new(&spec).unwrap().write_elf(&path).unwrap();
-    path
+    crate::util::synthetic_elf(dir, "d.elf", "x86_64-6.1-l4", 64 << 20, 7)
 }
 
 fn args<'a>(list: &'a [&'a str], paths: &'a [&'a Path]) -> Vec<&'a OsStr> {
@@ -322,13 +318,7 @@ fn a_limit_below_the_headers_leaves_no_file() {
 #[test]
 fn a_vmcoreinfo_file_of_another_kernel_is_refused_with_exit_code_2() {
     let dir = tempfile::tempdir().unwrap();
-    let elf = dir.path().join("synth.elf");
-    let spec = vmcore_synth::machine::MachineSpec::new(
-        vmcore_synth::machine::Layout::parse("x86_64-6.1-l4").unwrap(),
-        128 << 20,
-        2,
-    );
-    vmcore_synth::machine::Machine::new(&spec).unwrap().write_elf(&elf).unwrap();
+    let elf = crate::util::synthetic_elf(dir.path(), "synth.elf", "x86_64-6.1-l4", 128 << 20, 2);
     let (ok, text, err) = run(&[OsStr::new("vmcoreinfo"), elf.as_os_str()]);
     assert!(ok, "{err}");
     let text = String::from_utf8(text).unwrap();

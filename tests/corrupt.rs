@@ -308,10 +308,7 @@ fn direct_map_segments_sizes_past_2_64_do_not_overflow_the_vote() {
 
 /// A synthetic 6.1 machine of 64 MiB as an ELF vmcore in `dir`, and its bytes.
 fn synthetic_elf(dir: &Path) -> (PathBuf, Vec<u8>) {
-    use vmcore_synth::machine::{Layout, Machine, MachineSpec};
-    let path = dir.join("machine.elf");
-    let spec = MachineSpec::new(Layout::parse("x86_64-6.1-l4").unwrap(), 64 << 20, 3);
-    Machine::new(&spec).unwrap().write_elf(&path).unwrap();
+    let path = crate::util::synthetic_elf(dir, "machine.elf", "x86_64-6.1-l4", 64 << 20, 3);
     let bytes = std::fs::read(&path).unwrap();
     (path, bytes)
 }

@@ -213,3 +213,13 @@ pub fn python_with(module: &str) -> Option<&'static str> {
     missing(&format!("python module {module}"));
     None
 }
+
+/// A synthetic x86_64 machine (`vmcore-synth`'s) of `size` bytes of RAM and `layout`
+/// (e.g. "x86_64-6.1-l4"), written as an ELF vmcore to `dir/name`.
+pub fn synthetic_elf(dir: &std::path::Path, name: &str, layout: &str, size: u64, seed: u64) -> PathBuf {
+    use vmcore_synth::machine::{Layout, Machine, MachineSpec};
+    let spec = MachineSpec::new(Layout::parse(layout).expect("layout"), size, seed);
+    let path = dir.join(name);
+    Machine::new(&spec).expect("machine").write_elf(&path).expect("write the machine");
+    path
+}

@@ -1096,13 +1096,7 @@ fn frames_past_the_kernels_last_section_are_cut_as_makedumpfile_does() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let plain = dir.path().join("64m.elf");
-    let spec = vmcore_synth::machine::MachineSpec::new(
-        vmcore_synth::machine::Layout::parse("x86_64-6.1-l4").unwrap(),
-        64 << 20,
-        1,
-    );
-    vmcore_synth::machine::Machine::new(&spec).unwrap().write_elf(&plain).unwrap();
+    let plain = crate::util::synthetic_elf(dir.path(), "64m.elf", "x86_64-6.1-l4", 64 << 20, 1);
     let bytes = std::fs::read(&plain).unwrap();
     let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
     let (phoff, phnum) = (u64_at(&bytes, 0x20) as usize, u16::from_le_bytes([bytes[0x38], bytes[0x39]]) as usize);
@@ -1191,13 +1185,7 @@ fn segments_with_data_short_of_their_memory_are_written_and_counted_as_makedumpf
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let plain = dir.path().join("600m.elf");
-    let spec = vmcore_synth::machine::MachineSpec::new(
-        vmcore_synth::machine::Layout::parse("x86_64-6.1-l4").unwrap(),
-        600 << 20,
-        5,
-    );
-    vmcore_synth::machine::Machine::new(&spec).unwrap().write_elf(&plain).unwrap();
+    let plain = crate::util::synthetic_elf(dir.path(), "600m.elf", "x86_64-6.1-l4", 600 << 20, 5);
     let mut bytes = std::fs::read(&plain).unwrap();
     let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
     let (phoff, phnum) = (u64_at(&bytes, 0x20) as usize, u16::from_le_bytes([bytes[0x38], bytes[0x39]]) as usize);
