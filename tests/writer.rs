@@ -294,7 +294,7 @@ fn report_block(text: &str, last: &str) -> String {
 /// file's program headers twice. ELF reports add the
 /// pages "in ELF format" and, on makedumpfile's cyclic path (not with --work-dir), count
 /// each excluded frame once per input segment: the kernel image's zero, cache, user and
-/// free frames twice. A dry run's report has no "Write bytes".
+/// free frames twice. A dry run's report has "Write bytes" for an ELF file only.
 #[test]
 fn the_report_and_its_write_bytes_equal_debian_makedumpfiles_on_6_1() {
     if !have_makedumpfile() {
@@ -318,7 +318,8 @@ fn the_report_and_its_write_bytes_equal_debian_makedumpfiles_on_6_1() {
             &["-E", "-d", "31", "--dry-run"],
         ];
         for args in runs {
-            let last = if args.contains(&"--dry-run") { "Total pages" } else { "Write bytes" };
+            // A dry run compresses nothing, but an ELF file's bytes are known without.
+            let last = "Write bytes";
             let (theirs, ours) = (dir.path().join("theirs"), dir.path().join("ours"));
             let mdf =
                 Command::new("makedumpfile").arg("--show-stats").args(args).arg(&vmcore).arg(&theirs).output().unwrap();
@@ -350,7 +351,8 @@ fn the_report_and_its_write_bytes_equal_debian_makedumpfiles_on_6_1() {
         ]);
         assert!(ok, "{err}");
         let v: serde_json::Value = serde_json::from_str(&err).unwrap();
-        assert_eq!((v["original_pages"].as_u64(), v["pages_in_elf"].as_u64()), (Some(0x1939a), Some(0x6b43)));
+        let got = (v["original_pages"].as_u64(), v["pages_in_elf"].as_u64(), v["write_bytes"].as_u64());
+        assert_eq!(got, (Some(0x1939a), Some(0x6b43), Some(112_478_968)));
     }
 }
 
@@ -883,8 +885,13 @@ fn a_size_limit_leaves_a_valid_incomplete_dump() {
         // An ELF dump at its limit is marked in e_flags.
         let elf = f.work.join("w_limited.elf");
         let _ = std::fs::remove_file(&elf);
-        let (ok, _, err) = dump(&f.vmcore(), Some(&elf), &["-E", "-L", "20M", "-q"]);
+        let (ok, report, err) = dump(&f.vmcore(), Some(&elf), &["-E", "-L", "20M", "-q", "--stats", "--json"]);
         assert!(!ok && err.contains("INCOMPLETE"), "{err}");
+        // Its report counts the pages the file holds and the bytes it took.
+        let report: serde_json::Value = serde_json::from_slice(&report).unwrap();
+        let said = err.split(": ").find_map(|p| p.split(" of ").next()?.parse::<u64>().ok()).unwrap();
+        assert_eq!(report["pages_in_elf"], said, "{err}");
+        assert!(report["write_bytes"].as_u64().unwrap() <= (20 << 20) + 4096, "{report}");
         let dump = open(std::slice::from_ref(&elf));
         let Container::Elf { core, .. } = &dump.container else { panic!() };
         assert!(core.is_incomplete());

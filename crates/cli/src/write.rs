@@ -230,10 +230,14 @@ fn stop_flag() -> Arc<AtomicBool> {
 /// out, so its own level is ORed in, as makedumpfile does (and says, in its words).
 fn refiltered_level(dump: &Dump, name: &str, level: u32, messages: Messages) -> u32 {
     let Container::Kdump { mem, .. } = &dump.container else { return level };
-    let Some(input) = mem.primary().and_then(|k| k.sub.dump_level).and_then(|l| u32::try_from(l).ok()) else {
-        return level;
-    };
-    let merged = level | (input & 31);
+    let Some(input) = mem.primary().and_then(|k| k.sub.dump_level) else { return level };
+    // Bits past the five levels mean nothing; a corrupt header's are taken for what the
+    // five low ones say (makedumpfile ORs the whole number, -1 excluding everything).
+    let bits = input as u32 & 31;
+    if !(0..=31).contains(&input) {
+        say!("vmcore: warning: {name}: its header says dump level {input}, not 0-31: taken as {bits}");
+    }
+    let merged = level | bits;
     if merged != level {
         messages.say(&format!("dump_level is changed to {merged}, because {name} was created by dump_level({input})."));
     }
@@ -315,7 +319,9 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
         // With -F stdout is the stream's, even when there is none: scripts pipe it on.
         let mut report = FilterReport::new(level, &filtered.stats);
         if let (true, Container::Elf { core, .. }) = (format.elf, &dump.container) {
-            report = report.with_pages_in_elf(vmcore_writer::elf_data_pages(core, &filtered, dump.mem.page_size()));
+            // Nothing to compress: what the file would hold is known, as in makedumpfile.
+            let (pages, write_bytes) = vmcore_writer::elf_plan(core, &filtered, dump.mem.page_size());
+            report = report.with_pages_in_elf(pages).with_write_bytes(write_bytes);
         }
         print_report(&report, job.json, job.flatten)?;
         return Ok(Written::Complete);
@@ -389,7 +395,8 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
         let write_bytes = reports.iter().map(|(_, r)| r.write_bytes).sum();
         let mut report = FilterReport::new(level, &stats).with_write_bytes(write_bytes);
         if format.elf {
-            report = report.with_pages_in_elf(reports.iter().map(|(_, r)| r.pages).sum());
+            // What the file holds: an incomplete one, less than was planned.
+            report = report.with_pages_in_elf(reports.iter().map(|(_, r)| r.pages_written).sum());
         }
         print_report(&report, job.json, job.flatten)?;
     }

@@ -91,6 +91,8 @@ pub struct Filtered {
     pub dumpable: PfnBitmap,
     /// Frames found all-zero (a subset of `dumpable`; only with level bit 1).
     pub zero_pages: PfnBitmap,
+    /// Whether the filter looked for zero pages (else a writer finds them as it copies).
+    pub zero_pages_scanned: bool,
     /// The report.
     pub stats: Stats,
     /// What the filter could not do as asked, and did instead.

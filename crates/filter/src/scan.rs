@@ -71,10 +71,12 @@ pub enum Cycles {
 
 impl Cycles {
     /// Whether makedumpfile takes its non-cyclic path, both bitmaps whole in its buffer,
-    /// on a machine of `frames` frames.
-    fn non_cyclic(self, frames: u64) -> bool {
+    /// on a machine of `frames` frames (a /proc/kcore's, it sizes no buffer for).
+    fn non_cyclic(self, frames: u64, kind: ElfKind) -> bool {
         match self {
-            Cycles::Sized { files } if files <= 1 => frames <= SINGLE_CYCLE_MAX_PFNS && frames % 4 == 0,
+            Cycles::Sized { files } if files <= 1 => {
+                kind != ElfKind::Kcore && frames <= SINGLE_CYCLE_MAX_PFNS && frames % 4 == 0
+            }
             Cycles::Sized { .. } | Cycles::GivenBuffer => false,
             Cycles::NonCyclic => true,
         }
@@ -275,7 +277,7 @@ pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -
     };
 
     let overlaps = match &dump.container {
-        Container::Elf { core, .. } if opts.elf_output && !opts.cycles.non_cyclic(frames) => {
+        Container::Elf { core, .. } if opts.elf_output && !opts.cycles.non_cyclic(frames, core.kind) => {
             let ps = dump.mem.page_size();
             overlapping_frames(core.loads.iter().filter(|s| s.paddr != u64::MAX).map(|s| {
                 let start = (s.paddr / ps).min(total);
@@ -306,7 +308,8 @@ pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -
     for pfn in half_data {
         dumpable.clear(pfn);
     }
-    let zero_pages = if dump_level & level::ZERO != 0 && opts.scan_zero_pages {
+    let zero_pages_scanned = dump_level & level::ZERO != 0 && opts.scan_zero_pages;
+    let zero_pages = if zero_pages_scanned {
         zero_pages(&*dump.mem, &dumpable, opts.threads, opts.unit_pfns, opts.classify_excluded_input, None)?
     } else {
         dumpable.new_like(total)
@@ -328,9 +331,19 @@ pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -
     };
     let whole_bitmaps = match &dump.container {
         Container::Kdump { .. } => true,
-        Container::Elf { .. } => opts.cycles.non_cyclic(frames),
+        Container::Elf { core, .. } => opts.cycles.non_cyclic(frames, core.kind),
     };
-    Ok(Filtered { level: dump_level, present, dumpable, zero_pages, stats, warnings, vmemmap, whole_bitmaps })
+    Ok(Filtered {
+        level: dump_level,
+        present,
+        dumpable,
+        zero_pages,
+        zero_pages_scanned,
+        stats,
+        warnings,
+        vmemmap,
+        whole_bitmaps,
+    })
 }
 
 /// Frame ranges `[start, end)` that more than one of `segments` (frame ranges) describes,

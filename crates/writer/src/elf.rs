@@ -278,20 +278,27 @@ fn put(b: &mut [u8], off: usize, len: usize, v: u64, big_endian: bool) {
     }
 }
 
-/// Pages of data in an ELF dump of `core` keeping `filtered`'s dumpable frames less its
-/// zero pages (makedumpfile's remaining pages "in ELF format"), without writing it.
-pub fn elf_data_pages(core: &ElfCore, filtered: &Filtered, page_size: u64) -> u64 {
+/// What an ELF dump of `core` keeping `filtered`'s dumpable frames less its zero pages
+/// holds, without writing it: the pages of data (makedumpfile's remaining pages "in ELF
+/// format") and makedumpfile's "Write bytes" (its dry run prints it too).
+pub fn elf_plan(core: &ElfCore, filtered: &Filtered, page_size: u64) -> (u64, u64) {
     let mut keep = filtered.dumpable.clone();
     if filtered.level & 1 != 0 {
         for pfn in filtered.zero_pages.iter() {
             keep.clear(pfn);
         }
     }
-    let pieces =
-        core.loads.iter().filter(|s| s.paddr != u64::MAX).flat_map(|s| {
-            split_segment(s.paddr, s.vaddr, s.memsz, page_size, &keep).map(|p| p.filesz).collect::<Vec<_>>()
-        });
-    pieces.sum::<u64>().div_ceil(page_size)
+    let (mut phnum, mut data) = (1u64, 0u64);
+    for s in core.loads.iter().filter(|s| s.paddr != u64::MAX) {
+        for p in split_segment(s.paddr, s.vaddr, s.memsz, page_size, &keep) {
+            phnum += 1;
+            data += p.filesz;
+        }
+    }
+    let notes: u64 = core.note_segments.iter().map(|&(_, size)| size).sum();
+    let shdr = if phnum >= PN_XNUM { SHDR } else { 0 };
+    let data_start = EHDR + phnum * PHDR + shdr + notes;
+    (data.div_ceil(page_size), data_start + data + phnum * PHDR)
 }
 
 /// A program header: `template` (the input's) with new addresses, sizes and offset.
@@ -325,7 +332,7 @@ pub fn write_elf(
     let mut keep = filtered.dumpable.clone();
     let mut zero_pages = 0u64;
     if filtered.level & 1 != 0 {
-        let zero = if filtered.zero_pages.count() > 0 {
+        let zero = if filtered.zero_pages_scanned {
             filtered.zero_pages.clone()
         } else {
             let unit = vmcore_filter::Options::default().unit_pfns;

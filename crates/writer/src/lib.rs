@@ -32,7 +32,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use vmcore_filter::PfnBitmap;
 
-pub use elf::{elf_data_pages, split_segment, write_elf, Piece, Pieces, PFN_EXCLUDED};
+pub use elf::{elf_plan, split_segment, write_elf, Piece, Pieces, PFN_EXCLUDED};
 pub use kdump::{write_kdump, write_kdump_split, KdumpMeta};
 pub use output::{create_dump_file, FileOutput, FlatOutput, Output, OutputError};
 pub use rearrange::{rearrange, RearrangeReport};
