@@ -350,4 +350,22 @@ fn a_vmcoreinfo_file_of_another_kernel_is_refused_with_exit_code_2() {
         let (code, err) = front(&right);
         assert_eq!(code, Some(0), "{}: {err}", input.display());
     }
+    // Offsets that lead to no utsname: not this kernel's file either (makedumpfile: 2).
+    let astray = dir.path().join("astray.txt");
+    let moved: String = text
+        .lines()
+        .map(|l| if l.starts_with("OFFSET(uts_namespace.name)=") { "OFFSET(uts_namespace.name)=4000" } else { l })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(moved, text, "the synthetic VMCOREINFO exports OFFSET(uts_namespace.name)");
+    std::fs::write(&astray, moved).unwrap();
+    let out = dir.path().join("out");
+    let status = crate::util::vmcore()
+        .args([OsStr::new("makedumpfile"), OsStr::new("-i"), astray.as_os_str(), OsStr::new("-d"), OsStr::new("31")])
+        .args([bare.as_os_str(), out.as_os_str()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&status.stderr);
+    assert_eq!(status.status.code(), Some(2), "{err}");
+    assert!(err.contains("no utsname where the file's offsets point"), "{err}");
 }

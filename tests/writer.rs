@@ -1192,39 +1192,55 @@ fn segments_with_data_short_of_their_memory_are_written_and_counted_as_makedumpf
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let plain = crate::util::synthetic_elf(dir.path(), "600m.elf", "x86_64-6.1-l4", 600 << 20, 5);
-    let mut bytes = std::fs::read(&plain).unwrap();
+    let plain =
+        std::fs::read(crate::util::synthetic_elf(dir.path(), "600m.elf", "x86_64-6.1-l4", 600 << 20, 5)).unwrap();
     let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
-    let (phoff, phnum) = (u64_at(&bytes, 0x20) as usize, u16::from_le_bytes([bytes[0x38], bytes[0x39]]) as usize);
-    // By size: the direct map's largest segment loses its last 4097.5 frames of data, the
-    // next one half a frame, and the kernel image's (whose frames the direct map also
-    // holds, with data) its last 256 frames.
-    let mut cut = 0;
-    let mut loads: Vec<usize> = (0..phnum).map(|i| phoff + 56 * i).filter(|&ph| bytes[ph] == 1).collect();
-    loads.sort_by_key(|&ph| std::cmp::Reverse(u64_at(&bytes, ph + 0x28)));
-    for (ph, short) in loads.iter().zip([0x100_0800u64, 0x800, 0x10_0000]) {
-        let filesz = u64_at(&bytes, ph + 0x20) - short;
-        bytes[ph + 0x20..ph + 0x28].copy_from_slice(&filesz.to_le_bytes());
-        cut += 1;
+    let (phoff, phnum) = (u64_at(&plain, 0x20) as usize, u16::from_le_bytes([plain[0x38], plain[0x39]]) as usize);
+    // PT_LOAD headers by size, largest first: the direct map's two, the kernel image's
+    // (whose frames the direct map also holds, with data), the low 640 KiB.
+    let mut loads: Vec<usize> = (0..phnum).map(|i| phoff + 56 * i).filter(|&ph| plain[ph] == 1).collect();
+    loads.sort_by_key(|&ph| std::cmp::Reverse(u64_at(&plain, ph + 0x28)));
+    assert_eq!(loads.len(), 4);
+    let set = |b: &mut Vec<u8>, ph: usize, field: usize, v: u64| {
+        b[ph + field..ph + field + 8].copy_from_slice(&v.to_le_bytes())
+    };
+    // 1. The largest segment loses its last 4097.5 frames of data, the next one half a
+    //    frame, the kernel image's its last 256 frames.
+    let mut short = plain.clone();
+    for (&ph, less) in loads.iter().zip([0x100_0800u64, 0x800, 0x10_0000]) {
+        set(&mut short, ph, 0x20, u64_at(&plain, ph + 0x20) - less);
     }
-    assert_eq!(cut, 3);
-    let input = dir.path().join("short.elf");
-    std::fs::write(&input, &bytes).unwrap();
-    for args in [&["-l", "-d", "31"][..], &["-l", "-d", "1"], &["-E", "-d", "0"], &["-E", "-d", "17"]] {
-        let name = args.concat();
-        let (theirs, ours) = (dir.path().join(format!("mdf{name}")), dir.path().join(format!("ours{name}")));
-        let mdf =
-            Command::new("makedumpfile").arg("--show-stats").args(args).arg(&input).arg(&theirs).output().unwrap();
-        assert!(mdf.status.success(), "{}", String::from_utf8_lossy(&mdf.stderr));
-        let want = report_block(&String::from_utf8_lossy(&mdf.stdout), "Write bytes");
-        let mut a = vec![OsStr::new("makedumpfile"), OsStr::new("--show-stats")];
-        a.extend(args.iter().map(OsStr::new));
-        a.extend([input.as_os_str(), ours.as_os_str()]);
-        let (ok, out, err) = run(&a);
-        assert!(ok, "{err}");
-        let got = report_block(&String::from_utf8_lossy(&out), "Write bytes")
-            .replace("    Extension filter pages  : 0x0000000000000000\n", "");
-        assert_eq!(got, want, "{args:?}");
-        assert!(std::fs::read(&ours).unwrap() == std::fs::read(&theirs).unwrap(), "{args:?}");
+    // 2. The low segment moved over the direct map, without data: its frames are the
+    //    direct map's, and count.
+    let mut over = plain.clone();
+    set(&mut over, loads[3], 0x18, 0x1000_0000);
+    set(&mut over, loads[3], 0x20, 0);
+    set(&mut over, loads[3], 0x28, 0x1000_0000);
+    // 3. The largest segment's data stops mid-frame far from its end: an exclusion (a
+    //    free block) decided before the end counts whole.
+    let mut mid = plain.clone();
+    set(&mut mid, loads[0], 0x20, 0x1000_0800);
+    for (name, bytes) in [("short.elf", short), ("over.elf", over), ("mid.elf", mid)] {
+        let input = dir.path().join(name);
+        std::fs::write(&input, &bytes).unwrap();
+        for args in [&["-l", "-d", "31"][..], &["-l", "-d", "1"], &["-E", "-d", "0"], &["-E", "-d", "17"]] {
+            let tag = format!("{name}{}", args.concat());
+            let (theirs, ours) = (dir.path().join(format!("mdf{tag}")), dir.path().join(format!("ours{tag}")));
+            let mdf =
+                Command::new("makedumpfile").arg("--show-stats").args(args).arg(&input).arg(&theirs).output().unwrap();
+            assert!(mdf.status.success(), "{tag}: {}", String::from_utf8_lossy(&mdf.stderr));
+            let want = report_block(&String::from_utf8_lossy(&mdf.stdout), "Write bytes");
+            let mut a = vec![OsStr::new("makedumpfile"), OsStr::new("--show-stats")];
+            a.extend(args.iter().map(OsStr::new));
+            a.extend([input.as_os_str(), ours.as_os_str()]);
+            let (ok, out, err) = run(&a);
+            assert!(ok, "{tag}: {err}");
+            let got = report_block(&String::from_utf8_lossy(&out), "Write bytes")
+                .replace("    Extension filter pages  : 0x0000000000000000\n", "");
+            assert_eq!(got, want, "{tag}");
+            assert!(std::fs::read(&ours).unwrap() == std::fs::read(&theirs).unwrap(), "{tag}");
+            std::fs::remove_file(&ours).unwrap();
+            std::fs::remove_file(&theirs).unwrap();
+        }
     }
 }

@@ -76,7 +76,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 dry_run,
                 json,
                 quiet,
-                messages: crate::write::Messages::Stderr,
+                messages: crate::write::Messages::Line,
             };
             let dump = open(&args)?;
             let machine = machine_without_symbols(&dump)?;

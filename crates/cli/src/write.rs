@@ -45,16 +45,22 @@ pub struct DumpJob<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Messages {
     Off,
+    /// makedumpfile's common messages, on stdout: as its own, without a newline (the
+    /// next one starts with one).
     Stdout,
+    /// The same on stderr (-F, whose stdout is the stream).
     Stderr,
+    /// vmcore's own commands: a line on stderr.
+    Line,
 }
 
 impl Messages {
     fn say(self, text: &str) {
         let _ = match self {
             Messages::Off => Ok(()),
-            Messages::Stdout => writeln!(io::stdout(), "{text}"),
-            Messages::Stderr => writeln!(io::stderr(), "{text}"),
+            Messages::Stdout => write!(io::stdout(), "{text}"),
+            Messages::Stderr => write!(io::stderr(), "{text}"),
+            Messages::Line => writeln!(io::stderr(), "vmcore: {text}"),
         };
     }
 }
@@ -254,7 +260,7 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
     if !format.split.is_empty() && splitblock_bytes % dump.mem.page_size() != 0 {
         bail!("--splitblock-size {} KiB is not a whole number of pages", splitblock_bytes / 1024);
     }
-    if format.elf && !job.dry_run && !matches!(dump.container, Container::Elf { .. }) {
+    if format.elf && !matches!(dump.container, Container::Elf { .. }) {
         bail!("{name}: -E writes ELF dumps from ELF inputs (/proc/vmcore or an ELF vmcore); this input is kdump-compressed");
     }
     let level = refiltered_level(dump, name, job.level, job.messages);

@@ -71,7 +71,9 @@ pub enum Cycles {
 
 impl Cycles {
     /// Whether makedumpfile takes its non-cyclic path, both bitmaps whole in its buffer,
-    /// on a machine of `frames` frames (a /proc/kcore's, it sizes no buffer for).
+    /// on a machine of `frames` frames, for a dump. Never for /proc/kcore, of which it
+    /// writes no dump (its --mem-usage takes the non-cyclic path, but counts like
+    /// several cycles: see `initial_bitmaps`).
     fn non_cyclic(self, frames: u64, kind: ElfKind) -> bool {
         match self {
             Cycles::Sized { files } if files <= 1 => {
@@ -296,12 +298,29 @@ pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -
             ));
         }
         let memmap = memmap?;
-        // makedumpfile refiltering a kdump file counts each class from the struct pages
-        // alone: the free pages of a `-d 16` input count again at `-d 31`, and hwpoison and
-        // offline pages, which every dump leaves out, always (Debian makedumpfile's reports
-        // on synthetic machines refiltered from -d 0, 1 and 16).
-        let count_excluded_input = matches!(dump.container, Container::Kdump { .. });
-        let ctx = Scan { rules: &rules, machine, present: &present, dump_level, count_excluded_input };
+        let with_data = match &dump.container {
+            Container::Elf { core, .. } => {
+                let ps = dump.mem.page_size();
+                let mut ranges: Vec<(u64, u64)> = core
+                    .loads
+                    .iter()
+                    .filter(|s| s.paddr != u64::MAX && s.filesz > 0)
+                    .map(|s| ((s.paddr / ps).min(total), s.paddr.saturating_add(s.filesz).div_ceil(ps).min(total)))
+                    .filter(|(a, b)| a < b)
+                    .collect();
+                ranges.sort_unstable();
+                let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+                for (a, b) in ranges {
+                    match merged.last_mut() {
+                        Some((_, end)) if a <= *end => *end = (*end).max(b),
+                        _ => merged.push((a, b)),
+                    }
+                }
+                Some(merged)
+            }
+            Container::Kdump { .. } => None,
+        };
+        let ctx = Scan { rules: &rules, machine, present: &present, dump_level, with_data };
         scan(&ctx, &memmap, &mut dumpable, &mut stats, &overlaps, opts);
     }
 
@@ -506,6 +525,8 @@ struct Run {
     start: u64,
     end: u64,
     class: Class,
+    /// Frames the report counts for it.
+    counted: u64,
 }
 
 /// What every unit's scan reads.
@@ -514,12 +535,30 @@ struct Scan<'a> {
     machine: &'a Machine,
     present: &'a PfnBitmap,
     dump_level: u32,
-    /// Count every present frame of an excluded run, also those the input had already
-    /// left out, rather than only the frames this filtering takes out.
-    count_excluded_input: bool,
+    /// An ELF input's frames with file data in some segment (sorted, disjoint); None for
+    /// a kdump file.
+    with_data: Option<Vec<(u64, u64)>>,
 }
 
 impl Scan<'_> {
+    /// What makedumpfile's report counts for an exclusion decided at `pfn` and covering
+    /// `[pfn, end)`: every present frame of it, those the input already left out (a
+    /// refiltered kdump file's, or past an ELF segment's data) included, when `pfn` itself
+    /// has data in some segment; nothing when it has none (Debian makedumpfile's reports:
+    /// the free pages of a `-d 16` file count again at `-d 31`; a buddy block across the
+    /// end of a segment's data counts whole; frames another segment holds data for count).
+    fn counted(&self, pfn: u64, end: u64) -> u64 {
+        let has_data = self.with_data.as_ref().is_none_or(|ranges| {
+            let i = ranges.partition_point(|&(_, b)| b <= pfn);
+            ranges.get(i).is_some_and(|&(a, _)| a <= pfn)
+        });
+        if has_data {
+            self.present.iter_range(pfn, end).count() as u64
+        } else {
+            0
+        }
+    }
+
     /// The exclusions decided in `unit` when decisions resume at `resume` (frames before
     /// it are covered by an earlier exclusion). One sequential pass decides the same
     /// frames as the units in order, each resumed where the previous one's last
@@ -551,11 +590,15 @@ impl Scan<'_> {
                 let next = bytes.get((i + 1) * size..(i + 2) * size);
                 if let Decision::Exclude { class, pages } = self.rules.decide(pfn, page, next, self.dump_level) {
                     let end = pfn.saturating_add(pages).min(total);
+                    let counted = self.counted(pfn, end);
                     // Frames excluded one by one make one run per class stretch, so that
                     // a unit's decisions stay small.
                     match runs.last_mut() {
-                        Some(last) if last.end == pfn && last.class == class => last.end = end,
-                        _ => runs.push(Run { start: pfn, end, class }),
+                        Some(last) if last.end == pfn && last.class == class => {
+                            last.end = end;
+                            last.counted += counted;
+                        }
+                        _ => runs.push(Run { start: pfn, end, class, counted }),
                     }
                     next_pfn = end;
                 }
@@ -622,13 +665,8 @@ fn scan(
                     Class::Hwpoison => &mut stats.hwpoison,
                     Class::Offline => &mut stats.offline,
                 };
-                *counter += recounted(dumpable, overlaps, run.start, run.end);
-                let cleared = dumpable.clear_range(run.start, run.end);
-                *counter += if ctx.count_excluded_input {
-                    ctx.present.iter_range(run.start, run.end).count() as u64
-                } else {
-                    cleared
-                };
+                *counter += recounted(dumpable, overlaps, run.start, run.end) + run.counted;
+                dumpable.clear_range(run.start, run.end);
                 next_pfn = run.end;
             }
             Ok(Flow::Continue)

@@ -121,22 +121,28 @@ impl Machine {
             }
         };
         if let crate::vmcoreinfo::Source::File(file) = vi.source() {
-            // A dump with no release of its own (an ELF vmcore without its note): the
-            // kernel's utsname, read with the file's own offsets, must agree with it.
-            match (utsname_release(vi, &kmem), vi.osrelease()) {
-                (Some(actual), Some(given)) if actual != given => {
-                    let shown = dump.paths.first().map(|p| p.display().to_string()).unwrap_or_default();
-                    return Err(Error::WrongRelease(crate::dump::Error::WrongRelease {
-                        vmcoreinfo: file.clone(),
-                        given: given.to_string(),
-                        dump: format!("{shown} (its utsname)"),
-                        actual,
-                    }));
+            // The kernel's utsname, read with the file's own offsets, must say the file's
+            // release, as makedumpfile checks: the only check there is for a dump with no
+            // release of its own (an ELF vmcore without its note), and the one that finds
+            // a file of another boot (offsets that lead nowhere).
+            let shown = dump.paths.first().map(|p| p.display().to_string()).unwrap_or_default();
+            let wrong = |actual: String| {
+                Error::WrongRelease(crate::dump::Error::WrongRelease {
+                    vmcoreinfo: file.clone(),
+                    given: vi.osrelease().unwrap_or("(none)").to_string(),
+                    dump: format!("{shown} (its utsname)"),
+                    actual,
+                })
+            };
+            match utsname_release(vi, &kmem) {
+                Utsname::Release(actual) if Some(actual.as_str()) != vi.osrelease() => return Err(wrong(actual)),
+                Utsname::Release(_) => {}
+                Utsname::NotThere => return Err(wrong("unknown (no utsname where the file's offsets point)".into())),
+                Utsname::Unreadable => {
+                    return Err(Error::Missing(format!(
+                        "{file}: the kernel's utsname cannot be read with this VMCOREINFO: it is another kernel's or another boot's"
+                    )))
                 }
-                (None, _) => notes.push(format!(
-                    "{file}: the kernel's utsname cannot be read with this VMCOREINFO: it may be another kernel's or another boot's"
-                )),
-                _ => {}
             }
         }
         Ok(Machine { arch, layout, kmem, symbols, notes })
@@ -151,21 +157,36 @@ impl Machine {
     }
 }
 
-/// The release in the kernel's `struct new_utsname` (its third 65-byte field, after
-/// sysname and nodename), at the first place VMCOREINFO points to whose sysname reads
-/// "Linux".
-fn utsname_release(vi: &crate::vmcoreinfo::VmcoreInfo, kmem: &KernelMem) -> Option<String> {
+/// What the kernel's utsname says, where VMCOREINFO points to it.
+enum Utsname {
+    /// Its release (the third 65-byte field of `struct new_utsname`, after sysname and
+    /// nodename), at the first place whose sysname reads "Linux".
+    Release(String),
+    /// Memory is there, but no sysname "Linux".
+    NotThere,
+    /// No place could be read.
+    Unreadable,
+}
+
+fn utsname_release(vi: &crate::vmcoreinfo::VmcoreInfo, kmem: &KernelMem) -> Utsname {
     const FIELD: usize = 65;
-    vi.utsname_candidates().into_iter().find_map(|addr| {
+    let mut read_any = false;
+    for addr in vi.utsname_candidates() {
         let mut uts = [0u8; 3 * FIELD];
-        kmem.read(addr, &mut uts).ok()?;
-        if !uts.starts_with(b"Linux\0") {
-            return None;
+        if kmem.read(addr, &mut uts).is_err() {
+            continue;
         }
-        let release = uts.get(2 * FIELD..)?;
-        let len = release.iter().position(|&b| b == 0).unwrap_or(FIELD);
-        Some(String::from_utf8_lossy(release.get(..len)?).into_owned())
-    })
+        read_any = true;
+        if let (true, Some(release)) = (uts.starts_with(b"Linux\0"), uts.get(2 * FIELD..)) {
+            let len = release.iter().position(|&b| b == 0).unwrap_or(FIELD);
+            return Utsname::Release(String::from_utf8_lossy(release.get(..len).unwrap_or_default()).into_owned());
+        }
+    }
+    if read_any {
+        Utsname::NotThere
+    } else {
+        Utsname::Unreadable
+    }
 }
 
 /// arm64's kernel image map, `vaddr - kimage_voffset`, around `_stext`. (The full arm64

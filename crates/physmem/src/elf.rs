@@ -30,8 +30,9 @@ pub struct ElfMem {
 impl ElfMem {
     /// Builds the physical map of `core`. Segments without a physical address (kcore's
     /// vmalloc, module and vmemmap segments) are left out. Where segments describe the same
-    /// physical memory (the kernel image is also in the direct map), the larger segment
-    /// serves it.
+    /// physical memory (the kernel image is also in the direct map), one with file data
+    /// for it serves it, the larger first: a segment's part past its p_filesz never hides
+    /// another's data.
     pub fn new(core: &ElfCore, src: Arc<dyn ReadAt>, page_size: u64) -> ElfMem {
         let mut segs: Vec<&LoadSegment> = core
             .loads
@@ -44,13 +45,17 @@ impl ElfMem {
         // Keyed by start: finding what a segment overlaps and adding its pieces stay
         // logarithmic (with a sorted Vec, 400 thousand segments took 106 s).
         let mut map: BTreeMap<u64, MapEntry> = BTreeMap::new();
-        for s in segs {
-            let entry = MapEntry {
-                start: s.paddr,
-                end: s.paddr.saturating_add(s.memsz),
-                file_end: s.paddr.saturating_add(s.filesz),
-                file_offset: s.offset,
-            };
+        let entries: Vec<MapEntry> = segs
+            .iter()
+            .map(|s| {
+                let end = s.paddr.saturating_add(s.memsz);
+                let file_end = s.paddr.saturating_add(s.filesz).min(end);
+                MapEntry { start: s.paddr, end, file_end, file_offset: s.offset }
+            })
+            .collect();
+        let with_data = entries.iter().filter(|e| e.file_end > e.start).map(|e| MapEntry { end: e.file_end, ..*e });
+        let without = entries.iter().filter(|e| e.file_end < e.end).map(|e| clip(*e, e.file_end, e.end));
+        for entry in with_data.collect::<Vec<_>>().into_iter().chain(without) {
             for piece in uncovered(&map, entry) {
                 map.insert(piece.start, piece);
             }
