@@ -13,8 +13,9 @@ pub struct FilterReport {
     /// The counts, in pages.
     #[serde(flatten)]
     pub counts: Stats,
-    /// makedumpfile's "Write bytes" of the dump written; none for a dry run, which
-    /// compresses nothing (makedumpfile's dry run compresses every page to count them).
+    /// makedumpfile's "Write bytes" of the dump written, or of an ELF dump a dry run
+    /// plans; none for a kdump-compressed dry run, which compresses nothing (makedumpfile's
+    /// compresses every page to count them).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub write_bytes: Option<u64>,
     /// For an ELF dump, the pages of data it holds: makedumpfile's remaining pages "in ELF
