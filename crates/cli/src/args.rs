@@ -191,7 +191,8 @@ pub enum Command {
         /// Overwrite OUT if it exists (it is still made mode 0600).
         #[arg(short = 'f', long)]
         force: bool,
-        /// Print the filtering report after writing (makedumpfile --show-stats).
+        /// Print the filtering report after writing, with the bytes written and, for -E,
+        /// the pages the ELF file holds (makedumpfile --show-stats).
         #[arg(long)]
         stats: bool,
         /// Compute and print the filtering report; write nothing.
