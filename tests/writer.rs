@@ -279,13 +279,35 @@ fn byte_identical_to_debian_makedumpfile_on_6_1() {
     }
 }
 
-/// The report lines of makedumpfile's output, "Original pages" to the line starting with
-/// `last`.
-fn report_block(text: &str, last: &str) -> String {
+/// The report lines of makedumpfile's output, "Original pages" to "Write bytes".
+fn report_block(text: &str) -> String {
     let from = text.find("Original pages").unwrap_or_else(|| panic!("no report in:\n{text}"));
     let rest = &text[from..];
-    let to = rest.find(last).and_then(|at| rest[at..].find('\n').map(|nl| at + nl + 1));
-    rest[..to.unwrap_or_else(|| panic!("no {last} in:\n{text}"))].to_string()
+    let to = rest.find("Write bytes").and_then(|at| rest[at..].find('\n').map(|nl| at + nl + 1));
+    rest[..to.unwrap_or_else(|| panic!("no Write bytes in:\n{text}"))].to_string()
+}
+
+/// Runs Debian's makedumpfile and the front end, each `--show-stats ARGS INPUT` into
+/// `dir/theirs` and `dir/ours`, and asserts their reports equal; returns those two files
+/// and the front end's stdout.
+fn same_report_as_makedumpfile(input: &Path, args: &[&str], dir: &Path) -> (PathBuf, PathBuf, Vec<u8>) {
+    let (theirs, ours) = (dir.join("theirs"), dir.join("ours"));
+    let _ = std::fs::remove_file(&theirs);
+    let _ = std::fs::remove_file(&ours);
+    let mdf = Command::new("makedumpfile").arg("--show-stats").args(args).arg(input).arg(&theirs).output().unwrap();
+    assert!(mdf.status.success(), "{args:?}: {}", String::from_utf8_lossy(&mdf.stderr));
+    let want =
+        report_block(&(String::from_utf8_lossy(&mdf.stdout).into_owned() + &String::from_utf8_lossy(&mdf.stderr)));
+    let mut a = vec![OsStr::new("makedumpfile"), OsStr::new("--show-stats")];
+    a.extend(args.iter().map(OsStr::new));
+    a.extend([input.as_os_str(), ours.as_os_str()]);
+    let (ok, out, err) = run(&a);
+    assert!(ok, "{args:?}: {err}");
+    // Upstream's report (1.7.9, the fixtures' expected/) has a line that 1.7.2's lacks.
+    let got = report_block(&(String::from_utf8_lossy(&out).into_owned() + &err))
+        .replace("    Extension filter pages  : 0x0000000000000000\n", "");
+    assert_eq!(got, want, "{}: {args:?}", input.display());
+    (theirs, ours, out)
 }
 
 /// The --show-stats report is Debian makedumpfile's to the byte where the files are (6.1),
@@ -317,28 +339,9 @@ fn the_report_and_its_write_bytes_equal_debian_makedumpfiles_on_6_1() {
             &["-E", "-d", "31", "--work-dir", work],
             &["-E", "-d", "31", "--dry-run"],
         ];
+        // A dry run compresses nothing, but an ELF file's bytes are known without.
         for args in runs {
-            // A dry run compresses nothing, but an ELF file's bytes are known without.
-            let last = "Write bytes";
-            let (theirs, ours) = (dir.path().join("theirs"), dir.path().join("ours"));
-            let mdf =
-                Command::new("makedumpfile").arg("--show-stats").args(args).arg(&vmcore).arg(&theirs).output().unwrap();
-            assert!(mdf.status.success(), "{args:?}: {}", String::from_utf8_lossy(&mdf.stderr));
-            let want = report_block(
-                &(String::from_utf8_lossy(&mdf.stdout).into_owned() + &String::from_utf8_lossy(&mdf.stderr)),
-                last,
-            );
-            let mut a = vec![OsStr::new("makedumpfile"), OsStr::new("--show-stats")];
-            a.extend(args.iter().map(OsStr::new));
-            a.extend([vmcore.as_os_str(), ours.as_os_str()]);
-            let (ok, out, err) = run(&a);
-            assert!(ok, "{args:?}: {err}");
-            // Upstream's report (1.7.9, the fixtures' expected/) has a line that 1.7.2's lacks.
-            let got = report_block(&(String::from_utf8_lossy(&out).into_owned() + &err), last)
-                .replace("    Extension filter pages  : 0x0000000000000000\n", "");
-            assert_eq!(got, want, "{}: {args:?}", f.name);
-            let _ = std::fs::remove_file(&theirs);
-            let _ = std::fs::remove_file(&ours);
+            same_report_as_makedumpfile(&vmcore, args, dir.path());
         }
         // The modern command's JSON says the same.
         let (ok, _, err) = run(&[
@@ -368,35 +371,20 @@ fn refiltering_ors_in_the_inputs_level_and_counts_as_makedumpfile() {
         let Some(d16) = f.makedumpfile("d16_lzo.kdump", &["-l", "-d", "16"]) else { return };
         let dir = tempfile::tempdir_in(&f.work).unwrap();
         for level in ["1", "31", "8"] {
-            let args = ["--show-stats", "-l", "-d", level];
-            let (theirs, ours) = (dir.path().join("theirs"), dir.path().join("ours"));
-            let mdf = Command::new("makedumpfile").args(args).arg(&d16).arg(&theirs).output().unwrap();
-            assert!(mdf.status.success(), "{args:?}: {}", String::from_utf8_lossy(&mdf.stderr));
-            let mdf_text = String::from_utf8_lossy(&mdf.stdout).into_owned() + &String::from_utf8_lossy(&mdf.stderr);
-            let mut a = vec![OsStr::new("makedumpfile")];
-            a.extend(args.iter().map(OsStr::new));
-            a.extend([d16.as_os_str(), ours.as_os_str()]);
-            let (ok, out, err) = run(&a);
-            assert!(ok, "{args:?}: {err}");
-            let text = String::from_utf8_lossy(&out).into_owned() + &err;
-            let got =
-                report_block(&text, "Write bytes").replace("    Extension filter pages  : 0x0000000000000000\n", "");
-            assert_eq!(got, report_block(&mdf_text, "Write bytes"), "{}: -d {level}", f.name);
+            let args = ["-l", "-d", level];
+            let (theirs, ours, out) = same_report_as_makedumpfile(&d16, &args, dir.path());
             assert!(std::fs::read(&ours).unwrap() == std::fs::read(&theirs).unwrap(), "{}: -d {level}", f.name);
             let merged = level.parse::<u32>().unwrap() | 16;
             assert_eq!(kdump_file(&ours).sub.dump_level, Some(merged as i32));
             let said =
                 format!("dump_level is changed to {merged}, because {} was created by dump_level(16).", d16.display());
             // On stdout, as makedumpfile's common messages, and not without them.
-            assert_eq!(
-                String::from_utf8_lossy(&out).contains(&said),
-                merged != level.parse::<u32>().unwrap(),
-                "{text}"
-            );
+            let stdout = String::from_utf8_lossy(&out);
+            assert_eq!(stdout.contains(&said), merged != level.parse::<u32>().unwrap(), "{stdout}");
             std::fs::remove_file(&theirs).unwrap();
             std::fs::remove_file(&ours).unwrap();
             let mut a = vec![OsStr::new("makedumpfile"), OsStr::new("--message-level"), OsStr::new("0")];
-            a.extend(args[1..].iter().map(OsStr::new));
+            a.extend(args.iter().map(OsStr::new));
             a.extend([d16.as_os_str(), ours.as_os_str()]);
             let (ok, out, err) = run(&a);
             assert!(ok && out.is_empty() && err.is_empty(), "--message-level 0: {err}");
@@ -1224,21 +1212,8 @@ fn segments_with_data_short_of_their_memory_are_written_and_counted_as_makedumpf
         let input = dir.path().join(name);
         std::fs::write(&input, &bytes).unwrap();
         for args in [&["-l", "-d", "31"][..], &["-l", "-d", "1"], &["-E", "-d", "0"], &["-E", "-d", "17"]] {
-            let tag = format!("{name}{}", args.concat());
-            let (theirs, ours) = (dir.path().join(format!("mdf{tag}")), dir.path().join(format!("ours{tag}")));
-            let mdf =
-                Command::new("makedumpfile").arg("--show-stats").args(args).arg(&input).arg(&theirs).output().unwrap();
-            assert!(mdf.status.success(), "{tag}: {}", String::from_utf8_lossy(&mdf.stderr));
-            let want = report_block(&String::from_utf8_lossy(&mdf.stdout), "Write bytes");
-            let mut a = vec![OsStr::new("makedumpfile"), OsStr::new("--show-stats")];
-            a.extend(args.iter().map(OsStr::new));
-            a.extend([input.as_os_str(), ours.as_os_str()]);
-            let (ok, out, err) = run(&a);
-            assert!(ok, "{tag}: {err}");
-            let got = report_block(&String::from_utf8_lossy(&out), "Write bytes")
-                .replace("    Extension filter pages  : 0x0000000000000000\n", "");
-            assert_eq!(got, want, "{tag}");
-            assert!(std::fs::read(&ours).unwrap() == std::fs::read(&theirs).unwrap(), "{tag}");
+            let (theirs, ours, _) = same_report_as_makedumpfile(&input, args, dir.path());
+            assert!(std::fs::read(&ours).unwrap() == std::fs::read(&theirs).unwrap(), "{name}: {args:?}");
             std::fs::remove_file(&ours).unwrap();
             std::fs::remove_file(&theirs).unwrap();
         }
