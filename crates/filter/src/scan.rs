@@ -164,15 +164,14 @@ fn initial_bitmaps(dump: &Dump, total: u64, opts: &Options) -> Result<(PfnBitmap
             // 1st bitmap also marks a segment's partial last page. The 6.1 fixture
             // (0x1ffcb frames) is cyclic; a 16 GiB machine is not. A buffer divided among
             // --split's files, or given, never takes it; --work-dir always does.
+            // (`Cycles::non_cyclic`.) The ELF writer counts the partial page on either path
+            // (Debian makedumpfile's -E reports on the 6.1 fixture, with and without
+            // --work-dir or --cyclic-buffer).
             let sized_single = frames <= SINGLE_CYCLE_MAX_PFNS && core.kind != ElfKind::Kcore;
-            let (single_cycle, partial_last_page_present) = match opts.cycles {
-                // The ELF writer counts it on either path (Debian makedumpfile's -E reports
-                // on the 6.1 fixture, with and without --work-dir or --cyclic-buffer).
-                _ if opts.elf_output => (sized_single, core.kind != ElfKind::Kcore),
-                Cycles::Sized { files } if files <= 1 => (sized_single, sized_single && frames % 4 == 0),
-                Cycles::Sized { .. } | Cycles::GivenBuffer => (false, false),
-                Cycles::NonCyclic => (sized_single, core.kind != ElfKind::Kcore),
-            };
+            let partial_last_page_present =
+                core.kind != ElfKind::Kcore && (opts.elf_output || opts.cycles.non_cyclic(frames, core.kind));
+            let own_buffer = matches!(opts.cycles, Cycles::Sized { files } if files <= 1);
+            let single_cycle = sized_single && (opts.elf_output || own_buffer || opts.cycles == Cycles::NonCyclic);
             for s in core.loads.iter().filter(|s| s.paddr != u64::MAX && s.memsz > 0) {
                 if core.kind == ElfKind::Kcore && s.paddr == 0 {
                     continue;
