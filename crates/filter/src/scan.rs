@@ -3,7 +3,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use vmcore_formats::elf::ElfKind;
+use vmcore_formats::elf::{ElfKind, LoadSegment};
 use vmcore_kernel::machine::Machine;
 use vmcore_kernel::mm::page::level;
 use vmcore_kernel::mm::{Class, Decision, MemMap, PageRules};
@@ -277,9 +277,9 @@ pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -
         ..Stats::default()
     };
 
+    let ps = dump.mem.page_size();
     let overlaps = match &dump.container {
         Container::Elf { core, .. } if opts.elf_output && !opts.cycles.non_cyclic(frames, core.kind) => {
-            let ps = dump.mem.page_size();
             overlapping_frames(core.loads.iter().filter(|s| s.paddr != u64::MAX).map(|s| {
                 let start = (s.paddr / ps).min(total);
                 (start, (s.paddr.saturating_add(s.memsz) / ps).clamp(start, total))
@@ -298,25 +298,7 @@ pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -
         }
         let memmap = memmap?;
         let with_data = match &dump.container {
-            Container::Elf { core, .. } => {
-                let ps = dump.mem.page_size();
-                let mut ranges: Vec<(u64, u64)> = core
-                    .loads
-                    .iter()
-                    .filter(|s| s.paddr != u64::MAX && s.filesz > 0)
-                    .map(|s| ((s.paddr / ps).min(total), s.paddr.saturating_add(s.filesz).div_ceil(ps).min(total)))
-                    .filter(|(a, b)| a < b)
-                    .collect();
-                ranges.sort_unstable();
-                let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
-                for (a, b) in ranges {
-                    match merged.last_mut() {
-                        Some((_, end)) if a <= *end => *end = (*end).max(b),
-                        _ => merged.push((a, b)),
-                    }
-                }
-                Some(merged)
-            }
+            Container::Elf { core, .. } => Some(frames_with_data(&core.loads, ps, total)),
             Container::Kdump { .. } => None,
         };
         let ctx = Scan { rules: &rules, machine, present: &present, dump_level, with_data };
@@ -362,6 +344,26 @@ pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -
         vmemmap,
         whole_bitmaps,
     })
+}
+
+/// The frames below `total` that hold file data in some segment, sorted and disjoint (a
+/// frame the data ends inside included).
+fn frames_with_data(loads: &[LoadSegment], ps: u64, total: u64) -> Vec<(u64, u64)> {
+    let mut ranges: Vec<(u64, u64)> = loads
+        .iter()
+        .filter(|s| s.paddr != u64::MAX && s.filesz > 0)
+        .map(|s| ((s.paddr / ps).min(total), s.paddr.saturating_add(s.filesz).div_ceil(ps).min(total)))
+        .filter(|(a, b)| a < b)
+        .collect();
+    ranges.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+    for (a, b) in ranges {
+        match merged.last_mut() {
+            Some((_, end)) if a <= *end => *end = (*end).max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    merged
 }
 
 /// Frame ranges `[start, end)` that more than one of `segments` (frame ranges) describes,
@@ -677,7 +679,7 @@ fn scan(
 mod tests {
     use std::sync::Arc;
 
-    use vmcore_formats::elf::ElfCore;
+    use vmcore_formats::elf::{ElfCore, LoadSegment};
     use vmcore_physmem::ElfMem;
     use vmcore_synth::elf::{ElfVmcore, Load, EM_X86_64};
     use vmcore_types::ReadAt;
@@ -685,7 +687,7 @@ mod tests {
     use vmcore_physmem::{PageState, ReadOptions};
     use vmcore_types::{Pfn, PhysAddr};
 
-    use super::{cut, overlapping_frames, recounted, zero_pages};
+    use super::{cut, frames_with_data, overlapping_frames, recounted, zero_pages};
     use crate::PfnBitmap;
 
     #[test]
@@ -698,6 +700,25 @@ mod tests {
         // Frames 6 (once more), 7 (twice more) and 8 (once more).
         assert_eq!(recounted(&bits, &overlapping_frames(segments.into_iter()), 0, 16), 4);
         assert_eq!(recounted(&bits, &overlapping_frames(segments.into_iter()), 8, 16), 1);
+    }
+
+    #[test]
+    fn frames_with_data_merge_segments_and_end_where_the_data_ends() {
+        let load =
+            |paddr: u64, filesz: u64, memsz: u64| LoadSegment { index: 0, vaddr: 0, paddr, offset: 0, filesz, memsz };
+        let ps = 4096;
+        let loads = [
+            // The direct map's first 10 frames, data in the first 6.5 (frame 6 half).
+            load(0, 6 * ps + 100, 10 * ps),
+            // The kernel image inside it, whole, then memory without data.
+            load(2 * ps, 8 * ps, 8 * ps),
+            load(20 * ps, 0, 4 * ps),
+            load(u64::MAX, ps, ps),
+            // Past `total` (30 frames): cut there.
+            load(28 * ps, 4 * ps, 4 * ps),
+        ];
+        assert_eq!(frames_with_data(&loads, ps, 30), vec![(0, 10), (28, 30)]);
+        assert_eq!(frames_with_data(&loads[..1], ps, 30), vec![(0, 7)]);
     }
 
     /// Frames 0-9 of one segment: 0, 2 and 5 hold data, 1, 3 and 4 zeros, 6-8 lie past the
