@@ -1219,3 +1219,130 @@ fn segments_with_data_short_of_their_memory_are_written_and_counted_as_makedumpf
         }
     }
 }
+
+/// The pages `path` holds (ELF or kdump), each equal to `reference`'s; fails on a page
+/// that reads differently, or on a page state other than written, excluded or not written.
+fn written_pages_equal(name: &str, path: &Path, reference: &Path) -> u64 {
+    let (out, reference) = (open(&[path.to_path_buf()]), open(&[reference.to_path_buf()]));
+    let (mut a, mut b) = (vec![0u8; 4096], vec![0u8; 4096]);
+    let mut written = 0;
+    for pfn in 0..out.mem.max_pfn() {
+        match out.mem.read_page(Pfn(pfn), &mut b).unwrap() {
+            PageState::Dumped => {
+                reference.mem.read_page(Pfn(pfn), &mut a).unwrap();
+                assert!(a == b, "{name}: pfn {pfn:#x}");
+                written += 1;
+            }
+            PageState::Excluded | PageState::NotWritten | PageState::Hole | PageState::ZeroFilled => {}
+        }
+    }
+    written
+}
+
+/// The page count of "closed after N of its M pages" in `err`.
+fn closed_after(err: &str) -> u64 {
+    let (_, rest) = err.split_once("closed after ").unwrap_or_else(|| panic!("{err}"));
+    rest.split(' ').next().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{err}"))
+}
+
+#[test]
+fn an_input_failing_midway_leaves_a_dump_marked_incomplete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let elf = crate::util::synthetic_elf(dir, "e.elf", "x86_64-6.1-l4", 64 << 20, 1);
+    let kdump = dir.join("k.kdump");
+    dump_ok(&elf, Some(&kdump), &["-d", "31", "-l", "-q"]);
+    // The last page's data cut by one byte: the writers meet it last.
+    let cut = dir.join("cut.kdump");
+    std::fs::copy(&kdump, &cut).unwrap();
+    let len = std::fs::metadata(&cut).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&cut).unwrap().set_len(len - 1).unwrap();
+    let total = kdump_file(&kdump).dumped_pages();
+
+    let out = dir.join("out.kdump");
+    let (ok, _, err) = dump(&cut, Some(&out), &["-d", "31", "-l", "-q"]);
+    assert!(!ok && err.contains("truncated") && err.contains("marked incomplete"), "{err}");
+    assert!(kdump_file(&out).is_incomplete());
+    let written = written_pages_equal("kdump", &out, &elf);
+    assert_eq!(written, closed_after(&err), "{err}");
+    assert!(written > total / 2 && written < total, "{written} of {total}");
+
+    // A split set: the file the input fails in is incomplete, and so is any after it.
+    let parts: Vec<PathBuf> = (1..=3).map(|i| dir.join(format!("split{i}"))).collect();
+    let mut args = vec!["-d", "31", "-l", "-q", "--splitblock-size", "4096", "--split"];
+    args.extend(parts.iter().map(|p| p.to_str().unwrap()));
+    let (ok, _, err) = dump(&cut, None, &args);
+    assert!(!ok && err.contains("marked incomplete"), "{err}");
+    assert!(!kdump_file(&parts[0]).is_incomplete() && kdump_file(&parts[2]).is_incomplete());
+    let set = open(&parts);
+    assert!(matches!(set.mem.read_page(Pfn(0x100), &mut vec![0u8; 4096]), Ok(PageState::Dumped | PageState::Excluded)));
+
+    // Reassembling a set with a part cut short.
+    let whole: Vec<PathBuf> = (1..=3).map(|i| dir.join(format!("whole{i}"))).collect();
+    let mut args = vec!["-d", "31", "-l", "-q", "--splitblock-size", "4096", "--split"];
+    args.extend(whole.iter().map(|p| p.to_str().unwrap()));
+    dump_ok(&elf, None, &args);
+    let len = std::fs::metadata(&whole[1]).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&whole[1]).unwrap().set_len(len / 2).unwrap();
+    let joined = dir.join("joined.kdump");
+    let mut args: Vec<&OsStr> = vec![OsStr::new("reassemble"), OsStr::new("-q")];
+    args.extend(whole.iter().map(|p| p.as_os_str()));
+    args.push(joined.as_os_str());
+    let (ok, _, err) = run(&args);
+    assert!(!ok && err.contains("marked incomplete"), "{err}");
+    assert!(kdump_file(&joined).is_incomplete());
+    assert_eq!(written_pages_equal("reassembled", &joined, &elf), closed_after(&err), "{err}");
+
+    // An ELF dump of an ELF vmcore cut inside its last segment's data.
+    let cut_elf = dir.join("cut.elf");
+    std::fs::copy(&elf, &cut_elf).unwrap();
+    let len = std::fs::metadata(&cut_elf).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&cut_elf).unwrap().set_len(len - (256 << 10)).unwrap();
+    let out_elf = dir.join("out.elf");
+    let (ok, _, err) = dump(&cut_elf, Some(&out_elf), &["-E", "-d", "0", "-q"]);
+    assert!(!ok && err.contains("truncated") && err.contains("marked incomplete"), "{err}");
+    let Container::Elf { core, .. } = &open(std::slice::from_ref(&out_elf)).container else { panic!() };
+    assert!(core.is_incomplete());
+    // The count says pages in the file: the kernel image's 3072 are there twice (its own
+    // segment and the direct map's).
+    assert_eq!(written_pages_equal("ELF", &out_elf, &elf) + 3072, closed_after(&err), "{err}");
+}
+
+/// Files given with --part are checked as `reassemble` checks them: one set, every file
+/// once; the errors name the files.
+#[test]
+fn the_files_given_as_one_split_set_must_be_one_dump() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let set = |seed: u64, prefix: &str| -> Vec<PathBuf> {
+        let elf = crate::util::synthetic_elf(dir, &format!("{prefix}.elf"), "x86_64-6.1-l4", 64 << 20, seed);
+        let parts: Vec<PathBuf> = (1..=3).map(|i| dir.join(format!("{prefix}{i}"))).collect();
+        let mut args = vec!["-d", "31", "-l", "-q", "--splitblock-size", "4096", "--split"];
+        args.extend(parts.iter().map(|p| p.to_str().unwrap()));
+        dump_ok(&elf, None, &args);
+        parts
+    };
+    let (a, b) = (set(1, "a"), set(2, "b"));
+    let info = |first: &Path, others: &[&Path]| {
+        let mut args = vec![OsStr::new("info")];
+        for p in others {
+            args.extend([OsStr::new("--part"), p.as_os_str()]);
+        }
+        args.push(first.as_os_str());
+        run(&args)
+    };
+    let name = |p: &Path| p.display().to_string();
+    let (ok, _, err) = info(&a[0], &[&a[1], &a[2]]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = info(&a[0], &[&b[1], &a[2]]);
+    assert!(
+        !ok && err.contains(&format!("{}: its header or bitmap differs from {}'s", name(&b[1]), name(&a[0]))),
+        "{err}"
+    );
+    let (ok, _, err) = info(&a[0], &[&a[0], &a[1], &a[2]]);
+    assert!(!ok && err.contains("overlap: a file given twice"), "{err}");
+    let (ok, _, err) = info(&a[0], &[&a[2]]);
+    assert!(!ok && err.contains(&format!("(after {}, before {})", name(&a[0]), name(&a[2]))), "{err}");
+    let (ok, _, err) = info(&a[0], &[&a[1]]);
+    assert!(!ok && err.contains(&format!("end at pfn 0x3000 ({}), before max_mapnr 0x4000", name(&a[1]))), "{err}");
+}

@@ -350,6 +350,25 @@ impl<R: ReadAt> KdumpFile<R> {
         self.dumpable.same_bits(&self.src, &other.dumpable, &other.src)
     }
 
+    /// Whether `other` is a file of the same dump (another file of its `--split` set): the
+    /// same header but for the INCOMPLETE bit (one file can be cut short), the same
+    /// phys_base and dump level, and the same pages dumped.
+    pub fn same_dump_as<S: ReadAt>(&self, other: &KdumpFile<S>) -> Result<bool> {
+        let (a, b) = (&self.header, &other.header);
+        let status = |h: &KdumpHeader| h.status & !raw::DUMP_DH_COMPRESSED_INCOMPLETE;
+        let same_header = a.signature == b.signature
+            && a.header_version == b.header_version
+            && a.utsname == b.utsname
+            && (a.timestamp_sec, a.timestamp_usec) == (b.timestamp_sec, b.timestamp_usec)
+            && status(a) == status(b)
+            && (a.block_size, a.sub_hdr_size, a.bitmap_blocks) == (b.block_size, b.sub_hdr_size, b.bitmap_blocks)
+            && (a.max_mapnr_32, a.nr_cpus, a.big_endian) == (b.max_mapnr_32, b.nr_cpus, b.big_endian);
+        Ok(same_header
+            && self.max_mapnr == other.max_mapnr
+            && (self.sub.phys_base, self.sub.dump_level) == (other.sub.phys_base, other.sub.dump_level)
+            && self.same_dumped_pages(other)?)
+    }
+
     /// Pages with a descriptor in this file.
     pub fn dumpable_pages(&self) -> Result<u64> {
         Ok(self.dumpable.rank(&self.src, self.end_pfn)? - self.rank_base)

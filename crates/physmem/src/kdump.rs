@@ -33,27 +33,8 @@ impl SplitMem {
         let mut parts = parts;
         parts.sort_by_key(|(_, p)| p.pfn_range().0);
         let (names, parts): (Vec<String>, Vec<_>) = parts.into_iter().unzip();
-        let first = parts.first().ok_or_else(|| Error::Mismatch("no dump file given".into()))?;
-        let (bs, max) = (first.page_size(), first.max_mapnr());
-        let mut next = 0u64;
-        for (i, p) in parts.iter().enumerate() {
-            if p.page_size() != bs || p.max_mapnr() != max {
-                return Err(Error::Mismatch(format!(
-                    "split part {} has page size {} and max_mapnr {:#x}, the first has {bs} and {max:#x}: not parts of one dump",
-                    i + 1, p.page_size(), p.max_mapnr())));
-            }
-            let (s, e) = p.pfn_range();
-            if s != next {
-                return Err(Error::Mismatch(format!(
-                    "split parts do not tile the dump: pfns {next:#x}..{s:#x} are in no part (give every file of the set)")));
-            }
-            next = e;
-        }
-        if next != max {
-            return Err(Error::Mismatch(format!(
-                "split parts end at pfn {next:#x}, before max_mapnr {max:#x} (give every file of the set)"
-            )));
-        }
+        let named: Vec<(&str, &KdumpFile<Arc<dyn ReadAt>>)> = names.iter().map(String::as_str).zip(&parts).collect();
+        check_split_set(&named)?;
         Ok(SplitMem { parts, names, cache: PageCache::new() })
     }
 
@@ -89,6 +70,48 @@ impl SplitMem {
         let part = self.parts.get(i).filter(|p| pfn < p.pfn_range().1)?;
         Some((part, self.names.get(i).map_or("", String::as_str)))
     }
+}
+
+/// Checks that `parts` (named files, sorted by start pfn) are the files of one dump and
+/// together hold all of it: one file that is no split file, or every file of a `--split`
+/// set, once each.
+pub fn check_split_set(parts: &[(&str, &KdumpFile<Arc<dyn ReadAt>>)]) -> Result<()> {
+    let Some(&(first_name, first)) = parts.first() else {
+        return Err(Error::Mismatch("no dump file given".into()));
+    };
+    let mut next = 0u64;
+    let mut prev: Option<(&str, (u64, u64))> = None;
+    for &(name, p) in parts {
+        if !std::ptr::eq(p, first) && !p.same_dump_as(first).map_err(|e| e.in_file(name))? {
+            return Err(Error::Mismatch(format!(
+                "{name}: its header or bitmap differs from {first_name}'s: not the same dump"
+            )));
+        }
+        let (s, e) = p.pfn_range();
+        if let Some((q, (qs, qe))) = prev.filter(|_| s < next) {
+            return Err(Error::Mismatch(format!(
+                "{q} (pfns {qs:#x}..{qe:#x}) and {name} (pfns {s:#x}..{e:#x}) overlap: a file given twice, or files of two sets?"
+            )));
+        }
+        if s != next {
+            let after = prev
+                .map(|(q, _)| format!(" (after {q}, before {name})"))
+                .unwrap_or_else(|| format!(" (before {name})"));
+            return Err(Error::Mismatch(format!(
+                "the split files do not tile the dump: pfns {next:#x}..{s:#x} are in none of them{after}: give every file of the set"
+            )));
+        }
+        next = e;
+        prev = Some((name, (s, e)));
+    }
+    let max = first.max_mapnr();
+    if next != max {
+        let last = prev.map_or(first_name, |(q, _)| q);
+        return Err(Error::Mismatch(format!(
+            "the split files end at pfn {next:#x} ({last}), before max_mapnr {max:#x}: give every file of the set"
+        )));
+    }
+    Ok(())
 }
 
 fn state_of(r: PageRead) -> PageState {

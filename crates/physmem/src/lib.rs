@@ -16,7 +16,7 @@ mod kdump;
 
 pub use container::{open_container, Container, ContainerInfo};
 pub use elf::ElfMem;
-pub use kdump::{KdumpMem, SplitMem};
+pub use kdump::{check_split_set, KdumpMem, SplitMem};
 
 use vmcore_types::{Pfn, PhysAddr};
 

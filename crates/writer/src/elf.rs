@@ -422,13 +422,19 @@ pub fn write_elf(
     let mut buf = vec![0u8; WRITE_BUFFER];
     let mut pos = data_start;
     let mut full = false;
+    let mut failure = None;
     'segments: for s in &loads {
         for p in split_segment(s.paddr, s.vaddr, s.memsz, ps, &keep) {
             let mut done = 0u64;
             while done < p.filesz {
                 let n = (p.filesz - done).min(WRITE_BUFFER as u64);
                 let chunk = buf.get_mut(..n as usize).unwrap_or_default();
-                read_segment(src, s, p.paddr - s.paddr + done, chunk)?;
+                if let Err(e) = read_segment(src, s, p.paddr - s.paddr + done, chunk) {
+                    // What was written stays a dump, marked incomplete.
+                    failure = Some(e);
+                    full = true;
+                    break 'segments;
+                }
                 match out.write_at(pos, chunk) {
                     Ok(()) => {}
                     Err(OutputError::Full) => {
@@ -472,6 +478,10 @@ pub fn write_elf(
     } else {
         report.pages_written = pages;
     }
+    if let Some(cause) = failure {
+        out.finish().map_err(Error::Output)?;
+        return Err(Error::Incomplete { cause: Box::new(cause), written: report.pages_written, pages });
+    }
     bitmaps_read_back(&[&filtered.present, &filtered.dumpable, &filtered.zero_pages, &keep])?;
     out.finish().map_err(Error::Output)?;
     progress.finish();
@@ -484,8 +494,17 @@ fn read_segment(src: &dyn ReadAt, s: &LoadSegment, off: u64, buf: &mut [u8]) -> 
     let in_file = usize::try_from(s.filesz.saturating_sub(off)).unwrap_or(usize::MAX).min(buf.len());
     let (file_part, zero_part) = buf.split_at_mut(in_file);
     if !file_part.is_empty() {
-        src.read_exact_at(file_part, s.offset + off)
-            .map_err(|e| Error::Input(format!("reading PT_LOAD data at offset {:#x}: {e}", s.offset + off)))?;
+        let at = s.offset + off;
+        src.read_exact_at(file_part, at).map_err(|e| {
+            Error::Input(if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                format!(
+                    "the input is truncated: it ends before PT_LOAD data at offset {at:#x} ({} bytes)",
+                    file_part.len()
+                )
+            } else {
+                format!("reading PT_LOAD data at offset {at:#x}: {e}")
+            })
+        })?;
     }
     zero_part.fill(0);
     Ok(())

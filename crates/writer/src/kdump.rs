@@ -401,6 +401,26 @@ pub(crate) fn mark_incomplete(out: &mut dyn Output, status: u32, big_endian: boo
     })
 }
 
+/// The error for a write that `cause` stopped after `written` of `pages` pages: the file
+/// is marked incomplete, so that what it holds is a dump every reader takes, unless the
+/// output itself failed (then nothing more can be written to it).
+pub(crate) fn closed_incomplete(
+    out: &mut dyn Output,
+    status: u32,
+    big_endian: bool,
+    cause: Error,
+    written: u64,
+    pages: u64,
+) -> Error {
+    if matches!(cause, Error::Output(_)) {
+        return cause;
+    }
+    match mark_incomplete(out, status, big_endian).and_then(|()| out.finish().map_err(Error::Output)) {
+        Ok(()) => Error::Incomplete { cause: Box::new(cause), written, pages },
+        Err(_) => cause,
+    }
+}
+
 /// Zeroes the page descriptors of the kdump file being written to `out` (rearranged from
 /// a stream that stopped early) whose data does not lie wholly before `data_end`. A zero
 /// descriptor is how every reader tells a page that was never written (makedumpfile.md
@@ -479,17 +499,29 @@ pub fn write_kdump_split(
         job.write_heads(&mut **out, Part { start, end, split: true })?;
     }
     let mut reports = Vec::with_capacity(outs.len());
+    // An input failing in one file's pages leaves that file and the later ones incomplete.
+    let mut failure = None;
     for (out, &(start, end)) in outs.iter_mut().zip(ranges) {
         let part = Part { start, end, split: true };
-        let report = if opts.stopped() {
+        let report = if opts.stopped() || failure.is_some() {
             job.close_unwritten(&mut **out, part)?
         } else {
-            job.write_pages(&mut **out, progress, part)?
+            match job.write_pages(&mut **out, progress, part) {
+                Ok(report) => report,
+                Err(e @ Error::Incomplete { .. }) => {
+                    failure = Some(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
         };
         reports.push(report);
     }
     progress.finish();
-    Ok(reports)
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(reports),
+    }
 }
 
 /// What every file of one dump is written from.
@@ -647,7 +679,13 @@ impl Job<'_> {
                 Ok(Flow::Continue)
             },
         );
-        result?;
+        if let Err(cause) = result {
+            // The pages consumed before the failure go to disk with their descriptors.
+            let _ = sink.flush();
+            let written = sink.descs_written;
+            drop(sink);
+            return Err(closed_incomplete(out, status, false, cause, written, in_range));
+        }
         if !full {
             match sink.flush() {
                 Ok(()) => {}

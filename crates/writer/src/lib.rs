@@ -64,6 +64,17 @@ pub enum Error {
     /// were whole: there is no dump to mark incomplete.
     #[error("{0}: no dump was written")]
     NoDump(String),
+    /// Reading the input failed while pages were written: the file is closed as a dump
+    /// marked incomplete, readable up to the last page written.
+    #[error("{cause}: the dump is closed after {written} of its {pages} pages and marked incomplete")]
+    Incomplete {
+        /// What stopped the writing.
+        cause: Box<Error>,
+        /// Pages in the file.
+        written: u64,
+        /// Pages the file was to hold.
+        pages: u64,
+    },
 }
 
 impl Error {

@@ -13,7 +13,7 @@ use vmcore_formats::kdump::KdumpFile;
 use vmcore_formats::raw::kdump::{self as raw, header as h, sub_header as sh};
 use vmcore_types::ReadAt;
 
-use crate::kdump::{mark_incomplete, Sink, WRITE_BUFFER};
+use crate::kdump::{closed_incomplete, mark_incomplete, Sink, WRITE_BUFFER};
 use crate::output::{Output, OutputError};
 use crate::{Error, Progress, Result, WriteReport};
 
@@ -113,53 +113,11 @@ pub fn reassemble(
     files.sort_by_key(|p| p.file.pfn_range().0);
     let first = files.first().ok_or_else(|| Error::Input("no split files given".into()))?;
     let bs = u64::from(first.file.page_size());
-    let max_mapnr = first.file.max_mapnr();
     let be = first.file.header.big_endian;
     let version = first.file.header.header_version;
-    let head0 = read_vec(&*first.src, 0, h::SIZE as u64, "header", &first.name)?;
-    let mut next = 0u64;
-    let mut incomplete = false;
-    let mut prev: Option<&Part> = None;
-    for p in &files {
-        let (s, e) = p.file.pfn_range();
-        if let Some(q) = prev.filter(|_| s < next) {
-            let (qs, qe) = q.file.pfn_range();
-            return Err(Error::Input(format!(
-                "{} (pfns {qs:#x}..{qe:#x}) and {} (pfns {s:#x}..{e:#x}) overlap: a file given twice, or files of two sets?",
-                q.name, p.name
-            )));
-        }
-        if s != next {
-            return Err(Error::Input(format!(
-                "the split files do not tile the dump: pfns {next:#x}..{s:#x} are in none of them (give every file of the set)"
-            )));
-        }
-        next = e;
-        prev = Some(p);
-        let head = read_vec(&*p.src, 0, h::SIZE as u64, "header", &p.name)?;
-        let same = |a: &[u8], b: &[u8]| {
-            a.get(..h::STATUS) == b.get(..h::STATUS) && a.get(h::STATUS + 4..) == b.get(h::STATUS + 4..)
-        };
-        let same_pages = |a: &Part, b: &Part| {
-            a.file.same_dumped_pages(&b.file).map_err(|e| Error::Input(format!("{}: {e}", a.name)))
-        };
-        if !same(&head, &head0)
-            || p.file.sub.phys_base != first.file.sub.phys_base
-            || p.file.sub.dump_level != first.file.sub.dump_level
-            || !same_pages(p, first)?
-        {
-            return Err(Error::Input(format!(
-                "{}: its header or bitmap differs from {}'s: not the same dump",
-                p.name, first.name
-            )));
-        }
-        incomplete |= p.file.is_incomplete();
-    }
-    if next != max_mapnr {
-        return Err(Error::Input(format!(
-            "the split files end at pfn {next:#x}, before max_mapnr {max_mapnr:#x} (give every file of the set)"
-        )));
-    }
+    let named: Vec<(&str, &KdumpFile<Arc<dyn ReadAt>>)> = files.iter().map(|p| (p.name.as_str(), &p.file)).collect();
+    vmcore_physmem::check_split_set(&named).map_err(|e| Error::Input(e.to_string()))?;
+    let mut incomplete = files.iter().any(|p| p.file.is_incomplete());
 
     let sub_blocks = u64::from(first.file.header.sub_hdr_size);
     let desc_offset = (1 + sub_blocks + u64::from(first.file.header.bitmap_blocks)) * bs;
@@ -208,78 +166,89 @@ pub fn reassemble(
     let mut full = false;
     let mut pages = 0u64;
     let mut lost = 0u64;
-    'parts: for p in &files {
-        let part_desc = (1 + u64::from(p.file.header.sub_hdr_size) + u64::from(p.file.header.bitmap_blocks)) * bs;
-        let part_zero = share_zero.then_some(part_desc + total * DESC);
-        let count = p.file.dumpable_pages().map_err(|e| Error::Input(format!("{}: {e}", p.name)))?;
-        let mut window = Window::new(p.src.clone());
-        let mut descs = vec![0u8; 4096 * DESC as usize];
-        let mut i = 0u64;
-        while i < count {
-            let n = (count - i).min(4096);
-            let bytes = descs.get_mut(..(n * DESC) as usize).unwrap_or_default();
-            let from = part_desc + i * DESC;
-            // An incomplete part may end inside its table: what is missing was not written.
-            let avail = usize::try_from(p.src.size().saturating_sub(from)).unwrap_or(usize::MAX).min(bytes.len());
-            let (have, missing) = bytes.split_at_mut(avail);
-            p.src
-                .read_exact_at(have, from)
-                .map_err(|e| Error::Input(format!("{}: reading descriptors: {e}", p.name)))?;
-            missing.fill(0);
-            for d in bytes.chunks(DESC as usize) {
-                let offset = get_u(d, 0, 8, be);
-                let size = get_u(d, 8, 4, be) as u32;
-                let flags = get_u(d, 12, 4, be) as u32;
-                if offset == 0 {
-                    incomplete = true;
-                    lost += 1;
-                    sink.push_desc(0, 0, 0);
-                } else if Some(offset) == part_zero {
-                    sink.push_desc(new_zero, size, flags);
-                } else if size == 0 || u64::from(size) > bs {
-                    return Err(Error::Input(format!(
-                        "{}: a page descriptor at {:#x} has size {size}, outside 1..={bs}",
-                        p.name, from
-                    )));
-                } else {
-                    match window.get(offset, size as usize)? {
-                        Some(data) => {
-                            let new = sink.next_data_offset();
-                            sink.push_data(data);
-                            sink.push_desc(new, size, flags);
-                        }
-                        None if p.file.is_incomplete() => {
-                            incomplete = true;
-                            lost += 1;
-                            sink.push_desc(0, 0, 0);
-                        }
-                        None => {
-                            return Err(Error::Input(format!(
-                                "{}: page data at {offset:#x} (+{size}) lies past the end of the file",
-                                p.name
-                            )))
+    // A part that turns out unreadable midway: what was copied stays a dump, marked
+    // incomplete.
+    let copied = (|| -> Result<()> {
+        for p in &files {
+            let part_desc = (1 + u64::from(p.file.header.sub_hdr_size) + u64::from(p.file.header.bitmap_blocks)) * bs;
+            let part_zero = share_zero.then_some(part_desc + total * DESC);
+            let count = p.file.dumpable_pages().map_err(|e| Error::Input(format!("{}: {e}", p.name)))?;
+            let mut window = Window::new(p.src.clone());
+            let mut descs = vec![0u8; 4096 * DESC as usize];
+            let mut i = 0u64;
+            while i < count {
+                let n = (count - i).min(4096);
+                let bytes = descs.get_mut(..(n * DESC) as usize).unwrap_or_default();
+                let from = part_desc + i * DESC;
+                // An incomplete part may end inside its table: what is missing was not written.
+                let avail = usize::try_from(p.src.size().saturating_sub(from)).unwrap_or(usize::MAX).min(bytes.len());
+                let (have, missing) = bytes.split_at_mut(avail);
+                p.src
+                    .read_exact_at(have, from)
+                    .map_err(|e| Error::Input(format!("{}: reading descriptors: {e}", p.name)))?;
+                missing.fill(0);
+                for d in bytes.chunks(DESC as usize) {
+                    let offset = get_u(d, 0, 8, be);
+                    let size = get_u(d, 8, 4, be) as u32;
+                    let flags = get_u(d, 12, 4, be) as u32;
+                    if offset == 0 {
+                        incomplete = true;
+                        lost += 1;
+                        sink.push_desc(0, 0, 0);
+                    } else if Some(offset) == part_zero {
+                        sink.push_desc(new_zero, size, flags);
+                    } else if size == 0 || u64::from(size) > bs {
+                        return Err(Error::Input(format!(
+                            "{}: a page descriptor at {:#x} has size {size}, outside 1..={bs}",
+                            p.name, from
+                        )));
+                    } else {
+                        match window.get(offset, size as usize)? {
+                            Some(data) => {
+                                let new = sink.next_data_offset();
+                                sink.push_data(data);
+                                sink.push_desc(new, size, flags);
+                            }
+                            None if p.file.is_incomplete() => {
+                                incomplete = true;
+                                lost += 1;
+                                sink.push_desc(0, 0, 0);
+                            }
+                            None => {
+                                return Err(Error::Input(format!(
+                                    "{}: page data at {offset:#x} (+{size}) lies past the end of the file",
+                                    p.name
+                                )))
+                            }
                         }
                     }
                 }
-            }
-            i += n;
-            pages += n;
-            progress.advance(n);
-            // Ctrl-C: the pages not reached make the file incomplete, marked below.
-            if crate::stopped(stop) {
-                break 'parts;
-            }
-            if sink.wants_flush() {
-                match sink.flush() {
-                    Ok(()) => {}
-                    Err(OutputError::Full) => {
-                        full = true;
-                        break 'parts;
+                i += n;
+                pages += n;
+                progress.advance(n);
+                // Ctrl-C: the pages not reached make the file incomplete, marked below.
+                if crate::stopped(stop) {
+                    return Ok(());
+                }
+                if sink.wants_flush() {
+                    match sink.flush() {
+                        Ok(()) => {}
+                        Err(OutputError::Full) => {
+                            full = true;
+                            return Ok(());
+                        }
+                        Err(OutputError::Io(e)) => return Err(Error::Output(e)),
                     }
-                    Err(OutputError::Io(e)) => return Err(Error::Output(e)),
                 }
             }
         }
+        Ok(())
+    })();
+    if let Err(cause) = copied {
+        let _ = sink.flush();
+        let written = sink.descs_written;
+        drop(sink);
+        return Err(closed_incomplete(out, status, be, cause, written, total));
     }
     if !full {
         match sink.flush() {
