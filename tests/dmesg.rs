@@ -418,6 +418,32 @@ fn synthetic_corrupt_ring_prints_what_it_can_and_warns() {
         assert!(!ok);
         assert!(err.contains("count_bits") && err.contains("at most 24"), "{err}");
     }
+    // No record readable: an error, not an empty log that passes for a saved one.
+    let mut none = rb.image.clone();
+    let n = boot_messages().len() as u64;
+    for seq in 0..n {
+        let d = rb.desc(seq, 5);
+        none.put_u64(d + 16, none.get_u64(d + 8) + (1 << 20));
+    }
+    let path = elf_dump(dir.path(), "unreadable.elf", &none);
+    let dump = open(&path);
+    let size = (none.bytes.len() as u64).next_multiple_of(4096);
+    let kmem = KernelMem::new(Arc::clone(&dump.mem), Some(LinearMap { vstart: none.base, size, pstart: PADDR }));
+    let read = |a: u64, b: &mut [u8]| kmem.read(a, b).map_err(|e| e.to_string());
+    match read_log(dump.vmcoreinfo.as_ref().unwrap(), &read, &Options::default()) {
+        Err(vmcore_kernel::printk::Error::Unreadable { warnings }) => {
+            assert_eq!(warnings.len() as u64, n, "{warnings:?}")
+        }
+        other => panic!("{other:?}"),
+    }
+    if have_dmesg_command() {
+        let (ok, out, err) = run(&[OsStr::new("dmesg"), path.as_os_str()]);
+        assert!(!ok && out.is_empty() && err.contains("no record of the kernel log could be read"), "{err}");
+        let log = dir.path().join("log");
+        let (ok, _, err) =
+            run(&[OsStr::new("makedumpfile"), OsStr::new("--dump-dmesg"), path.as_os_str(), log.as_os_str()]);
+        assert!(!ok && err.contains("no record of the kernel log could be read"), "{err}");
+    }
 }
 
 #[test]

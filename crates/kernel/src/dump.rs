@@ -279,7 +279,10 @@ mod tests {
         let file = dir.path().join("vmcoreinfo.txt");
         let with = |text: &str| {
             std::fs::write(&file, text).unwrap();
-            Dump::open(std::slice::from_ref(&path), &OpenOptions { vmcoreinfo_file: Some(file.clone()), sys_vmcoreinfo: None })
+            Dump::open(
+                std::slice::from_ref(&path),
+                &OpenOptions { vmcoreinfo_file: Some(file.clone()), sys_vmcoreinfo: None },
+            )
         };
         let err = with("OSRELEASE=5.10.0-other\nPAGESIZE=4096\n").err().unwrap().to_string();
         assert!(err.contains("VMCOREINFO of kernel 5.10.0-other, but") && err.contains("kernel 6.1.0-dump"), "{err}");

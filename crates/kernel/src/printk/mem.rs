@@ -145,10 +145,11 @@ impl<'a> Window<'a> {
 
     /// Remembers the page of a failed read that stays inside one page.
     fn fail(&mut self, addr: u64, n: usize, e: String) -> Failure {
-        let cause: std::rc::Rc<str> = e.into();
         if n > 0 && addr / PAGE == addr.wrapping_add((n as u64).saturating_sub(1)) / PAGE {
-            self.dead = Some((addr / PAGE, cause.clone()));
+            // Said of the page, since later reads of it name other addresses.
+            let page = addr / PAGE;
+            self.dead = Some((page, format!("its page {:#x} cannot be read ({e})", page * PAGE).into()));
         }
-        Failure { addr, cause }
+        Failure { addr, cause: e.into() }
     }
 }

@@ -319,6 +319,13 @@ pub enum Error {
         /// Why not.
         cause: String,
     },
+    /// Not one record could be read, and the reasons are these warnings: a log that
+    /// prints nothing must not pass for an empty one.
+    #[error("no record of the kernel log could be read: {}", unreadable_summary(.warnings))]
+    Unreadable {
+        /// Why each record was skipped (capped per kind).
+        warnings: Vec<String>,
+    },
     /// VMCOREINFO describes no printk buffer.
     #[error(
         "VMCOREINFO describes no kernel log: expected SYMBOL(prb) (5.10+) or SYMBOL(log_buf) and \
@@ -346,11 +353,25 @@ pub fn generation(vi: &VmcoreInfo) -> Result<Generation, Error> {
 
 /// Reads the kernel log through `mem` (kernel virtual addresses).
 pub fn read_log(vi: &VmcoreInfo, mem: ReadMem<'_>, opts: &Options) -> Result<Log, Error> {
-    match generation(vi)? {
+    let log = match generation(vi)? {
         Generation::Ringbuffer => ringbuffer::read(vi, mem, opts),
         Generation::PrintkLog => printk_log::read(vi, mem, opts),
         Generation::Plain => plain::read(vi, mem, opts),
+    }?;
+    if log.records.is_empty() && !log.warnings.is_empty() {
+        return Err(Error::Unreadable { warnings: log.warnings });
     }
+    Ok(log)
+}
+
+/// The first warnings of an unreadable log, and how many there are in all.
+fn unreadable_summary(warnings: &[String]) -> String {
+    const SHOWN: usize = 3;
+    let mut text = warnings.iter().take(SHOWN).cloned().collect::<Vec<_>>().join("; ");
+    if warnings.len() > SHOWN {
+        text.push_str(&format!("; and {} more warnings", warnings.len() - SHOWN));
+    }
+    text
 }
 
 /// Largest struct or offset taken from VMCOREINFO for the printk structures (the real ones
