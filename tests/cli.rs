@@ -227,6 +227,11 @@ fn check_params_refuses_what_the_dump_would_refuse() {
         (&["--reassemble", "-l"], &[&out, &out2, &out3]),
         (&["--partial-dmesg"], &[&input, &out]),
         (&["-F", "-L", "5M", "-l", "-d", "31"], &[&input]),
+        // As Debian's makedumpfile 1.7.2 refuses them.
+        (&["--dry-run", "-l", "-d", "31"], &[&input]),
+        (&["--num-threads", "2", "--split", "-l", "-d", "31"], &[&input, &out, &out2]),
+        (&["--num-threads", "2", "-E", "-d", "31"], &[&input, &out]),
+        (&["--message-level", "32", "-l", "-d", "31"], &[&input, &out]),
     ];
     for (list, paths) in bad {
         let (ok, _, err) = check(list, paths);
@@ -239,6 +244,8 @@ fn check_params_refuses_what_the_dump_would_refuse() {
         (&["--dump-dmesg"], &[&input, &out]),
         (&["-R"], &[&out]),
         (&["--reassemble"], &[&out, &out2, &out3]),
+        (&["--dry-run", "-l", "-d", "31"], &[&input, &out]),
+        (&["--message-level", "31", "-l", "-d", "31"], &[&input, &out]),
     ];
     for (list, paths) in good {
         let (ok, _, err) = check(list, paths);
@@ -272,8 +279,12 @@ fn the_front_end_speaks_as_makedumpfile() {
     let (ok, stream, err) = run(&args(&["makedumpfile", "-F", "-l", "-d", "31"], &[&input]));
     assert!(ok && stream.starts_with(b"makedumpfile"), "{err}");
     assert!(err.ends_with("\nThe dumpfile is saved to STDOUT.\n\nmakedumpfile Completed.\n"), "{err}");
+    // A dry run reports only with --show-stats (on stderr under -F), as makedumpfile.
     let (ok, stream, err) = run(&args(&["makedumpfile", "-F", "--dry-run", "-l", "-d", "31"], &[&input]));
-    assert!(ok && stream.is_empty() && err.contains("Remaining pages") && err.ends_with("Completed.\n"), "{err}");
+    assert!(ok && stream.is_empty() && !err.contains("Remaining pages") && err.ends_with("Completed.\n"), "{err}");
+    let (ok, stream, err) =
+        run(&args(&["makedumpfile", "-F", "--dry-run", "--show-stats", "-l", "-d", "31"], &[&input]));
+    assert!(ok && stream.is_empty() && err.contains("Remaining pages") && err.contains("Write bytes"), "{err}");
     // makedumpfile 1.7.2 names a --split set's files: "to A, B, and C."
     let (s1, s2, s3) = (dir.path().join("s1"), dir.path().join("s2"), dir.path().join("s3"));
     let (ok, stdout, err) = run(&args(&["makedumpfile", "--split", "-l", "-d", "31"], &[&input, &s1, &s2, &s3]));

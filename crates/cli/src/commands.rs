@@ -72,8 +72,10 @@ pub fn run(cli: Cli) -> Result<()> {
                 cycles: None,
                 exclude_unused_vmemmap,
                 force: Overwrite::vmcore(force),
-                stats,
+                // A dry run's only output is the report.
+                stats: stats || dry_run,
                 dry_run,
+                dry_run_sizes: false,
                 json,
                 quiet,
                 messages: crate::write::Messages::Line,

@@ -278,6 +278,9 @@ fn run(o: Opts) -> Result<()> {
         let _ = writeln!(out);
         return Ok(());
     }
+    if let Some(level) = o.message_level.filter(|&l| l > 31) {
+        bail!("--message-level {level} is invalid: 0 to 31");
+    }
     if o.partial_dmesg && !o.dump_dmesg {
         bail!("--partial-dmesg goes with --dump-dmesg");
     }
@@ -333,12 +336,14 @@ fn run(o: Opts) -> Result<()> {
         }
         let dump = crate::commands::open(&dump_args(input.clone(), &o))?;
         let machine = crate::commands::machine_without_symbols(&dump)?;
-        let file = vmcore_writer::create_dump_file(output, o.force, &[input.as_path()]).with_context(|| {
+        // The whole log first (the ring's size at most): a log that cannot be read leaves
+        // no file behind, as makedumpfile leaves none.
+        let mut log = Vec::new();
+        crate::dmesg::run(&dump, &machine, o.partial_dmesg, false, &mut log)?;
+        let mut file = vmcore_writer::create_dump_file(output, o.force, &[input.as_path()]).with_context(|| {
             format!("{}: cannot create the log file (if it exists, -f overwrites it)", output.display())
         })?;
-        let mut w = io::BufWriter::new(file);
-        crate::dmesg::run(&dump, &machine, o.partial_dmesg, false, &mut w)?;
-        w.flush()?;
+        file.write_all(&log).with_context(|| format!("writing {}", output.display()))?;
         if common {
             // kdump scripts send stdout to a log that may sit on the full dump disk.
             let _ = writeln!(io::stdout(), "\nThe dmesg log is saved to {}.", output.display());
@@ -348,13 +353,20 @@ fn run(o: Opts) -> Result<()> {
     if o.split && (o.elf || o.flatten) {
         bail!("--split writes kdump-compressed files: it takes neither -E nor -F");
     }
+    // makedumpfile refuses these too, though its threads would do no harm here.
+    if o.threads.is_some() && o.split {
+        bail!("--num-threads cannot be used with --split");
+    }
+    if o.threads.is_some() && o.elf {
+        bail!("--num-threads cannot be used with ELF format (-E)");
+    }
     if o.flatten && o.limit.is_some() {
         bail!("-L limits a dump file; a flattened stream on stdout has none to stop");
     }
     if o.flatten && o.files.len() > 1 {
         bail!("-F writes the flattened dump to stdout: give only VMCORE");
     }
-    let (input, output, split) = match (o.files.as_slice(), o.flatten || o.dry_run, o.split) {
+    let (input, output, split) = match (o.files.as_slice(), o.flatten, o.split) {
         ([input, outputs @ ..], _, true) if outputs.len() >= 2 => (input.clone(), None, outputs.to_vec()),
         (_, _, true) => bail!("--split takes VMCORE and at least two DUMPFILEs"),
         ([input, output], _, false) => (input.clone(), Some(output.clone()), Vec::new()),
@@ -394,6 +406,7 @@ fn run(o: Opts) -> Result<()> {
         force: overwrite(&o),
         stats: o.show_stats || level & 16 != 0,
         dry_run: o.dry_run,
+        dry_run_sizes: true,
         json: false,
         quiet: level & 1 == 0,
         messages: match (common, o.flatten) {

@@ -34,6 +34,9 @@ pub struct DumpJob<'a> {
     pub force: Overwrite,
     pub stats: bool,
     pub dry_run: bool,
+    /// A dry run compresses the pages, writing nothing, to report the bytes the file would
+    /// take, as makedumpfile's --dry-run does (the front end); otherwise it only filters.
+    pub dry_run_sizes: bool,
     pub json: bool,
     pub quiet: bool,
     /// Where makedumpfile's common messages go (the front end: stdout, stderr under -F,
@@ -143,9 +146,15 @@ fn spinner(quiet: bool, message: String, bytes: bool) -> indicatif::ProgressBar 
     s
 }
 
-fn print_report(report: &FilterReport, json: bool, to_stderr: bool) -> Result<()> {
-    let text = if json { serde_json::to_string_pretty(report)? + "\n" } else { report.render() };
-    if to_stderr {
+fn print_report(report: &FilterReport, job: &DumpJob) -> Result<()> {
+    let text = match (job.json, job.messages) {
+        (true, _) => serde_json::to_string_pretty(report)? + "\n",
+        (false, Messages::Line) => report.render(),
+        // The front end's report starts after a blank line, as makedumpfile's: its
+        // messages before it end without a newline.
+        (false, Messages::Off | Messages::Stdout | Messages::Stderr) => format!("\n{}", report.render()),
+    };
+    if job.flatten {
         io::stderr().write_all(text.as_bytes())?;
     } else {
         let mut out = io::stdout().lock();
@@ -321,22 +330,38 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
     if let Some(why) = filtered.dumpable.spill_stopped().or(filtered.present.spill_stopped()) {
         say!("vmcore: warning: bitmaps could not spill to {why}; they stay in memory, past --bitmap-memory");
     }
-    if job.dry_run {
-        // With -F stdout is the stream's, even when there is none: scripts pipe it on.
-        let mut report = FilterReport::new(level, &filtered.stats);
-        if let (true, Container::Elf { core, .. }) = (format.elf, &dump.container) {
-            // Nothing to compress: what the file would hold is known, as in makedumpfile.
-            let (pages, write_bytes) = vmcore_writer::elf_plan(core, &filtered, dump.mem.page_size());
-            report = report.with_pages_in_elf(pages).with_write_bytes(write_bytes);
-        }
-        print_report(&report, job.json, job.flatten)?;
-        return Ok(Written::Complete);
-    }
-    let meta = KdumpMeta::from_dump(dump, machine).with_context(|| format!("{name}: reading its metadata"))?;
+    let meta = || KdumpMeta::from_dump(dump, machine).with_context(|| format!("{name}: reading its metadata"));
     let stop = stop_flag();
     stop.store(false, Ordering::Relaxed);
     let opts = WriteOptions { codec: job.codec, threads, stop: Some(Arc::clone(&stop)) };
     let progress = bar(job.quiet || job.flatten && io::stdout().is_terminal(), "pages");
+    if job.dry_run {
+        if !job.stats {
+            return Ok(Written::Complete);
+        }
+        // With -F stdout is the stream's, even when there is none: scripts pipe it on.
+        let mut report = FilterReport::new(level, &filtered.stats);
+        match &dump.container {
+            Container::Elf { core, .. } if format.elf => {
+                // Nothing to compress: what the file would hold is known, as in makedumpfile.
+                let (pages, write_bytes) = vmcore_writer::elf_plan(core, &filtered, dump.mem.page_size());
+                report = report.with_pages_in_elf(pages).with_write_bytes(write_bytes);
+            }
+            // The size of a compressed file takes compressing it, as makedumpfile's dry run
+            // does (a split set's makedumpfile does not report).
+            _ if job.dry_run_sizes && format.split.is_empty() => {
+                let meta = meta()?;
+                let mut discard = FlatOutput::new(io::sink());
+                let written = vmcore_writer::write_kdump(&mut discard, &*dump.mem, &filtered, &meta, &opts, &progress)?;
+                let bytes = if job.flatten { discard.stream_len() } else { written.write_bytes };
+                report = report.with_write_bytes(bytes);
+            }
+            _ => {}
+        }
+        print_report(&report, job)?;
+        return Ok(Written::Complete);
+    }
+    let meta = meta()?;
     let mem = &*dump.mem;
 
     let write_to = |out: &mut dyn Output| -> Result<WriteReport> {
@@ -404,7 +429,7 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
             // What the file holds: an incomplete one, less than was planned.
             report = report.with_pages_in_elf(reports.iter().map(|(_, r)| r.pages_written).sum());
         }
-        print_report(&report, job.json, job.flatten)?;
+        print_report(&report, job)?;
     }
     let mut incomplete = false;
     for (file, report) in &reports {
