@@ -380,3 +380,21 @@ fn a_vmcoreinfo_file_of_another_kernel_is_refused_with_exit_code_2() {
     assert_eq!(status.status.code(), Some(2), "{err}");
     assert!(err.contains("no utsname where the file's offsets point"), "{err}");
 }
+
+/// Numbers past what makes sense are refused or bounded, not taken literally: an offset
+/// that wraps past 2^64 (it read the byte before the symbol), and a thread count that
+/// would start 100,000 threads.
+#[test]
+fn offsets_that_wrap_and_thread_counts_past_reason_are_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = sample_dump(dir.path());
+    let (ok, _, err) =
+        run(&[OsStr::new("read"), input.as_os_str(), OsStr::new("init_uts_ns+0xffffffffffffffff"), OsStr::new("8")]);
+    assert!(!ok && err.contains("passes 2^64"), "{err}");
+    let (one, many) = (dir.path().join("one"), dir.path().join("many"));
+    let (ok, _, err) = run(&args(&["dump", "-q", "-l", "-d", "31", "--threads", "1"], &[&input, &one]));
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&args(&["dump", "-q", "-l", "-d", "31", "--threads", "100000"], &[&input, &many]));
+    assert!(ok && err.contains("100000 threads asked for: using 256"), "{err}");
+    assert_eq!(std::fs::read(&one).unwrap(), std::fs::read(&many).unwrap());
+}

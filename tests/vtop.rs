@@ -63,7 +63,7 @@ fn vtop_reports_the_walk_and_the_region() {
     let mut args: Vec<&OsStr> = vec![OsStr::new("vtop"), input.as_os_str(), OsStr::new("--json")];
     args.extend(addrs.iter().map(OsStr::new));
     let (ok, out, err) = run(&args);
-    assert!(!ok && err.contains("0xffff893000000000: not mapped"), "{err}");
+    assert!(!ok && err.contains("virtual address 0xffff893000000000 is not mapped: level-3 entry"), "{err}");
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     let reports = v.as_array().unwrap();
     let fields = |i: usize, key: &str| reports[i][key].as_str().map(str::to_string);

@@ -184,7 +184,7 @@ fn resolve(dump: &Dump, machine: &Machine, addr: &str) -> Result<u64> {
     let base = machine.symbol(dump, name).with_context(|| {
         format!("{name:?} is neither a number nor a symbol of this kernel (kallsyms or VMCOREINFO SYMBOL)")
     })?;
-    Ok(base.wrapping_add(off))
+    base.checked_add(off).with_context(|| format!("{addr}: {name} at {base:#x} plus {off:#x} passes 2^64"))
 }
 
 fn read(args: &DumpArgs, addr: &str, len: u64, phys: bool, zero_excluded: bool) -> Result<()> {
@@ -342,7 +342,12 @@ fn vtop(args: &DumpArgs, addrs: &[String], json: bool) -> Result<()> {
     out.flush()?;
     // Like `read`: an address that leads nowhere is a failure the caller can test.
     match reports.iter().find(|r| r.paddr.is_none()) {
-        Some(r) => anyhow::bail!("{}: not mapped", r.vaddr),
+        // The walk's error names the address and the entry (or the read) that failed.
+        Some(r) => anyhow::bail!(
+            "{}: {}",
+            args.file.display(),
+            r.error.clone().unwrap_or_else(|| format!("virtual address {} is not mapped", r.vaddr))
+        ),
         None => Ok(()),
     }
 }

@@ -44,6 +44,10 @@ pub struct DumpJob<'a> {
     pub messages: Messages,
 }
 
+/// Threads a dump runs at most: each holds its buffers, and past the cores of any machine
+/// more only cost memory (and their start-up: 100,000 took seconds).
+const MAX_THREADS: usize = 256;
+
 /// A destination for informational messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Messages {
@@ -273,7 +277,11 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
         bail!("{name}: -E writes ELF dumps from ELF inputs (/proc/vmcore or an ELF vmcore); this input is kdump-compressed");
     }
     let level = refiltered_level(dump, name, job.level, job.messages);
-    let threads = job.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let mut threads = job.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    if threads > MAX_THREADS {
+        say!("vmcore: warning: {threads} threads asked for: using {MAX_THREADS}, the most vmcore runs");
+        threads = MAX_THREADS;
+    }
     let mut fopts = vmcore_filter::Options {
         threads,
         cut_at_last_section: !format.elf,
