@@ -1348,3 +1348,47 @@ fn the_files_given_as_one_split_set_must_be_one_dump() {
     let (ok, _, err) = info(&a[0], &[&a[1]]);
     assert!(!ok && err.contains(&format!("end at pfn 0x3000 ({}), before max_mapnr 0x4000", name(&a[1]))), "{err}");
 }
+
+/// A flattened stream whose chunk lies past any file its kdump header allows is refused
+/// before it makes a sparse file of a TiB, and one whose chunks overwrite its own header
+/// fails: the rearranged file must open as a dump (both went through with exit 0).
+#[test]
+fn rearranging_refuses_chunks_that_make_no_dump() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let elf = crate::util::synthetic_elf(dir, "e.elf", "x86_64-6.1-l4", 64 << 20, 1);
+    let stream = dump_ok(&elf, None, &["-F", "-l", "-d", "31", "-q"]);
+    // The chunk headers (big-endian offset and size), after the 4096-byte stream header.
+    let mut chunks = Vec::new();
+    let mut pos = 4096;
+    loop {
+        let field = |at: usize| i64::from_be_bytes(stream[at..at + 8].try_into().unwrap());
+        let (offset, size) = (field(pos), field(pos + 8));
+        if offset == -1 {
+            break;
+        }
+        chunks.push(pos);
+        pos += 16 + size as usize;
+    }
+    let rearrange = |name: &str, patched: Vec<u8>| {
+        let (input, out) = (dir.join(name), dir.join(format!("{name}.out")));
+        std::fs::write(&input, patched).unwrap();
+        let (ok, _, err) = run(&[OsStr::new("rearrange"), OsStr::new("-q"), input.as_os_str(), out.as_os_str()]);
+        assert!(!ok, "{name}: {err}");
+        (err, out)
+    };
+    let mut far = stream.clone();
+    far[chunks[1]..chunks[1] + 8].copy_from_slice(&(1i64 << 40).to_be_bytes());
+    let (err, out) = rearrange("far", far);
+    assert!(err.contains("lies past the") && err.contains("header allows"), "{err}");
+    assert!(!out.exists());
+    let mut over = stream.clone();
+    over[chunks[4]..chunks[4] + 8].copy_from_slice(&0i64.to_be_bytes());
+    let (err, _) = rearrange("over", over);
+    assert!(err.contains("the rearranged file is not a dump") && err.contains("invalid file signature"), "{err}");
+    // The stream as written still rearranges.
+    let (input, out) = (dir.join("good"), dir.join("good.out"));
+    std::fs::write(&input, &stream).unwrap();
+    let (ok, _, err) = run(&[OsStr::new("rearrange"), OsStr::new("-q"), input.as_os_str(), out.as_os_str()]);
+    assert!(ok, "{err}");
+}

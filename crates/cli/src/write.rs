@@ -489,6 +489,10 @@ pub fn rearrange(input: &Path, output: &Path, force: Overwrite, quiet: bool) -> 
         let kept = if output.exists() { " (the file holds what came before)" } else { "" };
         anyhow::Error::new(e).context(format!("{shown} -> {}: rearranging stopped{kept}", output.display()))
     })?;
+    // Every chunk landed, but a stream's chunks may still overwrite its own headers: the
+    // file must open as a dump for the command to have done its job.
+    vmcore_physmem::open_container(&[output.to_path_buf()])
+        .with_context(|| format!("{shown} -> {}: the rearranged file is not a dump", output.display()))?;
     Ok(())
 }
 

@@ -111,6 +111,26 @@ fn kdump_heads_end(head: &[u8; HEAD]) -> Option<u64> {
     (1 + field(h::SUB_HDR_SIZE)? + field(h::BITMAP_BLOCKS)?).checked_mul(field(h::BLOCK_SIZE)?)
 }
 
+/// The largest file a kdump header allows: its headers and bitmaps, then for every frame
+/// the bitmaps can hold a descriptor and a whole page, the shared zero page, and room for
+/// erase information. None until the header is received (or for an ELF file).
+fn kdump_size_bound(head: &[u8; HEAD]) -> Option<u64> {
+    if !head.starts_with(kdump::KDUMP_SIGNATURE) {
+        return None;
+    }
+    let big_endian = kdump_big_endian(head)?;
+    let field = |at| u32_at(head, at, big_endian).map(u64::from);
+    let block = field(h::BLOCK_SIZE)?;
+    // Two bitmaps, a bit per frame each.
+    let frames = field(h::BITMAP_BLOCKS)?.checked_mul(block)?.checked_mul(8)? / 2;
+    let pages = frames.checked_mul(kdump::PAGE_DESC_SIZE as u64 + block)?;
+    kdump_heads_end(head)?.checked_add(pages)?.checked_add(block)?.checked_add(MAX_ERASEINFO)
+}
+
+/// Erase information a kdump file may carry after its pages (makedumpfile writes a line per
+/// erased symbol: far less).
+const MAX_ERASEINFO: u64 = 1 << 30;
+
 /// Where an ELF64 file's program header table ends, when its header holds the count
 /// (past 65534 headers the count is in section header 0: None).
 fn elf_heads_end(head: &[u8; HEAD]) -> Option<u64> {
@@ -204,6 +224,15 @@ pub fn rearrange(
         }
         if offset < 0 || size <= 0 {
             return Err(bad(pos, format!("chunk header with offset {offset} and size {size}")));
+        }
+        // A chunk past any file its header allows (a corrupt stream) would make a sparse
+        // file of terabytes that no reader takes.
+        if let Some(bound) = kdump_size_bound(&file_head).filter(|&b| (offset as u64).saturating_add(size as u64) > b) {
+            let why = format!(
+                "a chunk at file offset {offset:#x} (+{size:#x}) lies past the {bound:#x} bytes that the dump's \
+                 header allows: not a chunk of this dump"
+            );
+            return Err(stopped_early(out, &file_head, covered_end, pos, &why));
         }
         pos += flat::CHUNK_HEADER_SIZE;
         let (mut at, mut left) = (offset as u64, size as u64);
