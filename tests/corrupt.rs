@@ -130,6 +130,18 @@ fn each_kind_of_damage_is_named() {
     b[desc..desc + 8].copy_from_slice(&(1u64 << 50).to_le_bytes());
     cases.push(("desc-offset-past-the-end", b, &["truncated", "page data"]));
 
+    // A negative offset was an OS error ("Invalid argument") at a 2^64-ish offset.
+    let mut b = good.clone();
+    b[desc + 24..desc + 32].copy_from_slice(&(-4096i64).to_le_bytes());
+    let negative_needles = ["data offset 0xfffffffffffff000 is negative", second.as_str()];
+    cases.push(("desc-offset-negative", b, &negative_needles));
+
+    // Uncompressed flags on a compressed size: the descriptor's offset, not the data's.
+    let mut b = good.clone();
+    put_u32(&mut b, desc + 24 + 12, 0);
+    let raw_needles = ["flags say uncompressed, but the stored size is", second.as_str()];
+    cases.push(("desc-raw-of-compressed-size", b, &raw_needles));
+
     // Corrupt the first stored page's compressed bytes.
     let off = u64::from_le_bytes(good[desc..desc + 8].try_into().unwrap()) as usize;
     let mut b = good.clone();
@@ -347,6 +359,59 @@ fn a_page_size_no_machine_has_is_refused_not_allocated() {
             assert!(!out.exists(), "{size}: an output file was created");
         }
     }
+}
+
+/// VMCOREINFO values that are there but unusable, and files that are not VMCOREINFO, are
+/// named as such: they were reported missing, a value above the range as "below" it, an
+/// empty file as another kernel's, and a 100 KB release was echoed whole.
+#[test]
+fn unusable_vmcoreinfo_values_are_named_with_their_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, bytes) = synthetic_elf(dir.path());
+    let text = vmcoreinfo_text(&path);
+    let replace = |key: &str, value: &str| -> String {
+        text.lines().map(|l| if l.starts_with(key) { format!("{key}{value}") } else { l.to_string() } + "\n").collect()
+    };
+    let cases: [(&str, String, &[&str]); 6] = [
+        (
+            "section-bits",
+            replace("NUMBER(SECTION_SIZE_BITS)=", "200"),
+            &["SECTION_SIZE_BITS 200: expected from the page shift (12) to 51"],
+        ),
+        ("mem-section", replace("SYMBOL(mem_section)=", "zz"), &["SYMBOL(mem_section)=zz (not a usable value)"]),
+        (
+            "page-flags",
+            replace("OFFSET(page.flags)=", "18446744073709551615"),
+            &["OFFSET(page.flags)=18446744073709551615 (not a usable value)"],
+        ),
+        ("empty", String::new(), &["not one KEY=VALUE line"]),
+        ("long-release", replace("OSRELEASE=", &"x".repeat(100_000)), &["... (100000 bytes), but", "6.1.0-synthetic"]),
+        ("page-size", replace("PAGESIZE=", "65536"), &["x86_64 pages are 4096 bytes"]),
+    ];
+    for (name, vmcoreinfo, needles) in cases {
+        let file = dir.path().join(name);
+        std::fs::write(&file, vmcoreinfo).unwrap();
+        let (ok, _, err) = run(&[
+            OsStr::new("dump"),
+            OsStr::new("--dry-run"),
+            OsStr::new("-d"),
+            OsStr::new("31"),
+            OsStr::new("--vmcoreinfo"),
+            file.as_os_str(),
+            path.as_os_str(),
+        ]);
+        assert!(!ok && err.len() < 1000, "{name}: {err}");
+        for n in needles {
+            assert!(err.contains(n), "{name}: {err:?} lacks {n:?}");
+        }
+    }
+    // An ELF core whose EI_DATA names the other byte order.
+    let mut be = bytes.clone();
+    be[5] = 2;
+    let file = dir.path().join("big-endian.elf");
+    std::fs::write(&file, be).unwrap();
+    let (ok, _, err) = run(&[OsStr::new("info"), file.as_os_str()]);
+    assert!(!ok && err.contains("a wrong EI_DATA") && err.contains("offset 0x10"), "{err}");
 }
 
 /// A last PT_LOAD claiming memory up to 2^52 bytes without file data: the kernel's

@@ -182,7 +182,10 @@ fn resolve(dump: &Dump, machine: &Machine, addr: &str) -> Result<u64> {
         None => (addr, 0),
     };
     let base = machine.symbol(dump, name).with_context(|| {
-        format!("{name:?} is neither a number nor a symbol of this kernel (kallsyms or VMCOREINFO SYMBOL)")
+        // Without kallsyms only VMCOREINFO's few symbols are known: say why.
+        let why = machine.notes.iter().find(|n| n.starts_with("kallsyms:"));
+        let why = why.map(|n| format!("; {n}")).unwrap_or_default();
+        format!("{name:?} is neither a number nor a symbol of this kernel (kallsyms or VMCOREINFO SYMBOL){why}")
     })?;
     base.checked_add(off).with_context(|| format!("{addr}: {name} at {base:#x} plus {off:#x} passes 2^64"))
 }
@@ -202,11 +205,14 @@ fn read(args: &DumpArgs, addr: &str, len: u64, phys: bool, zero_excluded: bool) 
         let n = (len - done).min(buf.len() as u64) as usize;
         let chunk = buf.get_mut(..n).unwrap_or_default();
         let at = start.checked_add(done).context("address range wraps around")?;
-        match (&machine, phys) {
-            (Some(m), false) => {
-                m.kmem.read_with(at, chunk, opts).with_context(|| format!("{}", args.file.display()))?
-            }
-            _ => dump.mem.read(PhysAddr(at), chunk, opts).with_context(|| format!("{}", args.file.display()))?,
+        let read = match (&machine, phys) {
+            (Some(m), false) => m.kmem.read_with(at, chunk, opts).map_err(|e| e.to_string()),
+            _ => dump.mem.read(PhysAddr(at), chunk, opts).map_err(|e| e.to_string()),
+        };
+        if let Err(e) = read {
+            // Errors about the file's structure name it already; those about an address not.
+            let name = args.file.display().to_string();
+            anyhow::bail!(if e.contains(&name) { e } else { format!("{name}: {e}") });
         }
         out.write_all(chunk)?;
         done += n as u64;

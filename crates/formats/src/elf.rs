@@ -106,7 +106,13 @@ impl ElfCore {
         };
         let e_type = ehdr.e_type.get(endian);
         if e_type != object::elf::ET_CORE {
-            return Err(Error::invalid("ELF header", 16, format!("e_type {e_type}, expected ET_CORE (4)")));
+            let why = if e_type.0.swap_bytes() == object::elf::ET_CORE.0 {
+                // A core whose EI_DATA says the other byte order: name that, not the type.
+                format!("e_type reads {e_type} in the byte order EI_DATA (byte 5) gives, and ET_CORE (4) in the other: a wrong EI_DATA")
+            } else {
+                format!("e_type {e_type}, expected ET_CORE (4)")
+            };
+            return Err(Error::invalid("ELF header", 16, why));
         }
         let machine = ehdr.e_machine.get(endian).0;
         let phoff = ehdr.e_phoff.get(endian);

@@ -420,6 +420,14 @@ impl<R: ReadAt> KdumpFile<R> {
         if desc.offset == 0 {
             return Ok(PageRead::NotWritten);
         }
+        if desc.offset > i64::MAX as u64 {
+            // The field is a signed off_t.
+            return Err(Error::invalid(
+                "page descriptor",
+                desc_at,
+                format!("pfn {pfn:#x}: data offset {:#x} is negative", desc.offset),
+            ));
+        }
         if desc.size == 0 || desc.size > self.header.block_size {
             return Err(Error::invalid(
                 "page descriptor",
@@ -438,8 +446,11 @@ impl<R: ReadAt> KdumpFile<R> {
             if desc.size != self.header.block_size {
                 return Err(Error::invalid(
                     "page descriptor",
-                    desc.offset,
-                    format!("pfn {pfn:#x}: raw page of {} bytes, expected {}", desc.size, self.header.block_size),
+                    desc_at,
+                    format!(
+                        "pfn {pfn:#x}: flags say uncompressed, but the stored size is {} bytes, expected {}",
+                        desc.size, self.header.block_size
+                    ),
                 ));
             }
             return self.read_stored(&mut *out, desc.offset).map(|written| {

@@ -109,6 +109,9 @@ impl Dump {
             Some(file) => {
                 let shown = file.display().to_string();
                 let given = parse(&read_small_file(file)?, Source::File(shown.clone()), shown.clone())?;
+                if !given.lines().any(|(_, v)| !v.is_empty()) {
+                    return Err(Error::Vmcoreinfo { path: shown, cause: crate::vmcoreinfo::Error::Empty });
+                }
                 // Another kernel's offsets would read the dump's struct pages wrong and
                 // filter out the wrong pages, silently: only the dump's own release will do.
                 let own = match container.vmcoreinfo() {
@@ -125,7 +128,7 @@ impl Dump {
                     if own != theirs {
                         return Err(Error::WrongRelease {
                             vmcoreinfo: shown,
-                            given: theirs.to_string(),
+                            given: crate::vmcoreinfo::shortened(theirs),
                             dump: name,
                             actual: own,
                         });
@@ -165,6 +168,12 @@ impl Dump {
                 )))
             }
         };
+        if container.info().arch.as_deref() == Some("x86_64") && page_size.is_some_and(|p| p != 4096) {
+            return Err(Error::Invalid(format!(
+                "{name}: page size {shown} from {source}: x86_64 pages are 4096 bytes{}",
+                if stated.is_some() { " (give a good VMCOREINFO with --vmcoreinfo FILE)" } else { "" }
+            )));
+        }
         let page_size = page_size.filter(|p| p.is_power_of_two() && PAGE_SIZES.contains(p)).ok_or_else(|| {
             Error::Invalid(format!(
                 "{name}: page size {shown} from {source}: expected a power of two from {} to {}{}",

@@ -82,7 +82,16 @@ impl Machine {
         let arch = match dump.container.info().arch.as_deref() {
             Some("x86_64") => Arch::X86_64,
             Some("aarch64") => Arch::Aarch64,
-            other => return Err(Error::Missing(format!("unsupported architecture {other:?}"))),
+            Some(other) => {
+                return Err(Error::Missing(format!("architecture {other}: vmcore reads x86_64 and aarch64 dumps")))
+            }
+            None => {
+                return Err(Error::Missing(
+                    "the dump names no architecture vmcore reads (ELF e_machine, or the kdump header's machine): \
+                     x86_64 and aarch64 are read"
+                        .into(),
+                ))
+            }
         };
         let boot = match arch {
             Arch::X86_64 => layout::bootstrap_x86_64(dump, vi),
@@ -129,7 +138,7 @@ impl Machine {
             let wrong = |actual: String| {
                 Error::WrongRelease(crate::dump::Error::WrongRelease {
                     vmcoreinfo: file.clone(),
-                    given: vi.osrelease().unwrap_or("(none)").to_string(),
+                    given: vi.osrelease().map_or_else(|| "(none)".into(), crate::vmcoreinfo::shortened),
                     dump: format!("{shown} (its utsname)"),
                     actual,
                 })

@@ -60,6 +60,9 @@ pub enum Error {
     /// A required key is missing or unreadable.
     #[error("VMCOREINFO has no valid {0}")]
     Missing(&'static str),
+    /// Not one `KEY=VALUE` line.
+    #[error("no VMCOREINFO in it: not one KEY=VALUE line (expected the text of a kernel's VMCOREINFO)")]
+    Empty,
 }
 
 impl std::fmt::Debug for VmcoreInfo {
@@ -108,6 +111,16 @@ impl VmcoreInfo {
     /// The value of the first line with `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.index.get(key).and_then(|&i| self.lines.get(i)).map(|(_, v)| v.as_str())
+    }
+
+    /// Why `key` gives no usable value, for an error message: "no KEY", or "KEY=VALUE (not a
+    /// usable value)" when it is there but does not parse or is out of range (long values
+    /// cut, as a corrupt note can hold megabytes on one line).
+    pub fn unusable(&self, key: &str) -> String {
+        match self.get(key) {
+            None => format!("no {key}"),
+            Some(v) => format!("{key}={} (not a usable value)", shortened(v)),
+        }
     }
 
     /// `OSRELEASE`.
@@ -220,6 +233,15 @@ fn parse_hex(v: &str) -> Option<u64> {
         return None;
     }
     u64::from_str_radix(v, 16).ok()
+}
+
+/// `value` for a message: at most 64 characters, the rest said to be cut.
+pub fn shortened(value: &str) -> String {
+    const MAX: usize = 64;
+    match value.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}... ({} bytes)", &value[..at], value.len()),
+        None => value.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -31,9 +31,9 @@ pub struct MemMap {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A key the memory model needs is missing.
-    #[error("cannot find struct page: VMCOREINFO lacks {0}")]
-    Missing(&'static str),
+    /// A key the memory model needs is missing or unusable ("no KEY", "KEY=VALUE (...)").
+    #[error("cannot find struct page: VMCOREINFO has {0}")]
+    Missing(String),
     /// The mem_section data is unreadable or inconsistent.
     #[error("mem_section: {0}")]
     Bad(String),
@@ -68,15 +68,18 @@ pub fn sparsemem_bits(vi: &VmcoreInfo) -> (u64, u64) {
     (section, max)
 }
 
-fn need(v: Option<i64>, what: &'static str) -> Result<u64, Error> {
-    v.and_then(|v| u64::try_from(v).ok()).ok_or(Error::Missing(what))
+fn need(vi: &VmcoreInfo, v: Option<i64>, key: &str) -> Result<u64, Error> {
+    v.and_then(|v| u64::try_from(v).ok()).ok_or_else(|| Error::Missing(vi.unusable(key)))
 }
 
 impl MemMap {
     /// Discovers the struct page arrays for pfns below `max_pfn`.
     pub fn discover(vi: &VmcoreInfo, kmem: &KernelMem, max_pfn: u64, page_size: u64) -> Result<MemMap, Error> {
-        let page_struct_size = super::struct_page_size(vi).map_err(Error::Bad)?.ok_or(Error::Missing("SIZE(page)"))?;
-        if vi.symbol("mem_section").is_some() {
+        let page_struct_size = super::struct_page_size(vi)
+            .map_err(Error::Bad)?
+            .ok_or_else(|| Error::Missing(vi.unusable("SIZE(page)")))?;
+        // A key that is there but unusable is reported as such, not passed over.
+        if vi.get("SYMBOL(mem_section)").is_some() {
             return sparse(vi, kmem, max_pfn, page_size, page_struct_size);
         }
         if let Some(mem_map) = vi.symbol("mem_map") {
@@ -85,7 +88,7 @@ impl MemMap {
             let sections = vec![Section { pfn_start: 0, pfn_end: max_pfn, mem_map: base }];
             return Ok(MemMap { sections, page_struct_size, model: "FLATMEM" });
         }
-        Err(Error::Missing("SYMBOL(mem_section) or SYMBOL(mem_map)"))
+        Err(Error::Missing(format!("{} and {}", vi.unusable("SYMBOL(mem_section)"), vi.unusable("SYMBOL(mem_map)"))))
     }
 
     /// The section holding `pfn`.
@@ -102,15 +105,17 @@ impl MemMap {
 }
 
 fn sparse(vi: &VmcoreInfo, kmem: &KernelMem, max_pfn: u64, page_size: u64, page_struct: u64) -> Result<MemMap, Error> {
-    let root_addr = vi.symbol("mem_section").ok_or(Error::Missing("SYMBOL(mem_section)"))?;
-    let ms_size = need(vi.size("mem_section"), "SIZE(mem_section)")?;
-    let map_off = need(vi.offset("mem_section.section_mem_map"), "OFFSET(mem_section.section_mem_map)")?;
+    let root_addr = vi.symbol("mem_section").ok_or_else(|| Error::Missing(vi.unusable("SYMBOL(mem_section)")))?;
+    let ms_size = need(vi, vi.size("mem_section"), "SIZE(mem_section)")?;
+    let map_off = need(vi, vi.offset("mem_section.section_mem_map"), "OFFSET(mem_section.section_mem_map)")?;
     let (section_bits, max_physmem_bits) = sparsemem_bits(vi);
     let page_shift = u64::from(page_size.trailing_zeros());
-    let pfn_shift = section_bits
-        .checked_sub(page_shift)
-        .filter(|&s| s < 40)
-        .ok_or_else(|| Error::Bad(format!("SECTION_SIZE_BITS {section_bits} below the page shift")))?;
+    let pfn_shift = section_bits.checked_sub(page_shift).filter(|&s| s < 40).ok_or_else(|| {
+        Error::Bad(format!(
+            "SECTION_SIZE_BITS {section_bits}: expected from the page shift ({page_shift}) to {}",
+            page_shift + 39
+        ))
+    })?;
     let pages_per_section = 1u64 << pfn_shift;
     let num_sections = max_pfn.div_ceil(pages_per_section);
     if num_sections > MAX_SECTIONS || ms_size == 0 || ms_size > page_size {

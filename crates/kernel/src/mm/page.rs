@@ -92,9 +92,9 @@ pub struct PageRules {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A key every generation has is missing.
-    #[error("VMCOREINFO lacks {0}, needed to classify pages")]
-    Missing(&'static str),
+    /// A key every generation has is missing or unusable ("no KEY", "KEY=VALUE (...)").
+    #[error("VMCOREINFO has {0}, and it is needed to classify pages")]
+    Missing(String),
     /// A value no kernel has.
     #[error("{0}")]
     Bad(String),
@@ -120,9 +120,11 @@ impl PageRules {
     /// makedumpfile 1.7.9 still tests flag bit 7 as "slab"; pass `true` for identical
     /// counts, `false` to test slab only by page type.
     pub fn from_vmcoreinfo(vi: &VmcoreInfo, pg_slab_bug_compat: bool) -> Result<PageRules, Error> {
-        let size = super::struct_page_size(vi).map_err(Error::Bad)?.ok_or(Error::Missing("SIZE(page)"))? as usize;
-        let flags = off(vi, "page.flags").ok_or(Error::Missing("OFFSET(page.flags)"))?;
-        let mapping = off(vi, "page.mapping").ok_or(Error::Missing("OFFSET(page.mapping)"))?;
+        let size = super::struct_page_size(vi)
+            .map_err(Error::Bad)?
+            .ok_or_else(|| Error::Missing(vi.unusable("SIZE(page)")))? as usize;
+        let flags = off(vi, "page.flags").ok_or_else(|| Error::Missing(vi.unusable("OFFSET(page.flags)")))?;
+        let mapping = off(vi, "page.mapping").ok_or_else(|| Error::Missing(vi.unusable("OFFSET(page.mapping)")))?;
         let pg_private = num(vi, "PG_private").unwrap_or(11);
         let pg_swapcache = num(vi, "PG_swapcache").unwrap_or(15);
         let pg_swapbacked = num(vi, "PG_swapbacked").or((pg_swapcache < pg_private).then_some(pg_private + 6));
