@@ -1222,10 +1222,10 @@ fn segments_with_data_short_of_their_memory_are_written_and_counted_as_makedumpf
     }
 }
 
-/// The pages `path` holds (ELF or kdump), each equal to `reference`'s; fails on a page
+/// The pages `paths` hold (an ELF or kdump file, or a split set), each equal to `reference`'s; fails on a page
 /// that reads differently, or on a page state other than written, excluded or not written.
-fn written_pages_equal(name: &str, path: &Path, reference: &Path) -> u64 {
-    let (out, reference) = (open(&[path.to_path_buf()]), open(&[reference.to_path_buf()]));
+fn written_pages_equal(name: &str, paths: &[PathBuf], reference: &Path) -> u64 {
+    let (out, reference) = (open(paths), open(&[reference.to_path_buf()]));
     let (mut a, mut b) = (vec![0u8; 4096], vec![0u8; 4096]);
     let mut written = 0;
     for pfn in 0..out.mem.max_pfn() {
@@ -1265,7 +1265,7 @@ fn an_input_failing_midway_leaves_a_dump_marked_incomplete() {
     let (ok, _, err) = dump(&cut, Some(&out), &["-d", "31", "-l", "-q"]);
     assert!(!ok && err.contains("truncated") && err.contains("marked incomplete"), "{err}");
     assert!(kdump_file(&out).is_incomplete());
-    let written = written_pages_equal("kdump", &out, &elf);
+    let written = written_pages_equal("kdump", std::slice::from_ref(&out), &elf);
     assert_eq!(written, closed_after(&err), "{err}");
     assert!(written > total / 2 && written < total, "{written} of {total}");
 
@@ -1278,6 +1278,39 @@ fn an_input_failing_midway_leaves_a_dump_marked_incomplete() {
     assert!(!kdump_file(&parts[0]).is_incomplete() && kdump_file(&parts[2]).is_incomplete());
     let set = open(&parts);
     assert!(matches!(set.mem.read_page(Pfn(0x100), &mut vec![0u8; 4096]), Ok(PageState::Dumped | PageState::Excluded)));
+    // A page of the first file's range corrupt: that file is cut there, and the later ones
+    // hold no pages; the error names them all.
+    let k = kdump_file(&kdump);
+    let victim = (0..k.max_mapnr()).filter(|&p| k.is_dumpable(p).unwrap()).nth(100).unwrap();
+    let desc = k.page_desc(victim).unwrap().unwrap();
+    assert_ne!(desc.flags, 0, "pfn {victim:#x} is stored compressed");
+    let mut bytes = std::fs::read(&kdump).unwrap();
+    bytes[desc.offset as usize..][..desc.size as usize].fill(0xff);
+    let corrupt = dir.join("corrupt.kdump");
+    std::fs::write(&corrupt, bytes).unwrap();
+    let parts: Vec<PathBuf> = (1..=3).map(|i| dir.join(format!("early{i}"))).collect();
+    let mut args = vec!["-d", "31", "-l", "-q", "--splitblock-size", "4096", "--split"];
+    args.extend(parts.iter().map(|p| p.to_str().unwrap()));
+    let (ok, _, err) = dump(&corrupt, None, &args);
+    let later = format!("{}, {} hold no pages and are marked incomplete too", parts[1].display(), parts[2].display());
+    assert!(!ok && err.contains(&format!("writing {}: ", parts[0].display())) && err.contains(&later), "{err}");
+    assert!(parts.iter().all(|p| kdump_file(p).is_incomplete()));
+    // Every page the set holds is in the first file.
+    assert_eq!(written_pages_equal("early", &parts, &elf), closed_after(&err), "{err}");
+    // A dry run closes no file: its error is the page's alone.
+    let never = dir.join("never");
+    let (ok, _, err) = run(&[
+        OsStr::new("makedumpfile"),
+        OsStr::new("--dry-run"),
+        OsStr::new("--show-stats"),
+        OsStr::new("-l"),
+        OsStr::new("-d"),
+        OsStr::new("31"),
+        corrupt.as_os_str(),
+        never.as_os_str(),
+    ]);
+    let pfn = format!("pfn {victim:#x}");
+    assert!(!ok && err.contains(&pfn) && !err.contains("closed") && !never.exists(), "{err}");
 
     // Reassembling a set with a part cut short.
     let whole: Vec<PathBuf> = (1..=3).map(|i| dir.join(format!("whole{i}"))).collect();
@@ -1293,7 +1326,7 @@ fn an_input_failing_midway_leaves_a_dump_marked_incomplete() {
     let (ok, _, err) = run(&args);
     assert!(!ok && err.contains("marked incomplete"), "{err}");
     assert!(kdump_file(&joined).is_incomplete());
-    assert_eq!(written_pages_equal("reassembled", &joined, &elf), closed_after(&err), "{err}");
+    assert_eq!(written_pages_equal("reassembled", std::slice::from_ref(&joined), &elf), closed_after(&err), "{err}");
 
     // An ELF dump of an ELF vmcore cut inside its last segment's data.
     let cut_elf = dir.join("cut.elf");
@@ -1307,7 +1340,7 @@ fn an_input_failing_midway_leaves_a_dump_marked_incomplete() {
     assert!(core.is_incomplete());
     // The count says pages in the file: the kernel image's 3072 are there twice (its own
     // segment and the direct map's).
-    assert_eq!(written_pages_equal("ELF", &out_elf, &elf) + 3072, closed_after(&err), "{err}");
+    assert_eq!(written_pages_equal("ELF", std::slice::from_ref(&out_elf), &elf) + 3072, closed_after(&err), "{err}");
 }
 
 /// Files given with --part are checked as `reassemble` checks them: one set, every file

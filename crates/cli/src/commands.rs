@@ -212,7 +212,7 @@ fn read(args: &DumpArgs, addr: &str, len: u64, phys: bool, zero_excluded: bool) 
         if let Err(e) = read {
             // Errors about the file's structure name it already; those about an address not.
             let name = args.file.display().to_string();
-            anyhow::bail!(if e.contains(&name) { e } else { format!("{name}: {e}") });
+            anyhow::bail!(if e.contains(&format!("{name}: ")) { e } else { format!("{name}: {e}") });
         }
         out.write_all(chunk)?;
         done += n as u64;

@@ -354,10 +354,11 @@ fn run(o: Opts) -> Result<()> {
         bail!("--split writes kdump-compressed files: it takes neither -E nor -F");
     }
     // makedumpfile refuses these too, though its threads would do no harm here.
-    if o.threads.is_some() && o.split {
+    // makedumpfile takes 0 as "no threads".
+    if o.threads.is_some_and(|t| t > 0) && o.split {
         bail!("--num-threads cannot be used with --split");
     }
-    if o.threads.is_some() && o.elf {
+    if o.threads.is_some_and(|t| t > 0) && o.elf {
         bail!("--num-threads cannot be used with ELF format (-E)");
     }
     if o.flatten && o.limit.is_some() {
@@ -502,7 +503,8 @@ pub fn main(argv: Vec<OsString>) -> u8 {
     let argv: Vec<String> = argv.into_iter().map(|a| a.to_string_lossy().into_owned()).collect();
     let (result, common, flatten) = match parse(argv) {
         Ok(o) => {
-            let (common, flatten) = (o.message_level.unwrap_or(7) & 2 != 0, o.flatten);
+            // An invalid level is refused, and that refusal still closes with "Failed.".
+            let (common, flatten) = (o.message_level.filter(|&l| l <= 31).unwrap_or(7) & 2 != 0, o.flatten);
             (run(o), common, flatten)
         }
         Err(e) => (Err(e), true, false),

@@ -44,6 +44,17 @@ pub struct DumpJob<'a> {
     pub messages: Messages,
 }
 
+/// The filter's counts with the zero pages the kdump writer found (the filter leaves them
+/// to it, which checks each page as it compresses it), when the level excludes them.
+fn with_writers_zero_pages(mut stats: vmcore_filter::Stats, level: u32, zero: u64) -> vmcore_filter::Stats {
+    if level & 1 != 0 {
+        stats.zero = zero;
+        stats.excluded_pages += zero;
+        stats.remaining_pages = stats.remaining_pages.saturating_sub(zero);
+    }
+    stats
+}
+
 /// Threads a dump runs at most: each holds its buffers, and past the cores of any machine
 /// more only cost memory (and their start-up: 100,000 took seconds).
 const MAX_THREADS: usize = 256;
@@ -298,7 +309,9 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
         .map(|out| out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")));
     let spill_dir = job.work_dir.or(beside_output).map_or_else(std::env::temp_dir, Path::to_path_buf);
     fopts.bitmap_storage = Some(Arc::new(vmcore_filter::BitmapStorage { dir: spill_dir, memory: job.bitmap_memory }));
-    if !job.dry_run && !format.elf {
+    // A dry run that reports a compressed file's size writes the file into nothing.
+    let sized_dry_run = job.dry_run && job.stats && job.dry_run_sizes && !format.elf && format.split.is_empty();
+    if (!job.dry_run || sized_dry_run) && !format.elf {
         // The kdump writer checks every page for zeros as it compresses it. The ELF writer
         // takes them from the filter, which counts them as makedumpfile's ELF writer does
         // (and -e needs them first: they are out of the dump, so it counts them excluded).
@@ -339,9 +352,6 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
         say!("vmcore: warning: bitmaps could not spill to {why}; they stay in memory, past --bitmap-memory");
     }
     let meta = || KdumpMeta::from_dump(dump, machine).with_context(|| format!("{name}: reading its metadata"));
-    let stop = stop_flag();
-    stop.store(false, Ordering::Relaxed);
-    let opts = WriteOptions { codec: job.codec, threads, stop: Some(Arc::clone(&stop)) };
     let progress = bar(job.quiet || job.flatten && io::stdout().is_terminal(), "pages");
     if job.dry_run {
         if !job.stats {
@@ -356,13 +366,20 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
                 report = report.with_pages_in_elf(pages).with_write_bytes(write_bytes);
             }
             // The size of a compressed file takes compressing it, as makedumpfile's dry run
-            // does (a split set's makedumpfile does not report).
-            _ if job.dry_run_sizes && format.split.is_empty() => {
-                let meta = meta()?;
+            // does (a split set's makedumpfile does not report). No Ctrl-C handler: there
+            // is no file to close, and the default ends the run.
+            _ if sized_dry_run => {
+                let (opts, meta) = (WriteOptions { codec: job.codec, threads, stop: None }, meta()?);
                 let mut discard = FlatOutput::new(io::sink());
-                let written = vmcore_writer::write_kdump(&mut discard, &*dump.mem, &filtered, &meta, &opts, &progress)?;
+                let written = vmcore_writer::write_kdump(&mut discard, &*dump.mem, &filtered, &meta, &opts, &progress)
+                    .map_err(|e| match e {
+                        // Nothing was closed: the page that failed is the whole story.
+                        vmcore_writer::Error::Incomplete { cause, .. } => *cause,
+                        e => e,
+                    })?;
                 let bytes = if job.flatten { discard.stream_len() } else { written.write_bytes };
-                report = report.with_write_bytes(bytes);
+                let stats = with_writers_zero_pages(filtered.stats, level, written.zero_pages);
+                report = FilterReport::new(level, &stats).with_write_bytes(bytes);
             }
             _ => {}
         }
@@ -370,6 +387,9 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
         return Ok(Written::Complete);
     }
     let meta = meta()?;
+    let stop = stop_flag();
+    stop.store(false, Ordering::Relaxed);
+    let opts = WriteOptions { codec: job.codec, threads, stop: Some(Arc::clone(&stop)) };
     let mem = &*dump.mem;
 
     let write_to = |out: &mut dyn Output| -> Result<WriteReport> {
@@ -404,7 +424,20 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
         let mut outs: Vec<&mut dyn Output> = files.iter_mut().map(|f| f as &mut dyn Output).collect();
         let reports = vmcore_writer::write_kdump_split(&mut outs, &ranges, mem, &filtered, &meta, &opts, &progress)
             .inspect_err(|e| format.split.iter().for_each(|p| discard_after(p, e)))
-            .context("writing the split files")?;
+            .map_err(|e| match e {
+                vmcore_writer::Error::SplitFile { index, cause } => {
+                    let later = match format.split.get(index + 1..).unwrap_or_default() {
+                        [] => String::new(),
+                        rest => {
+                            let names: Vec<String> = rest.iter().map(|p| p.display().to_string()).collect();
+                            format!("; {} hold no pages and are marked incomplete too", names.join(", "))
+                        }
+                    };
+                    let path = format.split.get(index).map(|p| p.display().to_string()).unwrap_or_default();
+                    anyhow::anyhow!("writing {path}: {cause}{later}")
+                }
+                e => anyhow::Error::new(e).context("writing the split files"),
+            })?;
         format.split.iter().map(|p| p.display().to_string()).zip(reports).collect()
     } else if job.flatten {
         let mut out = stdout_stream()?;
@@ -422,13 +455,11 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
         vec![(path.display().to_string(), report)]
     };
 
-    let mut stats = filtered.stats;
-    if level & 1 != 0 && !format.elf {
-        let zero: u64 = reports.iter().map(|(_, r)| r.zero_pages).sum();
-        stats.zero = zero;
-        stats.excluded_pages += zero;
-        stats.remaining_pages = stats.remaining_pages.saturating_sub(zero);
-    }
+    let stats = if format.elf {
+        filtered.stats
+    } else {
+        with_writers_zero_pages(filtered.stats, level, reports.iter().map(|(_, r)| r.zero_pages).sum())
+    };
     if job.stats {
         // A split set's files add up (makedumpfile prints 0 there, its children writing them).
         let write_bytes = reports.iter().map(|(_, r)| r.write_bytes).sum();

@@ -157,7 +157,9 @@ impl Dump {
         }
         let stated = vmcoreinfo.as_ref().and_then(|vi| vi.get("PAGESIZE"));
         let (page_size, shown, source) = match (stated, &container) {
-            (Some(text), _) => (text.trim().parse::<u64>().ok(), text.trim().to_string(), "VMCOREINFO PAGESIZE"),
+            (Some(text), _) => {
+                (text.trim().parse::<u64>().ok(), crate::vmcoreinfo::shortened(text.trim()), "VMCOREINFO PAGESIZE")
+            }
             (None, Container::Kdump { mem, .. }) => {
                 (Some(mem.page_size()), mem.page_size().to_string(), "the kdump header's block_size")
             }

@@ -466,22 +466,29 @@ pub fn write_elf(
     }
     report.bytes = pos;
     report.write_bytes = pos + phnum * PHDR;
-    if full {
+    let closed = if full {
         report.incomplete = true;
-        mark_incomplete(out, get(&ehdr, E_FLAGS, 4, be) as u32, be)?;
-        table.write(out, &note_ph, pos).map_err(|e| match e {
-            Error::NoRoomForHeaders => Error::Output(std::io::Error::other(
-                "the dump is marked incomplete, but its program headers could not be cut to the data written",
-            )),
-            e => e,
-        })?;
+        mark_incomplete(out, get(&ehdr, E_FLAGS, 4, be) as u32, be).and_then(|()| {
+            table.write(out, &note_ph, pos).map_err(|e| match e {
+                Error::NoRoomForHeaders => Error::Output(std::io::Error::other(
+                    "the dump is marked incomplete, but its program headers could not be cut to the data written",
+                )),
+                e => e,
+            })
+        })
     } else {
         report.pages_written = pages;
-    }
+        Ok(())
+    };
     if let Some(cause) = failure {
-        out.finish().map_err(Error::Output)?;
-        return Err(Error::Incomplete { cause: Box::new(cause), written: report.pages_written, pages });
+        // The input's failure is the story; one in closing the file is added to it.
+        let written = report.pages_written;
+        return Err(match closed.and_then(|()| out.finish().map_err(Error::Output)) {
+            Ok(()) => Error::Incomplete { cause: Box::new(cause), written, pages },
+            Err(e) => Error::Output(std::io::Error::other(format!("{cause}; closing the dump failed too: {e}"))),
+        });
     }
+    closed?;
     bitmaps_read_back(&[&filtered.present, &filtered.dumpable, &filtered.zero_pages, &keep])?;
     out.finish().map_err(Error::Output)?;
     progress.finish();

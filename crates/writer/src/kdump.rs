@@ -417,7 +417,10 @@ pub(crate) fn closed_incomplete(
     }
     match mark_incomplete(out, status, big_endian).and_then(|()| out.finish().map_err(Error::Output)) {
         Ok(()) => Error::Incomplete { cause: Box::new(cause), written, pages },
-        Err(_) => cause,
+        Err(e) => Error::Output(std::io::Error::other(format!(
+            "{cause}; after {written} of {pages} pages the dump could not be marked incomplete ({e}): \
+             readers find the pages past them not written"
+        ))),
     }
 }
 
@@ -501,7 +504,7 @@ pub fn write_kdump_split(
     let mut reports = Vec::with_capacity(outs.len());
     // An input failing in one file's pages leaves that file and the later ones incomplete.
     let mut failure = None;
-    for (out, &(start, end)) in outs.iter_mut().zip(ranges) {
+    for (index, (out, &(start, end))) in outs.iter_mut().zip(ranges).enumerate() {
         let part = Part { start, end, split: true };
         let report = if opts.stopped() || failure.is_some() {
             job.close_unwritten(&mut **out, part)?
@@ -509,7 +512,7 @@ pub fn write_kdump_split(
             match job.write_pages(&mut **out, progress, part) {
                 Ok(report) => report,
                 Err(e @ Error::Incomplete { .. }) => {
-                    failure = Some(e);
+                    failure = Some(Error::SplitFile { index, cause: Box::new(e) });
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -680,8 +683,11 @@ impl Job<'_> {
             },
         );
         if let Err(cause) = result {
-            // The pages consumed before the failure go to disk with their descriptors.
-            let _ = sink.flush();
+            // The pages consumed before the failure go to disk with their descriptors
+            // (unless the disk itself failed).
+            if !matches!(cause, Error::Output(_)) {
+                let _ = sink.flush();
+            }
             let written = sink.descs_written;
             drop(sink);
             return Err(closed_incomplete(out, status, false, cause, written, in_range));

@@ -64,6 +64,15 @@ pub enum Error {
     /// were whole: there is no dump to mark incomplete.
     #[error("{0}: no dump was written")]
     NoDump(String),
+    /// Writing file `index` (from 0) of a `--split` set failed with `cause`; the files
+    /// after it were closed incomplete, without pages.
+    #[error("file {} of the split set: {cause}", .index + 1)]
+    SplitFile {
+        /// Which file.
+        index: usize,
+        /// What went wrong in it.
+        cause: Box<Error>,
+    },
     /// Reading the input failed while pages were written: the file is closed as a dump
     /// marked incomplete, readable up to the last page written.
     #[error("{cause}: the dump is closed after {written} of its {pages} pages and marked incomplete")]

@@ -246,7 +246,8 @@ pub fn reassemble(
     })();
     if let Err(cause) = copied {
         let _ = sink.flush();
-        let written = sink.descs_written;
+        // Descriptors of pages an incomplete part lacked are written too, as zeros.
+        let written = sink.descs_written.saturating_sub(lost);
         drop(sink);
         return Err(closed_incomplete(out, status, be, cause, written, total));
     }

@@ -358,7 +358,9 @@ pub fn read_log(vi: &VmcoreInfo, mem: ReadMem<'_>, opts: &Options) -> Result<Log
         Generation::PrintkLog => printk_log::read(vi, mem, opts),
         Generation::Plain => plain::read(vi, mem, opts),
     }?;
-    if log.records.is_empty() && !log.warnings.is_empty() {
+    // Records skipped are what the warnings of a record ring say; the plain buffer's are
+    // about the buffer as a whole, and its empty log is just that.
+    if log.records.is_empty() && !log.warnings.is_empty() && log.generation != Generation::Plain {
         return Err(Error::Unreadable { warnings: log.warnings });
     }
     Ok(log)
