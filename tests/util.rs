@@ -223,3 +223,18 @@ pub fn synthetic_elf(dir: &std::path::Path, name: &str, layout: &str, size: u64,
     Machine::new(&spec).expect("machine").write_elf(&path).expect("write the machine");
     path
 }
+
+/// Debian's arm64 makedumpfile, run under qemu-user (scripts/peers/arm64-makedumpfile puts
+/// it there; scripts/test does as root): None, loudly, where it is missing, and a failure
+/// under CI.
+pub fn arm64_makedumpfile() -> Option<PathBuf> {
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("peers").join("makedumpfile-arm64");
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(std::env::var_os("CI").is_none(), "CI must have the arm64 makedumpfile (scripts/peers/arm64-makedumpfile)");
+    eprintln!(
+        "\n*** NO arm64 makedumpfile (scripts/peers/arm64-makedumpfile): the arm64 comparisons are SKIPPED ***\n"
+    );
+    None
+}

@@ -4,7 +4,7 @@
 use std::ffi::OsStr;
 use std::path::Path;
 
-use crate::util::{fixture, fixture_names, have_makedumpfile, run, Fixture};
+use crate::util::{arm64_makedumpfile, fixture, fixture_names, have_makedumpfile, run, vmcoreinfo_text, Fixture};
 
 /// (fixture, address, what it is): a 4 KiB direct-map page, a 2 MiB vmemmap page, the
 /// kernel text in 2 MiB pages, and an address whose PUD entry is empty.
@@ -49,6 +49,37 @@ fn the_front_ends_vtop_prints_makedumpfiles_walk() {
         assert_eq!(vtop_block(&stdout, &ours), expected, "{name} {what} {addr}");
         let entries = expected.lines().filter(|l| l.starts_with("  P")).count();
         assert!(entries >= 2, "{name} {what}: {expected}");
+    }
+}
+
+/// On arm64 the front end prints what Debian's arm64 makedumpfile prints: the address and
+/// its physical one, no entries (its arm64 walk prints none), for the kernel image, the
+/// linear map and vmalloc.
+#[test]
+fn the_front_ends_arm64_vtop_prints_makedumpfiles() {
+    let Some(mdf) = arm64_makedumpfile() else { return };
+    let Some(f) = fixture("aarch64-6.1-va48-kaslr") else { return };
+    let input = f.vmcore();
+    let text = vmcoreinfo_text(&input);
+    let symbol = |name: &str| {
+        let line = text.lines().find_map(|l| l.strip_prefix(&format!("SYMBOL({name})=")));
+        format!("0x{}", line.unwrap_or_else(|| panic!("no SYMBOL({name})")))
+    };
+    // _stext and prb in the image, mem_section in the linear map, and the vmalloc area's
+    // first page (the kernel's first vmalloc mapping).
+    for addr in [symbol("_stext"), symbol("prb"), symbol("mem_section"), "0xffff800008000000".to_string()] {
+        let (ours, theirs) = f.fresh_pair("vtop_arm64_ours", "vtop_arm64_mkd");
+        let args = ["--vtop", addr.as_str(), "-l", "-d", "31"];
+        let mkd = std::process::Command::new(&mdf).args(args).arg(&input).arg(&theirs).output().unwrap();
+        assert!(mkd.status.success(), "{}", String::from_utf8_lossy(&mkd.stderr));
+        let mut cmd: Vec<&OsStr> = vec![OsStr::new("makedumpfile")];
+        cmd.extend(args.iter().map(OsStr::new));
+        cmd.extend([input.as_os_str(), ours.as_os_str()]);
+        let (ok, stdout, err) = run(&cmd);
+        assert!(ok, "{err}");
+        let expected = vtop_block(&mkd.stdout, &theirs);
+        assert!(!expected.contains("ffffffffffffffff"), "{addr}: makedumpfile found no page: {expected}");
+        assert_eq!(vtop_block(&stdout, &ours), expected, "{addr}");
     }
 }
 

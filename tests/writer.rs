@@ -35,7 +35,9 @@ use vmcore_kernel::{Dump, OpenOptions};
 use vmcore_physmem::{Container, PageState, PhysMem};
 use vmcore_types::{Pfn, ReadAt};
 
-use crate::util::{fixture_names, have_makedumpfile, missing, python_with, run, vmcore as vmcore_cmd, Fixture};
+use crate::util::{
+    arm64_makedumpfile, fixture_names, have_makedumpfile, missing, python_with, run, vmcore as vmcore_cmd, Fixture,
+};
 
 const CODECS: [Codec; 4] = [Codec::Zlib, Codec::Lzo, Codec::Snappy, Codec::Zstd];
 
@@ -1430,21 +1432,6 @@ fn rearranging_refuses_chunks_that_make_no_dump() {
     std::fs::write(&input, &stream).unwrap();
     let (ok, _, err) = run(&[OsStr::new("rearrange"), OsStr::new("-q"), input.as_os_str(), out.as_os_str()]);
     assert!(ok, "{err}");
-}
-
-/// Debian's arm64 makedumpfile, run under qemu-user (scripts/peers/arm64-makedumpfile puts
-/// it there; scripts/test does as root): None, loudly, where it is missing, and a failure
-/// under CI.
-fn arm64_makedumpfile() -> Option<PathBuf> {
-    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("peers").join("makedumpfile-arm64");
-    if path.exists() {
-        return Some(path);
-    }
-    assert!(std::env::var_os("CI").is_none(), "CI must have the arm64 makedumpfile (scripts/peers/arm64-makedumpfile)");
-    eprintln!(
-        "\n*** NO arm64 makedumpfile (scripts/peers/arm64-makedumpfile): the arm64 comparisons are SKIPPED ***\n"
-    );
-    None
 }
 
 /// The arm64 6.1 fixture through Debian's own arm64 makedumpfile 1.7.2: files and reports

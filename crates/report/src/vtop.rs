@@ -3,7 +3,7 @@
 //! `--vtop` block, printed the same way.
 
 use serde::Serialize;
-use vmcore_kernel::machine::{Layout, Machine};
+use vmcore_kernel::machine::{Arch, Layout, Machine};
 use vmcore_translate::Step;
 
 use crate::hex;
@@ -160,7 +160,16 @@ pub fn vtop(machine: &Machine, vaddr: u64) -> VtopReport {
         page_size,
         error,
         linear: region.and_then(|(_, _, pa)| pa).map(hex),
-        raw: Raw { vaddr, paddr, steps: named.iter().map(|(n, s)| (*n, s.entry_addr(), s.entry)).collect() },
+        raw: Raw {
+            vaddr,
+            paddr,
+            // makedumpfile prints the entries of its x86_64 walks only (its arm64 one prints
+            // the result alone, Debian's arm64 build shows).
+            steps: match machine.arch {
+                Arch::X86_64 => named.iter().map(|(n, s)| (*n, s.entry_addr(), s.entry)).collect(),
+                Arch::Aarch64 => Vec::new(),
+            },
+        },
     }
 }
 
