@@ -25,6 +25,22 @@ fn vtop_block(stdout: &[u8], out: &Path) -> String {
     text[at..].to_string()
 }
 
+/// The `--vtop` blocks of the front end and of the makedumpfile `tool` for `addr`, each
+/// writing `-l -d 31` of the fixture: (ours, theirs).
+fn both_vtop_blocks(tool: &Path, f: &Fixture, addr: &str) -> (String, String) {
+    let (ours, theirs) = f.fresh_pair("vtop_ours", "vtop_mkd");
+    let input = f.vmcore();
+    let args = ["--vtop", addr, "-l", "-d", "31"];
+    let mkd = std::process::Command::new(tool).args(args).arg(&input).arg(&theirs).output().unwrap();
+    assert!(mkd.status.success(), "{}", String::from_utf8_lossy(&mkd.stderr));
+    let mut cmd: Vec<&OsStr> = vec![OsStr::new("makedumpfile")];
+    cmd.extend(args.iter().map(OsStr::new));
+    cmd.extend([input.as_os_str(), ours.as_os_str()]);
+    let (ok, stdout, err) = run(&cmd);
+    assert!(ok, "{err}");
+    (vtop_block(&stdout, &ours), vtop_block(&mkd.stdout, &theirs))
+}
+
 /// The front end prints the same walk as makedumpfile: every entry's address and value,
 /// and the physical address (all ones where the walk stops at an empty entry).
 #[test]
@@ -35,18 +51,8 @@ fn the_front_ends_vtop_prints_makedumpfiles_walk() {
     for (name, vaddr, what) in CASES {
         let Some(f) = fixture(name) else { continue };
         let addr = format!("{vaddr:#x}");
-        let (ours, theirs) = f.fresh_pair("vtop_ours", "vtop_mkd");
-        let input = f.vmcore();
-        let args = ["--vtop", addr.as_str(), "-l", "-d", "31"];
-        let mkd = std::process::Command::new("makedumpfile").args(args).arg(&input).arg(&theirs).output().unwrap();
-        assert!(mkd.status.success(), "{}", String::from_utf8_lossy(&mkd.stderr));
-        let mut cmd: Vec<&OsStr> = vec![OsStr::new("makedumpfile")];
-        cmd.extend(args.iter().map(OsStr::new));
-        cmd.extend([input.as_os_str(), ours.as_os_str()]);
-        let (ok, stdout, err) = run(&cmd);
-        assert!(ok, "{err}");
-        let expected = vtop_block(&mkd.stdout, &theirs);
-        assert_eq!(vtop_block(&stdout, &ours), expected, "{name} {what} {addr}");
+        let (ours, expected) = both_vtop_blocks(Path::new("makedumpfile"), &f, &addr);
+        assert_eq!(ours, expected, "{name} {what} {addr}");
         let entries = expected.lines().filter(|l| l.starts_with("  P")).count();
         assert!(entries >= 2, "{name} {what}: {expected}");
     }
@@ -68,18 +74,9 @@ fn the_front_ends_arm64_vtop_prints_makedumpfiles() {
     // _stext and prb in the image, mem_section in the linear map, and the vmalloc area's
     // first page (the kernel's first vmalloc mapping).
     for addr in [symbol("_stext"), symbol("prb"), symbol("mem_section"), "0xffff800008000000".to_string()] {
-        let (ours, theirs) = f.fresh_pair("vtop_arm64_ours", "vtop_arm64_mkd");
-        let args = ["--vtop", addr.as_str(), "-l", "-d", "31"];
-        let mkd = std::process::Command::new(&mdf).args(args).arg(&input).arg(&theirs).output().unwrap();
-        assert!(mkd.status.success(), "{}", String::from_utf8_lossy(&mkd.stderr));
-        let mut cmd: Vec<&OsStr> = vec![OsStr::new("makedumpfile")];
-        cmd.extend(args.iter().map(OsStr::new));
-        cmd.extend([input.as_os_str(), ours.as_os_str()]);
-        let (ok, stdout, err) = run(&cmd);
-        assert!(ok, "{err}");
-        let expected = vtop_block(&mkd.stdout, &theirs);
+        let (ours, expected) = both_vtop_blocks(&mdf, &f, &addr);
         assert!(!expected.contains("ffffffffffffffff"), "{addr}: makedumpfile found no page: {expected}");
-        assert_eq!(vtop_block(&stdout, &ours), expected, "{addr}");
+        assert_eq!(ours, expected, "{addr}");
     }
 }
 
