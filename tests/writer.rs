@@ -1435,7 +1435,8 @@ fn rearranging_refuses_chunks_that_make_no_dump() {
 }
 
 /// The arm64 6.1 fixture through Debian's own arm64 makedumpfile 1.7.2: files and reports
-/// byte-identical at levels 0, 1 and 31 (lzo and uncompressed), as ELF, and as a split set.
+/// byte-identical at levels 0, 1 and 31 (lzo and uncompressed), as ELF, as a split set, and
+/// refiltering its own file.
 /// (Its 6.12 fixture has 52-bit VAs, which 1.7.2 refuses: "VA Bits 52 not supported".)
 #[test]
 fn arm64_dumps_equal_debians_arm64_makedumpfiles() {
@@ -1477,5 +1478,11 @@ fn arm64_dumps_equal_debians_arm64_makedumpfiles() {
         for (a, b) in theirs.iter().zip(&ours) {
             assert!(std::fs::read(a).unwrap() == std::fs::read(b).unwrap(), "{}: {}", f.name, b.display());
         }
+        // Refiltering its own -l -d 1 file to 31.
+        let level1 = dir.path().join("level1");
+        let st = Command::new(&mdf).args(["-l", "-d", "1"]).arg(&vmcore).arg(&level1).stdout(Stdio::null()).status();
+        assert!(st.unwrap().success());
+        let (theirs, ours, _) = same_report_as(&mdf, &level1, &["-l", "-d", "31"], dir.path());
+        assert!(std::fs::read(&theirs).unwrap() == std::fs::read(&ours).unwrap(), "{}: refiltered", f.name);
     }
 }
