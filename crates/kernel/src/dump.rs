@@ -170,12 +170,6 @@ impl Dump {
                 )))
             }
         };
-        if container.info().arch.as_deref() == Some("x86_64") && page_size.is_some_and(|p| p != 4096) {
-            return Err(Error::Invalid(format!(
-                "{name}: page size {shown} from {source}: x86_64 pages are 4096 bytes{}",
-                if stated.is_some() { " (give a good VMCOREINFO with --vmcoreinfo FILE)" } else { "" }
-            )));
-        }
         let page_size = page_size.filter(|p| p.is_power_of_two() && PAGE_SIZES.contains(p)).ok_or_else(|| {
             Error::Invalid(format!(
                 "{name}: page size {shown} from {source}: expected a power of two from {} to {}{}",
@@ -184,6 +178,13 @@ impl Dump {
                 if stated.is_some() { " (give a good VMCOREINFO with --vmcoreinfo FILE)" } else { "" }
             ))
         })?;
+        // A size some architecture has, but not this one (x86_64 has only 4 KiB pages).
+        if container.info().arch.as_deref() == Some("x86_64") && page_size != 4096 {
+            return Err(Error::Invalid(format!(
+                "{name}: page size {shown} from {source}: x86_64 pages are 4096 bytes{}",
+                if stated.is_some() { " (give a good VMCOREINFO with --vmcoreinfo FILE)" } else { "" }
+            )));
+        }
         let mem = container.physmem(page_size)?;
         Ok(Dump { paths: paths.to_vec(), container, mem, vmcoreinfo })
     }
