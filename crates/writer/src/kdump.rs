@@ -154,6 +154,8 @@ enum Stored {
 struct JobOut {
     pages: Vec<(Stored, usize)>,
     data: Vec<u8>,
+    /// The read that failed after `pages`: the job's pages before it are still written.
+    failed: Option<Error>,
 }
 
 pub(crate) fn codec_flag(codec: Codec) -> u32 {
@@ -178,8 +180,13 @@ fn pfn_jobs(bitmap: &PfnBitmap, start: u64, end: u64, per_job: usize) -> impl It
 
 /// Reads the pages `pfns` (ascending) into `buf` (one page each, in order), one read per
 /// run of consecutive frames where the input allows, and checks that each is in the
-/// input.
-fn read_pages(mem: &dyn PhysMem, pfns: &[u64], buf: &mut [u8], page_size: usize) -> Result<()> {
+/// input. A failure comes with the number of pages read before it.
+fn read_pages(
+    mem: &dyn PhysMem,
+    pfns: &[u64],
+    buf: &mut [u8],
+    page_size: usize,
+) -> std::result::Result<(), (usize, Error)> {
     let shift = (page_size as u64).trailing_zeros();
     let mut i = 0usize;
     while i < pfns.len() {
@@ -196,13 +203,13 @@ fn read_pages(mem: &dyn PhysMem, pfns: &[u64], buf: &mut [u8], page_size: usize)
             // which zero-fills the first and names the second.
             for (k, page) in dst.chunks_mut(page_size).enumerate() {
                 let pfn = first + k as u64;
-                match mem.read_page(Pfn(pfn), page)? {
-                    PageState::Dumped | PageState::ZeroFilled => {}
-                    state => {
-                        return Err(Error::Input(format!(
-                            "pfn {pfn:#x} is to be dumped but the input has it {state:?}"
-                        )))
+                match mem.read_page(Pfn(pfn), page) {
+                    Ok(PageState::Dumped | PageState::ZeroFilled) => {}
+                    Ok(state) => {
+                        let e = Error::Input(format!("pfn {pfn:#x} is to be dumped but the input has it {state:?}"));
+                        return Err((i + k, e));
                     }
+                    Err(e) => return Err((i + k, e.into())),
                 }
             }
         }
@@ -622,15 +629,20 @@ impl Job<'_> {
             || (Compressor::new(codec), vec![0u8; page_size * PAGES_PER_JOB]),
             |(comp, pages), job: Vec<u64>| -> Result<JobOut> {
                 let comp = comp.as_mut().map_err(|e| Error::Input(e.clone()))?;
-                read_pages(mem, &job, pages, page_size)?;
+                let (read, failed) = match read_pages(mem, &job, pages, page_size) {
+                    Ok(()) => (job.len(), None),
+                    Err((read, e)) => (read, Some(e)),
+                };
                 let mut outp = spare.take(|| JobOut {
                     pages: Vec::with_capacity(PAGES_PER_JOB),
                     // Room for a compressor's working margin past the last page, too.
                     data: Vec::with_capacity(page_size * (PAGES_PER_JOB + 1)),
+                    failed: None,
                 });
                 outp.pages.clear();
                 outp.data.clear();
-                for page in pages.chunks(page_size).take(job.len()) {
+                outp.failed = failed;
+                for page in pages.chunks(page_size).take(read) {
                     if share_zero && is_zero(page) {
                         outp.pages.push((Stored::Zero, 0));
                         continue;
@@ -646,7 +658,7 @@ impl Job<'_> {
                 Ok(outp)
             },
             |job: Result<JobOut>| -> Result<Flow> {
-                let job = job?;
+                let mut job = job?;
                 let mut at = 0usize;
                 for (stored, len) in &job.pages {
                     match stored {
@@ -661,6 +673,10 @@ impl Job<'_> {
                             at += len;
                         }
                     }
+                }
+                if let Some(e) = job.failed.take() {
+                    // Its pages before the failure are in the sink, written with the rest.
+                    return Err(e);
                 }
                 if sink.wants_flush() {
                     match sink.flush() {
