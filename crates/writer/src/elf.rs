@@ -429,9 +429,25 @@ pub fn write_elf(
             while done < p.filesz {
                 let n = (p.filesz - done).min(WRITE_BUFFER as u64);
                 let chunk = buf.get_mut(..n as usize).unwrap_or_default();
-                if let Err(e) = read_segment(src, s, p.paddr - s.paddr + done, chunk) {
-                    // What was written stays a dump, marked incomplete.
-                    failure = Some(e);
+                let at = p.paddr - s.paddr + done;
+                if let Err(e) = read_segment(src, s, at, chunk) {
+                    // The chunk's pages before the one that fails are written, one by one;
+                    // what was written stays a dump, marked incomplete.
+                    let mut cause = e;
+                    for (k, page) in chunk.chunks_mut(ps as usize).enumerate() {
+                        let offset = k as u64 * ps;
+                        if let Err(e) = read_segment(src, s, at + offset, page) {
+                            cause = e;
+                            break;
+                        }
+                        if out.write_at(pos, page).is_err() {
+                            break;
+                        }
+                        pos += page.len() as u64;
+                        report.pages_written += page.len() as u64 / ps;
+                        progress.advance(page.len() as u64 / ps);
+                    }
+                    failure = Some(cause);
                     full = true;
                     break 'segments;
                 }
