@@ -31,6 +31,20 @@ fn vmcoreinfo_is_byte_identical_to_the_note() {
         let (ok, out, err) = run(&[OsStr::new("vmcoreinfo"), f.vmcore().as_os_str()]);
         assert!(ok, "{name}: {err}");
         assert_eq!(out, expected, "{name}: vmcore vmcoreinfo");
+        // --json: the same lines, in order, KEY=VALUE each.
+        let (ok, out, err) = run(&[OsStr::new("vmcoreinfo"), OsStr::new("--json"), f.vmcore().as_os_str()]);
+        assert!(ok, "{name}: {err}");
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["source"], "elf-note", "{name}");
+        let lines: Vec<String> = v["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| format!("{}={}", l["key"].as_str().unwrap(), l["value"].as_str().unwrap()))
+            .collect();
+        let text = String::from_utf8_lossy(&expected);
+        let want: Vec<&str> = text.trim_end_matches('\0').lines().filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines, want, "{name}: vmcoreinfo --json");
     }
 }
 

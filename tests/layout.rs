@@ -83,6 +83,23 @@ fn symbols_equal_drgn_kallsyms_line_for_line() {
                 expected.lines().count()
             );
         }
+        // --json: one object per line, the same symbols as --types prints.
+        let (ok, typed, err) = run(&[OsStr::new("symbols"), OsStr::new("--types"), f.vmcore().as_os_str()]);
+        assert!(ok, "{name}: {err}");
+        let (ok, json, err) = run(&[OsStr::new("symbols"), OsStr::new("--json"), f.vmcore().as_os_str()]);
+        assert!(ok, "{name}: {err}");
+        let (typed, json) = (String::from_utf8(typed).unwrap(), String::from_utf8(json).unwrap());
+        assert_eq!(json.lines().count(), expected.lines().count(), "{name}");
+        for (t, j) in typed.lines().zip(json.lines()) {
+            let v: serde_json::Value = serde_json::from_str(j).unwrap();
+            let (addr, name_and_type) = (v["address"].as_str().unwrap(), v["name"].as_str().unwrap());
+            let line = format!(
+                "{:016x} {} {name_and_type}",
+                u64::from_str_radix(&addr[2..], 16).unwrap(),
+                v["type"].as_str().unwrap()
+            );
+            assert_eq!(line, t, "{name}");
+        }
     }
 }
 
@@ -224,6 +241,12 @@ fn addr2sym_names_the_variable() {
         let (ok, out, err) = run(&[OsStr::new("addr2sym"), f.vmcore().as_os_str(), OsStr::new(&a)]);
         assert!(ok, "{err}");
         assert_eq!(String::from_utf8(out).unwrap(), "vmemmap_base+0x3/0x8\n", "{name}");
+        let (ok, out, err) =
+            run(&[OsStr::new("addr2sym"), OsStr::new("--json"), f.vmcore().as_os_str(), OsStr::new(&a)]);
+        assert!(ok, "{err}");
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let expected = serde_json::json!({ "address": a, "symbol": "vmemmap_base", "offset": "0x3", "size": "0x8" });
+        assert_eq!(v, expected, "{name}");
     }
 }
 

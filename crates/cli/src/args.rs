@@ -76,6 +76,9 @@ pub enum Command {
     Vmcoreinfo {
         #[command(flatten)]
         dump: DumpArgs,
+        /// Its lines as JSON: where it came from, and each KEY=VALUE in order.
+        #[arg(long)]
+        json: bool,
     },
     /// Write LEN bytes of memory at ADDR to stdout, raw.
     ///
@@ -252,6 +255,9 @@ pub enum Command {
         /// Also print each symbol's type letter (T, t, D, ...) as /proc/kallsyms does.
         #[arg(long)]
         types: bool,
+        /// JSON Lines: one object per symbol (address, name, type).
+        #[arg(long)]
+        json: bool,
     },
     /// The symbol holding an address: NAME+0xOFFSET/0xSIZE (sizes are estimates: the
     /// distance to the next symbol, as kallsyms stores none).
@@ -261,6 +267,9 @@ pub enum Command {
         /// Kernel virtual address.
         #[arg(value_name = "ADDR", value_parser = parse_u64)]
         addr: u64,
+        /// The answer as a JSON object (address, symbol, offset, size).
+        #[arg(long)]
+        json: bool,
     },
     /// Translate kernel virtual addresses through the dump's own page tables, showing
     /// every entry read (as makedumpfile --vtop and crash's vtop), the region and symbol

@@ -16,7 +16,7 @@ use crate::write::Overwrite;
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Info { dump, json } => info(&dump, json),
-        Command::Vmcoreinfo { dump } => vmcoreinfo(&dump),
+        Command::Vmcoreinfo { dump, json } => vmcoreinfo(&dump, json),
         Command::Read { dump, addr, len, phys, zero_excluded } => read(&dump.into(), &addr, len, phys, zero_excluded),
         Command::MemUsage { dump, json } => mem_usage(&dump, json),
         Command::Makedumpfile { args } => {
@@ -97,8 +97,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Reassemble { files, force, quiet } => {
             crate::write::reassemble(&files, Overwrite::vmcore(force), quiet)
         }
-        Command::Symbols { dump, pattern, types } => symbols(&dump.into(), pattern.as_deref(), types),
-        Command::Addr2sym { dump, addr } => addr2sym(&dump.into(), addr),
+        Command::Symbols { dump, pattern, types, json } => symbols(&dump.into(), pattern.as_deref(), types, json),
+        Command::Addr2sym { dump, addr, json } => addr2sym(&dump.into(), addr, json),
         Command::Vtop { dump, addrs, json } => vtop(&dump.into(), &addrs, json),
         Command::Dmesg { dump, partial, json } => {
             let dump = open(&dump)?;
@@ -145,11 +145,19 @@ fn info(args: &DumpArgs, json: bool) -> Result<()> {
     Ok(out.flush()?)
 }
 
-fn vmcoreinfo(args: &DumpArgs) -> Result<()> {
+fn vmcoreinfo(args: &DumpArgs, json: bool) -> Result<()> {
     let dump = open(args)?;
     let vi = dump.require_vmcoreinfo()?;
     let mut out = io::stdout().lock();
-    out.write_all(vi.raw())?;
+    if json {
+        // Lines in order, duplicates kept: an object would reorder or merge them.
+        let lines: Vec<serde_json::Value> =
+            vi.lines().map(|(key, value)| serde_json::json!({ "key": key, "value": value })).collect();
+        serde_json::to_writer_pretty(&mut out, &serde_json::json!({ "source": vi.source().name(), "lines": lines }))?;
+        writeln!(out)?;
+    } else {
+        out.write_all(vi.raw())?;
+    }
     Ok(out.flush()?)
 }
 
@@ -276,7 +284,7 @@ fn crash_kernel_ranges(iomem: &str) -> Vec<(u64, u64)> {
         .collect()
 }
 
-fn symbols(args: &DumpArgs, pattern: Option<&str>, types: bool) -> Result<()> {
+fn symbols(args: &DumpArgs, pattern: Option<&str>, types: bool, json: bool) -> Result<()> {
     let dump = open(args)?;
     let machine = machine(&dump)?;
     let syms = machine
@@ -285,7 +293,10 @@ fn symbols(args: &DumpArgs, pattern: Option<&str>, types: bool) -> Result<()> {
         .with_context(|| format!("{}: no symbols: {}", args.file.display(), machine.notes.join("; ")))?;
     let mut out = io::BufWriter::new(io::stdout().lock());
     for s in syms.symbols().iter().filter(|s| pattern.is_none_or(|p| matches(p, &s.name))) {
-        if types {
+        if json {
+            let line = serde_json::json!({ "address": format!("{:#x}", s.address), "name": s.name, "type": s.kind.to_string() });
+            writeln!(out, "{line}")?;
+        } else if types {
             writeln!(out, "{:016x} {} {}", s.address, s.kind, s.name)?;
         } else {
             writeln!(out, "{:016x} {}", s.address, s.name)?;
@@ -311,7 +322,7 @@ fn matches(pattern: &str, name: &str) -> bool {
     glob(pattern.as_bytes(), name.as_bytes())
 }
 
-fn addr2sym(args: &DumpArgs, addr: u64) -> Result<()> {
+fn addr2sym(args: &DumpArgs, addr: u64, json: bool) -> Result<()> {
     let dump = open(args)?;
     let machine = machine(&dump)?;
     let syms = machine
@@ -320,7 +331,17 @@ fn addr2sym(args: &DumpArgs, addr: u64) -> Result<()> {
         .with_context(|| format!("{}: no symbols: {}", args.file.display(), machine.notes.join("; ")))?;
     let (sym, off, size) = syms.addr2sym(addr).with_context(|| format!("{addr:#x}: no symbol holds this address"))?;
     let mut out = io::stdout().lock();
-    writeln!(out, "{}+{off:#x}/{size:#x}", sym.name)?;
+    if json {
+        let answer = serde_json::json!({
+            "address": format!("{addr:#x}"),
+            "symbol": sym.name,
+            "offset": format!("{off:#x}"),
+            "size": format!("{size:#x}"),
+        });
+        writeln!(out, "{answer}")?;
+    } else {
+        writeln!(out, "{}+{off:#x}/{size:#x}", sym.name)?;
+    }
     Ok(out.flush()?)
 }
 
