@@ -431,25 +431,38 @@ pub fn write_elf(
                 let chunk = buf.get_mut(..n as usize).unwrap_or_default();
                 let at = p.paddr - s.paddr + done;
                 if let Err(e) = read_segment(src, s, at, chunk) {
-                    // The chunk's pages before the one that fails are written, one by one;
-                    // what was written stays a dump, marked incomplete.
-                    let mut cause = e;
+                    // Page by page: the chunk's pages before the one that fails are
+                    // written, and the error names that page.
+                    let mut cause = Some(e);
+                    let mut stopped = false;
                     for (k, page) in chunk.chunks_mut(ps as usize).enumerate() {
-                        let offset = k as u64 * ps;
-                        if let Err(e) = read_segment(src, s, at + offset, page) {
-                            cause = e;
+                        if let Err(e) = read_segment(src, s, at + k as u64 * ps, page) {
+                            cause = Some(e);
+                            stopped = true;
                             break;
                         }
-                        if out.write_at(pos, page).is_err() {
-                            break;
+                        match out.write_at(pos, page) {
+                            Ok(()) => {}
+                            // A full disk ends the dump as it does anywhere else.
+                            Err(OutputError::Full) => {
+                                cause = None;
+                                stopped = true;
+                                break;
+                            }
+                            Err(OutputError::Io(e)) => return Err(Error::Output(e)),
                         }
                         pos += page.len() as u64;
                         report.pages_written += page.len() as u64 / ps;
                         progress.advance(page.len() as u64 / ps);
                     }
-                    failure = Some(cause);
-                    full = true;
-                    break 'segments;
+                    if stopped {
+                        failure = cause;
+                        full = true;
+                        break 'segments;
+                    }
+                    // Every page read the second time: the dump goes on.
+                    done += n;
+                    continue;
                 }
                 match out.write_at(pos, chunk) {
                     Ok(()) => {}

@@ -676,6 +676,7 @@ impl Job<'_> {
                 }
                 if let Some(e) = job.failed.take() {
                     // Its pages before the failure are in the sink, written with the rest.
+                    progress.advance(job.pages.len() as u64);
                     return Err(e);
                 }
                 if sink.wants_flush() {
