@@ -1355,6 +1355,14 @@ fn an_input_failing_midway_leaves_a_dump_marked_incomplete() {
     // The count says pages in the file: the kernel image's 3072 are there twice (its own
     // segment and the direct map's).
     assert_eq!(written_pages_equal("ELF", std::slice::from_ref(&out_elf), &elf) + 3072, closed_after(&err), "{err}");
+    // At -d 31 the zero-page scan before the copy meets the failure first: it takes the
+    // page as not zero, and the copy keeps every page before it (it wrote no file).
+    let out31 = dir.join("out31.elf");
+    let (ok, _, err) = dump(&cut_elf, Some(&out31), &["-E", "-d", "31", "-q"]);
+    assert!(!ok && err.contains("(4096 bytes)") && err.contains("marked incomplete"), "{err}");
+    let Container::Elf { core, .. } = &open(std::slice::from_ref(&out31)).container else { panic!() };
+    assert!(core.is_incomplete());
+    assert!(written_pages_equal("ELF -d 31", std::slice::from_ref(&out31), &elf) > 1000);
 }
 
 /// Files given with --part are checked as `reassemble` checks them: one set, every file

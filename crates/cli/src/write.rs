@@ -309,6 +309,9 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
         .map(|out| out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")));
     let spill_dir = job.work_dir.or(beside_output).map_or_else(std::env::temp_dir, Path::to_path_buf);
     fopts.bitmap_storage = Some(Arc::new(vmcore_filter::BitmapStorage { dir: spill_dir, memory: job.bitmap_memory }));
+    // An ELF dump of an input that fails midway keeps the pages before the failure, as a
+    // kdump-compressed one does: the zero scan before it must not stop at the failure.
+    fopts.unreadable_not_zero = format.elf && !job.dry_run;
     // A dry run that reports a compressed file's size writes the file into nothing.
     let sized_dry_run = job.dry_run && job.stats && job.dry_run_sizes && !format.elf && format.split.is_empty();
     if (!job.dry_run || sized_dry_run) && !format.elf {

@@ -31,6 +31,9 @@ pub struct Options {
     /// crash kernel's reservation on a live system (makedumpfile cuts `/proc/iomem`'s
     /// "Crash kernel" ranges out of /proc/kcore the same way).
     pub exclude_phys: Vec<(u64, u64)>,
+    /// With level bit 1, a page that cannot be read counts as not zero instead of failing
+    /// the scan: a writer then meets it in order and keeps every page before it.
+    pub unreadable_not_zero: bool,
     /// Threads that read and classify the struct pages.
     pub threads: usize,
     /// Frames per unit of the threads' work (a multiple of 512; default 32768). The result
@@ -91,6 +94,7 @@ impl Default for Options {
             pg_slab_bug_compat: true,
             classify_excluded_input: false,
             scan_zero_pages: true,
+            unreadable_not_zero: false,
             exclude_phys: Vec::new(),
             threads: 1,
             unit_pfns: UNIT_PFNS,
@@ -310,7 +314,8 @@ pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -
     }
     let zero_pages_scanned = dump_level & level::ZERO != 0 && opts.scan_zero_pages;
     let zero_pages = if zero_pages_scanned {
-        zero_pages(&*dump.mem, &dumpable, opts.threads, opts.unit_pfns, opts.classify_excluded_input, None)?
+        let skip_unreadable = opts.classify_excluded_input || opts.unreadable_not_zero;
+        zero_pages(&*dump.mem, &dumpable, opts.threads, opts.unit_pfns, skip_unreadable, None)?
     } else {
         dumpable.new_like(total)
     };

@@ -337,7 +337,8 @@ pub fn write_elf(
         } else {
             let unit = vmcore_filter::Options::default().unit_pfns;
             // A stop here leaves the rest counted as not zero; the pages then stop at once.
-            vmcore_filter::zero_pages(mem, &filtered.dumpable, opts.threads, unit, false, opts.stop.as_deref())?
+            // A page that cannot be read is not zero: the copy meets it in order.
+            vmcore_filter::zero_pages(mem, &filtered.dumpable, opts.threads, unit, true, opts.stop.as_deref())?
         };
         for pfn in zero.iter() {
             if keep.clear(pfn) {
