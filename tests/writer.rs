@@ -1441,6 +1441,9 @@ fn rearranging_refuses_chunks_that_make_no_dump() {
     over[chunks[4]..chunks[4] + 8].copy_from_slice(&0i64.to_be_bytes());
     let (err, _) = rearrange("over", over);
     assert!(err.contains("the rearranged file is not a dump") && err.contains("invalid file signature"), "{err}");
+    // Read as a stream, the same damage is said to be in the dump it carries.
+    let (ok, _, err) = run(&[OsStr::new("info"), dir.join("over").as_os_str()]);
+    assert!(!ok && err.contains("in the dump the flattened stream carries (offsets in that dump)"), "{err}");
     // The stream as written still rearranges.
     let (input, out) = (dir.join("good"), dir.join("good.out"));
     std::fs::write(&input, &stream).unwrap();

@@ -50,7 +50,7 @@ fn open_one(path: &Path) -> std::result::Result<(Format, Arc<dyn ReadAt>, bool),
     match detect(&*src)? {
         Format::Flattened => {
             let view: Arc<dyn ReadAt> = Arc::new(FlatView::index(src)?);
-            match detect(&*view)? {
+            match detect(&*view).map_err(carried)? {
                 Format::Flattened => {
                     Err(vmcore_formats::Error::Unsupported("a flattened stream inside a flattened stream".into()))
                 }
@@ -59,6 +59,12 @@ fn open_one(path: &Path) -> std::result::Result<(Format, Arc<dyn ReadAt>, bool),
         }
         f => Ok((f, src, false)),
     }
+}
+
+/// An error in the dump a flattened stream carries: its offsets are the dump's, which the
+/// stream's chunks rebuild, not the stream's own.
+fn carried(e: vmcore_formats::Error) -> vmcore_formats::Error {
+    e.in_file("in the dump the flattened stream carries (offsets in that dump)")
 }
 
 /// Opens a dump: one file, or every file of a `--split` set.
@@ -76,11 +82,13 @@ pub fn open_container(paths: &[PathBuf]) -> Result<Container> {
                     "only kdump-compressed files come as split sets; an ELF core was given first".into(),
                 ));
             }
-            let core = ElfCore::parse(&*src).map_err(in_file(first))?;
+            let core =
+                ElfCore::parse(&*src).map_err(|e| if flattened { carried(e) } else { e }).map_err(in_file(first))?;
             Ok(Container::Elf { core, src, flattened, name: first.display().to_string() })
         }
         Format::Kdump => {
-            let mut parts = vec![(first.display().to_string(), KdumpFile::parse(src).map_err(in_file(first))?)];
+            let kdump = KdumpFile::parse(src).map_err(|e| if flattened { carried(e) } else { e });
+            let mut parts = vec![(first.display().to_string(), kdump.map_err(in_file(first))?)];
             for p in paths.iter().skip(1) {
                 let (f, src, _) = open_one(p).map_err(in_file(p))?;
                 if f != Format::Kdump {
