@@ -405,6 +405,11 @@ fn unusable_vmcoreinfo_values_are_named_with_their_values() {
             assert!(err.contains(n), "{name}: {err:?} lacks {n:?}");
         }
     }
+    // A key on two lines (a hand-edited file): the first is used, and a warning says so.
+    let file = dir.path().join("repeated");
+    std::fs::write(&file, format!("{text}PAGESIZE=65536\n")).unwrap();
+    let (ok, _, err) = run(&[OsStr::new("info"), OsStr::new("--vmcoreinfo"), file.as_os_str(), path.as_os_str()]);
+    assert!(ok && err.contains("VMCOREINFO has PAGESIZE on more than one line: the first of each is used"), "{err}");
     // An ELF core whose EI_DATA names the other byte order.
     let mut be = bytes.clone();
     be[5] = 2;

@@ -111,15 +111,26 @@ pub fn run(cli: Cli) -> Result<()> {
 pub(crate) fn open(args: &DumpArgs) -> Result<Dump> {
     let opts = OpenOptions { vmcoreinfo_file: args.opts.vmcoreinfo.clone(), ..OpenOptions::default() };
     let paths = args.paths();
-    Dump::open(&paths, &opts).map_err(|e| {
+    let dump = Dump::open(&paths, &opts).map_err(|e| {
         if args.file.as_os_str() == "/proc/kcore" && !args.file.exists() {
             anyhow::anyhow!("{e}\n(no /proc/kcore here: is this a container? give a dump FILE)")
         } else if args.file.starts_with("/proc") && e.to_string().contains("Permission denied") {
             anyhow::anyhow!("{e}\n(reading {} needs root)", args.file.display())
         } else {
-            e.into()
+            anyhow::Error::from(e)
         }
-    })
+    })?;
+    if let Some(vi) = &dump.vmcoreinfo {
+        let repeated = vi.repeated_keys();
+        if !repeated.is_empty() {
+            say!(
+                "vmcore: warning: {}: VMCOREINFO has {} on more than one line: the first of each is used",
+                vi.source().name(),
+                repeated.join(", ")
+            );
+        }
+    }
+    Ok(dump)
 }
 
 fn info(args: &DumpArgs, json: bool) -> Result<()> {

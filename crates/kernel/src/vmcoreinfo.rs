@@ -113,6 +113,19 @@ impl VmcoreInfo {
         self.index.get(key).and_then(|&i| self.lines.get(i)).map(|(_, v)| v.as_str())
     }
 
+    /// Keys on more than one line, each once, in order of their first line: the first
+    /// line is the one read (a hand-edited file that appends a key changes nothing).
+    pub fn repeated_keys(&self) -> Vec<&str> {
+        let mut seen = std::collections::HashSet::new();
+        let mut repeated = Vec::new();
+        for (k, _) in &self.lines {
+            if !seen.insert(k.as_str()) && !repeated.contains(&k.as_str()) {
+                repeated.push(k.as_str());
+            }
+        }
+        repeated
+    }
+
     /// Why `key` gives no usable value, for an error message: "no KEY", or "KEY=VALUE (not a
     /// usable value)" when it is there but does not parse or is out of range (long values
     /// cut, as a corrupt note can hold megabytes on one line).
