@@ -271,6 +271,28 @@ impl<'a> Sink<'a> {
         self.desc_buf.extend_from_slice(&[0u8; 8]);
     }
 
+    /// The error for a write that `cause` stopped: the pages in the buffers go to disk
+    /// with their descriptors and the file is marked incomplete (header `status`), so that
+    /// what it holds is a dump every reader takes, unless the output itself failed (then
+    /// nothing more can be written to it). `not_pages` of the descriptors written stand
+    /// for no page (a zero one for a page an incomplete input lacked); `pages` is what the
+    /// file was to hold.
+    pub(crate) fn close_incomplete(mut self, status: u32, cause: Error, not_pages: u64, pages: u64) -> Error {
+        if matches!(cause, Error::Output(_)) {
+            return cause;
+        }
+        let _ = self.flush();
+        let written = self.descs_written.saturating_sub(not_pages);
+        let Sink { out, big_endian, .. } = self;
+        match mark_incomplete(out, status, big_endian).and_then(|()| out.finish().map_err(Error::Output)) {
+            Ok(()) => Error::Incomplete { cause: Box::new(cause), written, pages },
+            Err(e) => Error::Output(std::io::Error::other(format!(
+                "{cause}; after {written} of {pages} pages the dump could not be marked incomplete ({e}): \
+                 readers find the pages past them not written"
+            ))),
+        }
+    }
+
     pub(crate) fn wants_flush(&self) -> bool {
         self.data_buf.len() >= WRITE_BUFFER || self.desc_buf.len() >= WRITE_BUFFER
     }
@@ -406,29 +428,6 @@ pub(crate) fn mark_incomplete(out: &mut dyn Output, status: u32, big_endian: boo
         OutputError::Io(e) => Error::Output(e),
         OutputError::Full => Error::Output(std::io::Error::other("cannot mark the dump incomplete")),
     })
-}
-
-/// The error for a write that `cause` stopped after `written` of `pages` pages: the file
-/// is marked incomplete, so that what it holds is a dump every reader takes, unless the
-/// output itself failed (then nothing more can be written to it).
-pub(crate) fn closed_incomplete(
-    out: &mut dyn Output,
-    status: u32,
-    big_endian: bool,
-    cause: Error,
-    written: u64,
-    pages: u64,
-) -> Error {
-    if matches!(cause, Error::Output(_)) {
-        return cause;
-    }
-    match mark_incomplete(out, status, big_endian).and_then(|()| out.finish().map_err(Error::Output)) {
-        Ok(()) => Error::Incomplete { cause: Box::new(cause), written, pages },
-        Err(e) => Error::Output(std::io::Error::other(format!(
-            "{cause}; after {written} of {pages} pages the dump could not be marked incomplete ({e}): \
-             readers find the pages past them not written"
-        ))),
-    }
 }
 
 /// Zeroes the page descriptors of the kdump file being written to `out` (rearranged from
@@ -700,14 +699,7 @@ impl Job<'_> {
             },
         );
         if let Err(cause) = result {
-            // The pages consumed before the failure go to disk with their descriptors
-            // (unless the disk itself failed).
-            if !matches!(cause, Error::Output(_)) {
-                let _ = sink.flush();
-            }
-            let written = sink.descs_written;
-            drop(sink);
-            return Err(closed_incomplete(out, status, false, cause, written, in_range));
+            return Err(sink.close_incomplete(status, cause, 0, in_range));
         }
         if !full {
             match sink.flush() {

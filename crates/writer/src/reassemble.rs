@@ -13,7 +13,7 @@ use vmcore_formats::kdump::KdumpFile;
 use vmcore_formats::raw::kdump::{self as raw, header as h, sub_header as sh};
 use vmcore_types::ReadAt;
 
-use crate::kdump::{closed_incomplete, mark_incomplete, Sink, WRITE_BUFFER};
+use crate::kdump::{mark_incomplete, Sink, WRITE_BUFFER};
 use crate::output::{Output, OutputError};
 use crate::{Error, Progress, Result, WriteReport};
 
@@ -245,11 +245,8 @@ pub fn reassemble(
         Ok(())
     })();
     if let Err(cause) = copied {
-        let _ = sink.flush();
         // Descriptors of pages an incomplete part lacked are written too, as zeros.
-        let written = sink.descs_written.saturating_sub(lost);
-        drop(sink);
-        return Err(closed_incomplete(out, status, be, cause, written, total));
+        return Err(sink.close_incomplete(status, cause, lost, total));
     }
     if !full {
         match sink.flush() {
