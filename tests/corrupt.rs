@@ -410,6 +410,14 @@ fn unusable_vmcoreinfo_values_are_named_with_their_values() {
     std::fs::write(&file, format!("{text}PAGESIZE=65536\n")).unwrap();
     let (ok, _, err) = run(&[OsStr::new("info"), OsStr::new("--vmcoreinfo"), file.as_os_str(), path.as_os_str()]);
     assert!(ok && err.contains("VMCOREINFO has PAGESIZE on more than one line: the first of each is used"), "{err}");
+    // Tens of thousands of them (the list was searched for each: quadratic, and all named).
+    let many: String = (0..50_000).map(|i| format!("K{i}=\nK{i}=\n")).collect();
+    std::fs::write(&file, format!("{text}{many}")).unwrap();
+    let (ok, _, err) = run(&[OsStr::new("info"), OsStr::new("--vmcoreinfo"), file.as_os_str(), path.as_os_str()]);
+    assert!(
+        ok && err.contains("K0, K1, K2, K3, K4 and 49995 more keys on more than one line") && err.len() < 2000,
+        "{err}"
+    );
     // An ELF core whose EI_DATA names the other byte order.
     let mut be = bytes.clone();
     be[5] = 2;

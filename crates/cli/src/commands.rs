@@ -121,12 +121,20 @@ pub(crate) fn open(args: &DumpArgs) -> Result<Dump> {
         }
     })?;
     if let Some(vi) = &dump.vmcoreinfo {
+        const SHOWN: usize = 5;
         let repeated = vi.repeated_keys();
         if !repeated.is_empty() {
+            let more = repeated.len().saturating_sub(SHOWN);
+            let more = if more > 0 { format!(" and {more} more keys") } else { String::new() };
             say!(
-                "vmcore: warning: {}: VMCOREINFO has {} on more than one line: the first of each is used",
+                "vmcore: warning: {}: VMCOREINFO has {}{more} on more than one line: the first of each is used",
                 vi.source().name(),
-                repeated.join(", ")
+                repeated
+                    .iter()
+                    .take(SHOWN)
+                    .map(|k| vmcore_kernel::vmcoreinfo::shortened(k))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
     }

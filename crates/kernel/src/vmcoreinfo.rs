@@ -116,14 +116,16 @@ impl VmcoreInfo {
     /// Keys on more than one line, each once, in order of their first line: the first
     /// line is the one read (a hand-edited file that appends a key changes nothing).
     pub fn repeated_keys(&self) -> Vec<&str> {
-        let mut seen = std::collections::HashSet::new();
-        let mut repeated = Vec::new();
-        for (k, _) in &self.lines {
-            if !seen.insert(k.as_str()) && !repeated.contains(&k.as_str()) {
-                repeated.push(k.as_str());
-            }
-        }
-        repeated
+        // A line repeats its key when the index points at an earlier one; each key is
+        // reported once (a set, not a search of the list: a corrupt note can repeat
+        // hundreds of thousands of keys).
+        let mut reported = std::collections::HashSet::new();
+        self.lines
+            .iter()
+            .enumerate()
+            .filter(|(i, (k, _))| self.index.get(k) != Some(i) && reported.insert(k.as_str()))
+            .map(|(_, (k, _))| k.as_str())
+            .collect()
     }
 
     /// Why `key` gives no usable value, for an error message: "no KEY", or "KEY=VALUE (not a
