@@ -353,13 +353,14 @@ fn run(o: Opts) -> Result<()> {
     if o.split && (o.elf || o.flatten) {
         bail!("--split writes kdump-compressed files: it takes neither -E nor -F");
     }
-    // makedumpfile refuses these too, though its threads would do no harm here.
-    // makedumpfile takes 0 as "no threads".
-    if o.threads.is_some_and(|t| t > 0) && o.split {
-        bail!("--num-threads cannot be used with --split");
-    }
-    if o.threads.is_some_and(|t| t > 0) && o.elf {
-        bail!("--num-threads cannot be used with ELF format (-E)");
+    // makedumpfile refuses these, though threads would do no harm here (0 is "no threads").
+    if o.threads.is_some_and(|t| t > 0) {
+        if o.split {
+            bail!("--num-threads cannot be used with --split");
+        }
+        if o.elf {
+            bail!("--num-threads cannot be used with ELF format (-E)");
+        }
     }
     if o.flatten && o.limit.is_some() {
         bail!("-L limits a dump file; a flattened stream on stdout has none to stop");

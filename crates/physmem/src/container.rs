@@ -75,6 +75,7 @@ pub fn open_container(paths: &[PathBuf]) -> Result<Container> {
     };
     let first = paths.first().ok_or_else(|| Error::Mismatch("no dump file given".into()))?;
     let (format, src, flattened) = open_one(first).map_err(in_file(first))?;
+    let inner = |e| if flattened { carried(e) } else { e };
     match format {
         Format::Elf => {
             if paths.len() > 1 {
@@ -82,13 +83,12 @@ pub fn open_container(paths: &[PathBuf]) -> Result<Container> {
                     "only kdump-compressed files come as split sets; an ELF core was given first".into(),
                 ));
             }
-            let core =
-                ElfCore::parse(&*src).map_err(|e| if flattened { carried(e) } else { e }).map_err(in_file(first))?;
+            let core = ElfCore::parse(&*src).map_err(inner).map_err(in_file(first))?;
             Ok(Container::Elf { core, src, flattened, name: first.display().to_string() })
         }
         Format::Kdump => {
-            let kdump = KdumpFile::parse(src).map_err(|e| if flattened { carried(e) } else { e });
-            let mut parts = vec![(first.display().to_string(), kdump.map_err(in_file(first))?)];
+            let mut parts =
+                vec![(first.display().to_string(), KdumpFile::parse(src).map_err(inner).map_err(in_file(first))?)];
             for p in paths.iter().skip(1) {
                 let (f, src, _) = open_one(p).map_err(in_file(p))?;
                 if f != Format::Kdump {

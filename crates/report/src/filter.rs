@@ -13,9 +13,10 @@ pub struct FilterReport {
     /// The counts, in pages.
     #[serde(flatten)]
     pub counts: Stats,
-    /// makedumpfile's "Write bytes" of the dump written, or of an ELF dump a dry run
-    /// plans; none for a kdump-compressed dry run, which compresses nothing (makedumpfile's
-    /// compresses every page to count them).
+    /// makedumpfile's "Write bytes" of the dump written, or of the dump a dry run plans:
+    /// an ELF one's are known without writing; a compressed one's only the front end's
+    /// dry run finds, compressing every page as makedumpfile's does (`vmcore dump
+    /// --dry-run` only filters: none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub write_bytes: Option<u64>,
     /// For an ELF dump, the pages of data it holds: makedumpfile's remaining pages "in ELF
