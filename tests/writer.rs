@@ -1255,6 +1255,22 @@ fn closed_after(err: &str) -> u64 {
     rest.split(' ').next().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{err}"))
 }
 
+/// `vmcore dump INPUT -d 31 -l` as a 3-file split set `DIR/PREFIX1..3` (4 KiB split
+/// blocks): the files, and what the command did.
+fn split_in_three(input: &Path, dir: &Path, prefix: &str) -> (Vec<PathBuf>, Outcome) {
+    let parts: Vec<PathBuf> = (1..=3).map(|i| dir.join(format!("{prefix}{i}"))).collect();
+    let mut args = vec!["-d", "31", "-l", "-q", "--splitblock-size", "4096", "--split"];
+    args.extend(parts.iter().map(|p| p.to_str().unwrap()));
+    let outcome = dump(input, None, &args);
+    (parts, outcome)
+}
+
+/// Cuts the file `path` to `new_len(its length)` bytes.
+fn cut_short(path: &Path, new_len: impl FnOnce(u64) -> u64) {
+    let len = std::fs::metadata(path).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(path).unwrap().set_len(new_len(len)).unwrap();
+}
+
 #[test]
 fn an_input_failing_midway_leaves_a_dump_marked_incomplete() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1265,8 +1281,7 @@ fn an_input_failing_midway_leaves_a_dump_marked_incomplete() {
     // The last page's data cut by one byte: the writers meet it last.
     let cut = dir.join("cut.kdump");
     std::fs::copy(&kdump, &cut).unwrap();
-    let len = std::fs::metadata(&cut).unwrap().len();
-    std::fs::OpenOptions::new().write(true).open(&cut).unwrap().set_len(len - 1).unwrap();
+    cut_short(&cut, |len| len - 1);
     let total = kdump_file(&kdump).dumped_pages();
 
     let out = dir.join("out.kdump");
@@ -1278,10 +1293,7 @@ fn an_input_failing_midway_leaves_a_dump_marked_incomplete() {
     assert!(written > total / 2 && written < total, "{written} of {total}");
 
     // A split set: the file the input fails in is incomplete, and so is any after it.
-    let parts: Vec<PathBuf> = (1..=3).map(|i| dir.join(format!("split{i}"))).collect();
-    let mut args = vec!["-d", "31", "-l", "-q", "--splitblock-size", "4096", "--split"];
-    args.extend(parts.iter().map(|p| p.to_str().unwrap()));
-    let (ok, _, err) = dump(&cut, None, &args);
+    let (parts, (ok, _, err)) = split_in_three(&cut, dir, "split");
     assert!(!ok && err.contains("marked incomplete"), "{err}");
     assert!(!kdump_file(&parts[0]).is_incomplete() && kdump_file(&parts[2]).is_incomplete());
     let set = open(&parts);
@@ -1296,10 +1308,7 @@ fn an_input_failing_midway_leaves_a_dump_marked_incomplete() {
     bytes[desc.offset as usize..][..desc.size as usize].fill(0xff);
     let corrupt = dir.join("corrupt.kdump");
     std::fs::write(&corrupt, bytes).unwrap();
-    let parts: Vec<PathBuf> = (1..=3).map(|i| dir.join(format!("early{i}"))).collect();
-    let mut args = vec!["-d", "31", "-l", "-q", "--splitblock-size", "4096", "--split"];
-    args.extend(parts.iter().map(|p| p.to_str().unwrap()));
-    let (ok, _, err) = dump(&corrupt, None, &args);
+    let (parts, (ok, _, err)) = split_in_three(&corrupt, dir, "early");
     let later = format!("{}, {} hold no pages and are marked incomplete too", parts[1].display(), parts[2].display());
     assert!(!ok && err.contains(&format!("writing {}: ", parts[0].display())) && err.contains(&later), "{err}");
     assert!(parts.iter().all(|p| kdump_file(p).is_incomplete()));
@@ -1323,12 +1332,9 @@ fn an_input_failing_midway_leaves_a_dump_marked_incomplete() {
     assert!(!ok && err.contains(&pfn) && !err.contains("closed") && !never.exists(), "{err}");
 
     // Reassembling a set with a part cut short.
-    let whole: Vec<PathBuf> = (1..=3).map(|i| dir.join(format!("whole{i}"))).collect();
-    let mut args = vec!["-d", "31", "-l", "-q", "--splitblock-size", "4096", "--split"];
-    args.extend(whole.iter().map(|p| p.to_str().unwrap()));
-    dump_ok(&elf, None, &args);
-    let len = std::fs::metadata(&whole[1]).unwrap().len();
-    std::fs::OpenOptions::new().write(true).open(&whole[1]).unwrap().set_len(len / 2).unwrap();
+    let (whole, (ok, _, err)) = split_in_three(&elf, dir, "whole");
+    assert!(ok, "{err}");
+    cut_short(&whole[1], |len| len / 2);
     let joined = dir.join("joined.kdump");
     let mut args: Vec<&OsStr> = vec![OsStr::new("reassemble"), OsStr::new("-q")];
     args.extend(whole.iter().map(|p| p.as_os_str()));
@@ -1341,8 +1347,7 @@ fn an_input_failing_midway_leaves_a_dump_marked_incomplete() {
     // An ELF dump of an ELF vmcore cut inside its last segment's data.
     let cut_elf = dir.join("cut.elf");
     std::fs::copy(&elf, &cut_elf).unwrap();
-    let len = std::fs::metadata(&cut_elf).unwrap().len();
-    std::fs::OpenOptions::new().write(true).open(&cut_elf).unwrap().set_len(len - (256 << 10)).unwrap();
+    cut_short(&cut_elf, |len| len - (256 << 10));
     let out_elf = dir.join("out.elf");
     let (ok, _, err) = dump(&cut_elf, Some(&out_elf), &["-E", "-d", "0", "-q"]);
     // The 1 MiB read that fails is retried page by page: the error names one page.
@@ -1373,10 +1378,8 @@ fn the_files_given_as_one_split_set_must_be_one_dump() {
     let dir = tmp.path();
     let set = |seed: u64, prefix: &str| -> Vec<PathBuf> {
         let elf = crate::util::synthetic_elf(dir, &format!("{prefix}.elf"), "x86_64-6.1-l4", 64 << 20, seed);
-        let parts: Vec<PathBuf> = (1..=3).map(|i| dir.join(format!("{prefix}{i}"))).collect();
-        let mut args = vec!["-d", "31", "-l", "-q", "--splitblock-size", "4096", "--split"];
-        args.extend(parts.iter().map(|p| p.to_str().unwrap()));
-        dump_ok(&elf, None, &args);
+        let (parts, (ok, _, err)) = split_in_three(&elf, dir, prefix);
+        assert!(ok, "{err}");
         parts
     };
     let (a, b) = (set(1, "a"), set(2, "b"));
