@@ -4,6 +4,7 @@
 //!   (makedumpfile, drgn) said about them;
 //! * `cli`: the `vmcore` binary's behaviour and exit codes;
 //! * `corrupt`: bad input gives errors, never panics or hangs;
+//! * `crash`: the crash utility reads the dumps vmcore writes (their kernel log);
 //! * `arm64`: dumps written from the arm64 fixtures, read back;
 //! * `dmesg`: the kernel log against makedumpfile's --dump-dmesg, every printk generation;
 //! * `filter`: page classes against makedumpfile 1.7.9's reports and bitmaps;
@@ -17,6 +18,7 @@ mod util;
 mod arm64;
 mod cli;
 mod corrupt;
+mod crash;
 mod dmesg;
 mod filter;
 mod fixtures;
