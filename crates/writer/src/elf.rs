@@ -431,39 +431,24 @@ pub fn write_elf(
                 let n = (p.filesz - done).min(WRITE_BUFFER as u64);
                 let chunk = buf.get_mut(..n as usize).unwrap_or_default();
                 let at = p.paddr - s.paddr + done;
-                if let Err(e) = read_segment(src, s, at, chunk) {
+                if read_segment(src, s, at, chunk).is_err() {
                     // Page by page: the chunk's pages before the one that fails are
                     // written, and the error names that page.
-                    let mut cause = Some(e);
-                    let mut stopped = false;
-                    for (k, page) in chunk.chunks_mut(ps as usize).enumerate() {
-                        if let Err(e) = read_segment(src, s, at + k as u64 * ps, page) {
-                            cause = Some(e);
-                            stopped = true;
-                            break;
+                    let retried = retry_by_page(src, s, at, chunk, ps, out, pos)?;
+                    pos += retried.bytes;
+                    report.pages_written += retried.bytes / ps;
+                    progress.advance(retried.bytes / ps);
+                    match retried.end {
+                        RetryEnd::AllRead => {
+                            done += n;
+                            continue;
                         }
-                        match out.write_at(pos, page) {
-                            Ok(()) => {}
-                            // A full disk ends the dump as it does anywhere else.
-                            Err(OutputError::Full) => {
-                                cause = None;
-                                stopped = true;
-                                break;
-                            }
-                            Err(OutputError::Io(e)) => return Err(Error::Output(e)),
-                        }
-                        pos += page.len() as u64;
-                        report.pages_written += page.len() as u64 / ps;
-                        progress.advance(page.len() as u64 / ps);
+                        RetryEnd::InputFailed(e) => failure = Some(e),
+                        // A full disk ends the dump as it does anywhere else.
+                        RetryEnd::DiskFull => {}
                     }
-                    if stopped {
-                        failure = cause;
-                        full = true;
-                        break 'segments;
-                    }
-                    // Every page read the second time: the dump goes on.
-                    done += n;
-                    continue;
+                    full = true;
+                    break 'segments;
                 }
                 match out.write_at(pos, chunk) {
                     Ok(()) => {}
@@ -527,6 +512,48 @@ pub fn write_elf(
 
 /// Reads `buf.len()` bytes of input segment `s` from `off` bytes into it: from the file
 /// up to its `p_filesz`, zeros past it.
+/// How a chunk that failed to read whole went when read and written page by page.
+enum RetryEnd {
+    /// Every page read this time: the dump goes on.
+    AllRead,
+    /// This page could not be read.
+    InputFailed(Error),
+    /// The output filled up.
+    DiskFull,
+}
+
+/// Bytes of a retried chunk written (whole pages but for a segment's partial last page),
+/// and why the retry stopped.
+struct Retried {
+    bytes: u64,
+    end: RetryEnd,
+}
+
+/// Reads `chunk` (segment `s` from offset `at`) page by page, writing each page read at
+/// `pos` onwards, until a page fails to read or the output fills up.
+fn retry_by_page(
+    src: &dyn ReadAt,
+    s: &LoadSegment,
+    at: u64,
+    chunk: &mut [u8],
+    ps: u64,
+    out: &mut dyn Output,
+    pos: u64,
+) -> Result<Retried> {
+    let mut bytes = 0u64;
+    for page in chunk.chunks_mut(ps as usize) {
+        if let Err(e) = read_segment(src, s, at + bytes, page) {
+            return Ok(Retried { bytes, end: RetryEnd::InputFailed(e) });
+        }
+        match out.write_at(pos + bytes, page) {
+            Ok(()) => bytes += page.len() as u64,
+            Err(OutputError::Full) => return Ok(Retried { bytes, end: RetryEnd::DiskFull }),
+            Err(OutputError::Io(e)) => return Err(Error::Output(e)),
+        }
+    }
+    Ok(Retried { bytes, end: RetryEnd::AllRead })
+}
+
 fn read_segment(src: &dyn ReadAt, s: &LoadSegment, off: u64, buf: &mut [u8]) -> Result<()> {
     let in_file = usize::try_from(s.filesz.saturating_sub(off)).unwrap_or(usize::MAX).min(buf.len());
     let (file_part, zero_part) = buf.split_at_mut(in_file);
