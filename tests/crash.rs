@@ -70,7 +70,7 @@ fn crash_prints_the_same_log_from_every_dump_vmcore_writes() {
             ("lzo -d 1", &["-l", "-d", "1"]),
             ("snappy -d 31", &["-p", "-d", "31"]),
             ("zstd -d 31", &["-z", "-d", "31"]),
-            ("uncompressed -d 0", &["-d", "0"]),
+            ("uncompressed -d 0", &["--uncompressed", "-d", "0"]),
             ("ELF -d 31", &["-E", "-d", "31"]),
         ] {
             let out = dir.path().join(format!("{layout} {what}"));

@@ -78,7 +78,7 @@ fn mem_usage_table_classifies_like_the_level_31_report() {
         }
         assert_eq!(v["total_pages"], report["original_pages"], "{}", f.name);
         assert_eq!(v["classes"]["kern_data"], report["remaining_pages"], "{}", f.name);
-        assert_eq!(v["total_bytes"], report["original_pages"] * 4096);
+        assert_eq!(v["total_bytes"], report["original_pages"] * f.page_size());
 
         // A filtered kdump file still classifies from its struct pages (Debian's
         // makedumpfile makes them from the x86_64 dumps only).

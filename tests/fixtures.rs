@@ -57,7 +57,7 @@ fn info_json_gives_release_page_size_and_max_pfn() {
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         let uname = std::fs::read_to_string(f.dir.join("live/uname")).unwrap();
         assert_eq!(v["release"], uname.trim(), "{name}");
-        assert_eq!(v["page_size"], 4096, "{name}");
+        assert_eq!(v["page_size"], f.page_size(), "{name}");
         assert_eq!(v["max_pfn"], report_total_pages(&f), "{name}: max_pfn vs makedumpfile's Total pages");
         assert_eq!(v["format"], "elf", "{name}");
         let arch = if f.is_x86_64() { "x86_64" } else { "aarch64" };

@@ -66,6 +66,13 @@ impl Fixture {
         self.name.starts_with("x86_64")
     }
 
+    /// The kernel's page size, from its VMCOREINFO as the fixture records it.
+    pub fn page_size(&self) -> u64 {
+        let text = std::fs::read_to_string(self.expected("vmcoreinfo.txt")).unwrap();
+        let value = text.lines().find_map(|l| l.strip_prefix("PAGESIZE=")).expect("PAGESIZE in vmcoreinfo.txt");
+        value.parse().expect("PAGESIZE")
+    }
+
     pub fn expected(&self, file: &str) -> PathBuf {
         self.dir.join("expected").join(file)
     }

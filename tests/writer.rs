@@ -232,6 +232,20 @@ fn byte_identical_to_debian_makedumpfile_on_6_1() {
                 std::fs::remove_file(&ours).unwrap();
             }
         }
+        // Uncompressed pages: makedumpfile without a codec, `vmcore dump --uncompressed`.
+        for level in ["0", "1", "31"] {
+            let (theirs, ours) = (dir.path().join("theirs"), dir.path().join("ours"));
+            let mdf = Command::new("makedumpfile").args(["-d", level]).arg(&vmcore).arg(&theirs).output().unwrap();
+            assert!(mdf.status.success(), "-d {level}: {}", String::from_utf8_lossy(&mdf.stderr));
+            dump_ok(&vmcore, Some(&ours), &["-q", "--uncompressed", "-d", level]);
+            assert!(
+                std::fs::read(&ours).unwrap() == std::fs::read(&theirs).unwrap(),
+                "{}: uncompressed -d {level}",
+                f.name
+            );
+            std::fs::remove_file(&theirs).unwrap();
+            std::fs::remove_file(&ours).unwrap();
+        }
         // makedumpfile's --work-dir takes its non-cyclic path, whose 1st bitmap marks a
         // segment's partial last page on this machine too; a --cyclic-buffer never does.
         // The front end follows both (it marked none before).
@@ -652,7 +666,7 @@ fn elf_keep(f: &Fixture, level: u32) -> PfnBitmap {
     let mut keep = filtered.dumpable.clone();
     if level & 1 != 0 {
         let dump = open(&[f.vmcore()]);
-        let mut page = vec![0u8; 4096];
+        let mut page = vec![0u8; f.page_size() as usize];
         for pfn in filtered.dumpable.iter() {
             dump.mem.read_page(Pfn(pfn), &mut page).unwrap();
             if page.iter().all(|&b| b == 0) {
@@ -712,6 +726,7 @@ fn peer(tool: &str, py: &str, f: &Fixture, dump: &Path, keep: &PfnBitmap, banner
     std::fs::write(&list, text).unwrap();
     let mut cmd = Command::new(py);
     cmd.env("VMCORE_SCRIPTS", concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/vm"));
+    cmd.env("VMCORE_PAGE_SIZE", f.page_size().to_string());
     cmd.arg(&script).arg(tool).arg(dump).arg(f.vmcore()).arg(&list);
     if let Some(b) = banner {
         cmd.arg(format!("{b:#x}"));

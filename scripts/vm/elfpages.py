@@ -1,9 +1,11 @@
 """Pages of an ELF vmcore by physical frame number, for the comparisons with the peers'
 reads: kdump-pages.py (kdump.sh) and the integration tests' peer reader (tests/writer.rs).
 """
+import os
 import struct
 
-PAGE = 4096
+# The dumped kernel's page size (the integration tests set it for arm64's 16K and 64K).
+PAGE = int(os.environ.get("VMCORE_PAGE_SIZE", "4096"))
 
 
 def elf_loads(f):

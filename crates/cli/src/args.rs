@@ -125,7 +125,8 @@ pub enum Command {
     /// Dump level bits: 1 zero pages, 2 page cache without private data, 4 all page cache,
     /// 8 user process data, 16 free pages; hwpoison and offline pages are always excluded.
     ///
-    /// Formats: kdump-compressed (default; -c, -l, -p, -z choose the page codec), ELF with
+    /// Formats: kdump-compressed (default; pages compressed with zlib unless -l, -p, -z or
+    /// --uncompressed chooses otherwise), ELF with
     /// -E (makedumpfile's segments: excluded runs of 256 pages or more are left out, shorter
     /// ones kept), either as a flattened stream on stdout with -F; a --split set of files.
     Dump {
@@ -153,6 +154,10 @@ pub enum Command {
         /// Compress pages with zstd (makedumpfile -z).
         #[arg(short = 'z', group = "codec")]
         zstd: bool,
+        /// Write pages uncompressed (makedumpfile without -c, -l, -p or -z): the largest
+        /// file, the least CPU.
+        #[arg(long, group = "codec")]
+        uncompressed: bool,
         /// Write an ELF dump (makedumpfile -E): readable by any ELF core reader, pages
         /// uncompressed; zero pages are left out with level bit 1.
         #[arg(short = 'E', long = "elf", conflicts_with = "codec")]

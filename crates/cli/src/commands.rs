@@ -34,6 +34,7 @@ pub fn run(cli: Cli) -> Result<()> {
             lzo,
             snappy,
             zstd,
+            uncompressed,
             elf,
             flatten,
             split,
@@ -56,6 +57,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 vmcore_writer::Codec::Snappy
             } else if zstd {
                 vmcore_writer::Codec::Zstd
+            } else if uncompressed {
+                vmcore_writer::Codec::Raw
             } else {
                 vmcore_writer::Codec::Zlib
             };
