@@ -128,7 +128,8 @@ fn vtop_reports_the_walk_and_the_region() {
 }
 
 /// arm64 (4-level 48-bit and 5-level 52-bit fixtures): the walk of a kernel-image and a
-/// linear-map address lands where the image's and the linear map's fixed offsets put them.
+/// linear-map address lands where the image's and the linear map's fixed offsets put them,
+/// and the vmemmap, vmalloc and modules regions are named by VMCOREINFO's bounds.
 #[test]
 fn arm64_walks_agree_with_the_fixed_offsets() {
     for name in fixture_names().into_iter().filter(|n| n.starts_with("aarch64")) {
@@ -162,6 +163,24 @@ fn arm64_walks_agree_with_the_fixed_offsets() {
         let r: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(r[0]["region"], "linear map", "{name}");
         assert_eq!(r[0]["paddr"], v[0]["paddr"], "{name}: {r}");
+        // The regions VMCOREINFO bounds: VMEMMAP_START is the struct page of the first
+        // frame of RAM (mapped); the others are named whether mapped or not.
+        let vi = std::fs::read_to_string(f.expected("vmcoreinfo.txt")).unwrap();
+        let number = |k: &str| vi.lines().find_map(|l| l.strip_prefix(&format!("NUMBER({k})="))).unwrap().to_string();
+        let (vmemmap, vmalloc, modules) = (number("VMEMMAP_START"), number("VMALLOC_START"), number("MODULES_VADDR"));
+        let (_, out, err) = run(&[
+            OsStr::new("vtop"),
+            input.as_os_str(),
+            OsStr::new("--json"),
+            OsStr::new(&vmemmap),
+            OsStr::new(&vmalloc),
+            OsStr::new(&modules),
+        ]);
+        let r: serde_json::Value = serde_json::from_slice(&out).unwrap_or_else(|_| panic!("{name}: {err}"));
+        assert_eq!((&r[0]["region"], &r[0]["vaddr"]), (&"vmemmap".into(), &vmemmap.clone().into()), "{name}: {r}");
+        assert!(r[0]["paddr"].is_string(), "{name}: the first struct page is mapped: {r}");
+        assert_eq!(r[1]["region"], "vmalloc", "{name}: {r}");
+        assert_eq!(r[2]["region"], "modules", "{name}: {r}");
     }
 }
 

@@ -113,7 +113,10 @@ fn region(machine: &Machine, vaddr: u64) -> Option<(&'static str, u64, Option<u6
                 let pa = l.phys_offset.value.map(|po| (vaddr - base).wrapping_add(po));
                 return Some(("linear map", base, pa));
             }
-            None
+            l.regions
+                .iter()
+                .find(|&&(_, start, end)| (start..end).contains(&vaddr))
+                .map(|&(name, start, _)| (name, start, None))
         }
     }
 }

@@ -33,6 +33,9 @@ pub struct Aarch64Layout {
     pub kaslr_offset: Derived,
     /// Physical address of swapper_pg_dir.
     pub pgd: Derived,
+    /// The virtual regions VMCOREINFO bounds (modules, vmalloc, vmemmap; 6.0+): name,
+    /// start, end (exclusive). `vtop` names the region of an address with them.
+    pub regions: Vec<(&'static str, u64, u64)>,
 }
 
 impl Aarch64Layout {
@@ -49,6 +52,21 @@ impl Aarch64Layout {
             ("pgd", &self.pgd),
         ]
     }
+}
+
+/// The regions whose bounds VMCOREINFO holds, those with a sane pair.
+fn exported_regions(vi: &VmcoreInfo) -> Vec<(&'static str, u64, u64)> {
+    [
+        ("modules", "MODULES_VADDR", "MODULES_END"),
+        ("vmalloc", "VMALLOC_START", "VMALLOC_END"),
+        ("vmemmap", "VMEMMAP_START", "VMEMMAP_END"),
+    ]
+    .into_iter()
+    .filter_map(|(name, start, end)| {
+        let (start, end) = (vi.number_u64(start)?, vi.number_u64(end)?);
+        (start < end).then_some((name, start, end))
+    })
+    .collect()
 }
 
 /// PAGE_OFFSET for `va_bits_actual`: the "flipped" layout of 5.4+ (linear map in the lower
@@ -126,6 +144,7 @@ pub fn discover(dump: &Dump, vi: &VmcoreInfo, symbols: SymbolLookup<'_>) -> Disc
             (Method::Vmcoreinfo, va_bits.filter(|_| t1sz.is_none()).map(u64::from)),
         ]),
         kaslr_offset: Derived::new(vec![(Method::Vmcoreinfo, vi.kernel_offset())]),
+        regions: exported_regions(vi),
         ..Aarch64Layout::default()
     };
     let kdump_block = match &dump.container {
