@@ -390,3 +390,65 @@ fn the_vmemmap_probe_ignores_a_vmalloc_base_in_the_lower_half() {
         assert_eq!(v["layout"]["vmemmap_base"]["sources"]["page_tables"], probe, "{name} {value}");
     }
 }
+
+/// A kernel before 6.0 exports no kallsyms tables nor the vmalloc and vmemmap starts, so
+/// neither those nor the variables are known: the vmalloc area comes from the page tables alone, and the
+/// vmemmap probe, which starts past it, runs again once it is known, so that mem_section's
+/// answer is still checked by a second method (a real 5.10 dump had it unchecked).
+#[test]
+fn without_kallsyms_the_vmemmap_base_is_still_found_two_ways() {
+    for name in fixture_names().into_iter().filter(|n| n.starts_with("x86_64")) {
+        let f = Fixture::new(&name);
+        let t = truth(&f);
+        let vi = std::fs::read_to_string(f.expected("vmcoreinfo.txt")).unwrap();
+        let edited = f.work.join("vmcoreinfo-no-kallsyms.txt");
+        let pre_6_0 = |l: &&str| {
+            !l.contains("kallsyms")
+                && !l.starts_with("NUMBER(VMALLOC_START)")
+                && !l.starts_with("NUMBER(VMEMMAP_START)")
+        };
+        let lines: String = vi.lines().filter(pre_6_0).map(|l| format!("{l}\n")).collect();
+        std::fs::write(&edited, lines).unwrap();
+        let (v, _) = info_json(&[OsStr::new("--vmcoreinfo"), edited.as_os_str(), f.vmcore().as_os_str()]);
+        let layout = &v["layout"];
+        assert!(v["kallsyms"].is_null(), "{name}: {}", v["kallsyms"]);
+        let want = |var: &str| t["variables"][var]["value"].clone();
+        assert_eq!(layout["vmalloc_base"]["source"], "page_tables", "{name}: {}", layout["vmalloc_base"]);
+        assert_eq!(layout["vmalloc_base"]["value"], want("vmalloc_base"), "{name}");
+        let vmemmap = &layout["vmemmap_base"];
+        assert_eq!(vmemmap["sources"]["mem_section"], want("vmemmap_base"), "{name}: {vmemmap}");
+        assert_eq!(vmemmap["sources"]["page_tables"], want("vmemmap_base"), "{name}: {vmemmap}");
+        assert_eq!(v["warnings"], serde_json::json!([]), "{name}");
+    }
+}
+
+/// Without kallsyms (before 6.0) a wrong page-table root in a `--vmcoreinfo` file has no
+/// other method to lose to, and the utsname check refuses the file: the refusal says what
+/// could not be read, naming the root it walked from.
+#[test]
+fn a_vmcoreinfo_file_whose_utsname_cannot_be_read_says_why() {
+    let Some(f) = fixture("x86_64-6.12-l4-kaslr") else { return };
+    let text = vmcoreinfo_text(&f.vmcore());
+    let root = text.lines().find_map(|l| l.strip_prefix("SYMBOL(init_top_pgt)=")).unwrap();
+    let wrong = u64::from_str_radix(root, 16).unwrap() + 0x1000;
+    let edited: String = text
+        .lines()
+        .filter(|l| !l.contains("kallsyms"))
+        .map(|l| {
+            if l.starts_with("SYMBOL(init_top_pgt)=") {
+                format!("SYMBOL(init_top_pgt)={wrong:x}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    let path = f.work.join("vmcoreinfo-no-kallsyms-wrong-pgd.txt");
+    std::fs::write(&path, edited).unwrap();
+    let (ok, _, err) = read_with_vmcoreinfo(&path, &f.vmcore(), "init_uts_ns", "5");
+    assert!(!ok, "{err}");
+    assert!(err.contains("the kernel's utsname cannot be read with this VMCOREINFO (virtual address 0x"), "{err}");
+    assert!(err.contains("is not present): it is another kernel's or another boot's, or one of its values"), "{err}");
+    let (v, _) = info_json(&[f.vmcore().as_os_str()]);
+    let pgd = u64::from_str_radix(v["layout"]["pgd"]["value"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+    assert!(err.contains(&format!("(table at physical {:#x})", pgd + 0x1000)), "{err}");
+}

@@ -241,3 +241,28 @@ fn the_front_end_prints_vtop_when_makedumpfile_does() {
         }
     }
 }
+
+/// With RANDOMIZE_MEMORY the kernel sizes the direct map by the RAM (plus 10 TiB) and the
+/// vmalloc area may start well inside the 64 TiB a 4-level direct map could span (17.6 TiB
+/// above it in a real 5.10 dump, whose vmalloc_base `vtop` called the direct map): the
+/// direct map ends where the vmalloc area starts, which ends where the vmemmap starts.
+#[test]
+fn vtop_names_a_vmalloc_area_that_starts_near_the_direct_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let elf = crate::util::synthetic_elf(dir.path(), "m.elf", "x86_64-5.4-l4", 256 << 20, 0);
+    let (ok, info, err) = run(&[OsStr::new("info"), OsStr::new("--json"), elf.as_os_str()]);
+    assert!(ok, "{err}");
+    let info: serde_json::Value = serde_json::from_slice(&info).unwrap();
+    let value = |k: &str| {
+        u64::from_str_radix(info["layout"][k]["value"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+    };
+    let (pob, vmalloc, vmemmap) = (value("page_offset_base"), value("vmalloc_base"), value("vmemmap_base"));
+    assert!(vmalloc - pob < 64 << 40, "the machine must have the case: {pob:#x} {vmalloc:#x}");
+    let addrs = [vmalloc - 1, vmalloc, vmalloc + 0x1000, vmemmap];
+    let mut args = vec![OsStr::new("vtop").to_owned(), OsStr::new("--json").to_owned(), elf.clone().into_os_string()];
+    args.extend(addrs.iter().map(|a| format!("{a:#x}").into()));
+    let out = crate::util::vmcore().args(&args).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let regions: Vec<&str> = v.as_array().unwrap().iter().map(|r| r["region"].as_str().unwrap()).collect();
+    assert_eq!(regions, ["direct map", "vmalloc", "vmalloc", "vmemmap"], "{v}");
+}

@@ -147,9 +147,10 @@ impl Machine {
                 Utsname::Release(actual) if Some(actual.as_str()) != vi.osrelease() => return Err(wrong(actual)),
                 Utsname::Release(_) => {}
                 Utsname::NotThere => return Err(wrong("unknown (no utsname where the file's offsets point)".into())),
-                Utsname::Unreadable => {
+                Utsname::Unreadable(why) => {
                     return Err(Error::Missing(format!(
-                        "{file}: the kernel's utsname cannot be read with this VMCOREINFO: it is another kernel's or another boot's"
+                        "{file}: the kernel's utsname cannot be read with this VMCOREINFO ({why}): it is another \
+                         kernel's or another boot's, or one of its values (an address, the page-table root) is wrong"
                     )))
                 }
             }
@@ -173,16 +174,18 @@ enum Utsname {
     Release(String),
     /// Memory is there, but no sysname "Linux".
     NotThere,
-    /// No place could be read.
-    Unreadable,
+    /// No place could be read: the first reason.
+    Unreadable(String),
 }
 
 fn utsname_release(vi: &crate::vmcoreinfo::VmcoreInfo, kmem: &KernelMem) -> Utsname {
     const FIELD: usize = 65;
     let mut read_any = false;
+    let mut first_error = None;
     for addr in vi.utsname_candidates() {
         let mut uts = [0u8; 3 * FIELD];
-        if kmem.read(addr, &mut uts).is_err() {
+        if let Err(e) = kmem.read(addr, &mut uts) {
+            first_error.get_or_insert(e.to_string());
             continue;
         }
         read_any = true;
@@ -194,7 +197,7 @@ fn utsname_release(vi: &crate::vmcoreinfo::VmcoreInfo, kmem: &KernelMem) -> Utsn
     if read_any {
         Utsname::NotThere
     } else {
-        Utsname::Unreadable
+        Utsname::Unreadable(first_error.unwrap_or_else(|| "VMCOREINFO does not say where it is".into()))
     }
 }
 

@@ -90,15 +90,24 @@ fn region(machine: &Machine, vaddr: u64) -> Option<(&'static str, u64, Option<u6
             let five = l.paging_levels.value == Some(5);
             let physmem = if five { 1u64 << 52 } else { 1 << 46 };
             let vmalloc = if five { X86_VMALLOC_5 } else { X86_VMALLOC_4 };
-            let within = |base: Option<u64>, size: u64| base.filter(|&b| vaddr >= b && vaddr - b < size);
-            if let Some(b) = within(l.page_offset_base.value, physmem) {
+            // A region of `size` at `base`, cut at the next region's base: with
+            // RANDOMIZE_MEMORY the kernel sizes the direct map by the RAM (plus 10 TiB of
+            // padding) and may start the vmalloc area well inside the 64 TiB it could span.
+            let within = |base: Option<u64>, size: u64, next: Option<u64>| {
+                base.filter(|&b| {
+                    let end = next.filter(|&n| n > b).map_or(b.saturating_add(size), |n| n.min(b.saturating_add(size)));
+                    vaddr >= b && vaddr < end
+                })
+            };
+            let (vmalloc_base, vmemmap_base) = (l.vmalloc_base.value, l.vmemmap_base.value);
+            if let Some(b) = within(l.page_offset_base.value, physmem, vmalloc_base) {
                 return Some(("direct map", b, Some(vaddr - b)));
             }
-            if let Some(b) = within(l.vmalloc_base.value, vmalloc) {
+            if let Some(b) = within(vmalloc_base, vmalloc, vmemmap_base) {
                 return Some(("vmalloc", b, None));
             }
             // Struct pages of every possible frame, 64 bytes each.
-            if let Some(b) = within(l.vmemmap_base.value, physmem >> 6) {
+            if let Some(b) = within(vmemmap_base, physmem >> 6, None) {
                 return Some(("vmemmap", b, None));
             }
             if (X86_MODULES..X86_MODULES_END).contains(&vaddr) {

@@ -324,17 +324,23 @@ pub fn discover_x86_64(dump: &Dump, vi: &VmcoreInfo, symbols: SymbolLookup<'_>) 
     }
     // The vmemmap is the region after the vmalloc area, and the struct page of frame 0
     // (section 0 always has memory on x86_64) is its first byte.
-    let vmemmap_probe = walker.as_ref().and_then(|w| {
-        let vmalloc_size = if w.mmu().levels == 5 { VMALLOC_SIZE_L5 } else { VMALLOC_SIZE_L4 };
-        region_start(w, layout.vmalloc_base.value?.checked_add(vmalloc_size)?, RANDOMIZED_REGION_END)
-    });
-    layout.vmemmap_base = Derived::new(vec![
-        (Method::Vmcoreinfo, vi.number_u64("VMEMMAP_START")),
-        (Method::Symbol, vmemmap_var),
-        (Method::MemSection, vmemmap_from_mem_section(vi, &kmem, dump.mem.page_size())),
-        (Method::PageTables, vmemmap_probe),
-        (Method::Release, fixed(FIXED_VMEMMAP_BASE)),
-    ]);
+    let vmemmap_probe = |vmalloc_base: Option<u64>| {
+        walker.as_ref().and_then(|w| {
+            let vmalloc_size = if w.mmu().levels == 5 { VMALLOC_SIZE_L5 } else { VMALLOC_SIZE_L4 };
+            region_start(w, vmalloc_base?.checked_add(vmalloc_size)?, RANDOMIZED_REGION_END)
+        })
+    };
+    let vmemmap_sources = |probe: Option<u64>| {
+        vec![
+            (Method::Vmcoreinfo, vi.number_u64("VMEMMAP_START")),
+            (Method::Symbol, vmemmap_var),
+            (Method::MemSection, vmemmap_from_mem_section(vi, &kmem, dump.mem.page_size())),
+            (Method::PageTables, probe),
+            (Method::Release, fixed(FIXED_VMEMMAP_BASE)),
+        ]
+    };
+    let first_vmemmap_probe = vmemmap_probe(layout.vmalloc_base.value);
+    layout.vmemmap_base = Derived::new(vmemmap_sources(first_vmemmap_probe));
     // The vmalloc area is the first region past the direct map's RAM (vmap'd stacks and
     // early vmallocs sit at its start from boot). Known only with the vmemmap's start to
     // bound the search, so it comes last.
@@ -346,6 +352,12 @@ pub fn discover_x86_64(dump: &Dump, vi: &VmcoreInfo, symbols: SymbolLookup<'_>) 
     let at = sources.iter().position(|(m, _)| *m == Method::Release).unwrap_or(sources.len());
     sources.insert(at, (Method::PageTables, vmalloc_probe));
     layout.vmalloc_base = Derived::new(sources);
+    // Without VMALLOC_START or the variable (kernels before 6.0 have no kallsyms in
+    // VMCOREINFO), the vmemmap probe had no vmalloc base to start from: now it has one,
+    // so that mem_section's answer is still checked by a second method.
+    if first_vmemmap_probe.is_none() && layout.vmalloc_base.value.is_some() {
+        layout.vmemmap_base = Derived::new(vmemmap_sources(vmemmap_probe(layout.vmalloc_base.value)));
+    }
     Discovered { layout, kmem }
 }
 
