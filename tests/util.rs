@@ -73,6 +73,18 @@ impl Fixture {
         value.parse().expect("PAGESIZE")
     }
 
+    /// Whether the kernel exports its kallsyms tables in VMCOREINFO (6.0+).
+    pub fn has_kallsyms(&self) -> bool {
+        std::fs::read_to_string(self.expected("vmcoreinfo.txt")).unwrap().contains("SYMBOL(kallsyms_names)=")
+    }
+
+    /// Where `struct uts_namespace` holds the utsname: VMCOREINFO's offset (5.11+), else
+    /// after the 4-byte kref that came first before 5.11.
+    pub fn utsname_offset(&self) -> u64 {
+        let vi = std::fs::read_to_string(self.expected("vmcoreinfo.txt")).unwrap();
+        vi.lines().find_map(|l| l.strip_prefix("OFFSET(uts_namespace.name)=")).map_or(4, |v| v.parse().unwrap())
+    }
+
     pub fn expected(&self, file: &str) -> PathBuf {
         self.dir.join("expected").join(file)
     }

@@ -743,6 +743,9 @@ fn peer(tool: &str, py: &str, f: &Fixture, dump: &Path, keep: &PfnBitmap, banner
 
 /// The address of `linux_banner`, when the dump's kallsyms name it.
 fn banner_address(f: &Fixture) -> Option<u64> {
+    if !f.has_kallsyms() {
+        return None;
+    }
     let out = vm(&[OsStr::new("symbols"), f.vmcore().as_os_str(), OsStr::new("linux_banner")]);
     let text = String::from_utf8(out).unwrap();
     let line = text.lines().find(|l| l.ends_with(" linux_banner"))?;
