@@ -157,6 +157,9 @@ fn spinner(quiet: bool, message: String, bytes: bool) -> indicatif::ProgressBar 
     let style = indicatif::ProgressStyle::with_template(template)
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
     let s = indicatif::ProgressBar::new_spinner().with_style(style).with_message(message);
+    // Drawn at once: the ticker's first draw comes a tick later, and a phase that ends
+    // sooner would otherwise never say what it was doing.
+    s.tick();
     s.enable_steady_tick(Duration::from_millis(120));
     s
 }
