@@ -2,7 +2,7 @@
 """Reads kdump files with python3-libkdumpfile and compares them page by page (kdump.sh).
 
     kdump-pages.py OURS [--ref MAKEDUMPFILE_DUMP] [--elf FULL_VMCORE.elf]
-                        [--memmap FILE SIZEOF_PAGE OFFSET_OF_MAPCOUNT]
+                        [--memmap FILE SIZEOF_PAGE OFFSET_OF_MAPCOUNT OFFSET_OF_COMPOUND_HEAD]
 
 Opens OURS (and the others) with libkdumpfile and reads every page frame 0..max_pfn through
 KDUMP_MACHPHYSADDR: a page the dump does not hold (excluded, or a hole) raises an error and
@@ -17,7 +17,9 @@ counts as absent. Prints one JSON object:
                                         bytes differ from memory, pages of OURS it lacks
   only_ours_types                       with --memmap (the struct pages from pfn 0 on, as
                                         `vmcore read` gives them): the page_type word of the
-                                        pages only OURS holds, counted (names: 6.12+ types)
+                                        pages only OURS holds, counted (names: 6.12+ types);
+                                        a tail page (bit 0 of compound_head) is counted as
+                                        "tail of" its head's type
 Exit 0 when it could read the files (the verdict is kdump.sh's), 1 otherwise.
 """
 import json
@@ -52,7 +54,7 @@ def main():
         elif opt == "--elf":
             elf = args.pop(0)
         elif opt == "--memmap":
-            memmap = (args.pop(0), int(args.pop(0), 0), int(args.pop(0), 0))
+            memmap = (args.pop(0), int(args.pop(0), 0), int(args.pop(0), 0), int(args.pop(0), 0))
         else:
             raise SystemExit("unknown argument " + opt)
     k, read = reader(ours)
@@ -121,18 +123,31 @@ def main():
         names = {0xf0: "buddy", 0xf1: "offline", 0xf2: "table", 0xf3: "guard", 0xf4: "hugetlb",
                  0xf5: "slab", 0xf6: "zsmalloc", 0xf7: "unaccepted", 0xf8: "large_kmalloc"}
         types = {}
+        size, mapcount, compound = memmap[1:]
+
+        def word(mf, pfn, off, fmt):
+            mf.seek(pfn * size + off)
+            b = mf.read(struct.calcsize(fmt))
+            return struct.unpack(fmt, b)[0] if len(b) == struct.calcsize(fmt) else None
+
+        def page_type(mf, pfn):
+            v = word(mf, pfn, mapcount, "<I")
+            if v is None:
+                return "unknown (no struct page)"
+            if v >> 24 in names:
+                return "%s (page_type 0x%02x......)" % (names[v >> 24], v >> 24)
+            return "page_type 0x%08x" % v
+
         with open(memmap[0], "rb") as mf:
             for pfn in only_ours:
-                mf.seek(pfn * memmap[1] + memmap[2])
-                b = mf.read(4)
-                if len(b) < 4:
-                    key = "unknown (no struct page)"
-                else:
-                    v, = struct.unpack("<I", b)
-                    if v >> 24 in names:
-                        key = "%s (page_type 0x%02x......)" % (names[v >> 24], v >> 24)
-                    else:
-                        key = "page_type 0x%08x" % v
+                # A tail page's type is its head's: the first page before it whose
+                # compound_head word has bit 0 clear (within a 1 GiB folio at most).
+                head = pfn
+                while head > 0 and pfn - head < (1 << 18) and (word(mf, head, compound, "<Q") or 0) & 1:
+                    head -= 1
+                key = page_type(mf, head)
+                if head != pfn:
+                    key = "tail of " + key
                 types[key] = types.get(key, 0) + 1
         res["only_ours_types"] = types
     print(json.dumps(res))

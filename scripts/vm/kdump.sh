@@ -41,7 +41,10 @@
 #                                       6.1 5-level KASLR, 6.1 4-level nokaslr,
 #                                       6.12 4-level KASLR, 6.12 5-level nokaslr
 #        scripts/vm/kdump.sh --matrix   all eight (2 kernels x 2 paging modes x KASLR on/off)
-#   --kernel   a series (6.1, 6.12: the newest linux-image-SERIES.*-amd64 apt offers) or a
+#   --kernel   a series (6.1, 6.12: the newest linux-image-SERIES.*-amd64 apt offers), a
+#              comma-separated list of kernel .deb files (another suite's kernel: since 7.x
+#              Debian's linux-image is a metapackage, so give linux-binary and linux-modules
+#              too; a package name fetches them itself), or a
 #              package name; default 6.1 (env VMCORE_VM_KERNEL)
 #   --no5lvl   4-level paging (the no5lvl kernel argument)
 #   --nokaslr  KASLR off (the nokaslr kernel argument)
@@ -89,9 +92,16 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+# The release a --kernel names: a package's, or the first .deb's (linux-image-REL_VER_ARCH.deb).
+kernel_release() {
+  local k=$1
+  case $k in *.deb*) k=$(basename "${k%%,*}"); k=${k%%_*} ;; esac
+  echo "${k#linux-image-}"
+}
+
 config_name() { # SERIES NO5LVL NOKASLR
   local k=$1
-  case $k in linux-image-*) k=${k#linux-image-}; k=${k%-amd64} ;; esac
+  case $k in linux-image-*|*.deb*) k=$(kernel_release "$k"); k=${k%-amd64} ;; esac
   echo "$k-$([ -n "$2" ] && echo l4 || echo l5)-$([ -n "$3" ] && echo nokaslr || echo kaslr)"
 }
 
@@ -172,7 +182,7 @@ boot_and_capture() {
   vm_require_packages qemu-system-x86 busybox-static makedumpfile kexec-tools cpio zstd xz-utils \
     e2fsprogs python3-libkdumpfile
   case $kernel in
-    linux-image-*) pkg=$kernel ;;
+    linux-image-*|*.deb*) pkg=$kernel ;;
     *) pkg=$(vm_kernel_package "$kernel") || vm_die "apt offers no linux-image-$kernel.*-amd64" ;;
   esac
   vm_fetch_kernel "$pkg"
@@ -199,7 +209,7 @@ boot_and_capture() {
   vm_initrd_new
   vm_initrd_add_bin /usr/sbin/kexec
   vm_initrd_add_file "$out/capture.cpio.gz" /capture.img
-  vm_initrd_add_file "$VM_KDIR/boot/vmlinuz-$VM_KVER" /vmlinuz
+  vm_initrd_add_file "$VM_VMLINUZ" /vmlinuz
   vm_initrd_add_file "$here/kdump-guest-init" /scenario
   vm_initrd_pack "$out/initrd.cpio.gz"
   rm -f "$out/capture.cpio.gz"
@@ -347,7 +357,10 @@ if [ -s "$d/ours.kdump" ]; then
   want_levels=0x5; { [ -n "$no5lvl" ] || [ "$(cat "$o/first/la57.txt" 2>/dev/null)" != yes ]; } && want_levels=0x4
   cmdline=$(cat "$o/first/cmdline.txt" 2>/dev/null)
   ok=1 why="release $release, paging levels $levels, KASLR offset $kaslr"
-  case $kernel in linux-image-*) [ "$release" = "${kernel#linux-image-}" ] || ok=0 ;; *) case $release in "$kernel".*) ;; *) ok=0 ;; esac ;; esac
+  case $kernel in
+    linux-image-*|*.deb*) [ "$release" = "$(kernel_release "$kernel")" ] || ok=0 ;;
+    *) case $release in "$kernel".*) ;; *) ok=0 ;; esac ;;
+  esac
   [ "$levels" = "$want_levels" ] || { ok=0; why="$why (want $want_levels levels)"; }
   if [ -n "$nokaslr" ]; then [ "$kaslr" = 0x0 ] || { ok=0; why="$why (want 0 with nokaslr)"; }
   else case $kaslr in 0x0|"") ok=0; why="$why (want a KASLR offset)" ;; esac; fi
@@ -380,9 +393,11 @@ if [ -s "$d/ours.kdump" ]; then
   vmemmap=$(jget "$h/info.json" layout vmemmap_base value); maxpfn=$(jget "$h/info.json" max_pfn)
   "$vmcore" vmcoreinfo "$d/ours.kdump" > "$h/vmcoreinfo.txt" 2>/dev/null
   spage=$(sed -n 's/^SIZE(page)=//p' "$h/vmcoreinfo.txt"); omap=$(sed -n 's/^OFFSET(page._mapcount)=//p' "$h/vmcoreinfo.txt")
+  # the word whose bit 0 marks a tail page (compound_head; compound_info since 7.1)
+  ohead=$(sed -n 's/^OFFSET(page.compound_\(head\|info\))=//p' "$h/vmcoreinfo.txt" | head -1)
   if [ -n "$vmemmap" ] && [ -n "$maxpfn" ] && [ -n "$spage" ] && [ -n "$omap" ] && [ -s "$d/mkd.kdump" ] \
      && "$vmcore" read "$d/ours.kdump" "$vmemmap" $((maxpfn * spage)) --zero-excluded > "$h/memmap.bin" 2> /dev/null; then
-    pargs+=(--memmap "$h/memmap.bin" "$spage" "$omap")
+    pargs+=(--memmap "$h/memmap.bin" "$spage" "$omap" "${ohead:-8}")
   fi
   prc=0; "$py" "$here/kdump-pages.py" "${pargs[@]}" > "$h/pages.json" 2> "$h/pages.err" || prc=$?
   rm -f "$h/memmap.bin"

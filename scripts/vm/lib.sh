@@ -4,7 +4,8 @@
 #
 #   vm_require_packages PKG...        install Debian packages that are missing (as root)
 #   vm_kernel_package [SERIES]        newest linux-image-SERIES.*-amd64 apt offers (default 6.1)
-#   vm_fetch_kernel PKG               download and extract it into the cache; sets VM_KDIR, VM_KVER
+#   vm_fetch_kernel PKG|DEB,...       download (or take the given .deb files) and extract into
+#                                     the cache; sets VM_KDIR, VM_KVER, VM_VMLINUZ, VM_MODDIR
 #   vm_build_vmcore                   static (musl) release build of vmcore; sets VM_VMCORE
 #   vm_initrd_new                     a fresh initramfs tree with busybox and the guest /init;
 #                                     sets VM_ROOT
@@ -77,28 +78,58 @@ vm_kernel_package() {
 
 # Downloads PKG (apt-get download) and extracts it (dpkg -x) into the cache, once.
 vm_fetch_kernel() {
-  local pkg=$1 dir deb
-  dir=$VM_CACHE/kernels/$pkg
+  local pkg=$1 dir deb dep
+  local -a debs=()
+  # A comma-separated list of .deb files (a kernel apt cannot fetch here: another suite's)
+  # is extracted as given; a package name is downloaded with apt.
+  if [[ $pkg == *.deb* ]]; then
+    IFS=, read -r -a debs <<< "$pkg"
+    dir=$VM_CACHE/kernels/$(basename "${debs[0]}" .deb)
+  else
+    dir=$VM_CACHE/kernels/$pkg
+  fi
   if [ ! -f "$dir/.complete" ]; then
     rm -rf "$dir"; mkdir -p "$dir/dl"
-    vm_say "downloading $pkg into $dir"
-    # apt's _apt user may not reach the cache folder: it then downloads as root, and says so
-    (cd "$dir/dl" && apt-get download "$pkg" 2>&1 | grep -v '^W: Download is performed unsandboxed') \
-      || true
-    deb=$(ls "$dir"/dl/*.deb 2>/dev/null | head -1)
-    if [ -z "$deb" ] && _vm_is_root_with_apt && [ -z "$_vm_apt_updated" ]; then
-      _vm_apt_update
-      (cd "$dir/dl" && apt-get download "$pkg" 2>&1 | grep -v '^W: Download is performed unsandboxed') || true
+    if [ ${#debs[@]} -eq 0 ]; then
+      vm_say "downloading $pkg into $dir"
+      _vm_download "$dir/dl" "$pkg"
       deb=$(ls "$dir"/dl/*.deb 2>/dev/null | head -1)
+      [ -n "$deb" ] || vm_die "apt-get download $pkg failed"
+      # Since 7.x Debian's linux-image is a metapackage over linux-binary (vmlinuz) and
+      # linux-modules: fetch what it names.
+      for dep in $(dpkg-deb -f "$deb" Depends | tr ',|' '\n\n' | awk '{print $1}' | grep -E '^linux-(binary|modules)-'); do
+        _vm_download "$dir/dl" "$dep"
+      done
+      debs=("$dir"/dl/*.deb)
     fi
-    [ -n "$deb" ] || vm_die "apt-get download $pkg failed"
-    dpkg -x "$deb" "$dir/root" || vm_die "dpkg -x $deb failed"
+    for deb in "${debs[@]}"; do
+      [ -f "$deb" ] || vm_die "$deb: no such file"
+      dpkg -x "$deb" "$dir/root" || vm_die "dpkg -x $deb failed"
+    done
     rm -rf "$dir/dl"
     touch "$dir/.complete"
   fi
   VM_KDIR=$dir/root
-  VM_KVER=$(ls "$VM_KDIR/lib/modules" | head -1)
-  [ -n "$VM_KVER" ] && [ -f "$VM_KDIR/boot/vmlinuz-$VM_KVER" ] || vm_die "$pkg: no kernel in $VM_KDIR"
+  # Modules and the image under /lib and /boot, or (usrmerged kernels, 6.12+ in trixie)
+  # under /usr/lib/modules/KVER with vmlinuz beside them.
+  VM_MODDIR=$VM_KDIR/lib/modules
+  [ -d "$VM_MODDIR" ] || VM_MODDIR=$VM_KDIR/usr/lib/modules
+  VM_KVER=$(ls "$VM_MODDIR" 2>/dev/null | head -1)
+  VM_VMLINUZ=$VM_KDIR/boot/vmlinuz-$VM_KVER
+  [ -f "$VM_VMLINUZ" ] || VM_VMLINUZ=$VM_MODDIR/$VM_KVER/vmlinuz
+  [ -n "$VM_KVER" ] && [ -f "$VM_VMLINUZ" ] || vm_die "$pkg: no kernel in $VM_KDIR"
+  VM_MODDIR=$VM_MODDIR/$VM_KVER
+}
+
+# apt-get download PKG into DIR (updating the lists once when that is what it lacks).
+_vm_download() {
+  local dir=$1 pkg=$2
+  # apt's _apt user may not reach the cache folder: it then downloads as root, and says so
+  (cd "$dir" && apt-get download "$pkg" 2>&1 | grep -v '^W: Download is performed unsandboxed') || true
+  if ! ls "$dir"/"${pkg}"_*.deb >/dev/null 2>&1 && _vm_is_root_with_apt && [ -z "$_vm_apt_updated" ]; then
+    _vm_apt_update
+    (cd "$dir" && apt-get download "$pkg" 2>&1 | grep -v '^W: Download is performed unsandboxed') || true
+  fi
 }
 
 # vmcore for the guest: a static musl binary when the musl target is there (rustup can add
@@ -155,7 +186,7 @@ vm_initrd_add_bin() {
   done
 }
 
-_vm_module_file() { find "$VM_KDIR/lib/modules/$VM_KVER" -name "$1.ko" -o -name "$1.ko.xz" -o -name "$1.ko.zst" | head -1; }
+_vm_module_file() { find "$VM_MODDIR" -name "$1.ko" -o -name "$1.ko.xz" -o -name "$1.ko.zst" | head -1; }
 
 # Adds each module after the modules it depends on (from its .modinfo "depends="), once.
 # A module that is built in (no file) is skipped.
@@ -225,7 +256,7 @@ vm_boot_disks() {
   timeout "${VMCORE_VM_TIMEOUT:-900}" qemu-system-x86_64 \
     -accel tcg,thread=multi -cpu "${VM_CPU:-max}" -m "${VM_MEM:-512M}" -smp "${VM_SMP:-2}" \
     -nodefaults -display none -serial "file:$outdir/console.log" -no-reboot \
-    -kernel "$VM_KDIR/boot/vmlinuz-$VM_KVER" -initrd "$initrd" -append "$append" \
+    -kernel "$VM_VMLINUZ" -initrd "$initrd" -append "$append" \
     -drive "file=$disk,format=raw,if=virtio" "${drives[@]}" < /dev/null > "$outdir/qemu.log" 2>&1 || rc=$?
   VM_BOOT_SECONDS=$(( $(date +%s) - start ))
   [ $rc = 0 ] && { (cd "$outdir" && tar xf results.img 2>/dev/null) || true; }

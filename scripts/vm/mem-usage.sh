@@ -14,7 +14,8 @@
 # About 2-4 minutes on 2 cores (one boot of 1.5-2.5 minutes, plus the build).
 #
 # Usage: scripts/vm/mem-usage.sh [--kernel PKG|SERIES] [--no5lvl] [--mem SIZE] [--out DIR]
-#   --kernel   a linux-image package name, or a series (6.1, 6.12) for its newest package;
+#   --kernel   a linux-image package name, a comma-separated list of kernel .deb files (as
+#              kdump.sh takes), or a series (6.1, 6.12) for its newest package;
 #              default 6.1 (Debian's makedumpfile 1.7.2 predates 6.12: it warns there and
 #              may count some classes differently). Env VMCORE_VM_KERNEL does the same.
 #   --no5lvl   boot with no5lvl (4-level paging)
@@ -55,7 +56,7 @@ pkg=
 boot_and_run() {
   vm_require_packages qemu-system-x86 busybox-static makedumpfile cpio zstd xz-utils
   case $kernel in
-    linux-image-*) pkg=$kernel ;;
+    linux-image-*|*.deb*) pkg=$kernel ;;
     *) pkg=$(vm_kernel_package "$kernel") || vm_die "apt offers no linux-image-$kernel.*-amd64" ;;
   esac
   vm_fetch_kernel "$pkg"
