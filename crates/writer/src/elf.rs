@@ -510,8 +510,6 @@ pub fn write_elf(
     Ok(report)
 }
 
-/// Reads `buf.len()` bytes of input segment `s` from `off` bytes into it: from the file
-/// up to its `p_filesz`, zeros past it.
 /// How a chunk that failed to read whole went when read and written page by page.
 enum RetryEnd {
     /// Every page read this time: the dump goes on.
@@ -554,6 +552,8 @@ fn retry_by_page(
     Ok(Retried { bytes, end: RetryEnd::AllRead })
 }
 
+/// Reads `buf.len()` bytes of input segment `s` from `off` bytes into it: from the file
+/// up to its `p_filesz`, zeros past it.
 fn read_segment(src: &dyn ReadAt, s: &LoadSegment, off: u64, buf: &mut [u8]) -> Result<()> {
     let in_file = usize::try_from(s.filesz.saturating_sub(off)).unwrap_or(usize::MAX).min(buf.len());
     let (file_part, zero_part) = buf.split_at_mut(in_file);
