@@ -2,6 +2,7 @@
 //! run on every fixture in `layout`, `filter` and `dmesg`).
 
 use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 
 use vmcore_kernel::{Dump, OpenOptions};
 use vmcore_physmem::{Container, PageState};
@@ -77,12 +78,14 @@ fn a_52_bit_physical_build_on_48_bit_hardware_walks_as_48_bit() {
         assert_eq!(info["warnings"], serde_json::json!([]), "{name}");
         let po = &info["layout"]["page_offset"];
         assert_eq!(po["sources"]["page_tables"], po["value"], "{name}: {po}");
-        // A vmalloc address, read only through the page tables, as without the edit.
+        // The start of the vmalloc area (mapped from boot), read only through the page
+        // tables, as without the edit. VMCOREINFO bounds the area since 6.0.
+        let Some(vmalloc) = text.lines().find_map(|l| l.strip_prefix("NUMBER(VMALLOC_START)=")) else { continue };
         let vmcore = f.vmcore();
         let read = |extra: &[&OsStr]| {
             let mut a = vec![OsStr::new("read")];
             a.extend_from_slice(extra);
-            a.extend([vmcore.as_os_str(), OsStr::new("0xffff800008000000"), OsStr::new("4096")]);
+            a.extend([vmcore.as_os_str(), OsStr::new(vmalloc), OsStr::new("4096")]);
             run(&a)
         };
         let (ok, plain, err) = read(&[]);
@@ -107,7 +110,8 @@ fn a_wrong_kimage_voffset_loses_to_the_one_the_page_tables_confirm() {
         let edited = f.work.join("vmcoreinfo-kimage-voffset-2m-low.txt");
         std::fs::write(&edited, text.replace(line, &format!("NUMBER(kimage_voffset)={:#x}", value - 0x20_0000)))
             .unwrap();
-        let (ok, out, err) = read_with_vmcoreinfo(&edited, &f.vmcore(), "init_uts_ns", "5");
+        let (ok, out, err) =
+            read_with_vmcoreinfo(&edited, &f.vmcore(), &format!("init_uts_ns+{:#x}", f.utsname_offset()), "5");
         assert!(ok && out == b"Linux", "{name}: {err}");
         assert!(
             err.contains("kimage_voffset: methods disagree") && err.contains("using pt_load, the first answer failing"),
@@ -140,7 +144,8 @@ fn a_52_bit_va_build_running_with_48_bits_reads_without_warnings() {
         let info = info_json_with(&edited, &f.vmcore());
         assert_eq!(info["warnings"], serde_json::json!([]), "{name}");
         assert_eq!(info["layout"]["phys_offset"]["value"], serde_json::json!(format!("{phys:#x}")), "{name}");
-        let (ok, out, err) = read_with_vmcoreinfo(&edited, &f.vmcore(), "init_uts_ns", "5");
+        let (ok, out, err) =
+            read_with_vmcoreinfo(&edited, &f.vmcore(), &format!("init_uts_ns+{:#x}", f.utsname_offset()), "5");
         assert!(ok && out == b"Linux" && !err.contains("warning"), "{name}: {err}");
     }
 }
@@ -158,22 +163,15 @@ fn info_json_with(vmcoreinfo: &std::path::Path, vmcore: &std::path::Path) -> ser
     serde_json::from_slice(&out).unwrap()
 }
 
-/// A 64K-page kernel built for 52-bit VAs on a CPU with 48 (Ubuntu's -64k kernels on
-/// Ampere Altra): swapper_pg_dir is sized for 52 bits, 1024 entries, and TTBR1 points
-/// TTBR1_BADDR_4852_OFFSET (960 entries) into it, where the 48-bit range's entries are.
-/// Walked from its start with 48-bit indexes, every kernel address missed its entry.
-/// A synthetic dump: 1 MiB of RAM at 1 GiB, the image at 64 KiB into it; a level-2 block
-/// maps RAM at `0xffff8000c0000000` (outside the image and linear maps, so only the walk
-/// reaches it).
-#[test]
-fn a_64k_page_52_bit_va_build_on_48_bit_hardware_walks_from_ttbr1s_offset() {
+/// The 64K-page dump of the tests below: 1 MiB of RAM at 1 GiB, the image at 64 KiB into
+/// it; a level-2 block maps RAM at `WALKED` (outside the image and linear maps, so only the
+/// walk reaches it). Its linear map starts `linear_shift` bytes above PAGE_OFFSET (KASLR
+/// moves RAM up the linear map by lowering PHYS_OFFSET). Returns the file.
+fn arm64_64k_dump(dir: &Path, linear_shift: u64) -> PathBuf {
     use vmcore_synth::elf::{vmcoreinfo_note, ElfVmcore, Load, EM_AARCH64};
-    const RAM: u64 = 0x4000_0000;
     const PAGE: u64 = 0x1_0000;
-    let kimage_voffset: u64 = 0xffff_8000_4000_0000;
-    let stext = RAM + PAGE + kimage_voffset;
+    let stext = RAM + PAGE + KIMAGE_VOFFSET;
     let (swapper, pmd, pte) = (RAM + 2 * PAGE, RAM + 3 * PAGE, RAM + 4 * PAGE);
-    let walked = 0xffff_8000_c001_0000u64;
     let mut ram = vec![0u8; 16 * PAGE as usize];
     let mut put = |pa: u64, v: u64| {
         let at = (pa - RAM) as usize;
@@ -181,40 +179,74 @@ fn a_64k_page_52_bit_va_build_on_48_bit_hardware_walks_from_ttbr1s_offset() {
     };
     let pgd_index = |va: u64| (va >> 42) & 0x3ff;
     let pmd_index = |va: u64| (va >> 29) & 0x1fff;
-    // _stext through a table at each level, `walked` through a 512 MiB block.
+    // _stext through a table at each level, `WALKED` through a 512 MiB block.
     put(swapper + 8 * pgd_index(stext), pmd | 0b11);
     assert_eq!(pgd_index(stext), 960 + ((stext >> 42) & 0x3f));
     put(pmd + 8 * pmd_index(stext), pte | 0b11);
     put(pte + 8 * ((stext >> 16) & 0x1fff), (RAM + PAGE) | 0x703);
-    put(pmd + 8 * pmd_index(walked), RAM | 0x701);
+    put(pmd + 8 * pmd_index(WALKED), RAM | 0x701);
     ram[PAGE as usize..PAGE as usize + 12].copy_from_slice(b"stext marker");
-    let phys_offset = RAM.wrapping_sub((1 << 52) - (1 << 48));
+    // Built for 52 bits, running with 48: PHYS_OFFSET lowered by the distance between the
+    // two linear-map bases, and by the shift.
+    let phys_offset = RAM.wrapping_sub((1 << 52) - (1 << 48)).wrapping_sub(linear_shift);
     let vmcoreinfo = format!(
         "OSRELEASE=6.8.0-64k\nPAGESIZE=65536\nSYMBOL(swapper_pg_dir)={:x}\nSYMBOL(_stext)={stext:x}\n\
-         NUMBER(VA_BITS)=52\nNUMBER(kimage_voffset)={kimage_voffset:#x}\nNUMBER(PHYS_OFFSET)={phys_offset:#x}\n\
+         NUMBER(VA_BITS)=52\nNUMBER(kimage_voffset)={KIMAGE_VOFFSET:#x}\nNUMBER(PHYS_OFFSET)={phys_offset:#x}\n\
          NUMBER(TCR_EL1_T1SZ)=16\nKERNELOFFSET=0\n",
-        swapper + kimage_voffset
+        swapper + KIMAGE_VOFFSET
     );
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("arm64-64k.elf");
+    let path = dir.join("arm64-64k.elf");
     let mut elf = ElfVmcore::new(EM_AARCH64);
     elf.notes = vec![vmcoreinfo_note(&vmcoreinfo)];
-    // The linear map starts at PAGE_OFFSET for 48 bits with the first RAM.
-    elf.loads = vec![Load::full(RAM, 0xffff_0000_0000_0000, ram.len() as u64)];
+    // The linear map starts at PAGE_OFFSET for 48 bits, plus the shift, with the first RAM.
+    elf.loads = vec![Load::full(RAM, 0xffff_0000_0000_0000 + linear_shift, ram.len() as u64)];
     elf.write_path(&path, |pa, buf| {
         let at = (pa - RAM) as usize;
         buf.copy_from_slice(&ram[at..at + buf.len()]);
     })
     .unwrap();
+    path
+}
+
+const RAM: u64 = 0x4000_0000;
+const KIMAGE_VOFFSET: u64 = 0xffff_8000_4000_0000;
+const WALKED: u64 = 0xffff_8000_c001_0000;
+
+/// A 64K-page kernel built for 52-bit VAs on a CPU with 48 (Ubuntu's -64k kernels on
+/// Ampere Altra): swapper_pg_dir is sized for 52 bits, 1024 entries, and TTBR1 points
+/// TTBR1_BADDR_4852_OFFSET (960 entries) into it, where the 48-bit range's entries are.
+/// Walked from its start with 48-bit indexes, every kernel address missed its entry.
+#[test]
+fn a_64k_page_52_bit_va_build_on_48_bit_hardware_walks_from_ttbr1s_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = arm64_64k_dump(dir.path(), 0);
     let (ok, out, err) =
-        run(&[OsStr::new("read"), path.as_os_str(), OsStr::new(&format!("{walked:#x}")), OsStr::new("12")]);
+        run(&[OsStr::new("read"), path.as_os_str(), OsStr::new(&format!("{WALKED:#x}")), OsStr::new("12")]);
     assert!(ok && out == b"stext marker", "{err}");
     let (ok, out, err) = run(&[OsStr::new("info"), OsStr::new("--json"), path.as_os_str()]);
     assert!(ok, "{err}");
     let info: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(info["warnings"], serde_json::json!([]), "{info}");
     assert_eq!(info["layout"]["va_bits_actual"]["value"], "0x30", "{info}");
-    assert_eq!(info["layout"]["kimage_voffset"]["value"], format!("{kimage_voffset:#x}"), "{info}");
+    assert_eq!(info["layout"]["kimage_voffset"]["value"], format!("{KIMAGE_VOFFSET:#x}"), "{info}");
     assert_eq!(info["layout"]["page_offset"]["value"], "0xffff000000000000", "{info}");
     assert_eq!(info["layout"]["phys_offset"]["value"], format!("{RAM:#x}"), "{info}");
+}
+
+/// KASLR also moves RAM up the linear map, lowering PHYS_OFFSET below the first RAM
+/// address (5.10; later kernels on CPUs without LVA: 45.7 TiB up in a real 5.10 dump).
+/// The PT_LOAD method took the lowest RAM for PHYS_OFFSET and warned on every such dump.
+#[test]
+fn a_randomized_linear_map_agrees_with_vmcoreinfos_phys_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let shift = 0x2dad_0000_0000;
+    let path = arm64_64k_dump(dir.path(), shift);
+    let (ok, out, err) = run(&[OsStr::new("info"), OsStr::new("--json"), path.as_os_str()]);
+    assert!(ok, "{err}");
+    let info: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(info["warnings"], serde_json::json!([]), "{info}");
+    let phys = &info["layout"]["phys_offset"];
+    assert_eq!(phys["value"], format!("{:#x}", RAM.wrapping_sub(shift)), "{phys}");
+    assert_eq!(phys["sources"]["pt_load"], phys["sources"]["vmcoreinfo"], "{phys}");
+    assert_eq!(info["layout"]["page_offset"]["sources"]["pt_load"], "0xffff000000000000", "{info}");
 }

@@ -202,7 +202,9 @@ fn every_direct_map_page_reads_the_same_virtually_and_physically() {
             if dump.mem.page_state(Pfn(pfn)).unwrap() != PageState::Dumped || (f.is_x86_64() && pfn == 0x9f) {
                 continue; // 0x9f: only partly RAM (e820 ends at 0x9fc00)
             }
-            let vaddr = base + pfn * ps - phys_start;
+            // phys_start may lie above the first RAM (KASLR lowers PHYS_OFFSET to move RAM
+            // up the linear map), so the sum wraps.
+            let vaddr = base.wrapping_add(pfn * ps).wrapping_sub(phys_start);
             let paddr = m.kmem.walk(vaddr).unwrap_or_else(|e| panic!("{name}: {vaddr:#x}: {e}"));
             assert_eq!(paddr, pfn * ps, "{name}: {vaddr:#x}");
             m.kmem.read(vaddr, &mut virt).unwrap();

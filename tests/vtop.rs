@@ -166,8 +166,12 @@ fn arm64_walks_agree_with_the_fixed_offsets() {
         // The regions VMCOREINFO bounds: VMEMMAP_START is the struct page of the first
         // frame of RAM (mapped); the others are named whether mapped or not.
         let vi = std::fs::read_to_string(f.expected("vmcoreinfo.txt")).unwrap();
-        let number = |k: &str| vi.lines().find_map(|l| l.strip_prefix(&format!("NUMBER({k})="))).unwrap().to_string();
-        let (vmemmap, vmalloc, modules) = (number("VMEMMAP_START"), number("VMALLOC_START"), number("MODULES_VADDR"));
+        let number = |k: &str| vi.lines().find_map(|l| l.strip_prefix(&format!("NUMBER({k})="))).map(str::to_string);
+        let (Some(vmemmap), Some(vmalloc), Some(modules)) =
+            (number("VMEMMAP_START"), number("VMALLOC_START"), number("MODULES_VADDR"))
+        else {
+            continue; // exported since 6.0
+        };
         let (_, out, err) = run(&[
             OsStr::new("vtop"),
             input.as_os_str(),

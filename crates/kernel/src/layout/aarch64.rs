@@ -185,16 +185,20 @@ pub fn discover(dump: &Dump, vi: &VmcoreInfo, symbols: SymbolLookup<'_>) -> Disc
     l.kimage_voffset =
         Derived::new(vec![(Method::Vmcoreinfo, vi.number_u64("kimage_voffset")), (Method::PtLoad, image_pt)])
             .checked("a page-table walk of _stext lands at _stext - kimage_voffset", walks_text);
-    let lowest_linear = elf.zip(actual).and_then(|(c, a)| linear_loads(c, a).map(|s| s.paddr).min());
-    l.phys_offset = Derived::new(vec![
-        (Method::Vmcoreinfo, phys_offset_in_use(vi, va_bits, actual)),
-        (Method::PtLoad, lowest_linear),
-    ]);
-
     let po_vi = match (va_bits, actual, vi.symbol("_stext")) {
         (Some(v), Some(a), Some(s)) => Some(page_offset(v, a, s)),
         _ => None,
     };
+    // A linear-map PT_LOAD maps `paddr` at `PAGE_OFFSET + paddr - PHYS_OFFSET`. Its lowest
+    // RAM is PHYS_OFFSET only where KASLR left the linear map alone: it also moves RAM up
+    // the linear map by lowering memstart_addr (5.10, and later kernels on CPUs without
+    // LVA: tens of TiB on real machines).
+    let linear_pt = elf
+        .zip(actual)
+        .zip(po_vi)
+        .and_then(|((c, a), po)| linear_loads(c, a).next().map(|s| s.paddr.wrapping_sub(s.vaddr.wrapping_sub(po))));
+    l.phys_offset =
+        Derived::new(vec![(Method::Vmcoreinfo, phys_offset_in_use(vi, va_bits, actual)), (Method::PtLoad, linear_pt)]);
     let po_pt = match (elf, actual, l.phys_offset.value) {
         (Some(c), Some(a), Some(po)) => {
             linear_loads(c, a).next().map(|s| s.vaddr.wrapping_sub(s.paddr).wrapping_add(po))
@@ -213,8 +217,11 @@ pub fn discover(dump: &Dump, vi: &VmcoreInfo, symbols: SymbolLookup<'_>) -> Disc
         (Some(mmu), Some(root)) => Some(Arc::new(Walker::new(mmu, PhysAddr(root), dump.mem.clone()))),
         _ => None,
     };
+    // The linear map spans the lower half of the kernel's addresses, and randomized, RAM
+    // may start anywhere in it (45.7 TiB up in a real 5.10 dump).
+    let linear_span = actual.map_or(1u64 << 40, |a| 1u64 << (a - 1));
     let po_probe = walker.as_ref().zip(po_vi.or(po_pt)).zip(l.phys_offset.value).and_then(|((w, start), phys)| {
-        let (v, t) = w.first_mapped(start, start.wrapping_add(1u64 << 40)).ok()??;
+        let (v, t) = w.first_mapped(start, start.wrapping_add(linear_span)).ok()??;
         Some(v.wrapping_sub(t.paddr).wrapping_add(phys))
     });
     l.page_offset =
