@@ -474,6 +474,6 @@ fn a_vmcoreinfo_file_whose_utsname_cannot_be_read_says_why() {
     assert!(err.contains("the kernel's utsname cannot be read with this VMCOREINFO (virtual address 0x"), "{err}");
     assert!(err.contains("is not present): it is another kernel's or another boot's, or one of its values"), "{err}");
     let (v, _) = info_json(&[f.vmcore().as_os_str()]);
-    let pgd = u64::from_str_radix(v["layout"]["pgd"]["value"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+    let pgd = crate::util::layout_value(&v, "pgd");
     assert!(err.contains(&format!("(table at physical {:#x})", pgd + 0x1000)), "{err}");
 }

@@ -68,21 +68,26 @@ impl Fixture {
 
     /// The kernel's page size, from its VMCOREINFO as the fixture records it.
     pub fn page_size(&self) -> u64 {
-        let text = std::fs::read_to_string(self.expected("vmcoreinfo.txt")).unwrap();
-        let value = text.lines().find_map(|l| l.strip_prefix("PAGESIZE=")).expect("PAGESIZE in vmcoreinfo.txt");
-        value.parse().expect("PAGESIZE")
+        self.vmcoreinfo_value("PAGESIZE").expect("PAGESIZE in vmcoreinfo.txt").parse().expect("PAGESIZE")
     }
 
     /// Whether the kernel exports its kallsyms tables in VMCOREINFO (6.0+).
     pub fn has_kallsyms(&self) -> bool {
-        std::fs::read_to_string(self.expected("vmcoreinfo.txt")).unwrap().contains("SYMBOL(kallsyms_names)=")
+        self.vmcoreinfo_value("SYMBOL(kallsyms_names)").is_some()
     }
 
     /// Where `struct uts_namespace` holds the utsname: VMCOREINFO's offset (5.11+), else
     /// after the 4-byte kref that came first before 5.11.
     pub fn utsname_offset(&self) -> u64 {
-        let vi = std::fs::read_to_string(self.expected("vmcoreinfo.txt")).unwrap();
-        vi.lines().find_map(|l| l.strip_prefix("OFFSET(uts_namespace.name)=")).map_or(4, |v| v.parse().unwrap())
+        self.vmcoreinfo_value("OFFSET(uts_namespace.name)").map_or(4, |v| v.parse().unwrap())
+    }
+
+    /// The value of `KEY=` in the kernel's VMCOREINFO as the fixture records it, e.g.
+    /// `PAGESIZE` or `NUMBER(VMALLOC_START)`.
+    pub fn vmcoreinfo_value(&self, key: &str) -> Option<String> {
+        let text = std::fs::read_to_string(self.expected("vmcoreinfo.txt")).unwrap();
+        let prefix = format!("{key}=");
+        text.lines().find_map(|l| l.strip_prefix(&prefix)).map(str::to_string)
     }
 
     pub fn expected(&self, file: &str) -> PathBuf {
@@ -213,6 +218,12 @@ pub fn vmcoreinfo_text(vmcore: &Path) -> String {
     let (ok, text, err) = run(&[OsStr::new("vmcoreinfo"), vmcore.as_os_str()]);
     assert!(ok, "{err}");
     String::from_utf8(text).unwrap()
+}
+
+/// The layout value `key` of a `vmcore info --json` answer, as a number.
+pub fn layout_value(info: &serde_json::Value, key: &str) -> u64 {
+    let text = info["layout"][key]["value"].as_str().unwrap_or_else(|| panic!("no layout {key} in {info}"));
+    u64::from_str_radix(text.trim_start_matches("0x"), 16).unwrap()
 }
 
 /// Loud skip, or failure under CI.

@@ -4,7 +4,9 @@
 use std::ffi::OsStr;
 use std::path::Path;
 
-use crate::util::{arm64_makedumpfile, fixture, fixture_names, have_makedumpfile, run, vmcoreinfo_text, Fixture};
+use crate::util::{
+    arm64_makedumpfile, fixture, fixture_names, have_makedumpfile, layout_value, run, vmcoreinfo_text, Fixture,
+};
 
 /// (fixture, address, what it is): a 4 KiB direct-map page, a 2 MiB vmemmap page, the
 /// kernel text in 2 MiB pages, and an address whose PUD entry is empty.
@@ -154,10 +156,7 @@ fn arm64_walks_agree_with_the_fixed_offsets() {
         let paddr = u64::from_str_radix(v[0]["paddr"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
         let (_, info, _) = run(&[OsStr::new("info"), input.as_os_str(), OsStr::new("--json")]);
         let info: serde_json::Value = serde_json::from_slice(&info).unwrap();
-        let hexval = |k: &str| {
-            u64::from_str_radix(info["layout"][k]["value"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
-        };
-        let linear = format!("{:#x}", hexval("page_offset") + paddr - hexval("phys_offset"));
+        let linear = format!("{:#x}", layout_value(&info, "page_offset") + paddr - layout_value(&info, "phys_offset"));
         let (ok, out, err) = run(&[OsStr::new("vtop"), input.as_os_str(), OsStr::new("--json"), OsStr::new(&linear)]);
         assert!(ok, "{name}: {err}");
         let r: serde_json::Value = serde_json::from_slice(&out).unwrap();
@@ -165,8 +164,7 @@ fn arm64_walks_agree_with_the_fixed_offsets() {
         assert_eq!(r[0]["paddr"], v[0]["paddr"], "{name}: {r}");
         // The regions VMCOREINFO bounds: VMEMMAP_START is the struct page of the first
         // frame of RAM (mapped); the others are named whether mapped or not.
-        let vi = std::fs::read_to_string(f.expected("vmcoreinfo.txt")).unwrap();
-        let number = |k: &str| vi.lines().find_map(|l| l.strip_prefix(&format!("NUMBER({k})="))).map(str::to_string);
+        let number = |k: &str| f.vmcoreinfo_value(&format!("NUMBER({k})"));
         let (Some(vmemmap), Some(vmalloc), Some(modules)) =
             (number("VMEMMAP_START"), number("VMALLOC_START"), number("MODULES_VADDR"))
         else {
@@ -257,9 +255,7 @@ fn vtop_names_a_vmalloc_area_that_starts_near_the_direct_map() {
     let (ok, info, err) = run(&[OsStr::new("info"), OsStr::new("--json"), elf.as_os_str()]);
     assert!(ok, "{err}");
     let info: serde_json::Value = serde_json::from_slice(&info).unwrap();
-    let value = |k: &str| {
-        u64::from_str_radix(info["layout"][k]["value"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
-    };
+    let value = |k: &str| layout_value(&info, k);
     let (pob, vmalloc, vmemmap) = (value("page_offset_base"), value("vmalloc_base"), value("vmemmap_base"));
     assert!(vmalloc - pob < 64 << 40, "the machine must have the case: {pob:#x} {vmalloc:#x}");
     let addrs = [vmalloc - 1, vmalloc, vmalloc + 0x1000, vmemmap];
