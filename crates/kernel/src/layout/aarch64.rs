@@ -219,9 +219,9 @@ pub fn discover(dump: &Dump, vi: &VmcoreInfo, symbols: SymbolLookup<'_>) -> Disc
     };
     // The linear map spans the lower half of the kernel's addresses, and randomized, RAM
     // may start anywhere in it (45.7 TiB up in a real 5.10 dump).
-    let linear_span = actual.map_or(1u64 << 40, |a| 1u64 << (a - 1));
+    let linear_span = actual.map(|a| 1u64 << (a - 1));
     let po_probe = walker.as_ref().zip(po_vi.or(po_pt)).zip(l.phys_offset.value).and_then(|((w, start), phys)| {
-        let (v, t) = w.first_mapped(start, start.wrapping_add(linear_span)).ok()??;
+        let (v, t) = w.first_mapped(start, start.wrapping_add(linear_span?)).ok()??;
         Some(v.wrapping_sub(t.paddr).wrapping_add(phys))
     });
     l.page_offset =

@@ -330,11 +330,12 @@ pub fn discover_x86_64(dump: &Dump, vi: &VmcoreInfo, symbols: SymbolLookup<'_>) 
             region_start(w, vmalloc_base?.checked_add(vmalloc_size)?, RANDOMIZED_REGION_END)
         })
     };
+    let from_mem_section = vmemmap_from_mem_section(vi, &kmem, dump.mem.page_size());
     let vmemmap_sources = |probe: Option<u64>| {
         vec![
             (Method::Vmcoreinfo, vi.number_u64("VMEMMAP_START")),
             (Method::Symbol, vmemmap_var),
-            (Method::MemSection, vmemmap_from_mem_section(vi, &kmem, dump.mem.page_size())),
+            (Method::MemSection, from_mem_section),
             (Method::PageTables, probe),
             (Method::Release, fixed(FIXED_VMEMMAP_BASE)),
         ]
