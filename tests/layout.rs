@@ -416,10 +416,19 @@ fn the_vmemmap_probe_ignores_a_vmalloc_base_in_the_lower_half() {
     }
 }
 
-/// A kernel before 6.0 exports no kallsyms tables nor the vmalloc and vmemmap starts, so
-/// neither those nor the variables are known: the vmalloc area comes from the page tables alone, and the
-/// vmemmap probe, which starts past it, runs again once it is known, so that mem_section's
-/// answer is still checked by a second method (a real 5.10 dump had it unchecked).
+/// A fixture's VMCOREINFO as a kernel before 6.0 exports it: no kallsyms tables, no
+/// vmalloc or vmemmap start.
+fn as_before_6_0(vmcoreinfo: &str) -> String {
+    let kept = |l: &&str| {
+        !l.contains("kallsyms") && !l.starts_with("NUMBER(VMALLOC_START)") && !l.starts_with("NUMBER(VMEMMAP_START)")
+    };
+    vmcoreinfo.lines().filter(kept).map(|l| format!("{l}\n")).collect()
+}
+
+/// Before 6.0 neither the vmalloc and vmemmap starts nor the variables are known: the
+/// vmalloc area comes from the page tables alone, and the vmemmap probe, which starts past
+/// it, runs again once it is known, so that mem_section's answer is still checked by a
+/// second method (a real 5.10 dump had it unchecked).
 #[test]
 fn without_kallsyms_the_vmemmap_base_is_still_found_two_ways() {
     for name in fixture_names().into_iter().filter(|n| n.starts_with("x86_64")) {
@@ -427,13 +436,7 @@ fn without_kallsyms_the_vmemmap_base_is_still_found_two_ways() {
         let t = truth(&f);
         let vi = std::fs::read_to_string(f.expected("vmcoreinfo.txt")).unwrap();
         let edited = f.work.join("vmcoreinfo-no-kallsyms.txt");
-        let pre_6_0 = |l: &&str| {
-            !l.contains("kallsyms")
-                && !l.starts_with("NUMBER(VMALLOC_START)")
-                && !l.starts_with("NUMBER(VMEMMAP_START)")
-        };
-        let lines: String = vi.lines().filter(pre_6_0).map(|l| format!("{l}\n")).collect();
-        std::fs::write(&edited, lines).unwrap();
+        std::fs::write(&edited, as_before_6_0(&vi)).unwrap();
         let (v, _) = info_json(&[OsStr::new("--vmcoreinfo"), edited.as_os_str(), f.vmcore().as_os_str()]);
         let layout = &v["layout"];
         assert!(v["kallsyms"].is_null(), "{name}: {}", v["kallsyms"]);
@@ -456,17 +459,9 @@ fn a_vmcoreinfo_file_whose_utsname_cannot_be_read_says_why() {
     let text = vmcoreinfo_text(&f.vmcore());
     let root = text.lines().find_map(|l| l.strip_prefix("SYMBOL(init_top_pgt)=")).unwrap();
     let wrong = u64::from_str_radix(root, 16).unwrap() + 0x1000;
-    let edited: String = text
-        .lines()
-        .filter(|l| !l.contains("kallsyms"))
-        .map(|l| {
-            if l.starts_with("SYMBOL(init_top_pgt)=") {
-                format!("SYMBOL(init_top_pgt)={wrong:x}\n")
-            } else {
-                format!("{l}\n")
-            }
-        })
-        .collect();
+    let edited = as_before_6_0(&text)
+        .replace(&format!("SYMBOL(init_top_pgt)={root}\n"), &format!("SYMBOL(init_top_pgt)={wrong:x}\n"));
+    assert!(edited.contains(&format!("SYMBOL(init_top_pgt)={wrong:x}\n")));
     let path = f.work.join("vmcoreinfo-no-kallsyms-wrong-pgd.txt");
     std::fs::write(&path, edited).unwrap();
     let (ok, _, err) = read_with_vmcoreinfo(&path, &f.vmcore(), "init_uts_ns", "5");
