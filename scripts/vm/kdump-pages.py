@@ -138,13 +138,19 @@ def main():
                 return "%s (page_type 0x%02x......)" % (names[v >> 24], v >> 24)
             return "page_type 0x%08x" % v
 
+        heads = {}  # tail pfn -> its head, so that the tails of one folio walk back once
         with open(memmap[0], "rb") as mf:
             for pfn in only_ours:
                 # A tail page's type is its head's: the first page before it whose
                 # compound_head word has bit 0 clear (within a 1 GiB folio at most).
                 head = pfn
                 while head > 0 and pfn - head < (1 << 18) and (word(mf, head, compound, "<Q") or 0) & 1:
+                    if head in heads:
+                        head = heads[head]
+                        break
                     head -= 1
+                if head != pfn:
+                    heads[pfn] = head
                 key = page_type(mf, head)
                 if head != pfn:
                     key = "tail of " + key
