@@ -14,8 +14,7 @@ use crate::util::{fixture_names, read_with_vmcoreinfo, run, vmcoreinfo_text, Fix
 fn written_arm64_dumps_keep_upstreams_pages_and_read_back() {
     for name in fixture_names().into_iter().filter(|n| n.starts_with("aarch64")) {
         let f = Fixture::new(&name);
-        let out = f.work.join("d31_zstd_ours.kdump");
-        let _ = std::fs::remove_file(&out);
+        let out = f.scratch.join("d31_zstd_ours.kdump");
         let (ok, _, err) = run(&[
             OsStr::new("dump"),
             f.vmcore().as_os_str(),
@@ -71,7 +70,7 @@ fn a_52_bit_physical_build_on_48_bit_hardware_walks_as_48_bit() {
         let f = Fixture::new(&name);
         let text = vmcoreinfo_text(&f.vmcore());
         assert!(text.contains("NUMBER(MAX_PHYSMEM_BITS)=48\n"), "{name}");
-        let edited = f.work.join("vmcoreinfo-pa52.txt");
+        let edited = f.scratch.join("vmcoreinfo-pa52.txt");
         std::fs::write(&edited, text.replace("NUMBER(MAX_PHYSMEM_BITS)=48\n", "NUMBER(MAX_PHYSMEM_BITS)=52\n"))
             .unwrap();
         let info = info_json_with(&edited, &f.vmcore());
@@ -107,7 +106,7 @@ fn a_wrong_kimage_voffset_loses_to_the_one_the_page_tables_confirm() {
         let value =
             u64::from_str_radix(line.trim_start_matches("NUMBER(kimage_voffset)=").trim_start_matches("0x"), 16)
                 .unwrap();
-        let edited = f.work.join("vmcoreinfo-kimage-voffset-2m-low.txt");
+        let edited = f.scratch.join("vmcoreinfo-kimage-voffset-2m-low.txt");
         std::fs::write(&edited, text.replace(line, &format!("NUMBER(kimage_voffset)={:#x}", value - 0x20_0000)))
             .unwrap();
         let (ok, out, err) =
@@ -134,7 +133,7 @@ fn a_52_bit_va_build_running_with_48_bits_reads_without_warnings() {
         let phys =
             u64::from_str_radix(line.trim_start_matches("NUMBER(PHYS_OFFSET)=").trim_start_matches("0x"), 16).unwrap();
         let lowered = phys.wrapping_sub((1 << 52) - (1 << 48));
-        let edited = f.work.join("vmcoreinfo-va52-on-48.txt");
+        let edited = f.scratch.join("vmcoreinfo-va52-on-48.txt");
         std::fs::write(
             &edited,
             text.replace(line, &format!("NUMBER(PHYS_OFFSET)={lowered:#x}"))

@@ -94,8 +94,7 @@ fn full_and_partial_logs_equal_debians_makedumpfile() {
         }
         let f = Fixture::new(&name);
         for partial in [false, true] {
-            let out_file = f.work.join(format!("dmesg-debian-{partial}.txt"));
-            let _ = std::fs::remove_file(&out_file);
+            let out_file = f.scratch.join(format!("dmesg-debian-{partial}.txt"));
             let mut cmd = std::process::Command::new("makedumpfile");
             cmd.arg("--dump-dmesg");
             if partial {

@@ -224,7 +224,7 @@ fn number_page_offset_base_in_vmcoreinfo_wins_and_is_cross_checked() {
         let right = t["variables"]["page_offset_base"]["value"].as_str().unwrap().to_string();
         let vi = std::fs::read_to_string(f.expected("vmcoreinfo.txt")).unwrap();
         for (value, agree) in [(right.clone(), true), ("0xffff888000000000".to_string(), false)] {
-            let edited = f.work.join(format!("vmcoreinfo-pob-{agree}.txt"));
+            let edited = f.scratch.join(format!("vmcoreinfo-pob-{agree}.txt"));
             std::fs::write(&edited, format!("{vi}NUMBER(page_offset_base)={value}\n")).unwrap();
             let (v, stderr) = info_json(&[OsStr::new("--vmcoreinfo"), edited.as_os_str(), f.vmcore().as_os_str()]);
             let pob = &v["layout"]["page_offset_base"];
@@ -337,7 +337,7 @@ fn every_command_reports_layout_disagreements() {
         let text = vmcoreinfo_text(&f.vmcore());
         let line = text.lines().find(|l| l.starts_with("NUMBER(phys_base)=")).unwrap();
         let value: i64 = line.trim_start_matches("NUMBER(phys_base)=").parse().unwrap();
-        let edited = f.work.join("vmcoreinfo-phys-base-2m-low.txt");
+        let edited = f.scratch.join("vmcoreinfo-phys-base-2m-low.txt");
         std::fs::write(&edited, text.replace(line, &format!("NUMBER(phys_base)={}", value - 0x20_0000))).unwrap();
         let vmcore = f.vmcore();
         for args in [&["read", "init_uts_ns", "16"][..], &["symbols"], &["dmesg"]] {
@@ -377,7 +377,7 @@ fn a_wrong_vmcoreinfo_value_loses_to_the_methods_the_dump_confirms() {
         let vmcore = f.vmcore();
         let sysname = format!("init_uts_ns+{:#x}", f.utsname_offset());
         for (value, line, wrong, winner) in cases {
-            let edited = f.work.join(format!("vmcoreinfo-wrong-{value}.txt"));
+            let edited = f.scratch.join(format!("vmcoreinfo-wrong-{value}.txt"));
             std::fs::write(&edited, text.replace(&line, &wrong)).unwrap();
             let (ok, out, err) = read_with_vmcoreinfo(&edited, &vmcore, &sysname, "5");
             assert!(ok && out == b"Linux", "{} {value}: {err}", f.name);
@@ -406,7 +406,7 @@ fn the_vmemmap_probe_ignores_a_vmalloc_base_in_the_lower_half() {
         ("0x7fffe0000000".to_string(), serde_json::Value::Null),
         (right, t["variables"]["vmemmap_base"]["value"].clone()),
     ] {
-        let edited = f.work.join(format!("vmcoreinfo-vmalloc-{value}.txt"));
+        let edited = f.scratch.join(format!("vmcoreinfo-vmalloc-{value}.txt"));
         let lines: String =
             vi.lines().filter(|l| !l.starts_with("NUMBER(VMALLOC_START)=")).map(|l| format!("{l}\n")).collect();
         std::fs::write(&edited, format!("{lines}NUMBER(VMALLOC_START)={value}\n")).unwrap();
@@ -435,7 +435,7 @@ fn without_kallsyms_the_vmemmap_base_is_still_found_two_ways() {
         let f = Fixture::new(&name);
         let t = truth(&f);
         let vi = std::fs::read_to_string(f.expected("vmcoreinfo.txt")).unwrap();
-        let edited = f.work.join("vmcoreinfo-no-kallsyms.txt");
+        let edited = f.scratch.join("vmcoreinfo-no-kallsyms.txt");
         std::fs::write(&edited, as_before_6_0(&vi)).unwrap();
         let (v, _) = info_json(&[OsStr::new("--vmcoreinfo"), edited.as_os_str(), f.vmcore().as_os_str()]);
         let layout = &v["layout"];
@@ -462,7 +462,7 @@ fn a_vmcoreinfo_file_whose_utsname_cannot_be_read_says_why() {
     let edited = as_before_6_0(&text)
         .replace(&format!("SYMBOL(init_top_pgt)={root}\n"), &format!("SYMBOL(init_top_pgt)={wrong:x}\n"));
     assert!(edited.contains(&format!("SYMBOL(init_top_pgt)={wrong:x}\n")));
-    let path = f.work.join("vmcoreinfo-no-kallsyms-wrong-pgd.txt");
+    let path = f.scratch.join("vmcoreinfo-no-kallsyms-wrong-pgd.txt");
     std::fs::write(&path, edited).unwrap();
     let (ok, _, err) = read_with_vmcoreinfo(&path, &f.vmcore(), "init_uts_ns", "5");
     assert!(!ok, "{err}");

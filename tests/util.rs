@@ -31,11 +31,43 @@ pub fn fixture_names() -> Vec<String> {
     names
 }
 
-/// A fixture: its folder, and a scratch folder for the files the tests make from it.
+/// A fixture: its folder, a folder for what is made from it once and kept between runs
+/// (the decompressed vmcore, makedumpfile's files), and a scratch folder of this `Fixture`
+/// value's own (each test makes its own) for the files one test writes.
 pub struct Fixture {
     pub name: String,
     pub dir: PathBuf,
     pub work: PathBuf,
+    pub scratch: Scratch,
+}
+
+/// A folder removed when dropped, unless a test failed: its files are then the evidence,
+/// and the path is printed. The fixtures' tests write gigabytes in all, which would fill
+/// the disk of a CI runner if every test kept its files.
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new_in(parent: &Path) -> Scratch {
+        let dir = tempfile::Builder::new().prefix("scratch").tempdir_in(parent).expect("create scratch dir");
+        Scratch(dir.keep())
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("the failed test's files are kept in {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 static PREPARE: Mutex<()> = Mutex::new(());
@@ -50,16 +82,8 @@ impl Fixture {
         let dir = fixtures_dir().expect("fixtures").join(name);
         let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fixtures").join(name);
         std::fs::create_dir_all(&work).expect("create work dir");
-        Fixture { name: name.to_string(), dir, work }
-    }
-
-    /// Two files of the scratch folder, left from an earlier run no more.
-    pub fn fresh_pair(&self, a: &str, b: &str) -> (PathBuf, PathBuf) {
-        let pair = (self.work.join(a), self.work.join(b));
-        for p in [&pair.0, &pair.1] {
-            let _ = std::fs::remove_file(p);
-        }
-        pair
+        let scratch = Scratch::new_in(&work);
+        Fixture { name: name.to_string(), dir, work, scratch }
     }
 
     pub fn is_x86_64(&self) -> bool {

@@ -111,12 +111,12 @@ fn unused_vmemmap_pages_are_left_out_as_debians_makedumpfile_leaves_them_out() {
 #[test]
 fn the_fixture_loses_the_same_vmemmap_pages_as_with_debians_makedumpfile() {
     let Some(f) = fixture("x86_64-6.12-l4-kaslr").filter(|_| have_makedumpfile()) else { return };
-    let work = f.work.to_str().unwrap().to_string();
+    let work = f.scratch.to_str().unwrap().to_string();
     let base = ["--work-dir", work.as_str(), "-l", "-d", "31"];
     let with_e: Vec<&str> = std::iter::once("-e").chain(base).collect();
     let (theirs_without, theirs_with) =
         (f.makedumpfile("vm_mkd_base", &base).unwrap(), f.makedumpfile("vm_mkd_e", &with_e).unwrap());
-    let (ours_without, ours_with) = f.fresh_pair("vm_ours_base", "vm_ours_e");
+    let (ours_without, ours_with) = (f.scratch.join("vm_ours_base"), f.scratch.join("vm_ours_e"));
     front_end(&base, &f.vmcore(), &ours_without);
     let err = front_end(&with_e, &f.vmcore(), &ours_with);
     let theirs = left_out(&theirs_without, &theirs_with);
@@ -130,8 +130,7 @@ fn the_fixture_loses_the_same_vmemmap_pages_as_with_debians_makedumpfile() {
         assert_eq!(v["excluded_vmemmap"], flag, "{}", file.display());
     }
 
-    let refiltered = f.work.join("vm_refiltered");
-    let _ = std::fs::remove_file(&refiltered);
+    let refiltered = f.scratch.join("vm_refiltered");
     let (ok, _, err) = run(&[
         OsStr::new("dump"),
         ours_with.as_os_str(),
@@ -178,8 +177,8 @@ fn pipe(program: &str, args: &[&str], input: &str) -> String {
 #[test]
 fn five_level_vmemmap_pages_are_left_out_only_where_they_describe_nothing_kept() {
     let Some(f) = fixture("x86_64-6.1-l5-kaslr") else { return };
-    let work = f.work.to_str().unwrap().to_string();
-    let (without, with) = f.fresh_pair("vm_l5_base", "vm_l5_e");
+    let work = f.scratch.to_str().unwrap().to_string();
+    let (without, with) = (f.scratch.join("vm_l5_base"), f.scratch.join("vm_l5_e"));
     front_end(&["--work-dir", &work, "-l", "-d", "31"], &f.vmcore(), &without);
     let err = front_end(&["-e", "--work-dir", &work, "-l", "-d", "31"], &f.vmcore(), &with);
     let gone = left_out(&without, &with);
@@ -199,7 +198,7 @@ fn five_level_vmemmap_pages_are_left_out_only_where_they_describe_nothing_kept()
 #[test]
 fn without_a_vmemmap_to_leave_out_the_dump_is_written_as_without_e() {
     let Some(f) = fixture("aarch64-6.1-va48-kaslr") else { return };
-    let (without, with) = f.fresh_pair("vm_a64_base", "vm_a64_e");
+    let (without, with) = (f.scratch.join("vm_a64_base"), f.scratch.join("vm_a64_e"));
     let input = f.vmcore();
     let dump = |out: &Path, extra: &[&str]| {
         let mut args: Vec<&OsStr> = vec![OsStr::new("dump"), input.as_os_str(), out.as_os_str()];

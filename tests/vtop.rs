@@ -30,7 +30,7 @@ fn vtop_block(stdout: &[u8], out: &Path) -> String {
 /// The `--vtop` blocks of the front end and of the makedumpfile `tool` for `addr`, each
 /// writing `-l -d 31` of the fixture: (ours, theirs).
 fn both_vtop_blocks(tool: &Path, f: &Fixture, addr: &str) -> (String, String) {
-    let (ours, theirs) = f.fresh_pair("vtop_ours", "vtop_mkd");
+    let (ours, theirs) = (f.scratch.join("vtop_ours"), f.scratch.join("vtop_mkd"));
     let input = f.vmcore();
     let args = ["--vtop", addr, "-l", "-d", "31"];
     let mkd = std::process::Command::new(tool).args(args).arg(&input).arg(&theirs).output().unwrap();
@@ -40,6 +40,9 @@ fn both_vtop_blocks(tool: &Path, f: &Fixture, addr: &str) -> (String, String) {
     cmd.extend([input.as_os_str(), ours.as_os_str()]);
     let (ok, stdout, err) = run(&cmd);
     assert!(ok, "{err}");
+    // Gone before the next address's dumps, which may not overwrite them.
+    std::fs::remove_file(&ours).unwrap();
+    std::fs::remove_file(&theirs).unwrap();
     (vtop_block(&stdout, &ours), vtop_block(&mkd.stdout, &theirs))
 }
 
@@ -213,9 +216,9 @@ fn the_front_end_prints_vtop_when_makedumpfile_does() {
             .map(|l| format!("{l}\n"))
             .collect()
     };
-    for args in variants {
+    for (i, args) in variants.into_iter().enumerate() {
         let flatten = args.contains(&"-F");
-        let (ours, theirs) = f.fresh_pair("vtop_v_ours", "vtop_v_mkd");
+        let (ours, theirs) = (f.scratch.join(format!("vtop_v_ours{i}")), f.scratch.join(format!("vtop_v_mkd{i}")));
         let mut mkd = std::process::Command::new("makedumpfile");
         mkd.args(args).args(["-l", "-d", "31"]).arg(&input);
         if !flatten {

@@ -218,7 +218,7 @@ fn byte_identical_to_debian_makedumpfile_on_6_1() {
     for f in x86().into_iter().filter(|f| f.name.starts_with("x86_64-6.1-")) {
         let vmcore = f.vmcore();
         // Every dump level, kdump-compressed (LZO, whose bytes are makedumpfile's) and ELF.
-        let dir = tempfile::tempdir_in(&f.work).unwrap();
+        let dir = tempfile::tempdir_in(&*f.scratch).unwrap();
         for level in 0..32 {
             for format in ["-l", "-E"] {
                 let lv = level.to_string();
@@ -267,10 +267,7 @@ fn byte_identical_to_debian_makedumpfile_on_6_1() {
         else {
             return;
         };
-        let outs: Vec<PathBuf> = (0..3).map(|i| f.work.join(format!("w_split.{i}"))).collect();
-        for o in &outs {
-            let _ = std::fs::remove_file(o);
-        }
+        let outs: Vec<PathBuf> = (0..3).map(|i| f.scratch.join(format!("w_split.{i}"))).collect();
         let mut a: Vec<&OsStr> =
             ["dump", "-l", "-d", "31", "-q", "--splitblock-size", "4096"].iter().map(OsStr::new).collect();
         a.push(vmcore.as_os_str());
@@ -346,7 +343,7 @@ fn the_report_and_its_write_bytes_equal_debian_makedumpfiles_on_6_1() {
     }
     for f in x86().into_iter().filter(|f| f.name.starts_with("x86_64-6.1-")) {
         let vmcore = f.vmcore();
-        let dir = tempfile::tempdir_in(&f.work).unwrap();
+        let dir = tempfile::tempdir_in(&*f.scratch).unwrap();
         let work = dir.path().to_str().unwrap();
         let runs: [&[&str]; 11] = [
             &["-l", "-d", "31"],
@@ -393,7 +390,7 @@ fn refiltering_ors_in_the_inputs_level_and_counts_as_makedumpfile() {
     }
     for f in x86().into_iter().filter(|f| f.name.starts_with("x86_64-6.1-")) {
         let Some(d16) = f.makedumpfile("d16_lzo.kdump", &["-l", "-d", "16"]) else { return };
-        let dir = tempfile::tempdir_in(&f.work).unwrap();
+        let dir = tempfile::tempdir_in(&*f.scratch).unwrap();
         for level in ["1", "31", "8"] {
             let args = ["-l", "-d", level];
             let (theirs, ours, out) = same_report_as_makedumpfile(&d16, &args, dir.path());
@@ -422,7 +419,7 @@ fn split_sets_read_back_and_reassemble_to_the_direct_file() {
     for f in all() {
         let vmcore = f.vmcore();
         let direct = ours(&f, 31, Codec::Zstd);
-        let outs: Vec<PathBuf> = (0..3).map(|i| f.work.join(format!("w_zsplit.{i}"))).collect();
+        let outs: Vec<PathBuf> = (0..3).map(|i| f.scratch.join(format!("w_zsplit.{i}"))).collect();
         let mut a: Vec<&OsStr> =
             ["dump", "-z", "-d", "31", "-q", "-f", "--splitblock-size", "2048"].iter().map(OsStr::new).collect();
         a.push(vmcore.as_os_str());
@@ -447,8 +444,7 @@ fn split_sets_read_back_and_reassemble_to_the_direct_file() {
         let keep = filtered(&f, 31).dumpable;
         compare(&format!("{} split", f.name), &*elf.mem, &*set.mem, &keep);
         // Reassembled by vmcore and by makedumpfile: the file written directly.
-        let joined = f.work.join("w_zsplit.joined");
-        let _ = std::fs::remove_file(&joined);
+        let joined = f.scratch.join("w_zsplit.joined");
         vm(&[
             OsStr::new("reassemble"),
             outs[1].as_os_str(),
@@ -459,8 +455,7 @@ fn split_sets_read_back_and_reassemble_to_the_direct_file() {
         assert!(std::fs::read(&joined).unwrap() == std::fs::read(&direct).unwrap(), "{}: vmcore reassemble", f.name);
         if have_makedumpfile() {
             // Debian's makedumpfile has no zstd, but reassembly copies pages as stored.
-            let theirs = f.work.join("w_zsplit.mdf");
-            let _ = std::fs::remove_file(&theirs);
+            let theirs = f.scratch.join("w_zsplit.mdf");
             let st = Command::new("makedumpfile")
                 .arg("--reassemble")
                 .args(&outs)
@@ -484,8 +479,7 @@ fn split_sets_read_back_and_reassemble_to_the_direct_file() {
                 f.makedumpfile_split("w_mdf_split", 3, &["-l", "-d", "31", "--splitblock-size", "4096"]),
                 f.makedumpfile("w_mdf_d31_lzo.kdump", &["-l", "-d", "31"]),
             ) {
-                let joined = f.work.join("w_mdf_split.joined");
-                let _ = std::fs::remove_file(&joined);
+                let joined = f.scratch.join("w_mdf_split.joined");
                 let mut a: Vec<&OsStr> = vec![OsStr::new("reassemble")];
                 a.extend(theirs.iter().map(|p| p.as_os_str()));
                 a.push(joined.as_os_str());
@@ -501,8 +495,7 @@ fn flattened_streams_rearrange_to_the_file_written_directly() {
     for f in all() {
         let vmcore = f.vmcore();
         for (flag, name) in [("-l", "lzo"), ("-E", "elf")] {
-            let direct = f.work.join(format!("w_direct_{name}"));
-            let _ = std::fs::remove_file(&direct);
+            let direct = f.scratch.join(format!("w_direct_{name}"));
             dump_ok(&vmcore, Some(&direct), &[flag, "-q"]);
             let (ok, stream, err) = dump(&vmcore, None, &[flag, "-F", "--threads", "3", "--stats", "--json"]);
             assert!(ok, "{err}");
@@ -510,15 +503,14 @@ fn flattened_streams_rearrange_to_the_file_written_directly() {
             let report: serde_json::Value = serde_json::from_str(&err).unwrap();
             assert_eq!(report["write_bytes"], stream.len(), "{}: {name}: write_bytes of -F", f.name);
             // Bitmaps spilled to --work-dir leave the stream as it is.
-            let work = f.work.to_string_lossy();
+            let work = f.scratch.to_string_lossy();
             let spilled = dump_ok(&vmcore, None, &[flag, "-F", "--bitmap-memory", "4K", "--work-dir", &work]);
             assert!(spilled == stream, "{}: {name}: -F with bitmaps spilled", f.name);
-            let flat = f.work.join(format!("w_{name}.flat"));
+            let flat = f.scratch.join(format!("w_{name}.flat"));
             std::fs::write(&flat, &stream).unwrap();
             let want = std::fs::read(&direct).unwrap();
             // vmcore rearrange, from stdin.
-            let out = f.work.join(format!("w_{name}.rearranged"));
-            let _ = std::fs::remove_file(&out);
+            let out = f.scratch.join(format!("w_{name}.rearranged"));
             let st = vmcore_cmd()
                 .args([OsStr::new("rearrange"), OsStr::new("-"), out.as_os_str()])
                 .stdin(std::fs::File::open(&flat).unwrap())
@@ -535,8 +527,7 @@ fn flattened_streams_rearrange_to_the_file_written_directly() {
             assert!(std::fs::read(&out).unwrap() == want);
             // makedumpfile -R.
             if have_makedumpfile() {
-                let theirs = f.work.join(format!("w_{name}.mdf_r"));
-                let _ = std::fs::remove_file(&theirs);
+                let theirs = f.scratch.join(format!("w_{name}.mdf_r"));
                 let st = Command::new("makedumpfile")
                     .arg("-R")
                     .arg(&theirs)
@@ -549,12 +540,12 @@ fn flattened_streams_rearrange_to_the_file_written_directly() {
                 assert!(std::fs::read(&theirs).unwrap() == want, "{}: {name}: makedumpfile -R", f.name);
             }
             // A cut stream is an error.
-            let cut = f.work.join(format!("w_{name}.cut"));
+            let cut = f.scratch.join(format!("w_{name}.cut"));
             std::fs::write(&cut, &stream[..stream.len() / 2]).unwrap();
             let (ok, _, err) = run(&[
                 OsStr::new("rearrange"),
                 cut.as_os_str(),
-                f.work.join("w_cut.out").as_os_str(),
+                f.scratch.join("w_cut.out").as_os_str(),
                 OsStr::new("-f"),
             ]);
             assert!(!ok && err.contains("cut short"), "{err}");
@@ -572,8 +563,7 @@ fn thread_counts_and_spilled_bitmaps_do_not_change_a_byte() {
         {
             let mut first: Option<Vec<u8>> = None;
             for run in [&["--threads", "1"][..], &["--threads", "2"], &["--threads", "3"], &["--bitmap-memory", "4K"]] {
-                let out = f.work.join(format!("w_threads_{name}_{}", run[1]));
-                let _ = std::fs::remove_file(&out);
+                let out = f.scratch.join(format!("w_threads_{name}_{}", run[1]));
                 dump_ok(&vmcore, Some(&out), &[&["-q"], run, &args[..]].concat());
                 let bytes = std::fs::read(&out).unwrap();
                 let _ = std::fs::remove_file(&out);
@@ -591,11 +581,9 @@ fn thread_counts_and_spilled_bitmaps_do_not_change_a_byte() {
 #[test]
 fn an_unusable_work_dir_warns_and_keeps_bitmaps_in_memory() {
     let Some(f) = x86().into_iter().next() else { return };
-    let (plain, spilled) = (f.work.join("w_workdir_plain"), f.work.join("w_workdir_missing"));
-    let _ = std::fs::remove_file(&plain);
-    let _ = std::fs::remove_file(&spilled);
+    let (plain, spilled) = (f.scratch.join("w_workdir_plain"), f.scratch.join("w_workdir_missing"));
     dump_ok(&f.vmcore(), Some(&plain), &["-q", "-l"]);
-    let missing = f.work.join("no-such-dir");
+    let missing = f.scratch.join("no-such-dir");
     let (ok, _, err) = dump(
         &f.vmcore(),
         Some(&spilled),
@@ -614,7 +602,7 @@ fn bitmaps_over_budget_spill_and_read_back_equal() {
     for f in x86() {
         let dump = open(&[f.vmcore()]);
         let machine = Machine::new(&dump).unwrap();
-        let dir = tempfile::tempdir_in(&f.work).unwrap();
+        let dir = tempfile::tempdir_in(&*f.scratch).unwrap();
         let storage = vmcore_filter::BitmapStorage { dir: dir.path().to_path_buf(), memory: 4096 };
         let opts = vmcore_filter::Options { bitmap_storage: Some(storage.into()), ..vmcore_filter::Options::default() };
         let spilled = vmcore_filter::filter(&dump, &machine, 31, &opts).unwrap();
@@ -636,8 +624,7 @@ fn elf_output_reads_back_in_vmcore() {
         let vmcore = f.vmcore();
         let elf = open(std::slice::from_ref(&vmcore));
         for level in [1u32, 31] {
-            let out = f.work.join(format!("w_d{level}.elf"));
-            let _ = std::fs::remove_file(&out);
+            let out = f.scratch.join(format!("w_d{level}.elf"));
             let lv = level.to_string();
             dump_ok(&vmcore, Some(&out), &["-E", "-d", &lv, "-q"]);
             let dump = open(std::slice::from_ref(&out));
@@ -767,8 +754,7 @@ fn peers_read_what_vmcore_writes() {
             ));
         }
         for level in [1u32, 31] {
-            let out = f.work.join(format!("w_peer_d{level}.elf"));
-            let _ = std::fs::remove_file(&out);
+            let out = f.scratch.join(format!("w_peer_d{level}.elf"));
             let lv = level.to_string();
             dump_ok(&f.vmcore(), Some(&out), &["-E", "-d", &lv, "-q"]);
             files.push((format!("-E -d {level}"), out, elf_keep(&f, level)));
@@ -800,8 +786,7 @@ fn makedumpfile_reads_dmesg_and_refilters_what_vmcore_writes() {
     }
     for f in x86() {
         let vmcore = f.vmcore();
-        let theirs = f.work.join("w_dmesg_of_vmcore.txt");
-        let _ = std::fs::remove_file(&theirs);
+        let theirs = f.scratch.join("w_dmesg_of_vmcore.txt");
         let st = Command::new("makedumpfile")
             .arg("--dump-dmesg")
             .arg(&vmcore)
@@ -814,7 +799,7 @@ fn makedumpfile_reads_dmesg_and_refilters_what_vmcore_writes() {
         for (level, codec) in [(31, Codec::Zlib), (1, Codec::Lzo), (1, Codec::Zlib), (31, Codec::Lzo)] {
             let ours = ours(&f, level, codec);
             let name = format!("{} -d {level} {}", f.name, codec_name(codec));
-            let txt = f.work.join("w_dmesg.txt");
+            let txt = f.scratch.join("w_dmesg.txt");
             let _ = std::fs::remove_file(&txt);
             let st = Command::new("makedumpfile")
                 .arg("--dump-dmesg")
@@ -828,7 +813,7 @@ fn makedumpfile_reads_dmesg_and_refilters_what_vmcore_writes() {
             // Refiltered to another level (and codec), it still reads equal.
             let to = if level == 1 { "31" } else { "1" };
             let other = if codec == Codec::Zlib { "-l" } else { "-c" };
-            let re = f.work.join("w_refiltered.kdump");
+            let re = f.scratch.join("w_refiltered.kdump");
             let _ = std::fs::remove_file(&re);
             let st = Command::new("makedumpfile")
                 .args([other, "-d", to])
@@ -893,8 +878,7 @@ fn check_incomplete_peer(name: &str, f: &Fixture, path: &Path, keep: &PfnBitmap,
 fn a_size_limit_leaves_a_valid_incomplete_dump() {
     for f in x86() {
         let keep = filtered(&f, 31).dumpable;
-        let out = f.work.join("w_limited.kdump");
-        let _ = std::fs::remove_file(&out);
+        let out = f.scratch.join("w_limited.kdump");
         let (ok, _, err) = dump(&f.vmcore(), Some(&out), &["-l", "-L", "5M", "-q"]);
         assert!(!ok && err.contains("INCOMPLETE"), "{err}");
         assert!(std::fs::metadata(&out).unwrap().len() <= 5 << 20);
@@ -904,8 +888,7 @@ fn a_size_limit_leaves_a_valid_incomplete_dump() {
         assert!(written > keep.count() / 6, "{name}: {written}");
         check_incomplete_peer(&name, &f, &out, &keep, written);
         // An ELF dump at its limit is marked in e_flags.
-        let elf = f.work.join("w_limited.elf");
-        let _ = std::fs::remove_file(&elf);
+        let elf = f.scratch.join("w_limited.elf");
         let (ok, report, err) = dump(&f.vmcore(), Some(&elf), &["-E", "-L", "20M", "-q", "--stats", "--json"]);
         assert!(!ok && err.contains("INCOMPLETE"), "{err}");
         // Its report counts the pages the file holds and the bytes it took.
@@ -931,7 +914,7 @@ fn a_full_filesystem_leaves_a_valid_incomplete_dump() {
     }
     for f in x86() {
         let keep = filtered(&f, 31).dumpable;
-        let dir = f.work.join("w_tmpfs");
+        let dir = f.scratch.join("w_tmpfs");
         std::fs::create_dir_all(&dir).unwrap();
         let st = Command::new("mount").args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"]).arg(&dir).status().unwrap();
         if !st.success() {
@@ -943,8 +926,7 @@ fn a_full_filesystem_leaves_a_valid_incomplete_dump() {
         let on_full_disk = |name: &str, run: &dyn Fn(&Path) -> Outcome| {
             let out = dir.join("dump");
             let result = run(&out);
-            let copy = f.work.join(name);
-            let _ = std::fs::remove_file(&copy);
+            let copy = f.scratch.join(name);
             if out.exists() {
                 std::fs::copy(&out, &copy).unwrap();
                 std::fs::remove_file(&out).unwrap();
@@ -972,7 +954,7 @@ fn a_full_filesystem_leaves_a_valid_incomplete_dump() {
         // An ELF dump: what did not fit is absent, not zeros (libkdumpfile read zeros).
         let elf = on_full_disk("w_full.elf", &|out| dump(&f.vmcore(), Some(out), &["-E", "-d", "31", "-q"]));
         // A disk without room for the headers keeps no file: a reassembly's too.
-        let parts: Vec<PathBuf> = (0..2).map(|i| f.work.join(format!("w_full_part.{i}"))).collect();
+        let parts: Vec<PathBuf> = (0..2).map(|i| f.scratch.join(format!("w_full_part.{i}"))).collect();
         let vmcore = f.vmcore();
         let mut a: Vec<&OsStr> = ["dump", "-l", "-d", "31", "-q", "-f"].iter().map(OsStr::new).collect();
         a.push(vmcore.as_os_str());
@@ -1038,7 +1020,7 @@ fn a_full_filesystem_leaves_a_valid_incomplete_dump() {
 fn outputs_are_created_exclusively_and_private() {
     let Some(f) = x86().into_iter().next() else { return };
     let vmcore = f.vmcore();
-    let out = f.work.join("w_exclusive.kdump");
+    let out = f.scratch.join("w_exclusive.kdump");
     std::fs::write(&out, b"precious").unwrap();
     let (ok, _, err) = dump(&vmcore, Some(&out), &["-q"]);
     assert!(!ok && err.contains("exists"), "{err}");
@@ -1047,7 +1029,7 @@ fn outputs_are_created_exclusively_and_private() {
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&out).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
     // -E needs an ELF input; --split cannot go with -E or -F.
-    let (ok, _, err) = dump(&out, Some(&f.work.join("w_x.elf")), &["-E"]);
+    let (ok, _, err) = dump(&out, Some(&f.scratch.join("w_x.elf")), &["-E"]);
     assert!(!ok && err.contains("ELF"), "{err}");
     let (ok, _, _) = dump(&vmcore, None, &["-E", "--split", "a", "b"]);
     assert!(!ok);
@@ -1061,7 +1043,7 @@ fn peak_memory_stays_small() {
     }
     for f in x86() {
         for args in [["-l", "-d", "1"], ["-E", "-d", "1"]] {
-            let out = f.work.join("w_rss");
+            let out = f.scratch.join("w_rss");
             let _ = std::fs::remove_file(&out);
             let o = Command::new("/usr/bin/time")
                 .args(["-f", "%M"])
@@ -1090,8 +1072,7 @@ fn the_progress_bar_shows_on_a_terminal_only() {
         missing("script (util-linux), to run vmcore on a terminal");
         return;
     }
-    let out = f.work.join("w_progress.kdump");
-    let _ = std::fs::remove_file(&out);
+    let out = f.scratch.join("w_progress.kdump");
     // `script` gives vmcore a pseudo-terminal and copies what it draws to stdout.
     let cmd = format!(
         "stty cols 100; '{}' dump '{}' '{}' -l -d 1 --threads 1",
@@ -1486,7 +1467,7 @@ fn arm64_dumps_equal_debians_arm64_makedumpfiles() {
     let Some(mdf) = arm64_makedumpfile() else { return };
     for f in all().into_iter().filter(|f| f.name.starts_with("aarch64-6.1-")) {
         let vmcore = f.vmcore();
-        let dir = tempfile::tempdir_in(&f.work).unwrap();
+        let dir = tempfile::tempdir_in(&*f.scratch).unwrap();
         let runs: [&[&str]; 7] = [
             &["-l", "-d", "0"],
             &["-l", "-d", "1"],
