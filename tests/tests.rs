@@ -23,6 +23,7 @@ mod dmesg;
 mod filter;
 mod fixtures;
 mod layout;
+mod qemu;
 mod synthetic;
 mod vmemmap;
 mod vtop;

@@ -146,14 +146,12 @@ pub(crate) fn open(args: &DumpArgs) -> Result<Dump> {
 
 fn info(args: &DumpArgs, json: bool) -> Result<()> {
     let dump = open(args)?;
-    let machine = match Machine::new(&dump) {
-        Ok(m) => Some(m),
-        Err(e) => {
-            say!("vmcore: warning: no kernel layout: {e}");
-            None
-        }
+    let (machine, no_layout) = match Machine::new(&dump) {
+        Ok(m) => (Some(m), None),
+        Err(e) => (None, Some(format!("no kernel layout: {e}"))),
     };
-    let report = InfoReport::new(&dump, machine.as_ref());
+    let mut report = InfoReport::new(&dump, machine.as_ref());
+    report.warnings.extend(no_layout);
     for w in &report.warnings {
         say!("vmcore: warning: {w}");
     }

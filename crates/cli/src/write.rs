@@ -358,6 +358,7 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
         say!("vmcore: warning: bitmaps could not spill to {why}; they stay in memory, past --bitmap-memory");
     }
     let meta = || KdumpMeta::from_dump(dump, machine).with_context(|| format!("{name}: reading its metadata"));
+    let vmcoreinfo_text = dump.vmcoreinfo.as_ref().map(|vi| vi.raw());
     let progress = bar(job.quiet || job.flatten && io::stdout().is_terminal(), "pages");
     if job.dry_run {
         if !job.stats {
@@ -368,7 +369,8 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
         match &dump.container {
             Container::Elf { core, .. } if format.elf => {
                 // Nothing to compress: what the file would hold is known, as in makedumpfile.
-                let (pages, write_bytes) = vmcore_writer::elf_plan(core, &filtered, dump.mem.page_size());
+                let (pages, write_bytes) =
+                    vmcore_writer::elf_plan(core, &filtered, dump.mem.page_size(), vmcoreinfo_text);
                 report = report.with_pages_in_elf(pages).with_write_bytes(write_bytes);
             }
             // The size of a compressed file takes compressing it, as makedumpfile's dry run
@@ -403,7 +405,7 @@ pub fn run_with(dump: &Dump, machine: &Machine, name: &str, job: &DumpJob, forma
             let Container::Elf { core, src, .. } = &dump.container else {
                 bail!("{name}: not an ELF input");
             };
-            Ok(vmcore_writer::write_elf(out, core, &**src, mem, &filtered, &opts, &progress)?)
+            Ok(vmcore_writer::write_elf(out, core, &**src, mem, &filtered, vmcoreinfo_text, &opts, &progress)?)
         } else {
             Ok(vmcore_writer::write_kdump(out, mem, &filtered, &meta, &opts, &progress)?)
         }

@@ -78,8 +78,11 @@ pub struct ElfCore {
     pub flags: u32,
     /// Vmcore or kcore.
     pub kind: ElfKind,
-    /// PT_LOAD segments in program-header order.
+    /// PT_LOAD segments in program-header order, less the folded views.
     pub loads: Vec<LoadSegment>,
+    /// PT_LOADs left out of `loads` as views of bytes another segment holds (QEMU's
+    /// `dump-guest-memory -p` writes one per virtual mapping).
+    pub folded_views: usize,
     /// All notes of all PT_NOTE segments, in file order.
     pub notes: Vec<Note>,
     /// File offset and size of each PT_NOTE segment, for writers that copy them verbatim.
@@ -179,7 +182,7 @@ impl ElfCore {
                 _ => {}
             }
         }
-        check_file_overlaps(&loads, phoff, phentsize)?;
+        let (loads, folded_views) = fold_file_views(loads, phoff, phentsize)?;
 
         let mut notes = Vec::new();
         let mut note_bytes = 0u64;
@@ -196,7 +199,16 @@ impl ElfCore {
         } else {
             ElfKind::Vmcore
         };
-        Ok(ElfCore { machine, endian, flags: ehdr.e_flags.get(endian).0, kind, loads, notes, note_segments })
+        Ok(ElfCore {
+            machine,
+            endian,
+            flags: ehdr.e_flags.get(endian).0,
+            kind,
+            loads,
+            folded_views,
+            notes,
+            note_segments,
+        })
     }
 
     /// The descriptor of the first note named `name` with type `ntype`.
@@ -211,25 +223,42 @@ impl ElfCore {
 }
 
 /// Two PT_LOADs may describe the same physical memory (the kernel image is also in the
-/// direct map), but they must never claim the same bytes of the file.
-fn check_file_overlaps(loads: &[LoadSegment], phoff: u64, phentsize: u64) -> Result<()> {
+/// direct map), but claim the same bytes of the file only as views: QEMU's
+/// `dump-guest-memory -p` adds a PT_LOAD per virtual mapping, pointing into the bytes a
+/// physical segment holds, each byte at the same physical address. Such a view is folded
+/// into the segment it lies in (left out: its bytes are that segment's); any other sharing
+/// of file bytes is corrupt. Returns the segments kept and the number folded.
+fn fold_file_views(loads: Vec<LoadSegment>, phoff: u64, phentsize: u64) -> Result<(Vec<LoadSegment>, usize)> {
     let mut by_offset: Vec<&LoadSegment> = loads.iter().filter(|s| s.filesz > 0).collect();
-    by_offset.sort_by_key(|s| s.offset);
-    for pair in by_offset.windows(2) {
-        if let [a, b] = pair {
-            if a.offset + a.filesz > b.offset {
-                return Err(Error::invalid(
-                    "PT_LOAD",
-                    phoff + b.index as u64 * phentsize,
-                    format!(
-                        "file range {:#x}+{:#x} overlaps segment {} at {:#x}+{:#x}",
-                        b.offset, b.filesz, a.index, a.offset, a.filesz
-                    ),
-                ));
-            }
+    // Largest first at one offset: the physical segment before the views that start with it.
+    by_offset.sort_by_key(|s| (s.offset, std::cmp::Reverse(s.filesz)));
+    // By program header index, which counts the headers of every type.
+    let mut folded = vec![false; loads.iter().map(|s| s.index + 1).max().unwrap_or(0)];
+    // The last segment kept: kept segments never share bytes, so it reaches furthest.
+    let mut holder: Option<&LoadSegment> = None;
+    for b in by_offset {
+        let Some(a) = holder.filter(|a| b.offset < a.offset + a.filesz) else {
+            holder = Some(b);
+            continue;
+        };
+        let inside = b.offset + b.filesz <= a.offset + a.filesz && b.memsz == b.filesz;
+        let same_addresses = a.paddr != u64::MAX && b.paddr.checked_sub(a.paddr) == Some(b.offset - a.offset);
+        if !(inside && same_addresses) {
+            return Err(Error::invalid(
+                "PT_LOAD",
+                phoff + b.index as u64 * phentsize,
+                format!(
+                    "file range {:#x}+{:#x} overlaps segment {} at {:#x}+{:#x}",
+                    b.offset, b.filesz, a.index, a.offset, a.filesz
+                ),
+            ));
+        }
+        if let Some(f) = folded.get_mut(b.index) {
+            *f = true;
         }
     }
-    Ok(())
+    let count = folded.iter().filter(|&&f| f).count();
+    Ok((loads.into_iter().filter(|s| !folded.get(s.index).copied().unwrap_or(false)).collect(), count))
 }
 
 fn align4(n: u64) -> Option<u64> {
@@ -387,18 +416,43 @@ mod tests {
         assert!(ElfCore::parse(&huge).is_err());
     }
 
-    #[test]
-    fn overlapping_file_ranges_are_rejected() {
+    /// A file whose PT_LOADs are `loads` (paddr, vaddr, offset, filesz, memsz).
+    fn with_loads(loads: &[(u64, u64, u64, u64, u64)]) -> Result<ElfCore> {
         let notes = note("VMCOREINFO", 0, b"X=1\n");
-        let mut f = header(
-            &[(0, 0, 0x1000, 0x2000, 0x2000), (0x10000, 0, 0x2000, 0x1000, 0x1000)],
-            (0x800, notes.len() as u64),
-        );
+        let mut f = header(loads, (0x800, notes.len() as u64));
         f.resize(0x800, 0);
         f.extend_from_slice(&notes);
-        f.resize(0x4000, 0);
-        let err = ElfCore::parse(&f).unwrap_err().to_string();
-        assert!(err.contains("overlaps"), "{err}");
+        f.resize(0x8000, 0);
+        ElfCore::parse(&f)
+    }
+
+    #[test]
+    fn overlapping_file_ranges_are_rejected() {
+        let err = with_loads(&[(0, 0, 0x1000, 0x2000, 0x2000), (0x10000, 0, 0x2000, 0x1000, 0x1000)])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("overlaps segment 1"), "{err}");
+        // Partly past the segment it starts in, or describing more memory than its bytes.
+        for view in [(0x1000, 0, 0x2000, 0x2000, 0x2000), (0x1000, 0, 0x2000, 0x1000, 0x2000)] {
+            let err = with_loads(&[(0, 0, 0x1000, 0x2000, 0x2000), view]).unwrap_err().to_string();
+            assert!(err.contains("overlaps"), "{view:?}: {err}");
+        }
+    }
+
+    /// QEMU's `dump-guest-memory -p`: a PT_LOAD per virtual mapping, into the bytes of the
+    /// physical segments, each byte at its own physical address.
+    #[test]
+    fn views_of_a_segments_bytes_are_folded_into_it() {
+        let core = with_loads(&[
+            (0x100000, 0xffff_8880_0010_0000, 0x1000, 0x3000, 0x3000),
+            (0x101000, 0xffff_ffff_8100_0000, 0x2000, 0x1000, 0x1000),
+            (0x100000, 0xffff_ffff_8200_0000, 0x1000, 0x3000, 0x3000),
+            (0x200000, 0, 0x4000, 0x1000, 0x1000),
+        ])
+        .unwrap();
+        assert_eq!(core.folded_views, 2);
+        let kept: Vec<(usize, u64)> = core.loads.iter().map(|s| (s.index, s.paddr)).collect();
+        assert_eq!(kept, [(1, 0x100000), (4, 0x200000)]);
     }
 
     #[test]

@@ -67,11 +67,19 @@ pub struct OpenOptions {
     /// Where a live kernel says its VMCOREINFO note is, for /proc/kcore without the note
     /// (kernels before 4.19). `None` disables the fallback.
     pub sys_vmcoreinfo: Option<PathBuf>,
+    /// Whether a dump that carries no VMCOREINFO (QEMU's `dump-guest-memory` without
+    /// `-device vmcoreinfo`, `virsh dump`) is searched for the note the kernel keeps in
+    /// its memory.
+    pub scan_memory: bool,
 }
 
 impl Default for OpenOptions {
     fn default() -> OpenOptions {
-        OpenOptions { vmcoreinfo_file: None, sys_vmcoreinfo: Some(PathBuf::from("/sys/kernel/vmcoreinfo")) }
+        OpenOptions {
+            vmcoreinfo_file: None,
+            sys_vmcoreinfo: Some(PathBuf::from("/sys/kernel/vmcoreinfo")),
+            scan_memory: true,
+        }
     }
 }
 
@@ -155,6 +163,17 @@ impl Dump {
                 vmcoreinfo = Some(parse(&raw, Source::SysKernel { paddr }, sys.display().to_string())?);
             }
         }
+        if vmcoreinfo.is_none() && !is_kcore && opts.scan_memory {
+            // Any 4 KiB-aligned page is aligned for the kernel's own page size too.
+            let scan_page = match &container {
+                Container::Kdump { mem, .. } => mem.page_size(),
+                Container::Elf { .. } => 4096,
+            };
+            if let Some(found) = find_vmcoreinfo_note(&*container.physmem(scan_page)?) {
+                let source = Source::MemoryScan { paddr: found.paddr, others: found.others };
+                vmcoreinfo = Some(parse(&found.desc, source, name.clone())?);
+            }
+        }
         let stated = vmcoreinfo.as_ref().and_then(|vi| vi.get("PAGESIZE"));
         let (page_size, shown, source) = match (stated, &container) {
             (Some(text), _) => {
@@ -223,6 +242,83 @@ fn read_sys_vmcoreinfo(sys: &Path, mem: &dyn PhysMem) -> Result<(u64, Vec<u8>)> 
     Ok((paddr, desc.to_vec()))
 }
 
+/// A VMCOREINFO note found in a dump's memory.
+struct FoundNote {
+    paddr: u64,
+    desc: Vec<u8>,
+    /// Where other notes with a different text are, when the first found is not
+    /// page-aligned (then the search ran through all memory).
+    others: Vec<u64>,
+}
+
+/// Notes with a different text remembered besides the one used.
+const MAX_OTHER_NOTES: usize = 8;
+
+/// Searches the dumped pages for the ELF note the kernel keeps its VMCOREINFO in: name
+/// "VMCOREINFO" (namesz 11), type 0, a descriptor that starts "OSRELEASE=". Since 4.15 the
+/// note has pages of its own (`vmcoreinfo_note`, where /sys/kernel/vmcoreinfo points), so
+/// the first page-aligned note ends the search, which passes over the pages before it
+/// only (low memory: it is allocated early in boot). Older kernels keep it in .bss, 4-byte
+/// aligned; then the first of those is used.
+fn find_vmcoreinfo_note(mem: &dyn PhysMem) -> Option<FoundNote> {
+    let page_size = mem.page_size();
+    let mut page = vec![0u8; page_size as usize];
+    let mut unaligned: Option<FoundNote> = None;
+    for range in mem.ranges() {
+        let mut pfn = range.start / page_size;
+        while pfn < range.end.div_ceil(page_size) {
+            if let Some(end) = mem.zero_filled_until(vmcore_types::Pfn(pfn)).filter(|&e| e > pfn) {
+                pfn = end;
+                continue;
+            }
+            let state = mem.read_page(vmcore_types::Pfn(pfn), &mut page);
+            let page_addr = pfn * page_size;
+            pfn += 1;
+            if !matches!(state, Ok(vmcore_physmem::PageState::Dumped)) {
+                continue;
+            }
+            for at in (0..page.len()).step_by(4) {
+                if u32_at(&page, at, false) != Some(VMCOREINFO_NAMESZ) {
+                    continue;
+                }
+                let Some(desc) = vmcoreinfo_note_at(mem, page_addr + at as u64) else { continue };
+                if at == 0 {
+                    let mut found = FoundNote { paddr: page_addr, desc, others: Vec::new() };
+                    if let Some(first) = unaligned {
+                        found.others.push(first.paddr);
+                    }
+                    return Some(found);
+                }
+                match &mut unaligned {
+                    None => unaligned = Some(FoundNote { paddr: page_addr + at as u64, desc, others: Vec::new() }),
+                    Some(first) if first.desc != desc && first.others.len() < MAX_OTHER_NOTES => {
+                        first.others.push(page_addr + at as u64)
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+    unaligned
+}
+
+/// "VMCOREINFO" and its NUL.
+const VMCOREINFO_NAMESZ: u32 = 11;
+
+/// The descriptor of the VMCOREINFO note at `paddr`, if one is there.
+fn vmcoreinfo_note_at(mem: &dyn PhysMem, paddr: u64) -> Option<Vec<u8>> {
+    let mut head = [0u8; 24];
+    mem.read(PhysAddr(paddr), &mut head, ReadOptions::default()).ok()?;
+    let descsz = u32_at(&head, 4, false)? as usize;
+    let is_note = u32_at(&head, 8, false) == Some(0) && head.get(12..23) == Some(&b"VMCOREINFO\0"[..]);
+    if !is_note || !(b"OSRELEASE=".len()..=MAX_VMCOREINFO).contains(&descsz) {
+        return None;
+    }
+    let mut desc = vec![0u8; descsz];
+    mem.read(PhysAddr(paddr + 24), &mut desc, ReadOptions::default()).ok()?;
+    desc.starts_with(b"OSRELEASE=").then_some(desc)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,7 +348,7 @@ mod tests {
         let kcore = old_kcore(dir.path());
         let sys = dir.path().join("vmcoreinfo");
         std::fs::write(&sys, "0x0000000000100234 1024\n").unwrap();
-        let opts = OpenOptions { vmcoreinfo_file: None, sys_vmcoreinfo: Some(sys.clone()) };
+        let opts = OpenOptions { vmcoreinfo_file: None, sys_vmcoreinfo: Some(sys.clone()), scan_memory: true };
         let dump = Dump::open(std::slice::from_ref(&kcore), &opts).unwrap();
         let vi = dump.require_vmcoreinfo().unwrap();
         assert_eq!(vi.raw(), VMCOREINFO);
@@ -263,7 +359,7 @@ mod tests {
         let err = Dump::open(std::slice::from_ref(&kcore), &opts).unwrap_err().to_string();
         assert!(err.contains("expected \"ADDRESS SIZE\""), "{err}");
 
-        let none = OpenOptions { vmcoreinfo_file: None, sys_vmcoreinfo: None };
+        let none = OpenOptions { vmcoreinfo_file: None, sys_vmcoreinfo: None, scan_memory: false };
         let dump = Dump::open(&[kcore], &none).unwrap();
         assert!(dump.require_vmcoreinfo().unwrap_err().to_string().contains("no VMCOREINFO"));
     }
@@ -274,10 +370,68 @@ mod tests {
         let kcore = old_kcore(dir.path());
         let file = dir.path().join("vmcoreinfo.txt");
         std::fs::write(&file, "OSRELEASE=given\nPAGESIZE=4096\n").unwrap();
-        let opts = OpenOptions { vmcoreinfo_file: Some(file), sys_vmcoreinfo: None };
+        let opts = OpenOptions { vmcoreinfo_file: Some(file), sys_vmcoreinfo: None, scan_memory: false };
         let dump = Dump::open(&[kcore], &opts).unwrap();
         assert_eq!(dump.require_vmcoreinfo().unwrap().osrelease(), Some("given"));
         assert!(matches!(dump.require_vmcoreinfo().unwrap().source(), Source::File(_)));
+    }
+
+    /// An ELF vmcore without a VMCOREINFO note (QEMU's `dump-guest-memory` without
+    /// `-device vmcoreinfo`) whose RAM holds notes at the physical addresses `notes` gives.
+    fn noteless_elf(dir: &Path, notes: &[(u64, &str)]) -> PathBuf {
+        let path = dir.join("qemu.elf");
+        let mut spec = vmcore_synth::elf::ElfVmcore::new(vmcore_synth::elf::EM_X86_64);
+        spec.notes.push(vmcore_synth::elf::prstatus_note());
+        spec.loads.push(vmcore_synth::elf::Load::full(0, 0, 0x10000));
+        let bytes: Vec<(u64, Vec<u8>)> =
+            notes.iter().map(|&(paddr, text)| (paddr, note("VMCOREINFO", 0, text.as_bytes()))).collect();
+        let image = spec
+            .to_vec(|paddr, buf| {
+                buf.fill(0xcc);
+                for (at, note) in &bytes {
+                    for (i, b) in note.iter().enumerate() {
+                        if let Some(dst) = (at + i as u64).checked_sub(paddr).and_then(|o| buf.get_mut(o as usize)) {
+                            *dst = *b;
+                        }
+                    }
+                }
+            })
+            .unwrap();
+        std::fs::write(&path, image).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_dump_without_vmcoreinfo_has_it_found_in_its_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = |notes: &[(u64, &str)], scan_memory: bool| {
+            let path = noteless_elf(dir.path(), notes);
+            let opts = OpenOptions { vmcoreinfo_file: None, sys_vmcoreinfo: None, scan_memory };
+            let dump = Dump::open(std::slice::from_ref(&path), &opts).unwrap();
+            std::fs::remove_file(&path).unwrap();
+            dump.vmcoreinfo.map(|vi| (vi.source().clone(), vi.osrelease().map(str::to_string)))
+        };
+        let found = |paddr, others: Vec<u64>, release: &str| {
+            Some((Source::MemoryScan { paddr, others }, Some(release.to_string())))
+        };
+        // The page-aligned note (4.15+: pages of its own) is preferred to one found before
+        // it (a copy in .bss, or text that happens to look like a note).
+        let notes = [(0x2344, "OSRELEASE=old\n"), (0x5000, "OSRELEASE=new\nPAGESIZE=4096\n")];
+        assert_eq!(open(&notes, true), found(0x5000, vec![0x2344], "new"));
+        assert_eq!(open(&notes, false), None);
+        // Without one, the first 4-byte-aligned note, the others with another text named.
+        let notes = [(0x2344, "OSRELEASE=a\n"), (0x3ffc, "OSRELEASE=b\n"), (0x8008, "OSRELEASE=a\n")];
+        assert_eq!(open(&notes, true), found(0x2344, vec![0x3ffc], "a"));
+        // A note whose text is not VMCOREINFO's, or of the wrong type, is none.
+        assert_eq!(open(&[(0x1000, "PAGESIZE=4096\n")], true), None);
+        let path = noteless_elf(dir.path(), &[(0x1000, "OSRELEASE=x\n")]);
+        let opts = OpenOptions { vmcoreinfo_file: None, sys_vmcoreinfo: None, scan_memory: true };
+        assert!(Dump::open(std::slice::from_ref(&path), &opts).unwrap().vmcoreinfo.is_some());
+        let mut image = std::fs::read(&path).unwrap();
+        let n_type = image.len() - 0x10000 + 0x1000 + 8;
+        image[n_type] = 1;
+        std::fs::write(&path, image).unwrap();
+        assert!(Dump::open(&[path], &opts).unwrap().vmcoreinfo.is_none());
     }
 
     #[test]
@@ -293,7 +447,7 @@ mod tests {
             std::fs::write(&file, text).unwrap();
             Dump::open(
                 std::slice::from_ref(&path),
-                &OpenOptions { vmcoreinfo_file: Some(file.clone()), sys_vmcoreinfo: None },
+                &OpenOptions { vmcoreinfo_file: Some(file.clone()), sys_vmcoreinfo: None, scan_memory: false },
             )
         };
         let err = with("OSRELEASE=5.10.0-other\nPAGESIZE=4096\n").err().unwrap().to_string();

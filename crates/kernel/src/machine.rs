@@ -129,11 +129,19 @@ impl Machine {
                 (Layout::Aarch64(Box::new(found.layout)), found.kmem)
             }
         };
-        if let crate::vmcoreinfo::Source::File(file) = vi.source() {
+        let outside = match vi.source() {
+            crate::vmcoreinfo::Source::File(file) => Some(file.clone()),
+            crate::vmcoreinfo::Source::MemoryScan { paddr, .. } => {
+                Some(format!("the VMCOREINFO note found in memory at physical {paddr:#x}"))
+            }
+            _ => None,
+        };
+        if let Some(file) = outside {
             // The kernel's utsname, read with the file's own offsets, must say the file's
             // release, as makedumpfile checks: the only check there is for a dump with no
             // release of its own (an ELF vmcore without its note), and the one that finds
-            // a file of another boot (offsets that lead nowhere).
+            // a file of another boot (offsets that lead nowhere). A note found in memory
+            // may be a kernel's that ran before a kexec.
             let shown = dump.paths.first().map(|p| p.display().to_string()).unwrap_or_default();
             let wrong = |actual: String| {
                 Error::WrongRelease(crate::dump::Error::WrongRelease {
@@ -153,6 +161,19 @@ impl Machine {
                          kernel's or another boot's, or one of its values (an address, the page-table root) is wrong"
                     )))
                 }
+            }
+        }
+        if let crate::vmcoreinfo::Source::MemoryScan { paddr, others } = vi.source() {
+            notes.push(format!(
+                "vmcoreinfo: the dump carries none; the kernel's own note was found in its memory at physical \
+                 {paddr:#x}, and its utsname agrees"
+            ));
+            if !others.is_empty() {
+                let at: Vec<String> = others.iter().map(|a| format!("{a:#x}")).collect();
+                notes.push(format!(
+                    "vmcoreinfo: notes with other texts are in memory at {} (give one with --vmcoreinfo FILE to use it)",
+                    at.join(", ")
+                ));
             }
         }
         Ok(Machine { arch, layout, kmem, symbols, notes })

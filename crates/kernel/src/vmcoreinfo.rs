@@ -27,6 +27,14 @@ pub enum Source {
         /// Physical address of the note.
         paddr: u64,
     },
+    /// The note the kernel keeps in its memory, found by searching a dump that carries no
+    /// VMCOREINFO of its own.
+    MemoryScan {
+        /// Physical address of the note.
+        paddr: u64,
+        /// Where notes with another text are (none when the first was page-aligned).
+        others: Vec<u64>,
+    },
 }
 
 impl Source {
@@ -37,6 +45,7 @@ impl Source {
             Source::KdumpSubHeader => "kdump-sub-header".into(),
             Source::File(p) => format!("file:{p}"),
             Source::SysKernel { paddr } => format!("sys-kernel-vmcoreinfo:{paddr:#x}"),
+            Source::MemoryScan { paddr, .. } => format!("memory-scan:{paddr:#x}"),
         }
     }
 }

@@ -122,6 +122,16 @@ impl InfoReport {
             },
             Container::Elf { core, .. } => (None, Some(core.loads.len()), None, None),
         };
+        let mut notes = machine.map(|m| m.notes.clone()).unwrap_or_default();
+        if let Container::Elf { core, .. } = &dump.container {
+            if core.folded_views > 0 {
+                notes.push(format!(
+                    "elf: {} more PT_LOADs are views of bytes these segments hold (QEMU's dump-guest-memory \
+                     -p writes one per virtual mapping)",
+                    core.folded_views
+                ));
+            }
+        }
         InfoReport {
             files: dump.paths.iter().map(|p| p.display().to_string()).collect(),
             format: info.format,
@@ -137,7 +147,7 @@ impl InfoReport {
             elf_incomplete: matches!(&dump.container, Container::Elf { core, .. } if core.is_incomplete()),
             layout: None,
             kallsyms: machine.and_then(|m| m.symbols.as_ref()).map(|s| s.len()),
-            notes: machine.map(|m| m.notes.clone()).unwrap_or_default(),
+            notes,
             warnings: Vec::new(),
             kdump,
         }

@@ -281,7 +281,7 @@ fn put(b: &mut [u8], off: usize, len: usize, v: u64, big_endian: bool) {
 /// What an ELF dump of `core` keeping `filtered`'s dumpable frames less its zero pages
 /// holds, without writing it: the pages of data (makedumpfile's remaining pages "in ELF
 /// format") and makedumpfile's "Write bytes" (its dry run prints it too).
-pub fn elf_plan(core: &ElfCore, filtered: &Filtered, page_size: u64) -> (u64, u64) {
+pub fn elf_plan(core: &ElfCore, filtered: &Filtered, page_size: u64, vmcoreinfo: Option<&[u8]>) -> (u64, u64) {
     let mut keep = filtered.dumpable.clone();
     if filtered.level & 1 != 0 {
         for pfn in filtered.zero_pages.iter() {
@@ -295,10 +295,17 @@ pub fn elf_plan(core: &ElfCore, filtered: &Filtered, page_size: u64) -> (u64, u6
             data += p.filesz;
         }
     }
-    let notes: u64 = core.note_segments.iter().map(|&(_, size)| size).sum();
+    let notes: u64 = core.note_segments.iter().map(|&(_, size)| size).sum::<u64>()
+        + added_note(core, vmcoreinfo).map_or(0, |n| n.len() as u64);
     let shdr = if phnum >= PN_XNUM { SHDR } else { 0 };
     let data_start = EHDR + phnum * PHDR + shdr + notes;
     (data.div_ceil(page_size), data_start + data + phnum * PHDR)
+}
+
+/// The VMCOREINFO note the output adds when the input's notes lack it (the text was given
+/// with --vmcoreinfo or found in memory), so that the dump describes itself.
+fn added_note(core: &ElfCore, vmcoreinfo: Option<&[u8]>) -> Option<Vec<u8>> {
+    vmcoreinfo.filter(|_| core.note(b"VMCOREINFO", 0).is_none()).map(crate::meta::vmcoreinfo_note)
 }
 
 /// A program header: `template` (the input's) with new addresses, sizes and offset.
@@ -315,13 +322,16 @@ fn phdr(template: &[u8], offset: u64, piece: &Piece, be: bool) -> Vec<u8> {
 
 /// Writes `filtered` pages of the ELF core `core` (read from `src`, and through `mem` for
 /// the zero-page scan) as an ELF dump to `out`. With level bit 1, the zero pages are
-/// `filtered.zero_pages` when the filter looked for them, else found here.
+/// `filtered.zero_pages` when the filter looked for them, else found here. `vmcoreinfo`
+/// becomes a note when the input has none.
+#[allow(clippy::too_many_arguments)]
 pub fn write_elf(
     out: &mut dyn Output,
     core: &ElfCore,
     src: &dyn ReadAt,
     mem: &dyn PhysMem,
     filtered: &Filtered,
+    vmcoreinfo: Option<&[u8]>,
     opts: &WriteOptions,
     progress: &dyn Progress,
 ) -> Result<WriteReport> {
@@ -365,6 +375,7 @@ pub fn write_elf(
                 .map_err(|e| Error::Input(format!("reading PT_NOTE at {offset:#x}: {e}")))?;
             n.extend_from_slice(&seg);
         }
+        n.extend(added_note(core, vmcoreinfo).unwrap_or_default());
         n
     };
     let phnum = 1 + count;
@@ -375,9 +386,12 @@ pub fn write_elf(
     let pages = file_bytes.div_ceil(ps);
     progress.set_total(pages);
 
-    // ELF header: the input's, with the new program header count.
+    // ELF header: the input's, with the new program header count, and no section
+    // headers but the one that holds a count past 65534 (QEMU's section headers, or the
+    // input's own count holder, are not copied: nothing would be where they point).
     let mut ehdr = input.ehdr.clone();
     put(&mut ehdr, 32, 8, EHDR, be);
+    put(&mut ehdr, 52, 2, EHDR, be);
     put(&mut ehdr, 54, 2, PHDR, be);
     if xnum {
         put(&mut ehdr, 56, 2, PN_XNUM, be);
@@ -387,12 +401,11 @@ pub fn write_elf(
         put(&mut ehdr, 62, 2, 0, be);
     } else {
         put(&mut ehdr, 56, 2, phnum, be);
+        put(&mut ehdr, 40, 8, 0, be);
+        put(&mut ehdr, 60, 2, 0, be);
+        put(&mut ehdr, 62, 2, 0, be);
         if get(&input.ehdr, 56, 2, be) == PN_XNUM {
-            // The input's section header was only there for its count.
-            put(&mut ehdr, 40, 8, 0, be);
             put(&mut ehdr, 58, 2, 0, be);
-            put(&mut ehdr, 60, 2, 0, be);
-            put(&mut ehdr, 62, 2, 0, be);
         }
     }
     out.write_at(0, &ehdr)?;

@@ -29,8 +29,6 @@ pub struct KdumpMeta {
     pub notes: Vec<u8>,
     /// Offset and size of the VMCOREINFO text inside `notes`, if it is there.
     pub vmcoreinfo_in_notes: Option<(u64, u64)>,
-    /// The VMCOREINFO text when it is not inside `notes` (it is then stored after them).
-    pub vmcoreinfo: Option<Vec<u8>>,
     /// CPUs with a PRSTATUS note.
     pub nr_cpus: i32,
 }
@@ -67,19 +65,14 @@ impl Layout {
 
 fn layout(meta: &KdumpMeta, max_mapnr: u64, dumpable: u64, block: u64, whole_bitmaps: bool) -> Layout {
     let notes_len = meta.notes.len() as u64;
-    let extra_vi = meta.vmcoreinfo.as_ref().map_or(0, |v| v.len() as u64);
-    let sub_hdr_bytes = SUB_HEADER_END + notes_len + extra_vi;
+    let sub_hdr_bytes = SUB_HEADER_END + notes_len;
     let sub_hdr_blocks = sub_hdr_bytes.div_ceil(block);
     let bitmap_offset = (1 + sub_hdr_blocks) * block;
     let bitmap_len = max_mapnr.div_ceil(8).div_ceil(block) * block;
     let desc_offset = bitmap_offset + 2 * bitmap_len;
     let data_offset = desc_offset + dumpable * DESC;
     let notes_at = block + SUB_HEADER_END;
-    let vmcoreinfo = match (&meta.vmcoreinfo_in_notes, &meta.vmcoreinfo) {
-        (Some((off, size)), _) => (notes_at + off, *size),
-        (None, Some(v)) => (notes_at + notes_len, v.len() as u64),
-        (None, None) => (0, 0),
-    };
+    let vmcoreinfo = meta.vmcoreinfo_in_notes.map_or((0, 0), |(off, size)| (notes_at + off, size));
     // A bitmap held whole is written a block at a time, else up to its last frame's byte.
     let bitmap_bytes = if whole_bitmaps { bitmap_len } else { max_mapnr.div_ceil(8) };
     let head_bytes = h::SIZE as u64 + sub_hdr_bytes + 2 * bitmap_bytes;
@@ -565,11 +558,6 @@ impl Job<'_> {
         out.write_at(0, &head)?;
         let mut sub = sub_header(meta, &l, max_mapnr, filtered.level, part.split.then_some((part.start, part.end)));
         sub.extend_from_slice(&meta.notes);
-        if meta.vmcoreinfo_in_notes.is_none() {
-            if let Some(v) = &meta.vmcoreinfo {
-                sub.extend_from_slice(v);
-            }
-        }
         out.write_at(block, &sub)?;
         write_bitmap(out, l.bitmap_offset, l.bitmap_len, &filtered.present)?;
         write_bitmap(out, l.bitmap_offset + l.bitmap_len, l.bitmap_len, &filtered.dumpable)?;

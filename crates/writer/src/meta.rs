@@ -2,7 +2,7 @@
 //! phys_base, ELF notes and VMCOREINFO.
 
 use vmcore_formats::elf::ElfCore;
-use vmcore_kernel::machine::{Arch, Machine};
+use vmcore_kernel::machine::{Layout, Machine};
 use vmcore_kernel::Dump;
 use vmcore_physmem::Container;
 use vmcore_types::bytes::u32_at;
@@ -52,16 +52,34 @@ fn elf_notes(core: &ElfCore, src: &dyn ReadAt) -> Result<Notes> {
     Ok((blob, vmcoreinfo))
 }
 
+/// An ELF note as the kernel writes its VMCOREINFO: name "VMCOREINFO", type 0, `text`.
+pub fn vmcoreinfo_note(text: &[u8]) -> Vec<u8> {
+    let mut note = Vec::with_capacity(24 + text.len().next_multiple_of(4));
+    note.extend_from_slice(&11u32.to_le_bytes());
+    note.extend_from_slice(&(text.len() as u32).to_le_bytes());
+    note.extend_from_slice(&0u32.to_le_bytes());
+    note.extend_from_slice(b"VMCOREINFO\0\0");
+    note.extend_from_slice(text);
+    note.resize(24 + text.len().next_multiple_of(4), 0);
+    note
+}
+
+/// Offset of a VMCOREINFO note's text from the note's start.
+const VMCOREINFO_DESC: u64 = 24;
+
 impl KdumpMeta {
     /// Gathers the metadata of `dump`.
     pub fn from_dump(dump: &Dump, machine: &Machine) -> Result<KdumpMeta> {
         let vi = dump.require_vmcoreinfo().map_err(|e| Error::Input(e.to_string()))?;
+        // The machine's answer, which a bad header does not sway: QEMU's kdump files carry
+        // NUMBER(phys_base) read as hex, or 0.
+        let phys_base = match &machine.layout {
+            Layout::X86_64(l) => l.phys_base.value,
+            Layout::Aarch64(l) => l.phys_offset.value,
+        };
         let mut meta = KdumpMeta {
             timestamp: vi.crash_time().unwrap_or(0),
-            phys_base: match machine.arch {
-                Arch::X86_64 => vi.number_u64("phys_base").unwrap_or(0),
-                Arch::Aarch64 => vi.number_u64("PHYS_OFFSET").unwrap_or(0),
-            },
+            phys_base: phys_base.unwrap_or(0),
             ..KdumpMeta::default()
         };
         match &dump.container {
@@ -70,9 +88,6 @@ impl KdumpMeta {
                 meta.nr_cpus = count_prstatus(&notes);
                 meta.notes = notes;
                 meta.vmcoreinfo_in_notes = vi_at;
-                if vi_at.is_none() {
-                    meta.vmcoreinfo = Some(vi.raw().to_vec());
-                }
             }
             Container::Kdump { mem, .. } => {
                 if let Some(p) = mem.primary() {
@@ -80,7 +95,7 @@ impl KdumpMeta {
                     meta.utsname =
                         [&u.sysname, &u.nodename, &u.release, &u.version, &u.machine, &u.domainname].map(|s| s.clone());
                     meta.timestamp = p.header.timestamp_sec;
-                    meta.phys_base = p.sub.phys_base;
+                    meta.phys_base = phys_base.unwrap_or(p.sub.phys_base);
                     meta.nr_cpus = p.header.nr_cpus;
                     let notes = p.notes().map_err(|e| Error::Input(e.to_string()))?;
                     match (notes, p.sub.note, p.sub.vmcoreinfo) {
@@ -90,16 +105,23 @@ impl KdumpMeta {
                             meta.notes = notes;
                             meta.vmcoreinfo_in_notes = Some((vi_off - note_off, vi_size));
                         }
-                        (notes, _, _) => {
-                            meta.notes = notes.unwrap_or_default();
-                            meta.vmcoreinfo = Some(vi.raw().to_vec());
-                        }
+                        (notes, _, _) => meta.notes = notes.unwrap_or_default(),
                     }
-                    return Ok(meta);
                 }
             }
         }
-        meta.utsname = read_utsname(vi, machine).unwrap_or_default();
+        if meta.vmcoreinfo_in_notes.is_none() {
+            // A VMCOREINFO the input's notes lack (given with --vmcoreinfo, found in memory,
+            // or beside the notes of a kdump file) becomes a note of its own: libkdumpfile
+            // and drgn look for it among the notes only.
+            let at = meta.notes.len() as u64 + VMCOREINFO_DESC;
+            meta.notes.extend_from_slice(&vmcoreinfo_note(vi.raw()));
+            meta.vmcoreinfo_in_notes = Some((at, vi.raw().len() as u64));
+        }
+        // The kernel's own, where a header is empty (QEMU fills in the machine only).
+        if meta.utsname[2].is_empty() {
+            meta.utsname = read_utsname(vi, machine).unwrap_or_default();
+        }
         Ok(meta)
     }
 }

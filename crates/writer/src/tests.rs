@@ -104,14 +104,15 @@ fn filtered(level: u32) -> Filtered {
     }
 }
 
+const VMCOREINFO: &[u8] = b"OSRELEASE=6.1.0\nPAGESIZE=4096\n";
+
 fn meta(m: &Machine) -> KdumpMeta {
     KdumpMeta {
         utsname: ["Linux".into(), "host".into(), "6.1.0".into(), "#1".into(), "x86_64".into(), String::new()],
         timestamp: 1_700_000_000,
         phys_base: 0x1000000,
-        notes: m.file[0x800..0x800 + 356].to_vec(),
-        vmcoreinfo_in_notes: None,
-        vmcoreinfo: Some(b"OSRELEASE=6.1.0\nPAGESIZE=4096\n".to_vec()),
+        notes: [&m.file[0x800..0x800 + 356], &crate::meta::vmcoreinfo_note(VMCOREINFO)].concat(),
+        vmcoreinfo_in_notes: Some((356 + 24, VMCOREINFO.len() as u64)),
         nr_cpus: 1,
     }
 }
@@ -446,7 +447,7 @@ fn a_stop_request_marks_a_flattened_stream_incomplete_too() {
 
     stop.store(false, std::sync::atomic::Ordering::Relaxed);
     let mut flat = FlatOutput::new(Vec::new());
-    let r = write_elf(&mut flat, &m.core, &*m.src, &m.mem, &f, &o, &StopAfterFirstJob(stop)).unwrap();
+    let r = write_elf(&mut flat, &m.core, &*m.src, &m.mem, &f, None, &o, &StopAfterFirstJob(stop)).unwrap();
     assert!(r.incomplete);
     let mut out = Disk::new(usize::MAX);
     rearrange(&mut &flat.into_inner()[..], &mut out, &NoProgress, None).unwrap();
@@ -473,7 +474,7 @@ fn rearranging_onto_a_full_disk_leaves_a_dump_marked_incomplete() {
         assert!(written < f.dumpable.count(), "{cap} blocks: {written}");
     }
     let mut flat = FlatOutput::new(Vec::new());
-    write_elf(&mut flat, &m.core, &*m.src, &m.mem, &f, &opts(Codec::Raw, 1), &NoProgress).unwrap();
+    write_elf(&mut flat, &m.core, &*m.src, &m.mem, &f, None, &opts(Codec::Raw, 1), &NoProgress).unwrap();
     let mut out = Disk::new(4);
     let err = rearrange(&mut &flat.into_inner()[..], &mut out, &NoProgress, None).unwrap_err().to_string();
     assert!(err.ends_with("the ELF file is marked incomplete"), "{err}");
@@ -576,7 +577,7 @@ fn a_stream_cut_short_or_interrupted_rearranges_to_a_dump_marked_incomplete() {
     }
     // An ELF stream cut inside its program headers: no segment to mark either.
     let mut flat = FlatOutput::new(Vec::new());
-    write_elf(&mut flat, &m.core, &*m.src, &m.mem, &f, &opts(Codec::Raw, 1), &NoProgress).unwrap();
+    write_elf(&mut flat, &m.core, &*m.src, &m.mem, &f, None, &opts(Codec::Raw, 1), &NoProgress).unwrap();
     let elf_stream = flat.into_inner();
     let mut out = Disk::new(usize::MAX);
     let err = rearrange(&mut &elf_stream[..4096 + 16 + 64 + 16 + 20], &mut out, &NoProgress, None).unwrap_err();
@@ -599,9 +600,9 @@ fn flattened_streams_rearrange_to_the_file() {
     assert!(out.bytes == direct);
 
     let mut elf_file = Disk::new(usize::MAX);
-    write_elf(&mut elf_file, &m.core, &*m.src, &m.mem, &f, &opts(Codec::Raw, 1), &NoProgress).unwrap();
+    write_elf(&mut elf_file, &m.core, &*m.src, &m.mem, &f, None, &opts(Codec::Raw, 1), &NoProgress).unwrap();
     let mut flat = FlatOutput::new(Vec::new());
-    write_elf(&mut flat, &m.core, &*m.src, &m.mem, &f, &opts(Codec::Raw, 2), &NoProgress).unwrap();
+    write_elf(&mut flat, &m.core, &*m.src, &m.mem, &f, None, &opts(Codec::Raw, 2), &NoProgress).unwrap();
     let mut out = Disk::new(usize::MAX);
     rearrange(&mut &flat.into_inner()[..], &mut out, &NoProgress, None).unwrap();
     assert!(out.bytes == elf_file.bytes);
@@ -613,7 +614,7 @@ fn elf_output_reads_back_with_zero_pages_and_long_runs_left_out() {
     for level in [0, 1, 31] {
         let f = filtered(level);
         let mut disk = Disk::new(usize::MAX);
-        let r = write_elf(&mut disk, &m.core, &*m.src, &m.mem, &f, &opts(Codec::Raw, 2), &NoProgress).unwrap();
+        let r = write_elf(&mut disk, &m.core, &*m.src, &m.mem, &f, None, &opts(Codec::Raw, 2), &NoProgress).unwrap();
         assert!(!r.incomplete);
         let src: Arc<dyn ReadAt> = Arc::new(disk.bytes.clone());
         let core = ElfCore::parse(&*src).unwrap();
@@ -643,7 +644,7 @@ fn an_elf_dump_cut_short_counts_the_pages_it_holds() {
     let f = filtered(0);
     for blocks in [3, 7, 20] {
         let mut disk = Disk::new(blocks);
-        let r = write_elf(&mut disk, &m.core, &*m.src, &m.mem, &f, &opts(Codec::Raw, 1), &NoProgress).unwrap();
+        let r = write_elf(&mut disk, &m.core, &*m.src, &m.mem, &f, None, &opts(Codec::Raw, 1), &NoProgress).unwrap();
         assert!(r.incomplete);
         let core = ElfCore::parse(&disk.bytes.clone()).unwrap();
         assert!(core.is_incomplete());
@@ -760,7 +761,7 @@ fn elf_output_with_more_than_65534_segments_uses_pn_xnum() {
     };
     let phnum = 1 + pieces as usize;
     let mut out = Head { keep: 64 + phnum * 56 + 64, bytes: Vec::new(), end: 0 };
-    write_elf(&mut out, &core, &*src, &mem, &f, &opts(Codec::Raw, 1), &NoProgress).unwrap();
+    write_elf(&mut out, &core, &*src, &mem, &f, None, &opts(Codec::Raw, 1), &NoProgress).unwrap();
     assert_eq!(u16::from_le_bytes([out.bytes[56], out.bytes[57]]), 0xffff);
     assert_eq!(out.end, out.keep as u64 + pieces * PS);
     // Our own parser finds every segment through section header 0.

@@ -1,0 +1,182 @@
+//! Dumps QEMU's `dump-guest-memory` writes (what `virsh dump --memory-only` runs), as a
+//! synthetic machine: without `-device vmcoreinfo` they carry no VMCOREINFO, only the note
+//! the kernel keeps in its own memory; their ELF header points at section headers. The
+//! real thing is checked by scripts/vm/qemu-dump.sh.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+
+use vmcore_synth::machine::{Category, Layout, Machine, MachineSpec};
+
+use crate::util::{have_makedumpfile, python_with, run};
+
+/// An ELF note as the kernel keeps its VMCOREINFO.
+fn kernel_note(text: &str) -> Vec<u8> {
+    let mut n = Vec::new();
+    n.extend_from_slice(&11u32.to_le_bytes());
+    n.extend_from_slice(&(text.len() as u32).to_le_bytes());
+    n.extend_from_slice(&0u32.to_le_bytes());
+    n.extend_from_slice(b"VMCOREINFO\0\0");
+    n.extend_from_slice(text.as_bytes());
+    n
+}
+
+/// The machine written as QEMU writes a guest without `-device vmcoreinfo`: no
+/// VMCOREINFO note, `notes` (physical address, text) in RAM, and QEMU's ELF header, which
+/// names two section headers and an e_ehsize of 8.
+fn qemu_elf(dir: &Path, machine: &Machine, notes: &[(u64, String)]) -> PathBuf {
+    let mut elf = machine.elf();
+    elf.notes.retain(|(name, _, _)| name != "VMCOREINFO");
+    let notes: Vec<(u64, Vec<u8>)> = notes.iter().map(|(at, text)| (*at, kernel_note(text))).collect();
+    let mut image = std::io::Cursor::new(Vec::new());
+    elf.write_to(&mut image, |paddr, buf| {
+        machine.fill(paddr, buf);
+        for (at, note) in &notes {
+            for (i, b) in note.iter().enumerate() {
+                if let Some(dst) = (at + i as u64).checked_sub(paddr).and_then(|o| buf.get_mut(o as usize)) {
+                    *dst = *b;
+                }
+            }
+        }
+    })
+    .unwrap();
+    let mut image = image.into_inner();
+    image[40..48].copy_from_slice(&0x40u64.to_le_bytes()); // e_shoff
+    image[52..54].copy_from_slice(&8u16.to_le_bytes()); // e_ehsize
+    image[58..60].copy_from_slice(&64u16.to_le_bytes()); // e_shentsize
+    image[60..62].copy_from_slice(&2u16.to_le_bytes()); // e_shnum
+    image[62..64].copy_from_slice(&1u16.to_le_bytes()); // e_shstrndx
+    let path = dir.join("qemu.elf");
+    std::fs::write(&path, image).unwrap();
+    path
+}
+
+fn machine() -> Machine {
+    Machine::new(&MachineSpec::new(Layout::parse("x86_64-6.1-l4").unwrap(), 128 << 20, 3)).unwrap()
+}
+
+/// Physical addresses of two free pages in the dump, the second higher: their bytes
+/// matter to nothing else, and free pages are what -d 31 leaves out.
+fn free_pages(machine: &Machine) -> (u64, u64) {
+    let free: Vec<u64> = (0..machine.max_pfn())
+        .filter(|&pfn| {
+            let page = machine.page(pfn);
+            page.dumped && page.category == Category::Free
+        })
+        .collect();
+    (free[10] * 4096, free[free.len() - 10] * 4096)
+}
+
+fn ok(args: &[&OsStr]) -> Vec<u8> {
+    let (ok, out, err) = run(args);
+    assert!(ok, "{args:?}: {err}");
+    out
+}
+
+#[test]
+fn a_qemu_dump_without_vmcoreinfo_is_read_and_rewritten_through_the_kernels_own_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let machine = machine();
+    let (_, high) = free_pages(&machine);
+    let input = qemu_elf(dir.path(), &machine, &[(high, machine.vmcoreinfo().to_string())]);
+    let info: serde_json::Value =
+        serde_json::from_slice(&ok(&[OsStr::new("info"), OsStr::new("--json"), input.as_os_str()])).unwrap();
+    assert_eq!(info["vmcoreinfo_source"], format!("memory-scan:{high:#x}"), "{info}");
+    assert_eq!(info["release"], "6.1.0-synthetic");
+    assert_eq!(info["warnings"], serde_json::json!([]), "{info}");
+    let dmesg = ok(&[OsStr::new("dmesg"), input.as_os_str()]);
+    assert_eq!(String::from_utf8_lossy(&dmesg), machine.dmesg());
+
+    // What vmcore writes from it carries the VMCOREINFO as a note, for every reader.
+    let kdump = dir.path().join("out.kdump");
+    let elf = dir.path().join("out.elf");
+    ok(&[OsStr::new("dump"), OsStr::new("-q"), OsStr::new("-l"), input.as_os_str(), kdump.as_os_str()]);
+    ok(&[OsStr::new("dump"), OsStr::new("-q"), OsStr::new("-E"), input.as_os_str(), elf.as_os_str()]);
+    for out in [&kdump, &elf] {
+        let text = ok(&[OsStr::new("vmcoreinfo"), out.as_os_str()]);
+        assert_eq!(String::from_utf8_lossy(&text), machine.vmcoreinfo(), "{}", out.display());
+        let info: serde_json::Value =
+            serde_json::from_slice(&ok(&[OsStr::new("info"), OsStr::new("--json"), out.as_os_str()])).unwrap();
+        assert!(info["vmcoreinfo_source"] == "elf-note" || info["vmcoreinfo_source"] == "kdump-sub-header", "{info}");
+    }
+    // The ELF header is vmcore's own: no section headers, e_ehsize 64.
+    let head = std::fs::read(&elf).unwrap();
+    let u16_at = |at: usize| u16::from_le_bytes([head[at], head[at + 1]]);
+    assert_eq!(&head[40..48], &[0; 8], "e_shoff");
+    assert_eq!((u16_at(52), u16_at(60), u16_at(62)), (64, 0, 0), "e_ehsize, e_shnum, e_shstrndx");
+    if let Some(py) = python_with("kdumpfile") {
+        for out in [&kdump, &elf] {
+            let o = std::process::Command::new(py)
+                .args(["-c", "import kdumpfile,sys; sys.stdout.write(bytes(kdumpfile.kdumpfile(sys.argv[1]).attr['linux.vmcoreinfo.raw']).decode())"])
+                .arg(out)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            assert_eq!(String::from_utf8_lossy(&o.stdout), machine.vmcoreinfo(), "libkdumpfile: {}", out.display());
+        }
+    }
+    if have_makedumpfile() {
+        let txt = dir.path().join("dmesg.txt");
+        let st = std::process::Command::new("makedumpfile").arg("--dump-dmesg").args([&kdump, &txt]).output().unwrap();
+        assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+        let last = String::from_utf8_lossy(&machine.messages().last().unwrap().text).into_owned();
+        assert!(std::fs::read_to_string(&txt).unwrap().contains(&last), "makedumpfile --dump-dmesg");
+    }
+}
+
+/// A note of another kernel found first (one that ran before a kexec, say) is checked
+/// against the kernel's utsname and refused, naming where it was found; the page-aligned
+/// note wins over a 4-byte-aligned one before it.
+#[test]
+fn a_note_in_memory_of_another_kernel_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let machine = machine();
+    let (low, high) = free_pages(&machine);
+    let other = machine.vmcoreinfo().replace("OSRELEASE=6.1.0-synthetic", "OSRELEASE=5.10.0-other");
+    let input = qemu_elf(dir.path(), &machine, &[(low, other.clone()), (high, machine.vmcoreinfo().to_string())]);
+    let (ok, _, err) = run(&[OsStr::new("dmesg"), input.as_os_str()]);
+    assert!(!ok, "{err}");
+    assert!(err.contains(&format!("found in memory at physical {low:#x}")) && err.contains("5.10.0-other"), "{err}");
+    let input = qemu_elf(dir.path(), &machine, &[(high + 0x804, other), (high, machine.vmcoreinfo().to_string())]);
+    let (ok, out, err) = run(&[OsStr::new("dmesg"), input.as_os_str()]);
+    assert!(ok, "{err}");
+    assert_eq!(String::from_utf8_lossy(&out), machine.dmesg());
+}
+
+/// QEMU's kdump files carry NUMBER(phys_base) read as hex (or 0 without VMCOREINFO) and a
+/// utsname with the machine only: what vmcore writes from one has the machine's phys_base
+/// and the kernel's own utsname, as what it writes from the ELF form of the same guest.
+#[test]
+fn a_qemu_kdump_files_bad_header_values_are_not_copied() {
+    use vmcore_formats::codec::Codec;
+    use vmcore_formats::raw::kdump::{header as h, sub_header as sh, UTS_LEN};
+    let dir = tempfile::tempdir().unwrap();
+    let machine = machine();
+    let mut file = machine.kdump(Codec::Zlib).unwrap();
+    let block = u32::from_le_bytes(file[h::BLOCK_SIZE..h::BLOCK_SIZE + 4].try_into().unwrap()) as usize;
+    let phys_base = &mut file[block + sh::PHYS_BASE..block + sh::PHYS_BASE + 8];
+    let truth = u64::from_le_bytes(phys_base.try_into().unwrap());
+    let decimal = (truth as i64).to_string();
+    let as_hex = u64::from_str_radix(decimal.trim_start_matches('-'), 16).unwrap();
+    phys_base.copy_from_slice(&as_hex.to_le_bytes());
+    let uts = &mut file[h::UTSNAME..h::UTSNAME + 6 * UTS_LEN];
+    uts.fill(0);
+    uts[4 * UTS_LEN..4 * UTS_LEN + 6].copy_from_slice(b"x86_64");
+    let input = dir.path().join("qemu.kdump");
+    std::fs::write(&input, &file).unwrap();
+    let (from_kdump, from_elf) = (dir.path().join("from_kdump"), dir.path().join("from_elf"));
+    let elf = dir.path().join("vmcore.elf");
+    machine.write_elf(&elf).unwrap();
+    let (done, _, err) =
+        run(&[OsStr::new("dump"), OsStr::new("-q"), OsStr::new("-l"), input.as_os_str(), from_kdump.as_os_str()]);
+    assert!(done && err.contains(&format!("kdump_header={as_hex:#x}")), "{err}");
+    ok(&[OsStr::new("dump"), OsStr::new("-q"), OsStr::new("-l"), elf.as_os_str(), from_elf.as_os_str()]);
+    let heads = |path: &Path| {
+        let f = std::fs::read(path).unwrap();
+        (f[h::UTSNAME..h::UTSNAME + 6 * UTS_LEN].to_vec(), f[block + sh::PHYS_BASE..block + sh::PHYS_BASE + 8].to_vec())
+    };
+    let (uts, base) = heads(&from_kdump);
+    assert_eq!(base, truth.to_le_bytes(), "phys_base");
+    assert_eq!(&uts[2 * UTS_LEN..2 * UTS_LEN + 15], b"6.1.0-synthetic");
+    assert_eq!(heads(&from_kdump), heads(&from_elf));
+}
