@@ -260,12 +260,7 @@ py=/usr/bin/python3
 # ---- checks (every failure is handled: no errexit from here on) ----
 set +e +o pipefail
 vm_say "vmcore: $vmcore ($("$vmcore" --version 2>&1 | head -1), sha256 $(sha256sum < "$vmcore" | cut -c1-16))"
-passed=0 total=0 fails=()
-check() { # NAME OK(0|1) DETAIL
-  total=$((total + 1))
-  if [ "$2" = 1 ]; then passed=$((passed + 1)); echo "PASS $1: $3"
-  else fails+=("$1: $3"); echo "FAIL $1: $3"; fi
-}
+check() { vm_check "$@"; }
 rc_of() { cat "$o/$1.rc" 2>/dev/null || echo missing; }
 # tfield NAME N: field N of NAME.time (elapsed, user, system seconds, peak RSS KiB, minor page
 # faults); busybox time
@@ -488,19 +483,13 @@ for r in ours mkd ours_flat mkd_flat ours_dmesg mkd_dmesg elf; do
     END { split(v, f, " "); printf "%-32s %9s %8s %8s %8.1f %8s %12s%s\n", l, f[1], f[2], f[3], f[4] / 1024, f[5] == "" ? "-" : f[5], s, rc == 0 ? "" : "  exit " rc }' "$o/$r.time"
 done
 rss() { local k; k=$(tfield "$1" 4); [ -n "$k" ] && awk -v k="$k" 'BEGIN { printf "%.0f", k / 1024 }' || echo -; }
-verdict=PASS; [ ${#fails[@]} = 0 ] || verdict=FAIL
+verdict=PASS; [ ${#VM_FAILS[@]} = 0 ] || verdict=FAIL
 printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$release" "$(sz "$d/ours.kdump")" "$(sz "$d/mkd.kdump")" \
   "$(tfield ours 1)" "$(tfield mkd 1)" "$(tfield ours_flat 1)" "$(tfield mkd_flat 1)" "$(rss ours)/$(rss mkd)" \
-  "$passed/$total" "$verdict" > "$out/summary.tsv"
+  "$VM_PASSED/$VM_TOTAL" "$verdict" > "$out/summary.tsv"
 print_summary "$out/summary.tsv"
 [ -n "$keep" ] || rm -f "$out/vmcore.img"
 echo
 echo "files: $out (console.log; out/: the guest's logs and times; dumps/; host/)"
 echo "took $(( $(date +%s) - t_start ))s (guest ${VM_BOOT_SECONDS}s)"
-if [ ${#fails[@]} = 0 ]; then
-  echo "PASS: $name: vmcore is a working kdump collector ($passed/$total checks)"
-  exit 0
-fi
-for f in "${fails[@]}"; do echo "FAIL: $f"; done
-echo "FAILED: $name ($passed/$total checks passed)"
-exit 1
+vm_verdict "$name: vmcore is a working kdump collector" "$name"

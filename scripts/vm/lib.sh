@@ -274,3 +274,31 @@ vm_boot_disks() {
   fi
   vm_say "guest done in ${VM_BOOT_SECONDS}s"
 }
+
+# vm_check NAME OK(0|1) DETAIL: one check's verdict, printed ("PASS NAME: DETAIL" or
+# "FAIL ...") and counted in VM_PASSED and VM_TOTAL; failures are kept in VM_FAILS.
+VM_PASSED=0 VM_TOTAL=0 VM_FAILS=()
+vm_check() {
+  VM_TOTAL=$((VM_TOTAL + 1))
+  if [ "$2" = 1 ]; then
+    VM_PASSED=$((VM_PASSED + 1))
+    echo "PASS $1: $3"
+  else
+    VM_FAILS+=("$1: $3")
+    echo "FAIL $1: $3"
+  fi
+}
+
+# vm_verdict PASSED_WHAT FAILED_WHAT: a scenario's last lines and its exit, from vm_check's
+# counts: "PASS: PASSED_WHAT (PASSED/TOTAL checks)" and 0 when every check passed, else
+# each failure as "FAIL: ..." and "FAILED: FAILED_WHAT (PASSED/TOTAL checks passed)" and 1.
+vm_verdict() {
+  if [ ${#VM_FAILS[@]} = 0 ]; then
+    echo "PASS: $1 ($VM_PASSED/$VM_TOTAL checks)"
+    exit 0
+  fi
+  local f
+  for f in "${VM_FAILS[@]}"; do echo "FAIL: $f"; done
+  echo "FAILED: $2 ($VM_PASSED/$VM_TOTAL checks passed)"
+  exit 1
+}
