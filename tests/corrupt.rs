@@ -78,7 +78,7 @@ fn each_kind_of_damage_is_named() {
     let (good, layout) = small_kdump(Codec::Zlib);
     let mut cases: Vec<(&str, Vec<u8>, &[&str])> = Vec::new();
 
-    cases.push(("empty", Vec::new(), &["file signature", "offset 0x0"]));
+    cases.push(("empty", Vec::new(), &["file signature", "offset 0x0", "the file is empty"]));
     cases.push(("truncated-header", good[..300].to_vec(), &["truncated", "disk_dump_header", "offset 0x0"]));
     cases.push(("truncated-sub-header", good[..4096 + 50].to_vec(), &["truncated", "kdump_sub_header", "0x1000"]));
     let bm = layout.bitmap_offset as usize;

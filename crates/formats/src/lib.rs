@@ -49,6 +49,9 @@ pub fn detect(src: &dyn ReadAt) -> Result<Format> {
         Ok(Format::Flattened)
     } else if head.starts_with(b"sadump") || head.get(..4) == Some(b"sadu") {
         Err(Error::Unsupported("sadump files".into()))
+    } else if head.is_empty() {
+        // QEMU leaves one when its dump job fails (win-dmp without VMCOREINFO, say).
+        Err(Error::invalid("file signature", 0, "the file is empty: expected a dump"))
     } else {
         Err(Error::invalid(
             "file signature",
