@@ -212,7 +212,15 @@ impl Dump {
     pub fn require_vmcoreinfo(&self) -> Result<&VmcoreInfo> {
         self.vmcoreinfo.as_ref().ok_or_else(|| {
             let name = self.paths.first().map(|p| p.display().to_string()).unwrap_or_default();
-            Error::Missing(format!("{name}: the dump carries no VMCOREINFO (give --vmcoreinfo FILE)"))
+            let kcore = self.container.info().format.ends_with("kcore");
+            Error::Missing(if kcore {
+                format!("{name}: the dump carries no VMCOREINFO (give --vmcoreinfo FILE)")
+            } else {
+                format!(
+                    "{name}: the dump carries no VMCOREINFO, nor does its memory hold the kernel's (give \
+                     --vmcoreinfo FILE; QEMU includes it in dumps of guests run with -device vmcoreinfo)"
+                )
+            })
         })
     }
 }
@@ -259,11 +267,13 @@ const MAX_OTHER_NOTES: usize = 8;
 /// note has pages of its own (`vmcoreinfo_note`, where /sys/kernel/vmcoreinfo points), so
 /// the first page-aligned note ends the search, which passes over the pages before it
 /// only (low memory: it is allocated early in boot). Older kernels keep it in .bss, 4-byte
-/// aligned; then the first of those is used.
+/// aligned; then the first of those is used. Without any note, the text the kernel builds
+/// it from (`vmcoreinfo_data`, a page of its own since 4.15, NUL-terminated) will do.
 fn find_vmcoreinfo_note(mem: &dyn PhysMem) -> Option<FoundNote> {
     let page_size = mem.page_size();
     let mut page = vec![0u8; page_size as usize];
     let mut unaligned: Option<FoundNote> = None;
+    let mut text: Option<FoundNote> = None;
     for range in mem.ranges() {
         let mut pfn = range.start / page_size;
         while pfn < range.end.div_ceil(page_size) {
@@ -276,6 +286,11 @@ fn find_vmcoreinfo_note(mem: &dyn PhysMem) -> Option<FoundNote> {
             pfn += 1;
             if !matches!(state, Ok(vmcore_physmem::PageState::Dumped)) {
                 continue;
+            }
+            if text.is_none() && page.starts_with(b"OSRELEASE=") {
+                let len = page.iter().position(|&b| b == 0).unwrap_or(page.len());
+                let desc = page.get(..len).unwrap_or_default().to_vec();
+                text = Some(FoundNote { paddr: page_addr, desc, others: Vec::new() });
             }
             for at in (0..page.len()).step_by(4) {
                 if u32_at(&page, at, false) != Some(VMCOREINFO_NAMESZ) {
@@ -299,7 +314,7 @@ fn find_vmcoreinfo_note(mem: &dyn PhysMem) -> Option<FoundNote> {
             }
         }
     }
-    unaligned
+    unaligned.or(text)
 }
 
 /// "VMCOREINFO" and its NUL.
@@ -422,6 +437,23 @@ mod tests {
         // Without one, the first 4-byte-aligned note, the others with another text named.
         let notes = [(0x2344, "OSRELEASE=a\n"), (0x3ffc, "OSRELEASE=b\n"), (0x8008, "OSRELEASE=a\n")];
         assert_eq!(open(&notes, true), found(0x2344, vec![0x3ffc], "a"));
+        // Without a note, the page of text the kernel builds it from.
+        let path = noteless_elf(dir.path(), &[(0x3000, "OSRELEASE=b\n")]);
+        let mut image = std::fs::read(&path).unwrap();
+        let ram = image.len() - 0x10000;
+        image[ram + 0x6000..ram + 0x600c].copy_from_slice(b"OSRELEASE=t\n");
+        image[ram + 0x600c] = 0;
+        std::fs::write(&path, &image).unwrap();
+        let opts = OpenOptions { vmcoreinfo_file: None, sys_vmcoreinfo: None, scan_memory: true };
+        let vi = Dump::open(std::slice::from_ref(&path), &opts).unwrap().vmcoreinfo.unwrap();
+        assert_eq!((vi.source(), vi.osrelease()), (&Source::MemoryScan { paddr: 0x3000, others: vec![] }, Some("b")));
+        image[ram + 0x3000 + 8] = 1;
+        std::fs::write(&path, &image).unwrap();
+        let vi = Dump::open(&[path], &opts).unwrap().vmcoreinfo.unwrap();
+        assert_eq!(
+            (vi.source(), vi.raw()),
+            (&Source::MemoryScan { paddr: 0x6000, others: vec![] }, &b"OSRELEASE=t\n"[..])
+        );
         // A note whose text is not VMCOREINFO's, or of the wrong type, is none.
         assert_eq!(open(&[(0x1000, "PAGESIZE=4096\n")], true), None);
         let path = noteless_elf(dir.path(), &[(0x1000, "OSRELEASE=x\n")]);

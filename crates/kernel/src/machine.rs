@@ -132,7 +132,7 @@ impl Machine {
         let outside = match vi.source() {
             crate::vmcoreinfo::Source::File(file) => Some(file.clone()),
             crate::vmcoreinfo::Source::MemoryScan { paddr, .. } => {
-                Some(format!("the VMCOREINFO note found in memory at physical {paddr:#x}"))
+                Some(format!("the VMCOREINFO found in memory at physical {paddr:#x}"))
             }
             _ => None,
         };
@@ -165,7 +165,7 @@ impl Machine {
         }
         if let crate::vmcoreinfo::Source::MemoryScan { paddr, others } = vi.source() {
             notes.push(format!(
-                "vmcoreinfo: the dump carries none; the kernel's own note was found in its memory at physical \
+                "vmcoreinfo: the dump carries none; the kernel's own was found in its memory at physical \
                  {paddr:#x}, and its utsname agrees"
             ));
             if !others.is_empty() {
