@@ -94,7 +94,8 @@ fn exercise(src: Arc<Patched>, write: bool) {
         let _ = write_kdump(&mut SparseSink, &*dump.mem, &filtered, &meta, &wopts, &NoProgress);
     }
     if let Container::Elf { core, src, .. } = &dump.container {
-        let _ = write_elf(&mut SparseSink, core, &**src, &*dump.mem, &filtered, &wopts, &NoProgress);
+        let vmcoreinfo = dump.vmcoreinfo.as_ref().map(|v| v.raw());
+        let _ = write_elf(&mut SparseSink, core, &**src, &*dump.mem, &filtered, vmcoreinfo, &wopts, &NoProgress);
     }
 }
 
