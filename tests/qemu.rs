@@ -180,3 +180,98 @@ fn a_qemu_kdump_files_bad_header_values_are_not_copied() {
     assert_eq!(&uts[2 * UTS_LEN..2 * UTS_LEN + 15], b"6.1.0-synthetic");
     assert_eq!(heads(&from_kdump), heads(&from_elf));
 }
+
+/// QEMU writes arm64 guests' kdump files in blocks of 64 KiB (its "maximum page size"),
+/// each bit and descriptor a block, whatever the kernel's page size, and names the machine
+/// "Unknown": vmcore serves the blocks as the kernel's pages and tells the architecture
+/// from VMCOREINFO. Here the x86_64 synthetic machine so written: the log, the page
+/// classes and the dump written from it are those of its file in 4 KiB blocks.
+#[test]
+fn a_kdump_file_of_64k_blocks_holding_4k_pages_reads_as_the_machine() {
+    use vmcore_formats::codec::Codec;
+    use vmcore_synth::kdump::{write_ranges, KdumpSpec, PfnRange};
+    const BLOCK: u64 = 65536;
+    let dir = tempfile::tempdir().unwrap();
+    let machine = machine();
+    let per_block = BLOCK / 4096;
+    let mut utsname = vmcore_synth::kdump::default_utsname();
+    utsname[4] = "Unknown".into();
+    let vmcoreinfo = machine.vmcoreinfo();
+    let phys_base = vmcoreinfo.lines().find_map(|l| l.strip_prefix("NUMBER(phys_base)=")).unwrap();
+    let spec = KdumpSpec {
+        phys_base: phys_base.parse::<i64>().unwrap() as u64,
+        page_size: BLOCK as u32,
+        max_mapnr: machine.max_pfn().div_ceil(per_block),
+        utsname,
+        codec: Codec::Zlib,
+        vmcoreinfo: Some(machine.vmcoreinfo().as_bytes().to_vec()),
+        ..KdumpSpec::default()
+    };
+    let ranges: Vec<PfnRange> = machine
+        .dumped_ram()
+        .iter()
+        .map(|&(s, e)| PfnRange { start: s / BLOCK, end: e.div_ceil(BLOCK), dumped: true })
+        .collect();
+    let (bytes, _) = write_ranges(&spec, &ranges, |block, buf| {
+        for (i, page) in buf.chunks_mut(4096).enumerate() {
+            machine.fill_page(block * per_block + i as u64, page);
+        }
+    })
+    .unwrap();
+    let blocks = dir.path().join("qemu-arm64-style.kdump");
+    std::fs::write(&blocks, bytes).unwrap();
+    // The same pages in blocks of 4 KiB, as makedumpfile writes them.
+    let pages = KdumpSpec { page_size: 4096, max_mapnr: spec.max_mapnr * per_block, ..spec.clone() };
+    let page_ranges: Vec<PfnRange> =
+        ranges.iter().map(|r| PfnRange { start: r.start * per_block, end: r.end * per_block, dumped: true }).collect();
+    let (bytes, _) = write_ranges(&pages, &page_ranges, |pfn, buf| machine.fill_page(pfn, buf)).unwrap();
+    let reference = dir.path().join("pages.kdump");
+    std::fs::write(&reference, bytes).unwrap();
+
+    let info: serde_json::Value =
+        serde_json::from_slice(&ok(&[OsStr::new("info"), OsStr::new("--json"), blocks.as_os_str()])).unwrap();
+    assert_eq!((&info["page_size"], &info["arch"]), (&4096.into(), &"x86_64".into()), "{info}");
+    assert_eq!(info["warnings"], serde_json::json!([]), "{info}");
+    let notes = info["notes"].to_string();
+    assert!(
+        notes.contains("blocks of 65536 bytes hold 16 pages") && notes.contains("x86_64 from VMCOREINFO"),
+        "{notes}"
+    );
+    let dmesg = ok(&[OsStr::new("dmesg"), blocks.as_os_str()]);
+    assert_eq!(String::from_utf8_lossy(&dmesg), machine.dmesg());
+    let usage = |input: &Path| ok(&[OsStr::new("mem-usage"), OsStr::new("--json"), input.as_os_str()]);
+    assert_eq!(usage(&blocks), usage(&reference), "mem-usage");
+    // The dumps written from each hold the same pages, in 4 KiB blocks.
+    let (from_blocks, from_reference) = (dir.path().join("from_blocks"), dir.path().join("from_reference"));
+    ok(&[
+        OsStr::new("dump"),
+        OsStr::new("-q"),
+        OsStr::new("-d"),
+        OsStr::new("31"),
+        blocks.as_os_str(),
+        from_blocks.as_os_str(),
+    ]);
+    ok(&[
+        OsStr::new("dump"),
+        OsStr::new("-q"),
+        OsStr::new("-d"),
+        OsStr::new("31"),
+        reference.as_os_str(),
+        from_reference.as_os_str(),
+    ]);
+    let read = |path: &Path| vmcore_kernel::Dump::open(&[path.to_path_buf()], &Default::default()).unwrap();
+    let (a, b) = (read(&from_blocks), read(&from_reference));
+    assert_eq!((a.mem.page_size(), a.mem.max_pfn()), (4096, b.mem.max_pfn()));
+    let (mut pa, mut pb) = (vec![0u8; 4096], vec![0u8; 4096]);
+    let mut compared = 0;
+    for pfn in 0..b.mem.max_pfn() {
+        let sa = a.mem.read_page(vmcore_types::Pfn(pfn), &mut pa).unwrap();
+        let sb = b.mem.read_page(vmcore_types::Pfn(pfn), &mut pb).unwrap();
+        assert_eq!(sa, sb, "pfn {pfn:#x}");
+        if sa == vmcore_physmem::PageState::Dumped {
+            assert!(pa == pb, "pfn {pfn:#x}");
+            compared += 1;
+        }
+    }
+    assert!(compared > 1000, "{compared} pages compared");
+}

@@ -273,7 +273,7 @@ pub(crate) fn mem_usage(args: &DumpArgs, json: bool) -> Result<()> {
         .with_context(|| format!("{}: classifying pages", args.file.display()))?;
     let not_in_dump = match &dump.container {
         vmcore_physmem::Container::Kdump { mem, .. } => {
-            mem.primary().map(|p| p.present_pages().saturating_sub(p.dumped_pages()))
+            mem.primary().map(|_| mem.present_pages().saturating_sub(mem.dumped_pages()))
         }
         vmcore_physmem::Container::Elf { .. } => None,
     };

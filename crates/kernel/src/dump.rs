@@ -204,6 +204,14 @@ impl Dump {
                 if stated.is_some() { " (give a good VMCOREINFO with --vmcoreinfo FILE)" } else { "" }
             )));
         }
+        let mut container = container;
+        if let Container::Kdump { mem, .. } = &mut container {
+            if mem.block_size() > page_size {
+                // QEMU's arm64 dumps: blocks of 64 KiB, whatever the kernel's pages.
+                let only_owner = || Error::Invalid(format!("{name}: the kdump file is in use"));
+                Arc::get_mut(mem).ok_or_else(only_owner)?.split_blocks(page_size)?;
+            }
+        }
         let mem = container.physmem(page_size)?;
         Ok(Dump { paths: paths.to_vec(), container, mem, vmcoreinfo })
     }
@@ -287,18 +295,21 @@ fn find_vmcoreinfo_note(mem: &dyn PhysMem) -> Option<FoundNote> {
             if !matches!(state, Ok(vmcore_physmem::PageState::Dumped)) {
                 continue;
             }
-            if text.is_none() && page.starts_with(b"OSRELEASE=") {
-                let len = page.iter().position(|&b| b == 0).unwrap_or(page.len());
-                let desc = page.get(..len).unwrap_or_default().to_vec();
-                text = Some(FoundNote { paddr: page_addr, desc, others: Vec::new() });
+            for at in (0..page.len()).step_by(MIN_PAGE_SIZE as usize) {
+                let Some(rest) = page.get(at..).filter(|r| text.is_none() && r.starts_with(b"OSRELEASE=")) else {
+                    continue;
+                };
+                let len = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+                let desc = rest.get(..len).unwrap_or_default().to_vec();
+                text = Some(FoundNote { paddr: page_addr + at as u64, desc, others: Vec::new() });
             }
             for at in (0..page.len()).step_by(4) {
                 if u32_at(&page, at, false) != Some(VMCOREINFO_NAMESZ) {
                     continue;
                 }
                 let Some(desc) = vmcoreinfo_note_at(mem, page_addr + at as u64) else { continue };
-                if at == 0 {
-                    let mut found = FoundNote { paddr: page_addr, desc, others: Vec::new() };
+                if (page_addr + at as u64) % MIN_PAGE_SIZE == 0 {
+                    let mut found = FoundNote { paddr: page_addr + at as u64, desc, others: Vec::new() };
                     if let Some(first) = unaligned {
                         found.others.push(first.paddr);
                     }
@@ -316,6 +327,10 @@ fn find_vmcoreinfo_note(mem: &dyn PhysMem) -> Option<FoundNote> {
     }
     unaligned.or(text)
 }
+
+/// The smallest page size: QEMU's arm64 kdump files have blocks of 64 KiB, in which a
+/// 4 KiB page of its own lies at any 4 KiB boundary.
+const MIN_PAGE_SIZE: u64 = 4096;
 
 /// "VMCOREINFO" and its NUL.
 const VMCOREINFO_NAMESZ: u32 = 11;

@@ -1,5 +1,7 @@
 //! The dumped machine as a whole: architecture, layout, kernel virtual memory, symbols.
 
+use vmcore_physmem::Container;
+
 use crate::dump::Dump;
 use crate::kallsyms::Kallsyms;
 use crate::layout::{self, X86Layout};
@@ -75,11 +77,16 @@ impl Machine {
     }
 
     fn build(dump: &Dump, decode_symbols: bool) -> Result<Machine, Error> {
-        let vi = dump
-            .vmcoreinfo
-            .as_ref()
-            .ok_or_else(|| Error::Missing("the dump carries no VMCOREINFO (give --vmcoreinfo FILE)".into()))?;
-        let arch = match dump.container.info().arch.as_deref() {
+        let vi = dump.require_vmcoreinfo().map_err(|e| Error::Missing(e.to_string()))?;
+        let stated = dump.container.info().arch;
+        // QEMU's arm64 kdump files name the machine "Unknown": VMCOREINFO tells.
+        let inferred = match &dump.container {
+            Container::Kdump { .. } if !matches!(stated.as_deref(), Some("x86_64" | "aarch64")) => {
+                arch_from_vmcoreinfo(vi)
+            }
+            _ => None,
+        };
+        let arch = match inferred.map(|(arch, _)| arch).or(stated.as_deref()) {
             Some("x86_64") => Arch::X86_64,
             Some("aarch64") => Arch::Aarch64,
             Some(other) => {
@@ -98,6 +105,23 @@ impl Machine {
             Arch::Aarch64 => KernelMem::new(dump.mem.clone(), aarch64_image_map(vi)),
         };
         let mut notes = Vec::new();
+        if let Container::Kdump { mem, .. } = &dump.container {
+            let page = vmcore_physmem::PhysMem::page_size(&**mem);
+            if mem.block_size() > page {
+                notes.push(format!(
+                    "kdump: its blocks of {} bytes hold {} pages of {page} each (QEMU writes arm64 guests in 64 KiB \
+                     blocks whatever their page size)",
+                    mem.block_size(),
+                    mem.block_size() / page
+                ));
+            }
+        }
+        if let Some((arch, key)) = inferred {
+            notes.push(format!(
+                "arch: the kdump header names the machine {:?}; {arch} from VMCOREINFO's {key}",
+                stated.unwrap_or_default()
+            ));
+        }
         let read = |addr: u64, buf: &mut [u8]| boot.read(addr, buf).map_err(|e| e.to_string());
         let symbols = if !decode_symbols {
             None
@@ -186,6 +210,18 @@ impl Machine {
             .and_then(|s| s.lookup(name))
             .or_else(|| dump.vmcoreinfo.as_ref().and_then(|v| v.symbol(name)))
     }
+}
+
+/// The architecture VMCOREINFO implies, and the key that says it: keys only arm64's or
+/// only x86_64's kernels export.
+fn arch_from_vmcoreinfo(vi: &crate::vmcoreinfo::VmcoreInfo) -> Option<(&'static str, &'static str)> {
+    const KEYS: [(&str, &str); 4] = [
+        ("aarch64", "NUMBER(kimage_voffset)"),
+        ("aarch64", "NUMBER(TCR_EL1_T1SZ)"),
+        ("x86_64", "SYMBOL(init_top_pgt)"),
+        ("x86_64", "NUMBER(pgtable_l5_enabled)"),
+    ];
+    KEYS.into_iter().find(|(_, key)| vi.get(key).is_some())
 }
 
 /// What the kernel's utsname says, where VMCOREINFO points to it.

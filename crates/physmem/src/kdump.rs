@@ -20,6 +20,9 @@ pub struct SplitMem {
     /// File names, in the order of `parts`, for errors.
     names: Vec<String>,
     cache: PageCache,
+    /// The kernel's pages in one block of the files: 1, but for QEMU's arm64 dumps, whose
+    /// blocks are 64 KiB whatever the kernel's page size (its "maximum page size").
+    pages_per_block: u64,
 }
 
 /// Runs of RAM that `ranges` lists at most. A 1st bitmap whose bits alternate has four
@@ -35,7 +38,33 @@ impl SplitMem {
         let (names, parts): (Vec<String>, Vec<_>) = parts.into_iter().unzip();
         let named: Vec<(&str, &KdumpFile<Arc<dyn ReadAt>>)> = names.iter().map(String::as_str).zip(&parts).collect();
         check_split_set(&named)?;
-        Ok(SplitMem { parts, names, cache: PageCache::new() })
+        Ok(SplitMem { parts, names, cache: PageCache::new(), pages_per_block: 1 })
+    }
+
+    /// The block size of the files (their header's block_size).
+    pub fn block_size(&self) -> u64 {
+        self.parts.first().map_or(4096, |p| u64::from(p.page_size()))
+    }
+
+    /// Serves the files' blocks as pages of `page_size` bytes, a divisor of the block size:
+    /// QEMU writes arm64 guests' dumps in 64 KiB blocks (each bit of the bitmaps, each
+    /// descriptor a block), whatever the kernel's page size.
+    pub fn split_blocks(&mut self, page_size: u64) -> Result<()> {
+        let block = self.block_size();
+        if page_size == 0 || block % page_size != 0 {
+            return Err(Error::Mismatch(format!(
+                "{}: the kdump header's block_size {block} is no multiple of the page size {page_size}",
+                self.primary_name()
+            )));
+        }
+        self.pages_per_block = block / page_size;
+        Ok(())
+    }
+
+    /// A pfn's block and the page's byte offset in it.
+    fn block_of(&self, pfn: u64) -> (u64, usize) {
+        let k = self.pages_per_block.max(1);
+        (pfn / k, ((pfn % k) * (self.block_size() / k)) as usize)
     }
 
     /// The files, sorted by the pfn range they hold.
@@ -49,20 +78,47 @@ impl SplitMem {
     }
 
     /// Calls `f` with each run `[start, end)` of pfns the 1st bitmap has as RAM.
-    pub fn for_each_present_run(&self, f: impl FnMut(u64, u64)) -> Result<()> {
+    pub fn for_each_present_run(&self, mut f: impl FnMut(u64, u64)) -> Result<()> {
         let Some(first) = self.parts.first() else { return Ok(()) };
-        Ok(first.for_each_present_run(f).map_err(|e| e.in_file(self.primary_name()))?)
+        let k = self.pages_per_block;
+        Ok(first.for_each_present_run(|s, e| f(s * k, e * k)).map_err(|e| e.in_file(self.primary_name()))?)
     }
 
     /// Calls `f` with each run `[start, end)` of pfns the 2nd bitmap has as dumped.
-    pub fn for_each_dumped_run(&self, f: impl FnMut(u64, u64)) -> Result<()> {
+    pub fn for_each_dumped_run(&self, mut f: impl FnMut(u64, u64)) -> Result<()> {
         let Some(first) = self.parts.first() else { return Ok(()) };
-        Ok(first.for_each_dumped_run(f).map_err(|e| e.in_file(self.primary_name()))?)
+        let k = self.pages_per_block;
+        Ok(first.for_each_dumped_run(|s, e| f(s * k, e * k)).map_err(|e| e.in_file(self.primary_name()))?)
+    }
+
+    /// Pages the 1st bitmap has as RAM.
+    pub fn present_pages(&self) -> u64 {
+        self.parts.first().map_or(0, |p| p.present_pages() * self.pages_per_block)
+    }
+
+    /// Pages the 2nd bitmap has as dumped.
+    pub fn dumped_pages(&self) -> u64 {
+        self.parts.first().map_or(0, |p| p.dumped_pages() * self.pages_per_block)
     }
 
     /// The first file's name, for errors.
     pub fn primary_name(&self) -> &str {
         self.names.first().map_or("", String::as_str)
+    }
+
+    /// Reads block `block` (a page, but for QEMU's arm64 dumps) through the cache.
+    fn read_block(&self, block: u64, buf: &mut [u8]) -> Result<PageState> {
+        if self.cache.get(block, buf) {
+            return Ok(PageState::Dumped);
+        }
+        let Some((part, name)) = self.part_for(block) else {
+            return Ok(PageState::Hole);
+        };
+        let state = state_of(part.read_page(block, buf).map_err(|e| e.in_file(name))?);
+        if state == PageState::Dumped {
+            self.cache.put(block, buf);
+        }
+        Ok(state)
     }
 
     fn part_for(&self, pfn: u64) -> Option<(&KdumpFile<Arc<dyn ReadAt>>, &str)> {
@@ -125,21 +181,22 @@ fn state_of(r: PageRead) -> PageState {
 
 impl PhysMem for SplitMem {
     fn page_size(&self) -> u64 {
-        self.parts.first().map_or(4096, |p| u64::from(p.page_size()))
+        self.block_size() / self.pages_per_block
     }
 
     fn max_pfn(&self) -> u64 {
-        self.parts.first().map_or(0, |p| p.max_mapnr())
+        self.parts.first().map_or(0, |p| p.max_mapnr() * self.pages_per_block)
     }
 
     fn page_state(&self, pfn: Pfn) -> Result<PageState> {
-        let Some((part, name)) = self.part_for(pfn.0) else {
+        let (block, _) = self.block_of(pfn.0);
+        let Some((part, name)) = self.part_for(block) else {
             return Ok(PageState::Hole);
         };
-        if !part.is_present(pfn.0).map_err(|e| e.in_file(name))? {
+        if !part.is_present(block).map_err(|e| e.in_file(name))? {
             return Ok(PageState::Hole);
         }
-        Ok(match part.page_desc(pfn.0).map_err(|e| e.in_file(name))? {
+        Ok(match part.page_desc(block).map_err(|e| e.in_file(name))? {
             None => PageState::Excluded,
             Some(d) if d.offset == 0 => PageState::NotWritten,
             Some(_) => PageState::Dumped,
@@ -147,15 +204,14 @@ impl PhysMem for SplitMem {
     }
 
     fn read_page(&self, pfn: Pfn, buf: &mut [u8]) -> Result<PageState> {
-        if self.cache.get(pfn.0, buf) {
-            return Ok(PageState::Dumped);
+        if self.pages_per_block == 1 {
+            return self.read_block(pfn.0, buf);
         }
-        let Some((part, name)) = self.part_for(pfn.0) else {
-            return Ok(PageState::Hole);
-        };
-        let state = state_of(part.read_page(pfn.0, buf).map_err(|e| e.in_file(name))?);
-        if state == PageState::Dumped {
-            self.cache.put(pfn.0, buf);
+        let (block, at) = self.block_of(pfn.0);
+        let mut whole = vec![0u8; self.block_size() as usize];
+        let state = self.read_block(block, &mut whole)?;
+        if let Some(page) = whole.get(at..at + buf.len()) {
+            buf.copy_from_slice(page);
         }
         Ok(state)
     }

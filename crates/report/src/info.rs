@@ -102,8 +102,8 @@ impl InfoReport {
         let (kdump, elf_segments, kdump_release, kdump_time) = match &dump.container {
             Container::Kdump { mem, .. } => match mem.primary() {
                 Some(p) => {
-                    let dumpable = p.dumped_pages();
-                    let present = p.present_pages();
+                    let dumpable = mem.dumped_pages();
+                    let present = mem.present_pages();
                     let report = KdumpReport {
                         header_version: p.header.header_version,
                         dump_level: p.sub.dump_level,
@@ -135,7 +135,7 @@ impl InfoReport {
         InfoReport {
             files: dump.paths.iter().map(|p| p.display().to_string()).collect(),
             format: info.format,
-            arch: info.arch,
+            arch: machine.map(|m| m.arch.name().to_string()).or(info.arch),
             release: vi.and_then(|v| v.osrelease()).map(str::to_string).or(kdump_release),
             build_id: vi.and_then(|v| v.build_id()).map(str::to_string),
             page_size,
