@@ -243,22 +243,16 @@ fn a_kdump_file_of_64k_blocks_holding_4k_pages_reads_as_the_machine() {
     assert_eq!(usage(&blocks), usage(&reference), "mem-usage");
     // The dumps written from each hold the same pages, in 4 KiB blocks.
     let (from_blocks, from_reference) = (dir.path().join("from_blocks"), dir.path().join("from_reference"));
-    ok(&[
-        OsStr::new("dump"),
-        OsStr::new("-q"),
-        OsStr::new("-d"),
-        OsStr::new("31"),
-        blocks.as_os_str(),
-        from_blocks.as_os_str(),
-    ]);
-    ok(&[
-        OsStr::new("dump"),
-        OsStr::new("-q"),
-        OsStr::new("-d"),
-        OsStr::new("31"),
-        reference.as_os_str(),
-        from_reference.as_os_str(),
-    ]);
+    for (input, out) in [(&blocks, &from_blocks), (&reference, &from_reference)] {
+        ok(&[
+            OsStr::new("dump"),
+            OsStr::new("-q"),
+            OsStr::new("-d"),
+            OsStr::new("31"),
+            input.as_os_str(),
+            out.as_os_str(),
+        ]);
+    }
     let read = |path: &Path| vmcore_kernel::Dump::open(&[path.to_path_buf()], &Default::default()).unwrap();
     let (a, b) = (read(&from_blocks), read(&from_reference));
     assert_eq!((a.mem.page_size(), a.mem.max_pfn()), (4096, b.mem.max_pfn()));
