@@ -146,6 +146,21 @@ fn a_52_bit_va_build_running_with_48_bits_reads_without_warnings() {
         let (ok, out, err) =
             read_with_vmcoreinfo(&edited, &f.vmcore(), &format!("init_uts_ns+{:#x}", f.utsname_offset()), "5");
         assert!(ok && out == b"Linux" && !err.contains("warning"), "{name}: {err}");
+        // A dump written from it states PHYS_OFFSET as VMCOREINFO does, as makedumpfile
+        // writes it, not the one in use.
+        let out = f.scratch.join("va52-on-48.kdump");
+        let (ok, _, err) = run(&[
+            OsStr::new("dump"),
+            OsStr::new("-q"),
+            OsStr::new("--vmcoreinfo"),
+            edited.as_os_str(),
+            f.vmcore().as_os_str(),
+            out.as_os_str(),
+        ]);
+        assert!(ok, "{err}");
+        let file = std::fs::read(&out).unwrap();
+        let block = u32::from_le_bytes(file[428..432].try_into().unwrap()) as usize;
+        assert_eq!(u64::from_le_bytes(file[block..block + 8].try_into().unwrap()), lowered, "{name}: phys_base");
     }
 }
 

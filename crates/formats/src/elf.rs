@@ -216,6 +216,11 @@ impl ElfCore {
         self.notes.iter().find(|n| n.name == name && n.ntype == ntype)
     }
 
+    /// Whether the file is big-endian.
+    pub fn is_big_endian(&self) -> bool {
+        self.endian == Endianness::Big
+    }
+
     /// Whether makedumpfile marked this ELF dump incomplete.
     pub fn is_incomplete(&self) -> bool {
         self.flags & DUMP_ELF_INCOMPLETE != 0
@@ -224,41 +229,63 @@ impl ElfCore {
 
 /// Two PT_LOADs may describe the same physical memory (the kernel image is also in the
 /// direct map), but claim the same bytes of the file only as views: QEMU's
-/// `dump-guest-memory -p` adds a PT_LOAD per virtual mapping, pointing into the bytes a
-/// physical segment holds, each byte at the same physical address. Such a view is folded
-/// into the segment it lies in (left out: its bytes are that segment's); any other sharing
-/// of file bytes is corrupt. Returns the segments kept and the number folded.
+/// `dump-guest-memory -p` writes a PT_LOAD per virtual mapping, pointing into the guest's
+/// RAM as laid out in the file, each byte at the same physical address whichever segment
+/// names it (a mapping that runs past a RAM block keeps its p_memsz but ends its p_filesz
+/// there). A view is folded into the segments before it: left out where they hold its
+/// bytes, cut to the bytes past them otherwise (and then claims no memory past its data).
+/// Any other sharing of file bytes is corrupt. Returns the segments kept, in program
+/// header order, and the number left out whole.
 fn fold_file_views(loads: Vec<LoadSegment>, phoff: u64, phentsize: u64) -> Result<(Vec<LoadSegment>, usize)> {
-    let mut by_offset: Vec<&LoadSegment> = loads.iter().filter(|s| s.filesz > 0).collect();
-    // Largest first at one offset: the physical segment before the views that start with it.
+    let mut by_offset: Vec<LoadSegment> = loads.iter().filter(|s| s.filesz > 0).copied().collect();
+    // Largest first at one offset: the widest view holds the others' bytes.
     by_offset.sort_by_key(|s| (s.offset, std::cmp::Reverse(s.filesz)));
-    // By program header index, which counts the headers of every type.
-    let mut folded = vec![false; loads.iter().map(|s| s.index + 1).max().unwrap_or(0)];
-    // The last segment kept: kept segments never share bytes, so it reaches furthest.
-    let mut holder: Option<&LoadSegment> = None;
-    for b in by_offset {
-        let Some(a) = holder.filter(|a| b.offset < a.offset + a.filesz) else {
-            holder = Some(b);
-            continue;
-        };
-        let inside = b.offset + b.filesz <= a.offset + a.filesz && b.memsz == b.filesz;
-        let same_addresses = a.paddr != u64::MAX && b.paddr.checked_sub(a.paddr) == Some(b.offset - a.offset);
-        if !(inside && same_addresses) {
-            return Err(Error::invalid(
-                "PT_LOAD",
-                phoff + b.index as u64 * phentsize,
-                format!(
-                    "file range {:#x}+{:#x} overlaps segment {} at {:#x}+{:#x}",
-                    b.offset, b.filesz, a.index, a.offset, a.filesz
-                ),
-            ));
-        }
-        if let Some(f) = folded.get_mut(b.index) {
-            *f = true;
+    // By program header index, which counts the headers of every type: None to leave out.
+    let mut kept: Vec<Option<LoadSegment>> = vec![None; loads.iter().map(|s| s.index + 1).max().unwrap_or(0)];
+    for s in loads.iter().filter(|s| s.filesz == 0) {
+        if let Some(k) = kept.get_mut(s.index) {
+            *k = Some(*s);
         }
     }
-    let count = folded.iter().filter(|&&f| f).count();
-    Ok((loads.into_iter().filter(|s| !folded.get(s.index).copied().unwrap_or(false)).collect(), count))
+    // The segment kept last: kept segments never share bytes, so it reaches furthest.
+    let mut holder: Option<LoadSegment> = None;
+    for b in by_offset {
+        let mut keep = b;
+        if let Some(a) = holder.filter(|a| b.offset < a.offset + a.filesz) {
+            // Sorted by offset, `b` may start before `a` when `a` was itself cut.
+            let same_addresses = a.paddr != u64::MAX
+                && b.paddr != u64::MAX
+                && a.offset.wrapping_sub(a.paddr) == b.offset.wrapping_sub(b.paddr);
+            if !same_addresses {
+                return Err(Error::invalid(
+                    "PT_LOAD",
+                    phoff + b.index as u64 * phentsize,
+                    format!(
+                        "file range {:#x}+{:#x} overlaps segment {} at {:#x}+{:#x}, for other physical addresses",
+                        b.offset, b.filesz, a.index, a.offset, a.filesz
+                    ),
+                ));
+            }
+            let held = a.offset + a.filesz - b.offset;
+            if held >= b.filesz {
+                continue;
+            }
+            keep = LoadSegment {
+                offset: b.offset + held,
+                paddr: b.paddr + held,
+                vaddr: b.vaddr.wrapping_add(held),
+                filesz: b.filesz - held,
+                memsz: b.filesz - held,
+                ..b
+            };
+        }
+        if let Some(k) = kept.get_mut(keep.index) {
+            *k = Some(keep);
+        }
+        holder = Some(keep);
+    }
+    let left_out = loads.len() - kept.iter().flatten().count();
+    Ok((kept.into_iter().flatten().collect(), left_out))
 }
 
 fn align4(n: u64) -> Option<u64> {
@@ -432,11 +459,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("overlaps segment 1"), "{err}");
-        // Partly past the segment it starts in, or describing more memory than its bytes.
-        for view in [(0x1000, 0, 0x2000, 0x2000, 0x2000), (0x1000, 0, 0x2000, 0x1000, 0x2000)] {
-            let err = with_loads(&[(0, 0, 0x1000, 0x2000, 0x2000), view]).unwrap_err().to_string();
-            assert!(err.contains("overlaps"), "{view:?}: {err}");
-        }
+        // Inside it, but for other physical addresses than the segment's.
+        let err =
+            with_loads(&[(0, 0, 0x1000, 0x2000, 0x2000), (0x5000, 0, 0x2000, 0x1000, 0x1000)]).unwrap_err().to_string();
+        assert!(err.contains("for other physical addresses"), "{err}");
     }
 
     /// QEMU's `dump-guest-memory -p`: a PT_LOAD per virtual mapping, into the bytes of the
@@ -453,6 +479,19 @@ mod tests {
         assert_eq!(core.folded_views, 2);
         let kept: Vec<(usize, u64)> = core.loads.iter().map(|s| (s.index, s.paddr)).collect();
         assert_eq!(kept, [(1, 0x100000), (4, 0x200000)]);
+        // A mapping past the end of a RAM block (p_memsz beyond p_filesz) is a view too;
+        // one that runs on past the segment it starts in keeps the bytes past it, cut.
+        let core = with_loads(&[
+            (0x100000, 0xffff_8880_0010_0000, 0x1000, 0x3000, 0x3000),
+            (0x102000, 0xffff_ffff_8100_0000, 0x3000, 0x1000, 0x8000),
+            (0x102000, 0xffff_ffff_8200_0000, 0x3000, 0x2000, 0x2000),
+        ])
+        .unwrap();
+        assert_eq!(core.folded_views, 1);
+        let kept: Vec<(usize, u64, u64, u64, u64)> =
+            core.loads.iter().map(|s| (s.index, s.paddr, s.offset, s.filesz, s.memsz)).collect();
+        assert_eq!(kept, [(1, 0x100000, 0x1000, 0x3000, 0x3000), (3, 0x103000, 0x4000, 0x1000, 0x1000)]);
+        assert_eq!(core.loads[1].vaddr, 0xffff_ffff_8200_1000);
     }
 
     #[test]

@@ -164,7 +164,8 @@ impl Dump {
             }
         }
         if vmcoreinfo.is_none() && !is_kcore && opts.scan_memory {
-            // Any 4 KiB-aligned page is aligned for the kernel's own page size too.
+            // Read in the dump's own blocks; a note aligned to any page size is found at a
+            // 4 KiB boundary in them (`MIN_PAGE_SIZE`).
             let scan_page = match &container {
                 Container::Kdump { mem, .. } => mem.page_size(),
                 Container::Elf { .. } => 4096,
@@ -292,8 +293,12 @@ fn find_vmcoreinfo_note(mem: &dyn PhysMem) -> Option<FoundNote> {
             let state = mem.read_page(vmcore_types::Pfn(pfn), &mut page);
             let page_addr = pfn * page_size;
             pfn += 1;
-            if !matches!(state, Ok(vmcore_physmem::PageState::Dumped)) {
-                continue;
+            match state {
+                Ok(vmcore_physmem::PageState::Dumped) => {}
+                Ok(_) => continue,
+                // A segment whose data the file does not hold (cut short, or a crafted
+                // size of terabytes): the rest of the range would fail alike.
+                Err(_) => break,
             }
             for at in (0..page.len()).step_by(MIN_PAGE_SIZE as usize) {
                 let Some(rest) = page.get(at..).filter(|r| text.is_none() && r.starts_with(b"OSRELEASE=")) else {
@@ -304,7 +309,13 @@ fn find_vmcoreinfo_note(mem: &dyn PhysMem) -> Option<FoundNote> {
                 text = Some(FoundNote { paddr: page_addr + at as u64, desc, others: Vec::new() });
             }
             for at in (0..page.len()).step_by(4) {
-                if u32_at(&page, at, false) != Some(VMCOREINFO_NAMESZ) {
+                // The header and name in this page, when they fit in it, before any read.
+                let head = page.get(at..at + NOTE_HEAD.len());
+                let is_head = match head {
+                    Some(h) => h.get(..4) == Some(&NOTE_HEAD[..4]) && h.get(8..) == Some(&NOTE_HEAD[8..]),
+                    None => u32_at(&page, at, false) == Some(VMCOREINFO_NAMESZ),
+                };
+                if !is_head {
                     continue;
                 }
                 let Some(desc) = vmcoreinfo_note_at(mem, page_addr + at as u64) else { continue };
@@ -335,18 +346,25 @@ const MIN_PAGE_SIZE: u64 = 4096;
 /// "VMCOREINFO" and its NUL.
 const VMCOREINFO_NAMESZ: u32 = 11;
 
-/// The descriptor of the VMCOREINFO note at `paddr`, if one is there.
+/// A VMCOREINFO note's first 24 bytes but its descriptor size (bytes 4-7): namesz 11,
+/// type 0, the name padded to 12 bytes (little-endian, as x86_64 and arm64 write it).
+const NOTE_HEAD: [u8; 24] = *b"\x0b\0\0\0\0\0\0\0\0\0\0\0VMCOREINFO\0\0";
+
+/// The descriptor of the VMCOREINFO note at `paddr`, if one is there. Its first bytes are
+/// read, and checked, before the rest.
 fn vmcoreinfo_note_at(mem: &dyn PhysMem, paddr: u64) -> Option<Vec<u8>> {
-    let mut head = [0u8; 24];
+    const START: &[u8] = b"OSRELEASE=";
+    let mut head = [0u8; 24 + START.len()];
     mem.read(PhysAddr(paddr), &mut head, ReadOptions::default()).ok()?;
     let descsz = u32_at(&head, 4, false)? as usize;
-    let is_note = u32_at(&head, 8, false) == Some(0) && head.get(12..23) == Some(&b"VMCOREINFO\0"[..]);
-    if !is_note || !(b"OSRELEASE=".len()..=MAX_VMCOREINFO).contains(&descsz) {
+    let is_note =
+        head.get(..4) == NOTE_HEAD.get(..4) && head.get(8..24) == NOTE_HEAD.get(8..) && head.get(24..) == Some(START);
+    if !is_note || !(START.len()..=MAX_VMCOREINFO).contains(&descsz) {
         return None;
     }
     let mut desc = vec![0u8; descsz];
     mem.read(PhysAddr(paddr + 24), &mut desc, ReadOptions::default()).ok()?;
-    desc.starts_with(b"OSRELEASE=").then_some(desc)
+    Some(desc)
 }
 
 #[cfg(test)]
@@ -479,6 +497,37 @@ mod tests {
         image[n_type] = 1;
         std::fs::write(&path, image).unwrap();
         assert!(Dump::open(&[path], &opts).unwrap().vmcoreinfo.is_none());
+    }
+
+    /// Memory of 2^32 pages whose reads all fail (a segment claiming 16 TiB of a file
+    /// that holds none of it), counting the reads.
+    #[derive(Debug, Default)]
+    struct Unreadable(std::sync::atomic::AtomicU64);
+
+    impl PhysMem for Unreadable {
+        fn page_size(&self) -> u64 {
+            4096
+        }
+        fn max_pfn(&self) -> u64 {
+            1 << 32
+        }
+        fn page_state(&self, _: vmcore_types::Pfn) -> vmcore_physmem::Result<vmcore_physmem::PageState> {
+            Ok(vmcore_physmem::PageState::Dumped)
+        }
+        fn read_page(&self, pfn: vmcore_types::Pfn, _: &mut [u8]) -> vmcore_physmem::Result<vmcore_physmem::PageState> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Err(vmcore_physmem::Error::Hole { addr: PhysAddr(pfn.0 << 12) })
+        }
+        fn ranges(&self) -> Vec<vmcore_physmem::PhysRange> {
+            vec![vmcore_physmem::PhysRange { start: 0, end: 1 << 44 }]
+        }
+    }
+
+    #[test]
+    fn the_memory_search_stops_at_a_range_the_file_does_not_hold() {
+        let mem = Unreadable::default();
+        assert!(find_vmcoreinfo_note(&mem).is_none());
+        assert_eq!(mem.0.load(std::sync::atomic::Ordering::Relaxed), 1);
     }
 
     #[test]

@@ -53,8 +53,9 @@ impl SplitMem {
         let block = self.block_size();
         if page_size == 0 || block % page_size != 0 {
             return Err(Error::Mismatch(format!(
-                "{}: the kdump header's block_size {block} is no multiple of the page size {page_size}",
-                self.primary_name()
+                "{}: the kdump header's block_size {block} (offset {:#x}) is no multiple of the page size {page_size}",
+                self.primary_name(),
+                vmcore_formats::raw::kdump::header::BLOCK_SIZE
             )));
         }
         self.pages_per_block = block / page_size;
@@ -63,7 +64,7 @@ impl SplitMem {
 
     /// A pfn's block and the page's byte offset in it.
     fn block_of(&self, pfn: u64) -> (u64, usize) {
-        let k = self.pages_per_block.max(1);
+        let k = self.pages_per_block;
         (pfn / k, ((pfn % k) * (self.block_size() / k)) as usize)
     }
 

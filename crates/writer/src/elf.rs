@@ -305,7 +305,8 @@ pub fn elf_plan(core: &ElfCore, filtered: &Filtered, page_size: u64, vmcoreinfo:
 /// The VMCOREINFO note the output adds when the input's notes lack it (the text was given
 /// with --vmcoreinfo or found in memory), so that the dump describes itself.
 fn added_note(core: &ElfCore, vmcoreinfo: Option<&[u8]>) -> Option<Vec<u8>> {
-    vmcoreinfo.filter(|_| core.note(b"VMCOREINFO", 0).is_none()).map(crate::meta::vmcoreinfo_note)
+    let big_endian = core.is_big_endian();
+    vmcoreinfo.filter(|_| core.note(b"VMCOREINFO", 0).is_none()).map(|v| crate::meta::vmcoreinfo_note(v, big_endian))
 }
 
 /// A program header: `template` (the input's) with new addresses, sizes and offset.

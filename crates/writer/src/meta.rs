@@ -2,7 +2,7 @@
 //! phys_base, ELF notes and VMCOREINFO.
 
 use vmcore_formats::elf::ElfCore;
-use vmcore_kernel::machine::{Layout, Machine};
+use vmcore_kernel::machine::{Arch, Layout, Machine};
 use vmcore_kernel::Dump;
 use vmcore_physmem::Container;
 use vmcore_types::bytes::u32_at;
@@ -52,12 +52,14 @@ fn elf_notes(core: &ElfCore, src: &dyn ReadAt) -> Result<Notes> {
     Ok((blob, vmcoreinfo))
 }
 
-/// An ELF note as the kernel writes its VMCOREINFO: name "VMCOREINFO", type 0, `text`.
-pub fn vmcoreinfo_note(text: &[u8]) -> Vec<u8> {
+/// An ELF note as the kernel writes its VMCOREINFO: name "VMCOREINFO", type 0, `text`, in
+/// the file's byte order.
+pub fn vmcoreinfo_note(text: &[u8], big_endian: bool) -> Vec<u8> {
+    let word = |v: u32| if big_endian { v.to_be_bytes() } else { v.to_le_bytes() };
     let mut note = Vec::with_capacity(24 + text.len().next_multiple_of(4));
-    note.extend_from_slice(&11u32.to_le_bytes());
-    note.extend_from_slice(&(text.len() as u32).to_le_bytes());
-    note.extend_from_slice(&0u32.to_le_bytes());
+    note.extend_from_slice(&word(11));
+    note.extend_from_slice(&word(text.len() as u32));
+    note.extend_from_slice(&word(0));
     note.extend_from_slice(b"VMCOREINFO\0\0");
     note.extend_from_slice(text);
     note.resize(24 + text.len().next_multiple_of(4), 0);
@@ -71,15 +73,21 @@ impl KdumpMeta {
     /// Gathers the metadata of `dump`.
     pub fn from_dump(dump: &Dump, machine: &Machine) -> Result<KdumpMeta> {
         let vi = dump.require_vmcoreinfo().map_err(|e| Error::Input(e.to_string()))?;
-        // The machine's answer, which a bad header does not sway: QEMU's kdump files carry
-        // NUMBER(phys_base) read as hex, or 0.
-        let phys_base = match &machine.layout {
+        // VMCOREINFO's number as stated, as makedumpfile writes it (on arm64 not the
+        // PHYS_OFFSET in use, which differs for a 52-bit kernel on 48 bits), before a
+        // kdump input's header: QEMU's states NUMBER(phys_base) read as hex, or 0. Only
+        // without the number does the layout's answer stand in.
+        let stated = match machine.arch {
+            Arch::X86_64 => vi.number_u64("phys_base"),
+            Arch::Aarch64 => vi.number_u64("PHYS_OFFSET"),
+        };
+        let derived = match &machine.layout {
             Layout::X86_64(l) => l.phys_base.value,
             Layout::Aarch64(l) => l.phys_offset.value,
         };
         let mut meta = KdumpMeta {
             timestamp: vi.crash_time().unwrap_or(0),
-            phys_base: phys_base.unwrap_or(0),
+            phys_base: stated.or(derived).unwrap_or(0),
             ..KdumpMeta::default()
         };
         match &dump.container {
@@ -95,7 +103,7 @@ impl KdumpMeta {
                     meta.utsname =
                         [&u.sysname, &u.nodename, &u.release, &u.version, &u.machine, &u.domainname].map(|s| s.clone());
                     meta.timestamp = p.header.timestamp_sec;
-                    meta.phys_base = phys_base.unwrap_or(p.sub.phys_base);
+                    meta.phys_base = stated.unwrap_or(p.sub.phys_base);
                     meta.nr_cpus = p.header.nr_cpus;
                     let notes = p.notes().map_err(|e| Error::Input(e.to_string()))?;
                     match (notes, p.sub.note, p.sub.vmcoreinfo) {
@@ -115,12 +123,15 @@ impl KdumpMeta {
             // or beside the notes of a kdump file) becomes a note of its own: libkdumpfile
             // and drgn look for it among the notes only.
             let at = meta.notes.len() as u64 + VMCOREINFO_DESC;
-            meta.notes.extend_from_slice(&vmcoreinfo_note(vi.raw()));
+            // Notes in a kdump file are the machine's byte order: x86_64's and arm64's.
+            meta.notes.extend_from_slice(&vmcoreinfo_note(vi.raw(), false));
             meta.vmcoreinfo_in_notes = Some((at, vi.raw().len() as u64));
         }
         // The kernel's own, where a header is empty (QEMU fills in the machine only).
         if meta.utsname[2].is_empty() {
-            meta.utsname = read_utsname(vi, machine).unwrap_or_default();
+            if let Some(utsname) = read_utsname(vi, machine) {
+                meta.utsname = utsname;
+            }
         }
         Ok(meta)
     }

@@ -111,7 +111,7 @@ fn meta(m: &Machine) -> KdumpMeta {
         utsname: ["Linux".into(), "host".into(), "6.1.0".into(), "#1".into(), "x86_64".into(), String::new()],
         timestamp: 1_700_000_000,
         phys_base: 0x1000000,
-        notes: [&m.file[0x800..0x800 + 356], &crate::meta::vmcoreinfo_note(VMCOREINFO)].concat(),
+        notes: [&m.file[0x800..0x800 + 356], &crate::meta::vmcoreinfo_note(VMCOREINFO, false)].concat(),
         vmcoreinfo_in_notes: Some((356 + 24, VMCOREINFO.len() as u64)),
         nr_cpus: 1,
     }
