@@ -3,12 +3,18 @@
 # guest wrote. Source it from a scenario script (scripts/vm/mem-usage.sh is one).
 #
 #   vm_require_packages PKG...        install Debian packages that are missing (as root)
-#   vm_kernel_package [SERIES]        newest linux-image-SERIES.*-amd64 apt offers (default 6.1)
-#   vm_fetch_kernel PKG|DEB,...       download (or take the given .deb files) and extract into
-#                                     the cache; sets VM_KDIR, VM_KVER, VM_VMLINUZ, VM_MODDIR
+#   vm_kernel_package [SERIES] [ARCH] newest linux-image-SERIES.*-ARCH apt offers (default 6.1,
+#                                     amd64)
+#   vm_fetch_kernel PKG[:ARCH]|DEB,...  download (or take the given .deb files) and extract into
+#                                     the cache; sets VM_KDIR, VM_KVER, VM_VMLINUZ, VM_MODDIR.
+#                                     PKG:ARCH (apt's syntax) fetches another architecture's
+#                                     kernel (see vm_add_foreign_arch)
+#   vm_add_foreign_arch ARCH          lets apt fetch ARCH's packages (dpkg --add-architecture)
+#   vm_fetch_deb PKG[:ARCH]           download and extract any package into the cache (e.g.
+#                                     busybox-static:arm64 for an arm64 guest); sets VM_DEB_ROOT
 #   vm_build_vmcore                   static (musl) release build of vmcore; sets VM_VMCORE
-#   vm_initrd_new                     a fresh initramfs tree with busybox and the guest /init;
-#                                     sets VM_ROOT
+#   vm_initrd_new                     a fresh initramfs tree with busybox (VM_BUSYBOX, default
+#                                     /bin/busybox) and the guest /init; sets VM_ROOT
 #   vm_initrd_add_bin SRC [NAME]      a binary into /bin, with the shared libraries it needs
 #   vm_initrd_add_file SRC DEST       any file (DEST is a path inside the guest)
 #   vm_initrd_add_modules MOD...      kernel modules of VM_KDIR and their dependencies, loaded
@@ -63,10 +69,12 @@ vm_require_packages() {
 
 # Newest linux-image-SERIES.N-ABI-amd64 package (signed image, not -unsigned or -dbg).
 # Without apt lists (a fresh machine), updates them first when root.
+# With ARCH (a Debian architecture, default amd64): linux-image-SERIES.N-ABI-ARCH (another
+# architecture's names are listed once vm_add_foreign_arch added it).
 vm_kernel_package() {
-  local series=${1:-6.1} re pkgs
+  local series=${1:-6.1} arch=${2:-amd64} re pkgs
   # 6.1.0-56-amd64 (bookworm), 6.12.38+deb12-amd64 (bookworm-backports)
-  re="^linux-image-${series//./\\.}\.[0-9]+(-[0-9]+|\+deb[0-9]+)-amd64\$"
+  re="^linux-image-${series//./\\.}\.[0-9]+(-[0-9]+|\+deb[0-9]+)-${arch}\$"
   pkgs=$(apt-cache pkgnames "linux-image-$series." 2>/dev/null | grep -E "$re" || true)
   if [ -z "$pkgs" ] && _vm_is_root_with_apt && [ -z "$_vm_apt_updated" ]; then
     _vm_apt_update
@@ -77,9 +85,11 @@ vm_kernel_package() {
 }
 
 # Downloads PKG (apt-get download) and extracts it (dpkg -x) into the cache, once.
+# PKG:ARCH downloads ARCH's package (and ARCH's packages it names), cached as PKG.
 vm_fetch_kernel() {
-  local pkg=$1 dir deb dep
+  local pkg=$1 dir deb dep arch=''
   local -a debs=()
+  [[ $pkg == *.deb* || $pkg != *:* ]] || { arch=${pkg##*:}; pkg=${pkg%:*}; }
   # A comma-separated list of .deb files (a kernel apt cannot fetch here: another suite's)
   # is extracted as given; a package name is downloaded with apt.
   if [[ $pkg == *.deb* ]]; then
@@ -91,14 +101,14 @@ vm_fetch_kernel() {
   if [ ! -f "$dir/.complete" ]; then
     rm -rf "$dir"; mkdir -p "$dir/dl"
     if [ ${#debs[@]} -eq 0 ]; then
-      vm_say "downloading $pkg into $dir"
-      _vm_download "$dir/dl" "$pkg"
+      vm_say "downloading $pkg${arch:+:$arch} into $dir"
+      _vm_download "$dir/dl" "$pkg${arch:+:$arch}"
       deb=$(ls "$dir"/dl/*.deb 2>/dev/null | head -1)
       [ -n "$deb" ] || vm_die "apt-get download $pkg failed"
       # Since 7.x Debian's linux-image is a metapackage over linux-binary (vmlinuz) and
       # linux-modules: fetch what it names.
       for dep in $(dpkg-deb -f "$deb" Depends | tr ',|' '\n\n' | awk '{print $1}' | grep -E '^linux-(binary|modules)-'); do
-        _vm_download "$dir/dl" "$dep"
+        _vm_download "$dir/dl" "$dep${arch:+:$arch}"
       done
       debs=("$dir"/dl/*.deb)
     fi
@@ -121,12 +131,12 @@ vm_fetch_kernel() {
   VM_MODDIR=$VM_MODDIR/$VM_KVER
 }
 
-# apt-get download PKG into DIR (updating the lists once when that is what it lacks).
+# apt-get download PKG[:ARCH] into DIR (updating the lists once when that is what it lacks).
 _vm_download() {
   local dir=$1 pkg=$2
   # apt's _apt user may not reach the cache folder: it then downloads as root, and says so
   (cd "$dir" && apt-get download "$pkg" 2>&1 | grep -v '^W: Download is performed unsandboxed') || true
-  if ! ls "$dir"/"${pkg}"_*.deb >/dev/null 2>&1 && _vm_is_root_with_apt && [ -z "$_vm_apt_updated" ]; then
+  if ! ls "$dir"/"${pkg%:*}"_*.deb >/dev/null 2>&1 && _vm_is_root_with_apt && [ -z "$_vm_apt_updated" ]; then
     _vm_apt_update
     (cd "$dir" && apt-get download "$pkg" 2>&1 | grep -v '^W: Download is performed unsandboxed') || true
   fi
@@ -162,9 +172,15 @@ vm_build_vmcore() {
 vm_initrd_new() {
   VM_ROOT=$(mktemp -d "${TMPDIR:-/tmp}/vmcore-vm-root.XXXXXX")
   mkdir -p "$VM_ROOT"/{bin,proc,sys,dev,tmp,out,lib/modules}
-  # busybox-static's /bin/busybox (Debian's dynamic busybox would need its libc too)
-  [ -x /bin/busybox ] || vm_die "no /bin/busybox (apt-get install busybox-static)"
-  vm_initrd_add_bin /bin/busybox
+  # busybox-static's /bin/busybox (Debian's dynamic busybox would need its libc too), or
+  # VM_BUSYBOX: another one (another architecture's busybox-static, from vm_fetch_deb)
+  if [ -n "${VM_BUSYBOX:-}" ]; then
+    [ -x "$VM_BUSYBOX" ] || vm_die "no $VM_BUSYBOX (VM_BUSYBOX)"
+    vm_initrd_add_bin "$VM_BUSYBOX" busybox
+  else
+    [ -x /bin/busybox ] || vm_die "no /bin/busybox (apt-get install busybox-static)"
+    vm_initrd_add_bin /bin/busybox
+  fi
   cp "$VM_LIB_DIR/guest-init" "$VM_ROOT/init"
   chmod 755 "$VM_ROOT/init"
   : > "$VM_ROOT/lib/modules/order"
@@ -301,4 +317,40 @@ vm_verdict() {
   for f in "${VM_FAILS[@]}"; do echo "FAIL: $f"; done
   echo "FAILED: $2 ($VM_PASSED/$VM_TOTAL checks passed)"
   exit 1
+}
+
+# ---- added for qemu-dump.sh --arch arm64 ----
+#   vm_add_foreign_arch ARCH  dpkg --add-architecture ARCH and apt-get update (as root), once
+#   vm_fetch_deb PKG[:ARCH]   apt-get download + dpkg -x into VM_CACHE/debs/PKG_ARCH, once;
+#                             sets VM_DEB_ROOT (the extracted tree)
+
+vm_add_foreign_arch() {
+  local arch=$1
+  [ "$arch" = "$(dpkg --print-architecture)" ] && return 0
+  dpkg --print-foreign-architectures | grep -qx "$arch" && return 0
+  _vm_is_root_with_apt || vm_die "apt does not fetch $arch packages (as root: dpkg --add-architecture $arch; apt-get update)"
+  vm_say "dpkg --add-architecture $arch"
+  dpkg --add-architecture "$arch" || vm_die "dpkg --add-architecture $arch failed"
+  _vm_apt_updated=
+  _vm_apt_update
+}
+
+vm_fetch_deb() {
+  local pkg=$1 dir deb
+  local -a found
+  dir=$VM_CACHE/debs/${pkg/:/_}
+  if [ ! -f "$dir/.complete" ]; then
+    rm -rf "$dir"; mkdir -p "$dir/dl"
+    vm_say "downloading $pkg into $dir"
+    _vm_download "$dir/dl" "$pkg"
+    found=("$dir"/dl/"${pkg%:*}"_*.deb)
+    deb=${found[0]}
+    [ -f "$deb" ] || vm_die "apt-get download $pkg failed"
+    dpkg -x "$deb" "$dir/root" || vm_die "dpkg -x $deb failed"
+    basename "$deb" > "$dir/deb.txt"
+    rm -rf "$dir/dl"
+    touch "$dir/.complete"
+  fi
+  # shellcheck disable=SC2034 # (the caller's)
+  VM_DEB_ROOT=$dir/root
 }

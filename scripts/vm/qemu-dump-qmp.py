@@ -12,6 +12,7 @@ Talks QMP on the unix SOCKET of a running QEMU, and writes into DIR, one after t
 Other formats offered (win-dmp) are skipped. Then it quits QEMU. Every QMP message goes to
 DIR/qmp.log. On stdout, one line each (tab-separated):
   version   QEMU's version and package
+  target    the guest's architecture (query-target: x86_64, aarch64)
   formats   the formats offered, space-separated
   ok        NAME FORMAT PAGING SECONDS
   failed    NAME FORMAT PAGING MESSAGE
@@ -78,6 +79,7 @@ def main():
         v = q.cmd("query-version").get("return", {})
         qv = v.get("qemu", {})
         out("version", "%s.%s.%s" % (qv.get("major"), qv.get("minor"), qv.get("micro")), v.get("package", ""))
+        out("target", q.cmd("query-target").get("return", {}).get("arch", "?"))
         caps = q.cmd("query-dump-guest-memory-capability")
         formats = caps.get("return", {}).get("formats", [])
         out("formats", " ".join(formats))

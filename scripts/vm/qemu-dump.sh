@@ -3,11 +3,14 @@
 # does), of a live Debian kernel, with and without QEMU's vmcoreinfo device.
 #
 # Boots a Debian kernel (newest linux-image-6.1.*-amd64 apt offers) twice under QEMU
-# (software emulation, -cpu max, 768M, 2 vCPUs) with a busybox initramfs whose scenario
-# loads qemu_fw_cfg (the guest kernel writes its VMCOREINFO address through it), writes a
-# marker line to /dev/kmsg, prints the release and a READY line on the serial console and
-# sleeps. The host then talks QMP (scripts/vm/qemu-dump-qmp.py) on a unix socket:
-# dump-guest-memory, one dump after the other, as
+# (software emulation, -cpu max, 768M, 2 vCPUs) or, with --arch arm64, Debian's arm64 kernel
+# (newest linux-image-6.1.*-arm64, 4K pages) under qemu-system-aarch64 (-M virt, -cpu max,
+# 1G, 2 vCPUs, console ttyAMA0, Debian's arm64 busybox-static in the initramfs), with a
+# busybox initramfs whose scenario loads qemu_fw_cfg (the guest kernel writes its
+# VMCOREINFO address through it), writes a marker line to /dev/kmsg, prints the release and
+# a READY line on the serial console and sleeps. The host then talks QMP
+# (scripts/vm/qemu-dump-qmp.py) on a unix socket: dump-guest-memory, one dump after the
+# other, as
 #     elf          format elf, paging false
 #     elf-paging   format elf, paging true
 #     kdump-*      each kdump format query-dump-guest-memory-capability offers (Debian's QEMU
@@ -19,7 +22,8 @@
 #           page-aligned in guest memory (/sys/kernel/vmcoreinfo says where), for vmcore to
 #           find there
 # Checks, for every dump (each printed "PASS" or "FAIL" with its reason):
-#   info        `vmcore info` exits 0 and `vmcore info --json` has the guest's release
+#   info        `vmcore info` exits 0 and `vmcore info --json` has the guest's release and
+#               architecture (x86_64, aarch64)
 #   source      (boot B) info --json's vmcoreinfo_source is there and is not elf-note or
 #               kdump-sub-header: it says where vmcore found the VMCOREINFO
 #   dmesg       `vmcore dmesg` has the marker line
@@ -32,31 +36,42 @@
 #               maps (here 31 pages fewer: firmware-reserved memory at the top of RAM): its
 #               total may be smaller by no more than the pages the guest's e820 map (on the
 #               console) does not give as usable RAM, and each class may then differ by as
-#               many pages more
+#               many pages more (arm64: QEMU cannot walk an arm64 guest's page tables, its
+#               paging dump is the plain one's layout, and the guest prints no e820 map: no
+#               pages may be missing)
 #   dump        `vmcore dump -l -d 31 FILE OUT` exits 0, Debian's `makedumpfile --dump-dmesg
 #               OUT TXT` finds the marker in it, and `vmcore info OUT` has the release
+#               (arm64: Debian's arm64 makedumpfile under qemu-user, the one the tests use,
+#               target/tmp/peers/makedumpfile-arm64 from scripts/peers/arm64-makedumpfile: the
+#               amd64 build does not read arm64 dumps)
 #   rearrange   (flattened kdump-* files) `vmcore rearrange FILE PLAIN` writes the same bytes
-#               as `makedumpfile -R PLAIN2 < FILE`
+#               as `makedumpfile -R PLAIN2 < FILE` (the host's: -R does not parse the dump)
 # and per boot:
 #   vmcoreinfo  `vmcore vmcoreinfo` prints the same text for every dump of the boot
 #
-# Usage: scripts/vm/qemu-dump.sh [--kernel 6.1|PKG|DEB,...] [--only A|B] [--mem SIZE]
-#                                [--keep DIR | --out DIR] [--verify-only]
-#   --kernel   a series (newest linux-image-SERIES.*-amd64), a package name or a list of
-#              .deb files, as kdump.sh takes; default 6.1 (env VMCORE_VM_KERNEL)
+# Usage: scripts/vm/qemu-dump.sh [--arch x86_64|arm64] [--kernel 6.1|PKG|DEB,...] [--only A|B]
+#                                [--mem SIZE] [--keep DIR | --out DIR] [--verify-only]
+#   --arch     the guest's architecture: x86_64 (default; qemu-system-x86_64) or arm64
+#              (qemu-system-aarch64 -M virt; env VMCORE_VM_ARCH)
+#   --kernel   a series (newest linux-image-SERIES.*-amd64, or -arm64), a package name or a
+#              list of .deb files, as kdump.sh takes; default 6.1 (env VMCORE_VM_KERNEL)
 #   --only     one boot: A (with -device vmcoreinfo) or B (without)
-#   --mem      guest RAM (default 768M): each ELF dump is about as large
-#   --keep DIR the run's files go to DIR and the dumps stay there (about 1.7 GB a boot)
-#   --out DIR  the run's files (default target/vm/qemu-dump); the dumps, and the files the
-#              checks write from them, are deleted after the checks
-#   --verify-only  no boot: check again the dumps a --keep run left in its folder
+#   --mem      guest RAM (default 768M, arm64 1G): each ELF dump is about as large
+#   --keep DIR the run's files go to DIR and the dumps stay there (about 1.7 GB a boot, arm64
+#              2.1 GB)
+#   --out DIR  the run's files (default target/vm/qemu-dump, arm64 target/vm/qemu-dump-arm64);
+#              the dumps, and the files the checks write from them, are deleted after the checks
+#   --verify-only  no boot: check again the dumps a --keep run left in its folder (of the
+#              architecture it records in arch.txt)
 # Env: VMCORE_VM_CACHE (kernel cache), VMCORE_VM_TIMEOUT (seconds for one boot, its dumps
 # included; default 900), VMCORE_VM_BINARY (a vmcore binary to use instead of building the
 # static one; with --verify-only, instead of the run's), VMCORE_VM_TOLERANCE_PAGES (above).
 # Needs root on a fresh machine (apt-get: qemu-system-x86 busybox-static makedumpfile cpio
-# zstd xz-utils python3). About a minute on 2 cores (25 s a boot), plus the build.
+# zstd xz-utils python3; arm64: qemu-system-arm instead of the first two, dpkg's arm64
+# architecture for the arm64 kernel and busybox-static, qemu-user-static and the arm64
+# makedumpfile). About a minute on 2 cores (25 s a boot), plus the build.
 # Files: A/ and B/: console.log, qemu.log, qmp.log, dumps.tsv (what QMP said), dumps/ (the
-# dumps, with --keep), check/DUMP/ (every command's stdout and stderr); marker.txt.
+# dumps, with --keep), check/DUMP/ (every command's stdout and stderr); marker.txt, arch.txt.
 # Exit: 0 every check passed, 1 a check failed, 2 the harness failed (no kernel, build,
 # boot, QEMU wrote no dump).
 set -euo pipefail
@@ -65,12 +80,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 
 kernel=${VMCORE_VM_KERNEL:-6.1}
-out=$VM_REPO/target/vm/qemu-dump
-keep='' verify_only='' mem=768M
+arch=${VMCORE_VM_ARCH:-} out='' mem=''
+keep='' verify_only=''
 boots=(A B)
 tol_pages=${VMCORE_VM_TOLERANCE_PAGES:-32}
 while [ $# -gt 0 ]; do
   case $1 in
+    --arch) arch=$2; shift 2 ;;
     --kernel) kernel=$2; shift 2 ;;
     --only) case $2 in A|B) boots=("$2") ;; *) echo "--only takes A or B" >&2; exit 2 ;; esac; shift 2 ;;
     --mem) mem=$2; shift 2 ;;
@@ -81,9 +97,30 @@ while [ $# -gt 0 ]; do
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
+arch_given=$arch
+case ${arch:-x86_64} in
+  x86_64|amd64) arch=x86_64 ;;
+  arm64|aarch64) arch=arm64 ;;
+  *) echo "--arch takes x86_64 or arm64" >&2; exit 2 ;;
+esac
+[ -n "$out" ] || out=$VM_REPO/target/vm/qemu-dump$([ "$arch" = x86_64 ] || echo "-$arch")
 [ -z "$verify_only" ] || keep=1
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
+# --verify-only: the architecture the run recorded (--arch, when given, must be it)
+if [ -n "$verify_only" ] && [ -f "$out/arch.txt" ]; then
+  if [ -z "$arch_given" ]; then arch=$(cat "$out/arch.txt")
+  elif [ "$arch" != "$(cat "$out/arch.txt")" ]; then vm_die "$out holds a run of arch $(cat "$out/arch.txt"), not $arch"; fi
+fi
+# per architecture: Debian's name, QEMU's binary and machine, the console, what info --json
+# calls it, the default RAM
+case $arch in
+  x86_64) deb_arch=amd64 qemu=qemu-system-x86_64 machine=() console=ttyS0 vmcore_arch=x86_64; mem=${mem:-768M} ;;
+  arm64) deb_arch=arm64 qemu=qemu-system-aarch64 machine=(-M virt) console=ttyAMA0 vmcore_arch=aarch64; mem=${mem:-1G} ;;
+  *) vm_die "$out/arch.txt: unknown arch $arch" ;;
+esac
+# the makedumpfile that reads the dumps' dmesg (arm64: set below)
+mkd_dmesg=makedumpfile
 t_start=$(date +%s)
 py=/usr/bin/python3
 qemu_pid='' sock_dir=''
@@ -123,6 +160,11 @@ say READY
 while true; do sleep 3600; done
 GUEST
   vm_say "building the initramfs"
+  # arm64: Debian's arm64 busybox-static (a static binary: no libraries to copy)
+  if [ "$arch" = arm64 ]; then
+    vm_fetch_deb busybox-static:arm64
+    VM_BUSYBOX=$VM_DEB_ROOT/bin/busybox
+  fi
   vm_initrd_new
   vm_initrd_add_modules qemu_fw_cfg
   grep -qx qemu_fw_cfg.ko "$VM_ROOT/lib/modules/order" \
@@ -138,13 +180,13 @@ boot_and_dump() {
   rm -rf "$dir"; mkdir -p "$dir/dumps"
   [ "$b" = A ] && extra=(-device vmcoreinfo)
   sock_dir=$(mktemp -d /tmp/vmcore-qmp.XXXXXX)   # a short path: unix sockets take 107 bytes
-  local append="console=ttyS0 panic=1 ${VM_APPEND:-}"
-  vm_say "boot $b: $VM_KVER (TCG, -cpu ${VM_CPU:-max}, $mem${extra[*]:+, ${extra[*]}}): $append"
+  local append="console=$console panic=1 ${VM_APPEND:-}"
+  vm_say "boot $b: $VM_KVER ($qemu${machine[*]:+ ${machine[*]}}, TCG, -cpu ${VM_CPU:-max}, $mem${extra[*]:+, ${extra[*]}}): $append"
   vm_say "console: $dir/console.log"
   start=$(date +%s)
   deadline=$((start + ${VMCORE_VM_TIMEOUT:-900}))
   # nested KVM hangs on these machines: software emulation, multi-threaded
-  timeout "${VMCORE_VM_TIMEOUT:-900}" qemu-system-x86_64 \
+  timeout "${VMCORE_VM_TIMEOUT:-900}" "$qemu" "${machine[@]}" \
     -accel tcg,thread=multi -cpu "${VM_CPU:-max}" -m "$mem" -smp "${VM_SMP:-2}" \
     -nodefaults -display none -serial "file:$dir/console.log" -no-reboot \
     -kernel "$VM_VMLINUZ" -initrd "$out/initrd.cpio.gz" -append "$append" \
@@ -195,17 +237,26 @@ boot_and_dump() {
 }
 
 if [ -z "$verify_only" ]; then
-  vm_require_packages qemu-system-x86 busybox-static makedumpfile cpio zstd xz-utils python3
+  if [ "$arch" = arm64 ]; then
+    # the arm64 kernel and busybox-static are Debian's arm64 packages
+    vm_require_packages qemu-system-arm makedumpfile cpio zstd xz-utils python3
+    case $kernel in *.deb*) ;; *) vm_add_foreign_arch arm64 ;; esac
+  else
+    vm_require_packages qemu-system-x86 busybox-static makedumpfile cpio zstd xz-utils python3
+  fi
   case $kernel in
     linux-image-*|*.deb*) pkg=$kernel ;;
-    *) pkg=$(vm_kernel_package "$kernel") || vm_die "apt offers no linux-image-$kernel.*-amd64" ;;
+    *) pkg=$(vm_kernel_package "$kernel" "$deb_arch") || vm_die "apt offers no linux-image-$kernel.*-$deb_arch" ;;
   esac
+  # another architecture's package: apt's PKG:ARCH
+  case $pkg in *.deb*|*:*) ;; *) [ "$deb_arch" = amd64 ] || pkg=$pkg:$deb_arch ;; esac
   vm_fetch_kernel "$pkg"
   vm_build_vmcore
   # this run's binary (the build folder may change meanwhile)
   [ "$VM_VMCORE" = "$out/vmcore" ] || cp "$VM_VMCORE" "$out/vmcore"
   vmcore=$out/vmcore
   echo "$pkg" > "$out/package.txt"
+  echo "$arch" > "$out/arch.txt"
   marker="vmcore-qemu-dump-marker-$(date +%s)-$$"
   echo "$marker" > "$out/marker.txt"
   build_initrd
@@ -222,9 +273,18 @@ else
   done
 fi
 
+# arm64: Debian's arm64 makedumpfile reads the dumps' dmesg (the amd64 one cannot); the
+# wrapper the tests use, installed once (as root) by scripts/peers/arm64-makedumpfile
+if [ "$arch" = arm64 ]; then
+  mkd_dmesg=$("$VM_REPO/scripts/peers/arm64-makedumpfile") || vm_die "no arm64 makedumpfile (scripts/peers/arm64-makedumpfile)"
+  case $mkd_dmesg in /*) ;; *) mkd_dmesg=$VM_REPO/$mkd_dmesg ;; esac
+  [ -x "$mkd_dmesg" ] || vm_die "no arm64 makedumpfile at $mkd_dmesg"
+fi
+
 # ---- checks (every failure is handled: no errexit from here on) ----
 set +e +o pipefail
 vm_say "vmcore: $vmcore ($("$vmcore" --version 2>&1 | head -1), sha256 $(sha256sum < "$vmcore" | cut -c1-16))"
+[ "$mkd_dmesg" = makedumpfile ] || vm_say "makedumpfile --dump-dmesg: $mkd_dmesg"
 check() { vm_check "$@"; }
 # run DIR TAG CMD...: stdout into DIR/TAG.out, stderr into DIR/TAG.err; its exit status
 run() {
@@ -269,13 +329,13 @@ usable_pages() {
 is_flattened() { [ "$(head -c 12 "$1" 2>/dev/null | tr -d '\0')" = makedumpfile ]; }
 
 check_boot() {
-  local b=$1 dir=$out/$1 f c name st fmt paging rest release rel src ok why
+  local b=$1 dir=$out/$1 f c name st fmt paging rest release rel src ok why a
   local names=() ref='' ref_paging='' missing nonram note rt k v r line mr ir rr mline orel lo hi allowed first sum
   release=$(cat "$dir/release.txt" 2>/dev/null)
   [ -n "$release" ] || release=${VM_KVER:-?}
   echo
-  echo "== boot $b ($([ "$b" = A ] && echo "with -device vmcoreinfo" || echo "without -device vmcoreinfo")): guest $release, package ${pkg:-?}"
-  echo "   QEMU $(awk -F'\t' '$1 == "version" { print $2 " (" $3 ")" }' "$dir/dumps.tsv"); formats offered: $(awk -F'\t' '$1 == "formats" { print $2 }' "$dir/dumps.tsv")"
+  echo "== boot $b ($([ "$b" = A ] && echo "with -device vmcoreinfo" || echo "without -device vmcoreinfo")): guest $release ($arch), package ${pkg:-?}"
+  echo "   QEMU $(awk -F'\t' '$1 == "version" { print $2 " (" $3 ")" }' "$dir/dumps.tsv")$(awk -F'\t' '$1 == "target" { print ", target " $2 }' "$dir/dumps.tsv"); formats offered: $(awk -F'\t' '$1 == "formats" { print $2 }' "$dir/dumps.tsv")"
   echo "   /sys/kernel/vmcoreinfo in the guest: $(cat "$dir/sys_vmcoreinfo.txt" 2>/dev/null)"
   while IFS=$'\t' read -r st name fmt paging rest; do
     [ "$st" = ok ] || continue
@@ -297,13 +357,14 @@ check_boot() {
     run "$c" info-json "$vmcore" info --json "$f"
     rel=$(jget "$c/info-json.out" release)
     src=$(jget "$c/info-json.out" vmcoreinfo_source)
-    if [ $r = 0 ] && [ "$rel" = "$release" ]; then
-      check "$b $name info" 1 "$(jget "$c/info-json.out" format), release $rel, vmcoreinfo_source ${src:-(no such field)}"
+    a=$(jget "$c/info-json.out" arch)
+    if [ $r = 0 ] && [ "$rel" = "$release" ] && [ "$a" = "$vmcore_arch" ]; then
+      check "$b $name info" 1 "$(jget "$c/info-json.out" format), $a, release $rel, vmcoreinfo_source ${src:-(no such field)}"
       # vmcore's warnings (QEMU 7.2's kdump header has a wrong phys_base: it reads the
       # kernel's decimal NUMBER(phys_base) as hex, or writes 0 without VMCOREINFO)
       grep -i 'warning' "$c/info.err" | sort -u | sed "s/^/     $name: /"
     else
-      check "$b $name info" 0 "vmcore info exit $r, --json release ${rel:-(none)} (the guest's: $release); $(said "$c/info.err")"
+      check "$b $name info" 0 "vmcore info exit $r, --json release ${rel:-(none)} (the guest's: $release), arch ${a:-(none)} (the guest's: $vmcore_arch); $(said "$c/info.err")"
     fi
     if [ "$b" = B ]; then
       case $src in
@@ -335,7 +396,7 @@ check_boot() {
     r=0; run "$c" dump "$vmcore" dump -q -l -d 31 "$f" "$c/d31.kdump" || r=$?
     if [ $r = 0 ] && [ -s "$c/d31.kdump" ]; then
       mr=0 ir=0
-      run "$c" d31-mkd-dmesg makedumpfile --dump-dmesg "$c/d31.kdump" "$c/d31-dmesg.txt" || mr=$?
+      run "$c" d31-mkd-dmesg "$mkd_dmesg" --dump-dmesg "$c/d31.kdump" "$c/d31-dmesg.txt" || mr=$?
       mline=$(grep -F "$marker" "$c/d31-dmesg.txt" 2>/dev/null | head -1)
       run "$c" d31-info "$vmcore" info --json "$c/d31.kdump" || ir=$?
       orel=$(jget "$c/d31-info.out" release)
@@ -464,4 +525,4 @@ for b in "${boots[@]}"; do
 done
 echo "files: $out$([ -n "$keep" ] && echo " (dumps kept in */dumps/)" || echo " (dumps deleted)")"
 echo "took $(( $(date +%s) - t_start ))s"
-vm_verdict "vmcore reads QEMU's dump-guest-memory dumps, boot ${boots[*]}" "QEMU dump-guest-memory"
+vm_verdict "vmcore reads QEMU's dump-guest-memory dumps ($arch), boot ${boots[*]}" "QEMU dump-guest-memory ($arch)"
