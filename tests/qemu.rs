@@ -124,23 +124,33 @@ fn a_qemu_dump_without_vmcoreinfo_is_read_and_rewritten_through_the_kernels_own_
     }
 }
 
-/// A note of another kernel found first (one that ran before a kexec, say) is checked
-/// against the kernel's utsname and refused, naming where it was found; the page-aligned
-/// note wins over a 4-byte-aligned one before it.
+/// A note of another kernel (one that ran before a kexec, say) found first is passed over:
+/// the utsname its own addresses lead to says another release. It is named, and with no
+/// other note it is the one the machine's check refuses, naming where it was found. A
+/// page-aligned note wins over a 4-byte-aligned one before it.
 #[test]
-fn a_note_in_memory_of_another_kernel_is_refused() {
+fn a_note_in_memory_of_another_kernel_is_passed_over() {
     let dir = tempfile::tempdir().unwrap();
     let machine = machine();
     let (low, high) = free_pages(&machine);
     let other = machine.vmcoreinfo().replace("OSRELEASE=6.1.0-synthetic", "OSRELEASE=5.10.0-other");
-    let input = qemu_elf(dir.path(), &machine, &[(low, other.clone()), (high, machine.vmcoreinfo().to_string())]);
-    let (ok, _, err) = run(&[OsStr::new("dmesg"), input.as_os_str()]);
-    assert!(!ok, "{err}");
+    let right = machine.vmcoreinfo().to_string();
+    let input = qemu_elf(dir.path(), &machine, &[(low, other.clone()), (high, right.clone())]);
+    let info: serde_json::Value =
+        serde_json::from_slice(&ok(&[OsStr::new("info"), OsStr::new("--json"), input.as_os_str()])).unwrap();
+    assert_eq!(info["vmcoreinfo_source"], format!("memory-scan:{high:#x}"), "{info}");
+    assert!(info["notes"].to_string().contains(&format!("{low:#x}")), "{info}");
+    let dmesg = ok(&[OsStr::new("dmesg"), input.as_os_str()]);
+    assert_eq!(String::from_utf8_lossy(&dmesg), machine.dmesg());
+
+    let input = qemu_elf(dir.path(), &machine, &[(low, other.clone())]);
+    let (done, _, err) = run(&[OsStr::new("dmesg"), input.as_os_str()]);
+    assert!(!done, "{err}");
     assert!(err.contains(&format!("found in memory at physical {low:#x}")) && err.contains("5.10.0-other"), "{err}");
-    let input = qemu_elf(dir.path(), &machine, &[(high + 0x804, other), (high, machine.vmcoreinfo().to_string())]);
-    let (ok, out, err) = run(&[OsStr::new("dmesg"), input.as_os_str()]);
-    assert!(ok, "{err}");
-    assert_eq!(String::from_utf8_lossy(&out), machine.dmesg());
+
+    let input = qemu_elf(dir.path(), &machine, &[(high + 0x804, other), (high, right)]);
+    let dmesg = ok(&[OsStr::new("dmesg"), input.as_os_str()]);
+    assert_eq!(String::from_utf8_lossy(&dmesg), machine.dmesg());
 }
 
 /// QEMU's kdump files carry NUMBER(phys_base) read as hex (or 0 without VMCOREINFO) and a

@@ -278,11 +278,17 @@ const MAX_OTHER_NOTES: usize = 8;
 /// only (low memory: it is allocated early in boot). Older kernels keep it in .bss, 4-byte
 /// aligned; then the first of those is used. Without any note, the text the kernel builds
 /// it from (`vmcoreinfo_data`, a page of its own since 4.15, NUL-terminated) will do.
+///
+/// A page-aligned note that `utsname_disagrees` (another kernel's, left from before a
+/// kexec) is passed over, named among `others`, and used only when nothing else is found.
 fn find_vmcoreinfo_note(mem: &dyn PhysMem) -> Option<FoundNote> {
     let page_size = mem.page_size();
     let mut page = vec![0u8; page_size as usize];
     let mut unaligned: Option<FoundNote> = None;
     let mut text: Option<FoundNote> = None;
+    let mut passed_over = Vec::new();
+    // The first note passed over: with no other, the machine's check says why it is wrong.
+    let mut refused: Option<FoundNote> = None;
     for range in mem.ranges() {
         let mut pfn = range.start / page_size;
         while pfn < range.end.div_ceil(page_size) {
@@ -320,7 +326,14 @@ fn find_vmcoreinfo_note(mem: &dyn PhysMem) -> Option<FoundNote> {
                 }
                 let Some(desc) = vmcoreinfo_note_at(mem, page_addr + at as u64) else { continue };
                 if (page_addr + at as u64) % MIN_PAGE_SIZE == 0 {
-                    let mut found = FoundNote { paddr: page_addr + at as u64, desc, others: Vec::new() };
+                    if utsname_disagrees(&desc, mem) {
+                        if passed_over.len() < MAX_OTHER_NOTES {
+                            passed_over.push(page_addr + at as u64);
+                        }
+                        refused.get_or_insert(FoundNote { paddr: page_addr + at as u64, desc, others: Vec::new() });
+                        continue;
+                    }
+                    let mut found = FoundNote { paddr: page_addr + at as u64, desc, others: passed_over };
                     if let Some(first) = unaligned {
                         found.others.push(first.paddr);
                     }
@@ -336,7 +349,41 @@ fn find_vmcoreinfo_note(mem: &dyn PhysMem) -> Option<FoundNote> {
             }
         }
     }
-    unaligned.or(text)
+    let Some(mut found) = unaligned.or(text) else { return refused };
+    found.others.splice(0..0, passed_over);
+    Some(found)
+}
+
+/// Whether the utsname a VMCOREINFO text points to, reached without page tables (through
+/// the kernel image's fixed offset from its physical load address, as `__pa_symbol`
+/// does: `__START_KERNEL_map` and phys_base on x86_64, kimage_voffset on arm64), is
+/// readable and says another release than the text's. Where it cannot tell, false: the
+/// machine's own check, through the page tables, follows.
+fn utsname_disagrees(desc: &[u8], mem: &dyn PhysMem) -> bool {
+    const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
+    const FIELD: usize = 65;
+    let Ok(vi) = VmcoreInfo::parse(desc, Source::ElfNote) else { return false };
+    let to_phys = |va: u64| match (vi.number_u64("kimage_voffset"), vi.number_u64("phys_base")) {
+        (Some(voffset), _) => va.checked_sub(voffset),
+        (None, Some(phys_base)) => va.checked_sub(START_KERNEL_MAP).map(|o| o.wrapping_add(phys_base)),
+        (None, None) => None,
+    };
+    let Some(release) = vi.osrelease() else { return false };
+    let mut read_any = false;
+    for pa in vi.utsname_candidates().into_iter().filter_map(to_phys) {
+        let mut uts = [0u8; 3 * FIELD];
+        if mem.read(PhysAddr(pa), &mut uts, ReadOptions::default()).is_err() {
+            continue;
+        }
+        read_any = true;
+        if uts.starts_with(b"Linux\0") {
+            let field = uts.get(2 * FIELD..).unwrap_or_default();
+            let len = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+            return field.get(..len) != Some(release.as_bytes());
+        }
+    }
+    // Memory where the utsname should be, and no utsname in it.
+    read_any
 }
 
 /// The smallest page size: QEMU's arm64 kdump files have blocks of 64 KiB, in which a
