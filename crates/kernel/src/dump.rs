@@ -290,6 +290,7 @@ fn find_vmcoreinfo_note(mem: &dyn PhysMem) -> Option<FoundNote> {
     // The first note passed over: with no other, the machine's check says why it is wrong.
     let mut refused: Option<FoundNote> = None;
     for range in mem.ranges() {
+        let mut failed_in_a_row = 0;
         let mut pfn = range.start / page_size;
         while pfn < range.end.div_ceil(page_size) {
             if let Some(end) = mem.zero_filled_until(vmcore_types::Pfn(pfn)).filter(|&e| e > pfn) {
@@ -300,11 +301,18 @@ fn find_vmcoreinfo_note(mem: &dyn PhysMem) -> Option<FoundNote> {
             let page_addr = pfn * page_size;
             pfn += 1;
             match state {
-                Ok(vmcore_physmem::PageState::Dumped) => {}
+                Ok(vmcore_physmem::PageState::Dumped) => failed_in_a_row = 0,
                 Ok(_) => continue,
                 // A segment whose data the file does not hold (cut short, or a crafted
-                // size of terabytes): the rest of the range would fail alike.
-                Err(_) => break,
+                // size of terabytes) fails on every page: the rest of the range is left.
+                // A page or two that fail (a corrupt block) are passed over.
+                Err(_) => {
+                    failed_in_a_row += 1;
+                    if failed_in_a_row >= MAX_FAILED_IN_A_ROW {
+                        break;
+                    }
+                    continue;
+                }
             }
             for at in (0..page.len()).step_by(MIN_PAGE_SIZE as usize) {
                 let Some(rest) = page.get(at..).filter(|r| text.is_none() && r.starts_with(b"OSRELEASE=")) else {
@@ -385,6 +393,9 @@ fn utsname_disagrees(desc: &[u8], mem: &dyn PhysMem) -> bool {
     // Memory where the utsname should be, and no utsname in it.
     read_any
 }
+
+/// Pages in a row whose reads fail that end the search of a range.
+const MAX_FAILED_IN_A_ROW: u32 = 64;
 
 /// The smallest page size: QEMU's arm64 kdump files have blocks of 64 KiB, in which a
 /// 4 KiB page of its own lies at any 4 KiB boundary.
@@ -574,7 +585,7 @@ mod tests {
     fn the_memory_search_stops_at_a_range_the_file_does_not_hold() {
         let mem = Unreadable::default();
         assert!(find_vmcoreinfo_note(&mem).is_none());
-        assert_eq!(mem.0.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(mem.0.load(std::sync::atomic::Ordering::Relaxed), u64::from(MAX_FAILED_IN_A_ROW));
     }
 
     #[test]
