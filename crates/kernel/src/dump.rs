@@ -279,8 +279,8 @@ const MAX_OTHER_NOTES: usize = 8;
 /// aligned; then the first of those is used. Without any note, the text the kernel builds
 /// it from (`vmcoreinfo_data`, a page of its own since 4.15, NUL-terminated) will do.
 ///
-/// A page-aligned note that `utsname_disagrees` (another kernel's, left from before a
-/// kexec) is passed over, named among `others`, and used only when nothing else is found.
+/// A note that `utsname_disagrees` (another kernel's, left from before a kexec) is passed
+/// over, named among `others`, and used only when nothing else is found.
 fn find_vmcoreinfo_note(mem: &dyn PhysMem) -> Option<FoundNote> {
     let page_size = mem.page_size();
     let mut page = vec![0u8; page_size as usize];
@@ -333,14 +333,14 @@ fn find_vmcoreinfo_note(mem: &dyn PhysMem) -> Option<FoundNote> {
                     continue;
                 }
                 let Some(desc) = vmcoreinfo_note_at(mem, page_addr + at as u64) else { continue };
-                if (page_addr + at as u64) % MIN_PAGE_SIZE == 0 {
-                    if utsname_disagrees(&desc, mem) {
-                        if passed_over.len() < MAX_OTHER_NOTES {
-                            passed_over.push(page_addr + at as u64);
-                        }
-                        refused.get_or_insert(FoundNote { paddr: page_addr + at as u64, desc, others: Vec::new() });
-                        continue;
+                if utsname_disagrees(&desc, mem) {
+                    if passed_over.len() < MAX_OTHER_NOTES {
+                        passed_over.push(page_addr + at as u64);
                     }
+                    refused.get_or_insert(FoundNote { paddr: page_addr + at as u64, desc, others: Vec::new() });
+                    continue;
+                }
+                if (page_addr + at as u64) % MIN_PAGE_SIZE == 0 {
                     let mut found = FoundNote { paddr: page_addr + at as u64, desc, others: passed_over };
                     if let Some(first) = unaligned {
                         found.others.push(first.paddr);
