@@ -6,20 +6,10 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
+use vmcore_formats::elf::test_support::note;
 use vmcore_synth::machine::{Category, Layout, Machine, MachineSpec};
 
 use crate::util::{have_makedumpfile, python_with, run};
-
-/// An ELF note as the kernel keeps its VMCOREINFO.
-fn kernel_note(text: &str) -> Vec<u8> {
-    let mut n = Vec::new();
-    n.extend_from_slice(&11u32.to_le_bytes());
-    n.extend_from_slice(&(text.len() as u32).to_le_bytes());
-    n.extend_from_slice(&0u32.to_le_bytes());
-    n.extend_from_slice(b"VMCOREINFO\0\0");
-    n.extend_from_slice(text.as_bytes());
-    n
-}
 
 /// The machine written as QEMU writes a guest without `-device vmcoreinfo`: no
 /// VMCOREINFO note, `notes` (physical address, text) in RAM, and QEMU's ELF header, which
@@ -27,7 +17,8 @@ fn kernel_note(text: &str) -> Vec<u8> {
 fn qemu_elf(dir: &Path, machine: &Machine, notes: &[(u64, String)]) -> PathBuf {
     let mut elf = machine.elf();
     elf.notes.retain(|(name, _, _)| name != "VMCOREINFO");
-    let notes: Vec<(u64, Vec<u8>)> = notes.iter().map(|(at, text)| (*at, kernel_note(text))).collect();
+    let notes: Vec<(u64, Vec<u8>)> =
+        notes.iter().map(|(at, text)| (*at, note("VMCOREINFO", 0, text.as_bytes()))).collect();
     let mut image = std::io::Cursor::new(Vec::new());
     elf.write_to(&mut image, |paddr, buf| {
         machine.fill(paddr, buf);

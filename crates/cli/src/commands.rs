@@ -272,9 +272,7 @@ pub(crate) fn mem_usage(args: &DumpArgs, json: bool) -> Result<()> {
     let filtered = vmcore_filter::filter(&dump, &machine, 31, &opts)
         .with_context(|| format!("{}: classifying pages", args.file.display()))?;
     let not_in_dump = match &dump.container {
-        vmcore_physmem::Container::Kdump { mem, .. } => {
-            mem.primary().map(|_| mem.present_pages().saturating_sub(mem.dumped_pages()))
-        }
+        vmcore_physmem::Container::Kdump { mem, .. } => Some(mem.present_pages().saturating_sub(mem.dumped_pages())),
         vmcore_physmem::Container::Elf { .. } => None,
     };
     let report = MemUsage::new(&filtered.stats, dump.mem.page_size(), not_in_dump);

@@ -7,7 +7,7 @@ use vmcore_physmem::{open_container, Container, PhysMem, ReadOptions};
 use vmcore_types::bytes::u32_at;
 use vmcore_types::PhysAddr;
 
-use crate::vmcoreinfo::{self, Source, VmcoreInfo, MAX_VMCOREINFO};
+use crate::vmcoreinfo::{self, Source, Utsname, VmcoreInfo, MAX_VMCOREINFO};
 
 /// Errors of opening a dump.
 #[derive(Debug, thiserror::Error)]
@@ -263,8 +263,9 @@ fn read_sys_vmcoreinfo(sys: &Path, mem: &dyn PhysMem) -> Result<(u64, Vec<u8>)> 
 struct FoundNote {
     paddr: u64,
     desc: Vec<u8>,
-    /// Where other notes with a different text are, when the first found is not
-    /// page-aligned (then the search ran through all memory).
+    /// Where other notes are: those passed over as another kernel's, and those with a
+    /// different text when the one used is not page-aligned (the search then ran through
+    /// all memory).
     others: Vec<u64>,
 }
 
@@ -369,29 +370,23 @@ fn find_vmcoreinfo_note(mem: &dyn PhysMem) -> Option<FoundNote> {
 /// machine's own check, through the page tables, follows.
 fn utsname_disagrees(desc: &[u8], mem: &dyn PhysMem) -> bool {
     const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
-    const FIELD: usize = 65;
     let Ok(vi) = VmcoreInfo::parse(desc, Source::ElfNote) else { return false };
+    let Some(release) = vi.osrelease() else { return false };
     let to_phys = |va: u64| match (vi.number_u64("kimage_voffset"), vi.number_u64("phys_base")) {
         (Some(voffset), _) => va.checked_sub(voffset),
         (None, Some(phys_base)) => va.checked_sub(START_KERNEL_MAP).map(|o| o.wrapping_add(phys_base)),
         (None, None) => None,
     };
-    let Some(release) = vi.osrelease() else { return false };
-    let mut read_any = false;
-    for pa in vi.utsname_candidates().into_iter().filter_map(to_phys) {
-        let mut uts = [0u8; 3 * FIELD];
-        if mem.read(PhysAddr(pa), &mut uts, ReadOptions::default()).is_err() {
-            continue;
-        }
-        read_any = true;
-        if uts.starts_with(b"Linux\0") {
-            let field = uts.get(2 * FIELD..).unwrap_or_default();
-            let len = field.iter().position(|&b| b == 0).unwrap_or(field.len());
-            return field.get(..len) != Some(release.as_bytes());
-        }
+    let read = |va: u64, buf: &mut [u8]| {
+        let pa = to_phys(va).ok_or_else(|| format!("{va:#x} is outside the kernel image"))?;
+        mem.read(PhysAddr(pa), buf, ReadOptions::default()).map_err(|e| e.to_string())
+    };
+    match vi.utsname_release(read) {
+        Utsname::Release(actual) => actual != release,
+        // Memory where the utsname should be, and no utsname in it.
+        Utsname::NotThere => true,
+        Utsname::Unreadable(_) => false,
     }
-    // Memory where the utsname should be, and no utsname in it.
-    read_any
 }
 
 /// Pages in a row whose reads fail that end the search of a range.

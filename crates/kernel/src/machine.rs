@@ -5,6 +5,7 @@ use vmcore_physmem::Container;
 use crate::dump::Dump;
 use crate::kallsyms::Kallsyms;
 use crate::layout::{self, X86Layout};
+use crate::vmcoreinfo::Utsname;
 use crate::vmem::{KernelMem, LinearMap};
 
 /// Architecture of the dump (from ELF `e_machine` or the kdump utsname, never the host).
@@ -106,7 +107,7 @@ impl Machine {
         };
         let mut notes = Vec::new();
         if let Container::Kdump { mem, .. } = &dump.container {
-            let page = vmcore_physmem::PhysMem::page_size(&**mem);
+            let page = dump.mem.page_size();
             if mem.block_size() > page {
                 notes.push(format!(
                     "kdump: its blocks of {} bytes hold {} pages of {page} each (QEMU writes arm64 guests in 64 KiB \
@@ -175,7 +176,7 @@ impl Machine {
                     actual,
                 })
             };
-            match utsname_release(vi, &kmem) {
+            match vi.utsname_release(|addr, buf| kmem.read(addr, buf).map_err(|e| e.to_string())) {
                 Utsname::Release(actual) if Some(actual.as_str()) != vi.osrelease() => return Err(wrong(actual)),
                 Utsname::Release(_) => {}
                 Utsname::NotThere => return Err(wrong("unknown (no utsname where the file's offsets point)".into())),
@@ -222,40 +223,6 @@ fn arch_from_vmcoreinfo(vi: &crate::vmcoreinfo::VmcoreInfo) -> Option<(&'static 
         ("x86_64", "NUMBER(pgtable_l5_enabled)"),
     ];
     KEYS.into_iter().find(|(_, key)| vi.get(key).is_some())
-}
-
-/// What the kernel's utsname says, where VMCOREINFO points to it.
-enum Utsname {
-    /// Its release (the third 65-byte field of `struct new_utsname`, after sysname and
-    /// nodename), at the first place whose sysname reads "Linux".
-    Release(String),
-    /// Memory is there, but no sysname "Linux".
-    NotThere,
-    /// No place could be read: the first reason.
-    Unreadable(String),
-}
-
-fn utsname_release(vi: &crate::vmcoreinfo::VmcoreInfo, kmem: &KernelMem) -> Utsname {
-    const FIELD: usize = 65;
-    let mut read_any = false;
-    let mut first_error = None;
-    for addr in vi.utsname_candidates() {
-        let mut uts = [0u8; 3 * FIELD];
-        if let Err(e) = kmem.read(addr, &mut uts) {
-            first_error.get_or_insert(e.to_string());
-            continue;
-        }
-        read_any = true;
-        if let (true, Some(release)) = (uts.starts_with(b"Linux\0"), uts.get(2 * FIELD..)) {
-            let len = release.iter().position(|&b| b == 0).unwrap_or(FIELD);
-            return Utsname::Release(String::from_utf8_lossy(release.get(..len).unwrap_or_default()).into_owned());
-        }
-    }
-    if read_any {
-        Utsname::NotThere
-    } else {
-        Utsname::Unreadable(first_error.unwrap_or_else(|| "VMCOREINFO does not say where it is".into()))
-    }
 }
 
 /// arm64's kernel image map, `vaddr - kimage_voffset`, around `_stext`. (The full arm64

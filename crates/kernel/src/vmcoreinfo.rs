@@ -50,6 +50,18 @@ impl Source {
     }
 }
 
+/// What the kernel's utsname says, where VMCOREINFO points to it.
+#[derive(Debug)]
+pub(crate) enum Utsname {
+    /// Its release (the third 65-byte field of `struct new_utsname`, after sysname and
+    /// nodename), at the first place whose sysname reads "Linux".
+    Release(String),
+    /// Memory is there, but no sysname "Linux".
+    NotThere,
+    /// No place could be read: the first reason.
+    Unreadable(String),
+}
+
 /// A parsed VMCOREINFO.
 #[derive(Clone)]
 pub struct VmcoreInfo {
@@ -192,6 +204,31 @@ impl VmcoreInfo {
         match self.offset("uts_namespace.name").and_then(|o| u64::try_from(o).ok()) {
             Some(name) => vec![ns.wrapping_add(name)],
             None => vec![ns.wrapping_add(4), ns],
+        }
+    }
+
+    /// What the kernel's utsname says at the first of [`Self::utsname_candidates`] whose
+    /// sysname reads "Linux", each read through `read` (a kernel virtual address).
+    pub(crate) fn utsname_release(&self, read: impl Fn(u64, &mut [u8]) -> Result<(), String>) -> Utsname {
+        const FIELD: usize = 65;
+        let mut read_any = false;
+        let mut first_error = None;
+        for addr in self.utsname_candidates() {
+            let mut uts = [0u8; 3 * FIELD];
+            if let Err(e) = read(addr, &mut uts) {
+                first_error.get_or_insert(e);
+                continue;
+            }
+            read_any = true;
+            if let (true, Some(release)) = (uts.starts_with(b"Linux\0"), uts.get(2 * FIELD..)) {
+                let len = release.iter().position(|&b| b == 0).unwrap_or(FIELD);
+                return Utsname::Release(String::from_utf8_lossy(release.get(..len).unwrap_or_default()).into_owned());
+            }
+        }
+        if read_any {
+            Utsname::NotThere
+        } else {
+            Utsname::Unreadable(first_error.unwrap_or_else(|| "VMCOREINFO does not say where it is".into()))
         }
     }
 

@@ -150,7 +150,7 @@ pub fn discover(dump: &Dump, vi: &VmcoreInfo, symbols: SymbolLookup<'_>) -> Disc
     // The pages the file's blocks are served as: its block_size, but where QEMU's 64 KiB
     // blocks hold several pages of VMCOREINFO's size (`SplitMem::split_blocks`).
     let kdump_block = match &dump.container {
-        Container::Kdump { mem, .. } => Some(vmcore_physmem::PhysMem::page_size(&**mem)),
+        Container::Kdump { .. } => Some(dump.mem.page_size()),
         Container::Elf { .. } => None,
     };
     l.page_size = Derived::new(vec![(Method::Vmcoreinfo, vi.page_size()), (Method::KdumpHeader, kdump_block)]);
