@@ -113,7 +113,8 @@ fn a_wrong_kimage_voffset_loses_to_the_one_the_page_tables_confirm() {
             read_with_vmcoreinfo(&edited, &f.vmcore(), &format!("init_uts_ns+{:#x}", f.utsname_offset()), "5");
         assert!(ok && out == b"Linux", "{name}: {err}");
         assert!(
-            err.contains("kimage_voffset: methods disagree") && err.contains("using pt_load, the first answer failing"),
+            err.contains("kimage_voffset: methods disagree")
+                && err.contains("using pt_load, as vmcoreinfo's answer fails the check"),
             "{name}: {err}"
         );
     }

@@ -383,7 +383,7 @@ fn a_wrong_vmcoreinfo_value_loses_to_the_methods_the_dump_confirms() {
             assert!(ok && out == b"Linux", "{} {value}: {err}", f.name);
             assert!(err.contains(&format!("layout: {value}: methods disagree")), "{} {value}: {err}", f.name);
             assert!(
-                err.contains(&format!("using {winner}, the first answer failing the check")),
+                err.contains(&format!("using {winner}, as vmcoreinfo's answer fails the check")),
                 "{} {value}: {err}",
                 f.name
             );

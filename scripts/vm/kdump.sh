@@ -96,7 +96,8 @@ done
 kernel_release() {
   local k=$1
   case $k in *.deb*) k=$(basename "${k%%,*}"); k=${k%%_*} ;; esac
-  echo "${k#linux-image-}"
+  k=${k#linux-image-}
+  echo "${k#unsigned-}"
 }
 
 config_name() { # SERIES NO5LVL NOKASLR
@@ -170,6 +171,7 @@ if [ -n "$all" ]; then
 fi
 
 # ---- one configuration ----
+kernel_has_5level() { [ "$(cat "$out/kernel-5level.txt" 2>/dev/null)" != no ]; }
 name=$(config_name "$kernel" "$no5lvl" "$nokaslr")
 out=${out:-$VM_REPO/target/vm/kdump/$name}
 mkdir -p "$out"
@@ -188,6 +190,11 @@ boot_and_capture() {
   vm_fetch_kernel "$pkg"
   vm_build_vmcore
   rm -rf "$out/out" "$out/dumps" "$out/host" "$out/summary.tsv"
+  # A CPU with la57 runs 4-level kernels built without it (Ubuntu's 4.15 and 5.4).
+  local config
+  for config in "$VM_KDIR/boot/config-$VM_KVER" "$VM_MODDIR/config" unknown; do [ -f "$config" ] && break; done
+  if [ -f "$config" ]; then grep -q '^CONFIG_X86_5LEVEL=y' "$config" && echo yes || echo no; else echo unknown; fi \
+    > "$out/kernel-5level.txt"
   # this run's binary, for the guest and the host checks (the build folder may change meanwhile)
   [ "$VM_VMCORE" = "$out/vmcore" ] || cp "$VM_VMCORE" "$out/vmcore"
   VM_VMCORE=$out/vmcore
@@ -281,8 +288,11 @@ PY
 }
 panic1="sysrq: Trigger a crash"
 panic2="Kernel panic - not syncing: sysrq triggered crash"
-has_panic() { grep -qF "$panic1" "$1" 2>/dev/null && grep -qF "$panic2" "$1" 2>/dev/null; }
-npanic() { [ -f "$1" ] && grep -cF -e "$panic1" -e "$panic2" "$1" || echo "0 (no file)"; }
+# Before 4.19 (Ubuntu's 4.15) sysrq-c oopses on a NULL pointer, and the oops goes to the
+# crash kernel without a panic line.
+panic2_old="BUG: unable to handle kernel NULL pointer dereference"
+has_panic() { grep -qF "$panic1" "$1" 2>/dev/null && grep -qF -e "$panic2" -e "$panic2_old" "$1" 2>/dev/null; }
+npanic() { [ -f "$1" ] && grep -cF -e "$panic1" -e "$panic2" -e "$panic2_old" "$1" || echo "0 (no file)"; }
 cmpmsg() {
   if [ ! -f "$1" ]; then echo "no $(basename "$1")"; elif [ ! -f "$2" ]; then echo "no $(basename "$2")"
   else cmp "$1" "$2" 2>&1 | head -1; fi
@@ -349,7 +359,8 @@ if [ -s "$d/ours.kdump" ]; then
   fi
   # the configuration asked for, as the dump says
   levels=$(jget "$h/info.json" layout paging_levels value); kaslr=$(jget "$h/info.json" layout kaslr_offset value)
-  want_levels=0x5; { [ -n "$no5lvl" ] || [ "$(cat "$o/first/la57.txt" 2>/dev/null)" != yes ]; } && want_levels=0x4
+  want_levels=0x5
+  { [ -n "$no5lvl" ] || [ "$(cat "$o/first/la57.txt" 2>/dev/null)" != yes ] || ! kernel_has_5level; } && want_levels=0x4
   cmdline=$(cat "$o/first/cmdline.txt" 2>/dev/null)
   ok=1 why="release $release, paging levels $levels, KASLR offset $kaslr"
   case $kernel in

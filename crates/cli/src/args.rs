@@ -299,7 +299,9 @@ pub enum Command {
         #[arg(long)]
         partial: bool,
         /// JSON Lines, one object per record: seq, ts_nsec, level, facility, caller, text
-        /// (a string, or {"bytes": [...]} when not UTF-8), subsystem, device.
+        /// (a string, or {"bytes": [...]} when not UTF-8), subsystem, device. seq is the
+        /// kernel's from 5.10 on; before, records carry none, and it counts from 0 at the
+        /// oldest record the log still holds.
         #[arg(long)]
         json: bool,
     },

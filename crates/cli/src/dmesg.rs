@@ -13,7 +13,9 @@
 //! byte values, so that nothing is lost or guessed. `level` and `facility` are null where
 //! the kernel's layout does not confirm them (see `vmcore_kernel::printk::ringbuffer`),
 //! `caller` is null when the kernel does not record callers, `subsystem` and `device` are
-//! null for messages not from `dev_printk()`. For kernels before 3.5 (a plain character
+//! null for messages not from `dev_printk()`. `seq` is the kernel's sequence number from
+//! 5.10 on; older records carry none, and it counts from 0 at the oldest record the log
+//! still holds. For kernels before 3.5 (a plain character
 //! buffer) the objects are the buffer's lines, with the `<N>` prefix and time parsed.
 //!
 //! What could not be trusted (corrupt descriptors, cycles) is left out and reported on

@@ -64,9 +64,9 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub struct OpenOptions {
     /// A VMCOREINFO text file to use instead of the dump's own (`makedumpfile -i`).
     pub vmcoreinfo_file: Option<PathBuf>,
-    /// Where a live kernel says its VMCOREINFO note is, for /proc/kcore without the note
-    /// (kernels before 4.19). `None` disables the fallback.
-    pub sys_vmcoreinfo: Option<PathBuf>,
+    /// For the running kernel's /proc/kcore without the note (kernels before 4.19): where
+    /// the kernel says its VMCOREINFO note is. `None` disables the fallback.
+    pub sys_vmcoreinfo: Option<SysVmcoreinfo>,
     /// Whether a dump that carries no VMCOREINFO (QEMU's `dump-guest-memory` without
     /// `-device vmcoreinfo`, `virsh dump`) is searched for the note the kernel keeps in
     /// its memory.
@@ -77,10 +77,26 @@ impl Default for OpenOptions {
     fn default() -> OpenOptions {
         OpenOptions {
             vmcoreinfo_file: None,
-            sys_vmcoreinfo: Some(PathBuf::from("/sys/kernel/vmcoreinfo")),
+            sys_vmcoreinfo: Some(SysVmcoreinfo { path: PathBuf::from("/sys/kernel/vmcoreinfo"), describes: on_procfs }),
             scan_memory: true,
         }
     }
+}
+
+/// A running kernel's own statement of where its VMCOREINFO note is.
+#[derive(Debug, Clone)]
+pub struct SysVmcoreinfo {
+    /// The file (`/sys/kernel/vmcoreinfo`: address and size, in hex).
+    pub path: PathBuf,
+    /// Whether a kcore input is that kernel's: a saved copy of some /proc/kcore is another
+    /// boot's, maybe another machine's, and this machine's file says nothing of it.
+    pub describes: fn(&Path) -> bool,
+}
+
+/// Whether `path` is a procfs file: the kcore of the kernel running here (or of the
+/// host, through a container's mount of its /proc).
+pub fn on_procfs(path: &Path) -> bool {
+    rustix::fs::statfs(path).is_ok_and(|fs| fs.f_type == rustix::fs::PROC_SUPER_MAGIC)
 }
 
 /// An opened dump.
@@ -94,6 +110,9 @@ pub struct Dump {
     pub mem: Arc<dyn PhysMem>,
     /// The kernel's VMCOREINFO, when the dump or the user supplied one.
     pub vmcoreinfo: Option<VmcoreInfo>,
+    /// Why a fallback that should have found the VMCOREINFO did not, for the error of
+    /// `require_vmcoreinfo`.
+    vmcoreinfo_missed: Option<String>,
 }
 
 fn read_small_file(path: &Path) -> Result<Vec<u8>> {
@@ -156,11 +175,31 @@ impl Dump {
             },
         };
         let is_kcore = container.info().format.ends_with("kcore");
+        let mut vmcoreinfo_missed = None;
         if vmcoreinfo.is_none() && is_kcore {
-            if let Some(sys) = &opts.sys_vmcoreinfo {
-                let mem = container.physmem(4096)?;
-                let (paddr, raw) = read_sys_vmcoreinfo(sys, &*mem)?;
-                vmcoreinfo = Some(parse(&raw, Source::SysKernel { paddr }, sys.display().to_string())?);
+            let live =
+                paths.first().is_some_and(|path| opts.sys_vmcoreinfo.as_ref().is_some_and(|sys| (sys.describes)(path)));
+            match &opts.sys_vmcoreinfo {
+                Some(sys) if live => {
+                    // Tools that need no VMCOREINFO (info, read) still work without it.
+                    let found = container
+                        .physmem(4096)
+                        .map_err(Error::from)
+                        .and_then(|mem| read_sys_vmcoreinfo(&sys.path, &*mem));
+                    match found.and_then(|(paddr, raw)| {
+                        parse(&raw, Source::SysKernel { paddr }, sys.path.display().to_string())
+                    }) {
+                        Ok(found) => vmcoreinfo = Some(found),
+                        Err(e) => vmcoreinfo_missed = Some(e.to_string()),
+                    }
+                }
+                Some(sys) => {
+                    vmcoreinfo_missed = Some(format!(
+                        "{} describes the running kernel only, and {name} is not its /proc/kcore",
+                        sys.path.display()
+                    ))
+                }
+                None => {}
             }
         }
         if vmcoreinfo.is_none() && !is_kcore && opts.scan_memory {
@@ -214,7 +253,7 @@ impl Dump {
             }
         }
         let mem = container.physmem(page_size)?;
-        Ok(Dump { paths: paths.to_vec(), container, mem, vmcoreinfo })
+        Ok(Dump { paths: paths.to_vec(), container, mem, vmcoreinfo, vmcoreinfo_missed })
     }
 
     /// The VMCOREINFO, or an error saying the dump has none.
@@ -223,7 +262,8 @@ impl Dump {
             let name = self.paths.first().map(|p| p.display().to_string()).unwrap_or_default();
             let kcore = self.container.info().format.ends_with("kcore");
             Error::Missing(if kcore {
-                format!("{name}: the dump carries no VMCOREINFO (give --vmcoreinfo FILE)")
+                let why = self.vmcoreinfo_missed.as_ref().map(|why| format!("; {why}")).unwrap_or_default();
+                format!("{name}: the dump carries no VMCOREINFO{why} (give --vmcoreinfo FILE)")
             } else {
                 format!(
                     "{name}: the dump carries no VMCOREINFO, nor does its memory hold the kernel's (give \
@@ -443,26 +483,59 @@ mod tests {
         path
     }
 
+    fn sysfs(path: &Path, describes: fn(&Path) -> bool) -> OpenOptions {
+        let sys_vmcoreinfo = Some(SysVmcoreinfo { path: path.to_path_buf(), describes });
+        OpenOptions { vmcoreinfo_file: None, sys_vmcoreinfo, scan_memory: true }
+    }
+
     #[test]
     fn kcore_without_the_note_reads_vmcoreinfo_where_sysfs_says() {
         let dir = tempfile::tempdir().unwrap();
         let kcore = old_kcore(dir.path());
         let sys = dir.path().join("vmcoreinfo");
         std::fs::write(&sys, "0x0000000000100234 1024\n").unwrap();
-        let opts = OpenOptions { vmcoreinfo_file: None, sys_vmcoreinfo: Some(sys.clone()), scan_memory: true };
+        let opts = sysfs(&sys, |_| true);
         let dump = Dump::open(std::slice::from_ref(&kcore), &opts).unwrap();
         let vi = dump.require_vmcoreinfo().unwrap();
         assert_eq!(vi.raw(), VMCOREINFO);
         assert_eq!(vi.source(), &Source::SysKernel { paddr: 0x100234 });
         assert_eq!(dump.container.info().format, "kcore");
 
+        // What needs no VMCOREINFO still works; what needs it says why it is missing.
         std::fs::write(&sys, "garbage\n").unwrap();
-        let err = Dump::open(std::slice::from_ref(&kcore), &opts).unwrap_err().to_string();
-        assert!(err.contains("expected \"ADDRESS SIZE\""), "{err}");
+        let dump = Dump::open(std::slice::from_ref(&kcore), &opts).unwrap();
+        let err = dump.require_vmcoreinfo().unwrap_err().to_string();
+        assert!(err.contains("no VMCOREINFO") && err.contains("expected \"ADDRESS SIZE\""), "{err}");
+        std::fs::write(&sys, "0x0000000000900000 1024\n").unwrap();
+        let err =
+            Dump::open(std::slice::from_ref(&kcore), &opts).unwrap().require_vmcoreinfo().unwrap_err().to_string();
+        assert!(err.contains("0x900000"), "{err}");
 
         let none = OpenOptions { vmcoreinfo_file: None, sys_vmcoreinfo: None, scan_memory: false };
         let dump = Dump::open(&[kcore], &none).unwrap();
         assert!(dump.require_vmcoreinfo().unwrap_err().to_string().contains("no VMCOREINFO"));
+    }
+
+    /// This machine's sysfs says where this machine's kernel keeps its note: a saved copy
+    /// of another kernel's /proc/kcore may hold anything there.
+    #[test]
+    fn a_saved_kcore_is_not_read_with_this_machines_sysfs() {
+        let dir = tempfile::tempdir().unwrap();
+        let kcore = old_kcore(dir.path());
+        let sys = dir.path().join("vmcoreinfo");
+        std::fs::write(&sys, "0x0000000000100234 1024\n").unwrap();
+        assert!(!on_procfs(&kcore));
+        let dump = Dump::open(std::slice::from_ref(&kcore), &sysfs(&sys, on_procfs)).unwrap();
+        assert!(dump.vmcoreinfo.is_none());
+        let err = dump.require_vmcoreinfo().unwrap_err().to_string();
+        assert!(err.contains("is not its /proc/kcore") && err.contains(&*sys.to_string_lossy()), "{err}");
+    }
+
+    #[test]
+    fn proc_files_are_told_from_others() {
+        assert!(on_procfs(Path::new("/proc/self/status")));
+        assert!(!on_procfs(Path::new("/")));
+        assert!(!on_procfs(Path::new("/nonexistent/kcore")));
     }
 
     #[test]

@@ -38,8 +38,9 @@ pub fn report(values: &[(&'static str, &Derived)]) -> (LayoutReport, Vec<String>
     let mut report = LayoutReport::new();
     for &(name, value) in values {
         if let Some(d) = value.disagreement() {
+            let first = value.sources.iter().find(|(_, v)| v.is_some()).map_or("-", |(m, _)| m.key());
             let why =
-                value.checked_by.map(|c| format!(", the first answer failing the check that {c}")).unwrap_or_default();
+                value.checked_by.map(|c| format!(", as {first}'s answer fails the check that {c}")).unwrap_or_default();
             warnings.push(format!(
                 "layout: {name}: methods disagree ({d}); using {}{why}",
                 value.source.map_or("-", |m| m.key())
