@@ -114,6 +114,13 @@ impl Fixture {
         text.lines().find_map(|l| l.strip_prefix(&prefix)).map(str::to_string)
     }
 
+    /// The kernel's major and minor version, from its OSRELEASE.
+    pub fn kernel_version(&self) -> (u32, u32) {
+        let release = self.vmcoreinfo_value("OSRELEASE").unwrap();
+        let mut numbers = release.split(['.', '-']).map(|n| n.parse::<u32>().unwrap_or(0));
+        (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0))
+    }
+
     pub fn expected(&self, file: &str) -> PathBuf {
         self.dir.join("expected").join(file)
     }

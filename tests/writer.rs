@@ -839,14 +839,17 @@ fn makedumpfile_reads_dmesg_and_refilters_what_vmcore_writes() {
 
 /// Reads `path` with vmcore: kept pages equal up to the cut, then "not written".
 /// Returns the pages written.
-fn check_incomplete(name: &str, f: &Fixture, path: &Path, keep: &PfnBitmap) -> u64 {
+/// Checks an incomplete kdump file page for page against the vmcore: its pages are the
+/// first of `keep`, each equal to memory. Returns how many it holds and where their data
+/// ends in the file.
+fn check_incomplete(name: &str, f: &Fixture, path: &Path, keep: &PfnBitmap) -> (u64, u64) {
     let k = kdump_file(path);
     assert!(k.is_incomplete(), "{name}: status {:#x}", k.header.status);
     assert_eq!(k.header.status & 0x8, 0x8);
     let elf = open(&[f.vmcore()]);
     let dump = open(&[path.to_path_buf()]);
     let (mut a, mut b) = (vec![0u8; 4096], vec![0u8; 4096]);
-    let (mut written, mut cut) = (0u64, false);
+    let (mut written, mut cut, mut data_end) = (0u64, false, 0);
     for pfn in keep.iter() {
         match dump.mem.read_page(Pfn(pfn), &mut b).unwrap() {
             PageState::Dumped => {
@@ -854,6 +857,8 @@ fn check_incomplete(name: &str, f: &Fixture, path: &Path, keep: &PfnBitmap) -> u
                 elf.mem.read_page(Pfn(pfn), &mut a).unwrap();
                 assert!(a == b, "{name}: pfn {pfn:#x}");
                 written += 1;
+                let desc = k.page_desc(pfn).unwrap().unwrap();
+                data_end = data_end.max(desc.offset + u64::from(desc.size));
             }
             PageState::NotWritten => cut = true,
             s => panic!("{name}: pfn {pfn:#x}: {s:?}"),
@@ -863,7 +868,7 @@ fn check_incomplete(name: &str, f: &Fixture, path: &Path, keep: &PfnBitmap) -> u
     let info = vm(&[OsStr::new("info"), OsStr::new("--json"), path.as_os_str()]);
     let v: serde_json::Value = serde_json::from_slice(&info).unwrap();
     assert_eq!(v["incomplete"], true, "{name}: {v}");
-    written
+    (written, data_end)
 }
 
 fn check_incomplete_peer(name: &str, f: &Fixture, path: &Path, keep: &PfnBitmap, written: u64) {
@@ -874,6 +879,14 @@ fn check_incomplete_peer(name: &str, f: &Fixture, path: &Path, keep: &PfnBitmap,
     assert!(r["first_error"].as_u64() > r["last_ok"].as_u64(), "{name}: libkdumpfile reads past the cut: {r}");
 }
 
+/// What a dump cut short by a size limit may leave unused: less than the next page's data,
+/// which did not fit (at most a page, stored raw).
+const LOST_AT_THE_LIMIT: u64 = 4096;
+
+/// What a dump cut short by a full 8 MiB tmpfs may leave unused: the filesystem's own
+/// blocks and the spilled bitmaps (a file's holes count in its offsets, not on the disk).
+const LOST_ON_A_FULL_DISK: u64 = 1 << 20;
+
 #[test]
 fn a_size_limit_leaves_a_valid_incomplete_dump() {
     for f in x86() {
@@ -883,9 +896,9 @@ fn a_size_limit_leaves_a_valid_incomplete_dump() {
         assert!(!ok && err.contains("INCOMPLETE"), "{err}");
         assert!(std::fs::metadata(&out).unwrap().len() <= 5 << 20);
         let name = format!("{} -L 5M", f.name);
-        let written = check_incomplete(&name, &f, &out, &keep);
-        // Everything that fit is there: at most the pages of one last 5 MiB block lost.
-        assert!(written > keep.count() / 6, "{name}: {written}");
+        let (written, data_end) = check_incomplete(&name, &f, &out, &keep);
+        // Everything that fit is there.
+        assert!(data_end > (5 << 20) - LOST_AT_THE_LIMIT, "{name}: {written} pages, data up to {data_end:#x}");
         check_incomplete_peer(&name, &f, &out, &keep, written);
         // An ELF dump at its limit is marked in e_flags.
         let elf = f.scratch.join("w_limited.elf");
@@ -980,8 +993,8 @@ fn a_full_filesystem_leaves_a_valid_incomplete_dump() {
         for (((ok, _, err), copy), extra) in results {
             assert!(!ok && err.contains("INCOMPLETE"), "{err}");
             let name = format!("{} on a full 8 MiB tmpfs {extra:?}", f.name);
-            let written = check_incomplete(&name, &f, &copy, &keep);
-            assert!(written > keep.count() / 5, "{name}: {written}");
+            let (written, data_end) = check_incomplete(&name, &f, &copy, &keep);
+            assert!(data_end > (8 << 20) - LOST_ON_A_FULL_DISK, "{name}: {written} pages, data up to {data_end:#x}");
             check_incomplete_peer(&name, &f, &copy, &keep, written);
         }
         if let Some(((ok, _, err), copy)) = rearranged {
@@ -993,7 +1006,7 @@ fn a_full_filesystem_leaves_a_valid_incomplete_dump() {
             for pfn in (0..k.max_mapnr()).filter(|&p| k.is_dumpable(p).unwrap()) {
                 kept.set(pfn);
             }
-            let written = check_incomplete(&name, &f, &copy, &kept);
+            let (written, _) = check_incomplete(&name, &f, &copy, &kept);
             check_incomplete_peer(&name, &f, &copy, &kept, written);
         }
         let ((ok, _, err), copy) = elf;
@@ -1009,7 +1022,22 @@ fn a_full_filesystem_leaves_a_valid_incomplete_dump() {
             );
         }
         if let Some(py) = python_with("kdumpfile") {
-            let r = peer("libkdumpfile", py, &f, &copy, &elf_keep(&f, 31), None);
+            // libkdumpfile reads the page just below a segment that holds data as zeros
+            // when no segment holds that page (seen where the cut leaves the kernel image's
+            // segment whole and the direct map's below it empty: 4.15's image at
+            // 0x11e00000); vmcore says "not written". Those pages are not asked.
+            let mut keep = elf_keep(&f, 31);
+            let page = f.page_size();
+            let holds = |pfn: u64| {
+                core.loads.iter().any(|s| s.filesz > 0 && (s.paddr..s.paddr + s.filesz).contains(&(pfn * page)))
+            };
+            for s in core.loads.iter().filter(|s| s.filesz > 0 && s.paddr % page == 0 && s.paddr >= page) {
+                let below = s.paddr / page - 1;
+                if !holds(below) {
+                    keep.clear(below);
+                }
+            }
+            let r = peer("libkdumpfile", py, &f, &copy, &keep, None);
             assert_eq!(r["mismatch"], 0, "{}: -E on a full disk: {r}", f.name);
             assert!(r["ok"].as_u64() > Some(0) && r["error"].as_u64() > Some(0), "{}: -E on a full disk: {r}", f.name);
         }
