@@ -137,10 +137,24 @@ fn cut(start: u64, end: u64, exclude: &[(u64, u64)]) -> Vec<(u64, u64)> {
     pieces
 }
 
-/// The 1st and 2nd bitmaps before classification, the pages the input describes (counted
-/// per segment, so overlapping segments count twice, as in makedumpfile), and the frames
-/// an ELF segment's data ends inside, to leave out after classification.
-fn initial_bitmaps(dump: &Dump, total: u64, opts: &Options) -> Result<(PfnBitmap, PfnBitmap, u64, Vec<u64>)> {
+/// The bitmaps and counts a filter starts from.
+struct Initial {
+    /// The 1st bitmap: frames the input describes.
+    present: PfnBitmap,
+    /// The 2nd bitmap before classification: frames with data.
+    dumpable: PfnBitmap,
+    /// Pages the input describes, counted per segment (overlapping segments count twice,
+    /// as in makedumpfile).
+    described: u64,
+    /// Frames an ELF segment's data ends inside, to leave out after classification.
+    half_data: Vec<u64>,
+    /// Frames an ELF segment ends inside, present in the 1st bitmap (makedumpfile's
+    /// non-cyclic path) but never dumpable.
+    partial_present: Vec<u64>,
+}
+
+/// The 1st and 2nd bitmaps before classification, and what goes with them.
+fn initial_bitmaps(dump: &Dump, total: u64, opts: &Options) -> Result<Initial> {
     let ps = dump.mem.page_size();
     let mut present = match &opts.bitmap_storage {
         Some(storage) => PfnBitmap::spilling(total, storage),
@@ -152,6 +166,7 @@ fn initial_bitmaps(dump: &Dump, total: u64, opts: &Options) -> Result<(PfnBitmap
             let exclude: Vec<(u64, u64)> = opts.exclude_phys.iter().map(|&(a, b)| (a / ps, b.div_ceil(ps))).collect();
             let mut described = 0u64;
             let mut half_data = Vec::new();
+            let mut partial_present = Vec::new();
             let mut nodata = Vec::new();
             // makedumpfile's count, not its bitmap: when the whole machine fits one cycle of
             // its bitmap buffer, a segment's partial last page counts and one page is lost
@@ -209,6 +224,7 @@ fn initial_bitmaps(dump: &Dump, total: u64, opts: &Options) -> Result<(PfnBitmap
                     described += u64::from(counted);
                     if partial_last_page_present && partial < total && !cut(partial, partial + 1, &exclude).is_empty() {
                         present.set(partial);
+                        partial_present.push(partial);
                     }
                 }
             }
@@ -221,7 +237,7 @@ fn initial_bitmaps(dump: &Dump, total: u64, opts: &Options) -> Result<(PfnBitmap
             for (a, b) in nodata {
                 dumpable.clear_range(a, b);
             }
-            Ok((present, dumpable, described, half_data))
+            Ok(Initial { present, dumpable, described, half_data, partial_present })
         }
         Container::Kdump { mem, .. } => {
             // In runs, so that whole chunks become uniform (set bit by bit, they would
@@ -229,7 +245,7 @@ fn initial_bitmaps(dump: &Dump, total: u64, opts: &Options) -> Result<(PfnBitmap
             mem.for_each_present_run(|start, end| present.set_range(start, end))?;
             mem.for_each_dumped_run(|start, end| dumpable.set_range(start, end))?;
             let described = present.count();
-            Ok((present, dumpable, described, Vec::new()))
+            Ok(Initial { present, dumpable, described, half_data: Vec::new(), partial_present: Vec::new() })
         }
     }
 }
@@ -267,9 +283,14 @@ pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -
         }
         _ => frames,
     };
-    let (present, mut dumpable, described, half_data) = initial_bitmaps(dump, total, opts)?;
+    let Initial { present, mut dumpable, described, half_data, partial_present } = initial_bitmaps(dump, total, opts)?;
     if opts.classify_excluded_input {
+        // What the input left out is classified too; a partial last page is left out by
+        // any filter, the input's or this one.
         dumpable = present.clone();
+        for pfn in partial_present {
+            dumpable.clear(pfn);
+        }
     }
     // Overlapping segments can describe more pages than there are frames (the kernel
     // image is also in the direct map): makedumpfile's hole then wraps below zero, and its
