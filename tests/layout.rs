@@ -3,6 +3,7 @@
 
 use std::ffi::OsStr;
 use std::io::Read;
+use std::path::Path;
 
 use vmcore_kernel::machine::{Layout, Machine};
 use vmcore_kernel::{Dump, OpenOptions};
@@ -135,7 +136,9 @@ fn linux_banner_read_by_symbol_matches_the_kernel() {
         let banner = banner.split('\0').next().unwrap();
         assert!(banner.starts_with(&format!("Linux version {} ", uname.trim())), "{name}: {banner}");
         if let Some(expected) = t["linux_banner"].as_str() {
-            assert_eq!(banner, expected, "{name}");
+            // truth.py reads 256 bytes: a longer banner (Ubuntu's) is cut there.
+            let compared = if expected.len() == 256 { banner.get(..256).unwrap_or(banner) } else { banner };
+            assert_eq!(compared, expected, "{name}");
         }
     }
 }
@@ -480,4 +483,82 @@ fn a_vmcoreinfo_file_whose_utsname_cannot_be_read_says_why() {
     let (v, _) = info_json(&[f.vmcore().as_os_str()]);
     let pgd = crate::util::layout_value(&v, "pgd");
     assert!(err.contains(&format!("(table at physical {:#x})", pgd + 0x1000)), "{err}");
+}
+
+/// A kernel before 6.0 exports no kallsyms: its System.map gives the symbols, moved by the
+/// KASLR offset and checked against VMCOREINFO. Here the map is written from a fixture's
+/// own kallsyms at link addresses, and read with that fixture's VMCOREINFO made to look
+/// like a 5.x kernel's: every symbol comes back where kallsyms has it, `read` and
+/// `addr2sym` use them, and the kernel variables become a layout method again. A map of
+/// another build (its data 4 KiB further from its text) is refused.
+#[test]
+fn a_system_map_gives_the_symbols_of_kernels_without_kallsyms() {
+    for name in fixture_names() {
+        let f = Fixture::new(&name);
+        if !f.has_kallsyms() {
+            continue;
+        }
+        let offset = u64::from_str_radix(&f.vmcoreinfo_value("KERNELOFFSET").unwrap(), 16).unwrap();
+        let (ok, typed, err) = run(&[OsStr::new("symbols"), OsStr::new("--types"), f.vmcore().as_os_str()]);
+        assert!(ok, "{err}");
+        let typed = String::from_utf8(typed).unwrap();
+        // `data_shift` moves the data symbols only: another build, whose text is where this
+        // one's is (a uniform shift is what KASLR does, and nothing can tell it).
+        let map_moved_by = |data_shift: u64| -> String {
+            typed
+                .lines()
+                .map(|l| {
+                    let mut w = l.split_whitespace();
+                    let (a, t, n) = (w.next().unwrap(), w.next().unwrap(), w.next().unwrap());
+                    let a = u64::from_str_radix(a, 16).unwrap();
+                    let shift = if matches!(t, "D" | "d" | "B" | "b") { data_shift } else { 0 };
+                    let linked = if a >= 1 << 63 && t != "A" && t != "a" { a - offset + shift } else { a };
+                    format!("{linked:016x} {t} {n}\n")
+                })
+                .collect()
+        };
+        let vmcore = f.vmcore();
+        let map = f.scratch.join("System.map");
+        std::fs::write(&map, map_moved_by(0)).unwrap();
+        let vi = std::fs::read_to_string(f.expected("vmcoreinfo.txt")).unwrap();
+        let old = f.scratch.join("vmcoreinfo-before-6.0.txt");
+        std::fs::write(&old, as_before_6_0(&vi)).unwrap();
+        let with_map = |args: &[&str], map: &Path| {
+            let mut a: Vec<&OsStr> = vec![OsStr::new(args[0]), OsStr::new("--vmcoreinfo"), old.as_os_str()];
+            a.extend([OsStr::new("--system-map"), map.as_os_str(), vmcore.as_os_str()]);
+            a.extend(args[1..].iter().map(OsStr::new));
+            run(&a)
+        };
+        let (ok, listed, err) = with_map(&["symbols", "--types"], &map);
+        if name.starts_with("aarch64-6.1-") {
+            // Its kallsyms has code symbols only (no CONFIG_KALLSYMS_ALL), so such a map
+            // names no VMCOREINFO symbol but _stext, which it was placed by.
+            assert!(!ok && err.contains("nothing shows it is this kernel's"), "{name}: {err}");
+            continue;
+        }
+        assert!(ok, "{name}: {err}");
+        assert!(String::from_utf8(listed).unwrap() == typed, "{name}: the map's symbols differ from kallsyms'");
+
+        let sysname = format!("init_uts_ns+{:#x}", f.utsname_offset());
+        let (ok, out, err) = with_map(&["read", &sysname, "5"], &map);
+        assert!(ok && out == b"Linux", "{name}: {err}");
+        let stext = typed.lines().find(|l| l.ends_with(" _stext")).unwrap().split(' ').next().unwrap().to_string();
+        let (ok, out, err) = with_map(&["addr2sym", &format!("0x{stext}")], &map);
+        assert!(ok && String::from_utf8_lossy(&out).contains("+0x0/"), "{name}: {err}");
+
+        let mut a = vec![OsStr::new("info"), OsStr::new("--json"), OsStr::new("--vmcoreinfo"), old.as_os_str()];
+        a.extend([OsStr::new("--system-map"), map.as_os_str(), vmcore.as_os_str()]);
+        let (v, _) = info_json(&a[2..]);
+        assert!(v["symbols_from"].as_str().unwrap().contains("System.map"), "{name}: {}", v["symbols_from"]);
+        if f.is_x86_64() {
+            let t = truth(&f);
+            let vmemmap = &v["layout"]["vmemmap_base"];
+            assert_eq!(vmemmap["sources"]["symbol"], t["variables"]["vmemmap_base"]["value"], "{name}: {vmemmap}");
+        }
+
+        let other = f.scratch.join("System.map-other");
+        std::fs::write(&other, map_moved_by(0x1000)).unwrap();
+        let (ok, _, err) = with_map(&["symbols"], &other);
+        assert!(!ok && err.contains("the list is another kernel's"), "{name}: {err}");
+    }
 }

@@ -46,6 +46,10 @@ pub struct DumpOpts {
     /// Use this VMCOREINFO text instead of the dump's own (as makedumpfile -i).
     #[arg(long, value_name = "FILE")]
     pub vmcoreinfo: Option<PathBuf>,
+    /// The kernel's System.map, for symbols of kernels before 6.0 (their dumps carry no
+    /// kallsyms). Moved by the KASLR offset and checked against VMCOREINFO's symbols.
+    #[arg(long, value_name = "FILE")]
+    pub system_map: Option<PathBuf>,
 }
 
 impl From<RequiredDumpArgs> for DumpArgs {
@@ -247,7 +251,8 @@ pub enum Command {
         quiet: bool,
     },
     /// List the kernel's symbols, decoded from the dump's own kallsyms tables (kernels 6.0
-    /// and later export them in VMCOREINFO; no vmlinux or debuginfo needed).
+    /// and later export them in VMCOREINFO; no vmlinux or debuginfo needed), or read from
+    /// --system-map FILE for older kernels.
     ///
     /// Lines `%016x NAME`, sorted by address then name. PATTERN selects names: with * or ?
     /// it is a glob, otherwise a substring.

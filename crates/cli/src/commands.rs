@@ -112,7 +112,11 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 pub(crate) fn open(args: &DumpArgs) -> Result<Dump> {
-    let opts = OpenOptions { vmcoreinfo_file: args.opts.vmcoreinfo.clone(), ..OpenOptions::default() };
+    let opts = OpenOptions {
+        vmcoreinfo_file: args.opts.vmcoreinfo.clone(),
+        system_map: args.opts.system_map.clone(),
+        ..OpenOptions::default()
+    };
     let paths = args.paths();
     let dump = Dump::open(&paths, &opts).map_err(|e| {
         if args.file.as_os_str() == "/proc/kcore" && !args.file.exists() {

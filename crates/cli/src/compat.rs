@@ -258,7 +258,7 @@ fn overwrite(o: &Opts) -> crate::write::Overwrite {
 }
 
 fn dump_args(file: PathBuf, o: &Opts) -> DumpArgs {
-    DumpArgs { file, opts: DumpOpts { parts: Vec::new(), vmcoreinfo: o.vmcoreinfo.clone() } }
+    DumpArgs { file, opts: DumpOpts { parts: Vec::new(), vmcoreinfo: o.vmcoreinfo.clone(), system_map: None } }
 }
 
 fn run(o: Opts) -> Result<()> {

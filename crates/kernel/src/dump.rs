@@ -67,6 +67,12 @@ pub struct OpenOptions {
     /// For the running kernel's /proc/kcore without the note (kernels before 4.19): where
     /// the kernel says its VMCOREINFO note is. `None` disables the fallback.
     pub sys_vmcoreinfo: Option<SysVmcoreinfo>,
+    /// A symbol list (System.map) of the dump's kernel, for kernels whose dumps carry no
+    /// kallsyms tables (before 6.0); checked against VMCOREINFO ([`crate::symbol_list`]).
+    pub system_map: Option<PathBuf>,
+    /// The running kernel's symbol list, used for its /proc/kcore (as `sys_vmcoreinfo`
+    /// tells it) when no `system_map` is given.
+    pub live_kallsyms: Option<PathBuf>,
     /// Whether a dump that carries no VMCOREINFO (QEMU's `dump-guest-memory` without
     /// `-device vmcoreinfo`, `virsh dump`) is searched for the note the kernel keeps in
     /// its memory.
@@ -78,6 +84,8 @@ impl Default for OpenOptions {
         OpenOptions {
             vmcoreinfo_file: None,
             sys_vmcoreinfo: Some(SysVmcoreinfo { path: PathBuf::from("/sys/kernel/vmcoreinfo"), describes: on_procfs }),
+            system_map: None,
+            live_kallsyms: Some(PathBuf::from("/proc/kallsyms")),
             scan_memory: true,
         }
     }
@@ -113,6 +121,18 @@ pub struct Dump {
     /// Why a fallback that should have found the VMCOREINFO did not, for the error of
     /// `require_vmcoreinfo`.
     vmcoreinfo_missed: Option<String>,
+    /// Where the kernel's symbols are listed, when not in the dump's kallsyms.
+    pub symbol_list: Option<SymbolList>,
+}
+
+/// A file listing the dump's kernel's symbols.
+#[derive(Debug, Clone)]
+pub struct SymbolList {
+    /// The file.
+    pub path: PathBuf,
+    /// Given by the user (a list that does not fit is then an error), or found (the
+    /// running kernel's /proc/kallsyms: then a note).
+    pub given: bool,
 }
 
 fn read_small_file(path: &Path) -> Result<Vec<u8>> {
@@ -175,6 +195,8 @@ impl Dump {
             },
         };
         let is_kcore = container.info().format.ends_with("kcore");
+        let live =
+            || paths.first().is_some_and(|path| opts.sys_vmcoreinfo.as_ref().is_some_and(|sys| (sys.describes)(path)));
         let mut vmcoreinfo_missed = None;
         if vmcoreinfo.is_none() && is_kcore {
             let live =
@@ -253,7 +275,12 @@ impl Dump {
             }
         }
         let mem = container.physmem(page_size)?;
-        Ok(Dump { paths: paths.to_vec(), container, mem, vmcoreinfo, vmcoreinfo_missed })
+        let symbol_list = match (&opts.system_map, &opts.live_kallsyms) {
+            (Some(path), _) => Some(SymbolList { path: path.clone(), given: true }),
+            (None, Some(path)) if is_kcore && live() => Some(SymbolList { path: path.clone(), given: false }),
+            _ => None,
+        };
+        Ok(Dump { paths: paths.to_vec(), container, mem, vmcoreinfo, vmcoreinfo_missed, symbol_list })
     }
 
     /// The VMCOREINFO, or an error saying the dump has none.
@@ -485,7 +512,7 @@ mod tests {
 
     fn sysfs(path: &Path, describes: fn(&Path) -> bool) -> OpenOptions {
         let sys_vmcoreinfo = Some(SysVmcoreinfo { path: path.to_path_buf(), describes });
-        OpenOptions { vmcoreinfo_file: None, sys_vmcoreinfo, scan_memory: true }
+        OpenOptions { vmcoreinfo_file: None, sys_vmcoreinfo, scan_memory: true, ..OpenOptions::default() }
     }
 
     #[test]
@@ -511,7 +538,8 @@ mod tests {
             Dump::open(std::slice::from_ref(&kcore), &opts).unwrap().require_vmcoreinfo().unwrap_err().to_string();
         assert!(err.contains("0x900000"), "{err}");
 
-        let none = OpenOptions { vmcoreinfo_file: None, sys_vmcoreinfo: None, scan_memory: false };
+        let none =
+            OpenOptions { vmcoreinfo_file: None, sys_vmcoreinfo: None, scan_memory: false, ..OpenOptions::default() };
         let dump = Dump::open(&[kcore], &none).unwrap();
         assert!(dump.require_vmcoreinfo().unwrap_err().to_string().contains("no VMCOREINFO"));
     }
@@ -544,7 +572,12 @@ mod tests {
         let kcore = old_kcore(dir.path());
         let file = dir.path().join("vmcoreinfo.txt");
         std::fs::write(&file, "OSRELEASE=given\nPAGESIZE=4096\n").unwrap();
-        let opts = OpenOptions { vmcoreinfo_file: Some(file), sys_vmcoreinfo: None, scan_memory: false };
+        let opts = OpenOptions {
+            vmcoreinfo_file: Some(file),
+            sys_vmcoreinfo: None,
+            scan_memory: false,
+            ..OpenOptions::default()
+        };
         let dump = Dump::open(&[kcore], &opts).unwrap();
         assert_eq!(dump.require_vmcoreinfo().unwrap().osrelease(), Some("given"));
         assert!(matches!(dump.require_vmcoreinfo().unwrap().source(), Source::File(_)));
@@ -580,7 +613,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let open = |notes: &[(u64, &str)], scan_memory: bool| {
             let path = noteless_elf(dir.path(), notes);
-            let opts = OpenOptions { vmcoreinfo_file: None, sys_vmcoreinfo: None, scan_memory };
+            let opts =
+                OpenOptions { vmcoreinfo_file: None, sys_vmcoreinfo: None, scan_memory, ..OpenOptions::default() };
             let dump = Dump::open(std::slice::from_ref(&path), &opts).unwrap();
             std::fs::remove_file(&path).unwrap();
             dump.vmcoreinfo.map(|vi| (vi.source().clone(), vi.osrelease().map(str::to_string)))
@@ -603,7 +637,8 @@ mod tests {
         image[ram + 0x6000..ram + 0x600c].copy_from_slice(b"OSRELEASE=t\n");
         image[ram + 0x600c] = 0;
         std::fs::write(&path, &image).unwrap();
-        let opts = OpenOptions { vmcoreinfo_file: None, sys_vmcoreinfo: None, scan_memory: true };
+        let opts =
+            OpenOptions { vmcoreinfo_file: None, sys_vmcoreinfo: None, scan_memory: true, ..OpenOptions::default() };
         let vi = Dump::open(std::slice::from_ref(&path), &opts).unwrap().vmcoreinfo.unwrap();
         assert_eq!((vi.source(), vi.osrelease()), (&Source::MemoryScan { paddr: 0x3000, others: vec![] }, Some("b")));
         image[ram + 0x3000 + 8] = 1;
@@ -616,7 +651,8 @@ mod tests {
         // A note whose text is not VMCOREINFO's, or of the wrong type, is none.
         assert_eq!(open(&[(0x1000, "PAGESIZE=4096\n")], true), None);
         let path = noteless_elf(dir.path(), &[(0x1000, "OSRELEASE=x\n")]);
-        let opts = OpenOptions { vmcoreinfo_file: None, sys_vmcoreinfo: None, scan_memory: true };
+        let opts =
+            OpenOptions { vmcoreinfo_file: None, sys_vmcoreinfo: None, scan_memory: true, ..OpenOptions::default() };
         assert!(Dump::open(std::slice::from_ref(&path), &opts).unwrap().vmcoreinfo.is_some());
         let mut image = std::fs::read(&path).unwrap();
         let n_type = image.len() - 0x10000 + 0x1000 + 8;
@@ -669,7 +705,12 @@ mod tests {
             std::fs::write(&file, text).unwrap();
             Dump::open(
                 std::slice::from_ref(&path),
-                &OpenOptions { vmcoreinfo_file: Some(file.clone()), sys_vmcoreinfo: None, scan_memory: false },
+                &OpenOptions {
+                    vmcoreinfo_file: Some(file.clone()),
+                    sys_vmcoreinfo: None,
+                    scan_memory: false,
+                    ..OpenOptions::default()
+                },
             )
         };
         let err = with("OSRELEASE=5.10.0-other\nPAGESIZE=4096\n").err().unwrap().to_string();

@@ -205,7 +205,47 @@ struct Group {
     size: u64,
 }
 
-/// The kernel's symbol table, decoded from a dump.
+/// Where a symbol table came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The kernel's own tables, decoded from the dump, read as detected (or told).
+    Tables {
+        /// The address encoding.
+        encoding: AddressEncoding,
+        /// Names with two-byte ("big", 6.1+) lengths.
+        long_names: bool,
+        /// Big-endian tables.
+        big_endian: bool,
+    },
+    /// A list given as a file (System.map, /proc/kallsyms: [`crate::symbol_list`]).
+    List {
+        /// The file.
+        path: String,
+        /// What its kernel-image addresses were moved by (the KASLR offset).
+        offset: u64,
+        /// How many of VMCOREINFO's `SYMBOL()`s it was checked against.
+        checked: usize,
+    },
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Tables { encoding, long_names, big_endian } => write!(
+                f,
+                "the dump's kallsyms ({}, {} name lengths, {})",
+                encoding.name(),
+                if *long_names { "two-byte" } else { "one-byte" },
+                if *big_endian { "big-endian" } else { "little-endian" }
+            ),
+            Origin::List { path, offset, checked } => {
+                write!(f, "{path} (moved by {offset:#x}, checked against {checked} VMCOREINFO symbols)")
+            }
+        }
+    }
+}
+
+/// The kernel's symbol table.
 pub struct Kallsyms {
     /// Sorted by (address, name).
     symbols: Vec<Symbol>,
@@ -213,21 +253,12 @@ pub struct Kallsyms {
     by_name: Vec<u32>,
     /// One per distinct address, ascending.
     groups: Vec<Group>,
-    encoding: AddressEncoding,
-    long_names: bool,
-    big_endian: bool,
+    origin: Origin,
 }
 
 impl fmt::Debug for Kallsyms {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Kallsyms {{ {} symbols, {}, {} name lengths, {} }}",
-            self.symbols.len(),
-            self.encoding.name(),
-            if self.long_names { "two-byte" } else { "one-byte" },
-            if self.big_endian { "big-endian" } else { "little-endian" }
-        )
+        write!(f, "Kallsyms {{ {} symbols from {} }}", self.symbols.len(), self.origin)
     }
 }
 
@@ -304,23 +335,20 @@ impl Kallsyms {
             ));
         }
 
-        Ok(Kallsyms::build(names, addresses, encoding, long_names, endian.big))
+        let symbols =
+            names.into_iter().zip(addresses).map(|((kind, name), address)| Symbol { address, name, kind }).collect();
+        Ok(Kallsyms::build(symbols, Origin::Tables { encoding, long_names, big_endian: endian.big }))
     }
 
-    fn build(
-        names: Vec<(char, String)>,
-        addresses: Vec<u64>,
-        encoding: AddressEncoding,
-        long_names: bool,
-        big_endian: bool,
-    ) -> Kallsyms {
+    /// A table of `symbols` listed elsewhere (in the order the list gives them: of several
+    /// at one address, `addr2sym` answers the first).
+    pub fn from_list(symbols: Vec<Symbol>, origin: Origin) -> Kallsyms {
+        Kallsyms::build(symbols, origin)
+    }
+
+    fn build(symbols: Vec<Symbol>, origin: Origin) -> Kallsyms {
         // (symbol, index in the kernel's table)
-        let mut entries: Vec<(Symbol, u32)> = names
-            .into_iter()
-            .zip(addresses)
-            .zip(0u32..)
-            .map(|(((kind, name), address), seq)| (Symbol { address, name, kind }, seq))
-            .collect();
+        let mut entries: Vec<(Symbol, u32)> = symbols.into_iter().zip(0u32..).collect();
         // The kernel's table is already in address order: the adaptive stable sort only has
         // to order the names within each address.
         entries.sort_by(|(a, i), (b, j)| {
@@ -351,7 +379,7 @@ impl Kallsyms {
         let mut keyed: Vec<(&[u8], u32)> = symbols.iter().map(|s| s.name.as_bytes()).zip(0u32..).collect();
         keyed.sort_unstable();
         let by_name = keyed.into_iter().map(|(_, i)| i).collect();
-        Kallsyms { symbols, by_name, groups, encoding, long_names, big_endian }
+        Kallsyms { symbols, by_name, groups, origin }
     }
 
     /// Every symbol, sorted by address, then by name (bytewise).
@@ -391,19 +419,9 @@ impl Kallsyms {
         self.symbols.is_empty()
     }
 
-    /// The address encoding used.
-    pub fn address_encoding(&self) -> AddressEncoding {
-        self.encoding
-    }
-
-    /// Whether names were read with two-byte ("big", 6.1+) lengths.
-    pub fn long_names(&self) -> bool {
-        self.long_names
-    }
-
-    /// Whether the tables were read as big-endian.
-    pub fn big_endian(&self) -> bool {
-        self.big_endian
+    /// Where the table came from.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
     }
 }
 
@@ -782,6 +800,14 @@ fn decode_addresses(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// How the tables were read: encoding, long names, big-endian.
+    fn tables(k: &Kallsyms) -> (AddressEncoding, bool, bool) {
+        match k.origin() {
+            Origin::Tables { encoding, long_names, big_endian } => (*encoding, *long_names, *big_endian),
+            other => panic!("not decoded tables: {other}"),
+        }
+    }
     use crate::vmcoreinfo::Source;
     use proptest::prelude::*;
 
@@ -985,8 +1011,7 @@ mod tests {
         let mut s = spec(AddressEncoding::BaseRelative);
         s.syms.insert(6, (TEXT + 0x200, long_name()));
         let k = build(&s).decode().unwrap();
-        assert_eq!(k.address_encoding(), AddressEncoding::BaseRelative);
-        assert!(k.long_names() && !k.big_endian());
+        assert_eq!(tables(&k), (AddressEncoding::BaseRelative, true, false));
         assert_eq!(lines(&k), expected_lines(&s));
         assert_eq!(k.len(), s.syms.len());
         assert!(!k.is_empty());
@@ -1033,7 +1058,7 @@ mod tests {
         let mut s = spec(AddressEncoding::AbsolutePercpu);
         s.syms.splice(0..0, [(0, "D__per_cpu_start".into()), (0x1000, "Dpercpu_thing".into())]);
         let k = build(&s).decode().unwrap();
-        assert_eq!(k.address_encoding(), AddressEncoding::AbsolutePercpu);
+        assert_eq!(tables(&k).0, AddressEncoding::AbsolutePercpu);
         assert_eq!(lines(&k), expected_lines(&s));
         assert_eq!(k.lookup("percpu_thing"), Some(0x1000));
         assert_eq!(k.lookup("_text"), Some(TEXT));
@@ -1053,8 +1078,8 @@ mod tests {
         s.syms.insert(6, (TEXT + 0x200, long_name()));
         let b = build(&s);
         let k = b.decode().unwrap();
-        assert_eq!(k.address_encoding(), AddressEncoding::Absolute);
-        assert!(!k.long_names());
+        assert_eq!(tables(&k).0, AddressEncoding::Absolute);
+        assert!(!tables(&k).1);
         assert_eq!(lines(&k), expected_lines(&s));
         // Read as big lengths, the 200-byte name is taken for a two-byte length and
         // everything after it goes astray: an error, not garbage.
@@ -1083,7 +1108,7 @@ mod tests {
     fn place_relative_offsets() {
         let s = spec(AddressEncoding::PlaceRelative);
         let k = build(&s).decode().unwrap();
-        assert_eq!(k.address_encoding(), AddressEncoding::PlaceRelative);
+        assert_eq!(tables(&k).0, AddressEncoding::PlaceRelative);
         assert_eq!(lines(&k), expected_lines(&s));
     }
 
@@ -1093,7 +1118,7 @@ mod tests {
             let mut s = spec(enc);
             s.big = true;
             let k = build(&s).decode().unwrap();
-            assert!(k.big_endian());
+            assert!(tables(&k).2);
             assert_eq!(lines(&k), expected_lines(&s));
         }
     }
@@ -1326,7 +1351,10 @@ mod tests {
     #[test]
     fn debug_is_a_summary() {
         let k = build(&spec(AddressEncoding::BaseRelative)).decode().unwrap();
-        assert_eq!(format!("{k:?}"), "Kallsyms { 9 symbols, base-relative, two-byte name lengths, little-endian }");
+        assert_eq!(
+            format!("{k:?}"),
+            "Kallsyms { 9 symbols from the dump's kallsyms (base-relative, two-byte name lengths, little-endian) }"
+        );
     }
 
     proptest! {

@@ -11,6 +11,7 @@ pub mod layout;
 pub mod machine;
 pub mod mm;
 pub mod printk;
+pub mod symbol_list;
 pub mod vmcoreinfo;
 pub mod vmem;
 

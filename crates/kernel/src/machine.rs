@@ -57,7 +57,8 @@ pub struct Machine {
     pub layout: Layout,
     /// Kernel virtual memory.
     pub kmem: KernelMem,
-    /// kallsyms decoded from the dump, when the kernel exports its tables (6.0+).
+    /// The kernel's symbols: kallsyms decoded from the dump when the kernel exports its
+    /// tables (6.0+), else a list (System.map, the running kernel's /proc/kallsyms).
     pub symbols: Option<Kallsyms>,
     /// Why something could not be found (kallsyms missing, ...), for the user.
     pub notes: Vec<String>,
@@ -124,8 +125,12 @@ impl Machine {
             ));
         }
         let read = |addr: u64, buf: &mut [u8]| boot.read(addr, buf).map_err(|e| e.to_string());
+        let list = dump.symbol_list.as_ref();
         let symbols = if !decode_symbols {
             None
+        } else if let Some(given) = list.filter(|l| l.given) {
+            // Asked for: one that does not fit is an error, as a --vmcoreinfo file is.
+            Some(crate::symbol_list::read(&given.path, vi).map_err(|e| Error::Missing(e.to_string()))?)
         } else if vi.symbol("kallsyms_names").is_some() {
             match Kallsyms::from_vmcoreinfo(vi, &read) {
                 Ok(k) => Some(k),
@@ -136,12 +141,22 @@ impl Machine {
             }
         } else {
             let old = crate::vmcoreinfo::release_before(vi.osrelease(), (6, 0, 0)) == Some(true);
-            notes.push(if old {
-                "kallsyms: this kernel does not export its tables in VMCOREINFO (before 6.0)".into()
+            let why = if old {
+                "kallsyms: this kernel does not export its tables in VMCOREINFO (before 6.0)"
             } else {
-                "kallsyms: VMCOREINFO has no SYMBOL(kallsyms_names) (a kernel built without CONFIG_KALLSYMS?)".into()
-            });
-            None
+                "kallsyms: VMCOREINFO has no SYMBOL(kallsyms_names) (a kernel built without CONFIG_KALLSYMS?)"
+            };
+            match list.map(|found| crate::symbol_list::read(&found.path, vi)) {
+                Some(Ok(k)) => Some(k),
+                Some(Err(e)) => {
+                    notes.push(format!("{why}, and {e} (give its System.map with --system-map FILE)"));
+                    None
+                }
+                None => {
+                    notes.push(format!("{why} (give its System.map with --system-map FILE)"));
+                    None
+                }
+            }
         };
         let lookup = |name: &str| symbols.as_ref().and_then(|s| s.lookup(name));
         let (layout, kmem) = match arch {

@@ -75,9 +75,12 @@ pub struct InfoReport {
     /// Where the kernel put things, each value with the methods that found it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub layout: Option<LayoutReport>,
-    /// Symbols decoded from the dump's kallsyms.
+    /// Symbols known: decoded from the dump's kallsyms, or from a list (System.map).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kallsyms: Option<usize>,
+    /// Where the symbols came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub symbols_from: Option<String>,
     /// What could not be found and why (kallsyms not exported, ...).
     pub notes: Vec<String>,
     /// Disagreements between methods: something is wrong with the dump or a method.
@@ -147,6 +150,7 @@ impl InfoReport {
             elf_incomplete: matches!(&dump.container, Container::Elf { core, .. } if core.is_incomplete()),
             layout: None,
             kallsyms: machine.and_then(|m| m.symbols.as_ref()).map(|s| s.len()),
+            symbols_from: machine.and_then(|m| m.symbols.as_ref()).map(|s| s.origin().to_string()),
             notes,
             warnings: Vec::new(),
             kdump,
@@ -203,7 +207,8 @@ impl InfoReport {
             }
         }
         if let Some(n) = self.kallsyms {
-            let _ = writeln!(s, "kallsyms:          {n} symbols");
+            let from = self.symbols_from.as_deref().map(|f| format!(", from {f}")).unwrap_or_default();
+            let _ = writeln!(s, "kallsyms:          {n} symbols{from}");
         }
         let _ = writeln!(s, "physical ranges:   {}", self.ranges.len());
         for r in &self.ranges {
