@@ -50,15 +50,13 @@ fn have_dmesg_command() -> bool {
     ok
 }
 
-/// The printk generation a fixture's VMCOREINFO names (SYMBOL(prb) since 5.10,
-/// SYMBOL(log_end) before 3.5), so that fixtures of any kernel can be checked.
+/// The printk generation of a fixture's kernel, by its release: the lockless ring since
+/// 5.10, printk_log records since 3.5, a plain buffer before.
 fn generation_of(f: &Fixture) -> Generation {
-    if f.vmcoreinfo_value("SYMBOL(prb)").is_some() {
-        Generation::Ringbuffer
-    } else if f.vmcoreinfo_value("SYMBOL(log_end)").is_some() {
-        Generation::Plain
-    } else {
-        Generation::PrintkLog
+    match f.kernel_version() {
+        v if v >= (5, 10) => Generation::Ringbuffer,
+        v if v >= (3, 5) => Generation::PrintkLog,
+        _ => Generation::Plain,
     }
 }
 

@@ -545,6 +545,20 @@ fn a_system_map_gives_the_symbols_of_kernels_without_kallsyms() {
         let stext = typed.lines().find(|l| l.ends_with(" _stext")).unwrap().split(' ').next().unwrap().to_string();
         let (ok, out, err) = with_map(&["addr2sym", &format!("0x{stext}")], &map);
         assert!(ok && String::from_utf8_lossy(&out).contains("+0x0/"), "{name}: {err}");
+        // Of the names at one address (the map lists them by name, as `nm -n` does),
+        // addr2sym answers the kernel's choice, the one its own table puts first.
+        let own = Machine::new(&Dump::open(std::slice::from_ref(&vmcore), &OpenOptions::default()).unwrap()).unwrap();
+        let opts =
+            OpenOptions { vmcoreinfo_file: Some(old.clone()), system_map: Some(map.clone()), ..OpenOptions::default() };
+        let mapped = Machine::new(&Dump::open(std::slice::from_ref(&vmcore), &opts).unwrap()).unwrap();
+        let (own, mapped) = (own.symbols.unwrap(), mapped.symbols.unwrap());
+        let aliased: Vec<u64> =
+            own.symbols().windows(2).filter(|w| w[0].address == w[1].address).map(|w| w[0].address).collect();
+        assert!(aliased.len() > 100, "{name}: {} aliased addresses", aliased.len());
+        for at in aliased {
+            let name_at = |k: &vmcore_kernel::kallsyms::Kallsyms| k.addr2sym(at).map(|(s, _, _)| s.name.clone());
+            assert_eq!(name_at(&mapped), name_at(&own), "{name}: the symbol named at {at:#x}");
+        }
 
         let mut a = vec![OsStr::new("info"), OsStr::new("--json"), OsStr::new("--vmcoreinfo"), old.as_os_str()];
         a.extend([OsStr::new("--system-map"), map.as_os_str(), vmcore.as_os_str()]);

@@ -190,10 +190,11 @@ boot_and_capture() {
   vm_fetch_kernel "$pkg"
   vm_build_vmcore
   rm -rf "$out/out" "$out/dumps" "$out/host" "$out/summary.tsv"
-  # A CPU with la57 runs 4-level kernels built without it (Ubuntu's 4.15 and 5.4).
+  # A CPU with la57 runs 4-level kernels built without it (Ubuntu's 4.15 and 5.4; 6.16
+  # dropped CONFIG_X86_5LEVEL, PGTABLE_LEVELS says it everywhere).
   local config
   for config in "$VM_KDIR/boot/config-$VM_KVER" "$VM_MODDIR/config" unknown; do [ -f "$config" ] && break; done
-  if [ -f "$config" ]; then grep -q '^CONFIG_X86_5LEVEL=y' "$config" && echo yes || echo no; else echo unknown; fi \
+  if [ -f "$config" ]; then grep -q '^CONFIG_PGTABLE_LEVELS=5' "$config" && echo yes || echo no; else echo unknown; fi \
     > "$out/kernel-5level.txt"
   # this run's binary, for the guest and the host checks (the build folder may change meanwhile)
   [ "$VM_VMCORE" = "$out/vmcore" ] || cp "$VM_VMCORE" "$out/vmcore"
@@ -292,7 +293,7 @@ panic2="Kernel panic - not syncing: sysrq triggered crash"
 # crash kernel without a panic line.
 panic2_old="BUG: unable to handle kernel NULL pointer dereference"
 has_panic() { grep -qF "$panic1" "$1" 2>/dev/null && grep -qF -e "$panic2" -e "$panic2_old" "$1" 2>/dev/null; }
-npanic() { [ -f "$1" ] && grep -cF -e "$panic1" -e "$panic2" -e "$panic2_old" "$1" || echo "0 (no file)"; }
+npanic() { if [ -f "$1" ]; then grep -cF -e "$panic1" -e "$panic2" -e "$panic2_old" "$1" || true; else echo "0 (no file)"; fi; }
 cmpmsg() {
   if [ ! -f "$1" ]; then echo "no $(basename "$1")"; elif [ ! -f "$2" ]; then echo "no $(basename "$2")"
   else cmp "$1" "$2" 2>&1 | head -1; fi

@@ -10,6 +10,7 @@
 #     makedumpfile --mem-usage /proc/kcore
 # On the host: total pages and page size must be equal, and ZERO, FREE and KERN_DATA of
 # both vmcore outputs within 2% of makedumpfile's (live memory moves between the runs).
+# Also `vmcore symbols /proc/kcore` must list what /proc/kallsyms lists (but modules').
 # Prints the tables side by side, and on failure what the differences are made of.
 # About 2-4 minutes on 2 cores (one boot of 1.5-2.5 minutes, plus the build).
 #
@@ -100,6 +101,11 @@ cat /proc/meminfo > meminfo_after.txt
 cat /proc/iomem > iomem.txt
 head -c 65536 /proc/kcore > kcore_head.bin
 time -f '%e %M' -o vmcore_info.time /bin/vmcore info --json /proc/kcore > info.json 2>&1
+# the kernel's symbols, as vmcore finds them (kallsyms in VMCOREINFO from 6.0, else this
+# kernel's /proc/kallsyms), and as the kernel lists them (module and BPF symbols left out)
+/bin/vmcore symbols /proc/kcore > vmcore_symbols.txt 2> vmcore_symbols.err
+echo $? > vmcore_symbols.rc
+grep -v '\[' /proc/kallsyms | awk '{print $1, $3}' > kallsyms.txt
 dmesg > dmesg.txt
 true
 GUEST
@@ -187,6 +193,20 @@ sed '/^TYPE/,$d; /^$/d; s/^/makedumpfile said: /' "$o/makedumpfile.txt"
 for f in vmcore_json.err vmcore_txt.err; do
   [ -s "$o/$f" ] && { echo "---- $f:"; cat "$o/$f"; }
 done
+
+# The symbols: vmcore's list equals the kernel's own (as sets: the order of names at one
+# address differs).
+if [ -f "$o/vmcore_symbols.rc" ]; then
+  src=$(tr -d '\n' < "$o/info.json" | grep -o '"symbols_from": *"[^"]*"' | sed 's/.*: *"//; s/"$//' || true)
+  if [ "$(cat "$o/vmcore_symbols.rc")" != 0 ]; then
+    fails+=("vmcore symbols /proc/kcore exited $(cat "$o/vmcore_symbols.rc"): $(head -2 "$o/vmcore_symbols.err" | tr '\n' ' ')")
+  elif cmp -s <(sort -u "$o/vmcore_symbols.txt") <(sort -u "$o/kallsyms.txt"); then
+    echo "symbols: vmcore's $(wc -l < "$o/vmcore_symbols.txt") equal /proc/kallsyms' (from ${src:-?})"
+  else
+    n=$(comm -3 <(sort -u "$o/vmcore_symbols.txt") <(sort -u "$o/kallsyms.txt") | wc -l)
+    fails+=("symbols: vmcore's $(wc -l < "$o/vmcore_symbols.txt") and /proc/kallsyms' $(wc -l < "$o/kallsyms.txt") differ in $n lines (from ${src:-?})")
+  fi
+fi
 
 # Where the pages are, from the guest's /proc/kcore program headers and /proc/iomem: what a
 # total, a ZERO or a KERN_DATA that differ are made of.

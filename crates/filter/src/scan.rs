@@ -285,10 +285,11 @@ pub fn filter(dump: &Dump, machine: &Machine, dump_level: u32, opts: &Options) -
     };
     let Initial { present, mut dumpable, described, half_data, partial_present } = initial_bitmaps(dump, total, opts)?;
     if opts.classify_excluded_input {
-        // What the input left out is classified too; a partial last page is left out by
-        // any filter, the input's or this one.
+        // What the input left out is classified too; a partial last page no other
+        // segment holds whole is left out by any filter, the input's or this one.
+        let partial_only: Vec<u64> = partial_present.into_iter().filter(|&pfn| !dumpable.get(pfn)).collect();
         dumpable = present.clone();
-        for pfn in partial_present {
+        for pfn in partial_only {
             dumpable.clear(pfn);
         }
     }

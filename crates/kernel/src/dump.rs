@@ -195,12 +195,11 @@ impl Dump {
             },
         };
         let is_kcore = container.info().format.ends_with("kcore");
-        let live =
-            || paths.first().is_some_and(|path| opts.sys_vmcoreinfo.as_ref().is_some_and(|sys| (sys.describes)(path)));
+        // The running kernel's own /proc/kcore, which its sysfs and /proc/kallsyms describe.
+        let live = is_kcore
+            && paths.first().is_some_and(|path| opts.sys_vmcoreinfo.as_ref().is_some_and(|sys| (sys.describes)(path)));
         let mut vmcoreinfo_missed = None;
         if vmcoreinfo.is_none() && is_kcore {
-            let live =
-                paths.first().is_some_and(|path| opts.sys_vmcoreinfo.as_ref().is_some_and(|sys| (sys.describes)(path)));
             match &opts.sys_vmcoreinfo {
                 Some(sys) if live => {
                     // Tools that need no VMCOREINFO (info, read) still work without it.
@@ -277,7 +276,7 @@ impl Dump {
         let mem = container.physmem(page_size)?;
         let symbol_list = match (&opts.system_map, &opts.live_kallsyms) {
             (Some(path), _) => Some(SymbolList { path: path.clone(), given: true }),
-            (None, Some(path)) if is_kcore && live() => Some(SymbolList { path: path.clone(), given: false }),
+            (None, Some(path)) if live => Some(SymbolList { path: path.clone(), given: false }),
             _ => None,
         };
         Ok(Dump { paths: paths.to_vec(), container, mem, vmcoreinfo, vmcoreinfo_missed, symbol_list })

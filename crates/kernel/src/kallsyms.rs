@@ -340,10 +340,15 @@ impl Kallsyms {
         Ok(Kallsyms::build(symbols, Origin::Tables { encoding, long_names, big_endian: endian.big }))
     }
 
-    /// A table of `symbols` listed elsewhere (in the order the list gives them: of several
-    /// at one address, `addr2sym` answers the first).
+    /// A table of `symbols` listed elsewhere, in the order the kernel's table would have
+    /// them: of several at one address, `addr2sym` answers the first.
     pub fn from_list(symbols: Vec<Symbol>, origin: Origin) -> Kallsyms {
         Kallsyms::build(symbols, origin)
+    }
+
+    /// The same table, said to come from `origin`.
+    pub fn with_origin(self, origin: Origin) -> Kallsyms {
+        Kallsyms { origin, ..self }
     }
 
     fn build(symbols: Vec<Symbol>, origin: Origin) -> Kallsyms {

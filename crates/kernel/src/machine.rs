@@ -129,8 +129,15 @@ impl Machine {
         let symbols = if !decode_symbols {
             None
         } else if let Some(given) = list.filter(|l| l.given) {
-            // Asked for: one that does not fit is an error, as a --vmcoreinfo file is.
-            Some(crate::symbol_list::read(&given.path, vi).map_err(|e| Error::Missing(e.to_string()))?)
+            // Asked for: one that does not fit leaves no symbols, said (the layout does not
+            // need them).
+            match crate::symbol_list::read(&given.path, vi, false) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    notes.push(format!("symbols: {e}"));
+                    None
+                }
+            }
         } else if vi.symbol("kallsyms_names").is_some() {
             match Kallsyms::from_vmcoreinfo(vi, &read) {
                 Ok(k) => Some(k),
@@ -146,7 +153,7 @@ impl Machine {
             } else {
                 "kallsyms: VMCOREINFO has no SYMBOL(kallsyms_names) (a kernel built without CONFIG_KALLSYMS?)"
             };
-            match list.map(|found| crate::symbol_list::read(&found.path, vi)) {
+            match list.map(|found| crate::symbol_list::read(&found.path, vi, true)) {
                 Some(Ok(k)) => Some(k),
                 Some(Err(e)) => {
                     notes.push(format!("{why}, and {e} (give its System.map with --system-map FILE)"));
