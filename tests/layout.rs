@@ -569,6 +569,18 @@ fn a_system_map_gives_the_symbols_of_kernels_without_kallsyms() {
             let vmemmap = &v["layout"]["vmemmap_base"];
             assert_eq!(vmemmap["sources"]["symbol"], t["variables"]["vmemmap_base"]["value"], "{name}: {vmemmap}");
         }
+        // The map measures the KASLR offset a second way; a wrong KERNELOFFSET is caught.
+        let kaslr = &v["layout"]["kaslr_offset"];
+        assert_eq!(kaslr["sources"]["system_map"], format!("{offset:#x}"), "{name}: {kaslr}");
+        assert_eq!(kaslr["sources"]["vmcoreinfo"], format!("{offset:#x}"), "{name}: {kaslr}");
+        let wrong = f.scratch.join("vmcoreinfo-wrong-kerneloffset.txt");
+        let text = std::fs::read_to_string(&old).unwrap();
+        let line = text.lines().find(|l| l.starts_with("KERNELOFFSET=")).unwrap();
+        std::fs::write(&wrong, text.replace(line, &format!("KERNELOFFSET={:x}", offset + 0x20_0000))).unwrap();
+        let mut a = vec![OsStr::new("--vmcoreinfo"), wrong.as_os_str()];
+        a.extend([OsStr::new("--system-map"), map.as_os_str(), vmcore.as_os_str()]);
+        let (v, _) = info_json(&a);
+        assert!(v["warnings"].to_string().contains("kaslr_offset: methods disagree"), "{name}: {}", v["warnings"]);
 
         let other = f.scratch.join("System.map-other");
         std::fs::write(&other, map_moved_by(0x1000)).unwrap();

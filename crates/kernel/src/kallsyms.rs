@@ -223,6 +223,10 @@ pub enum Origin {
         path: String,
         /// What its kernel-image addresses were moved by (the KASLR offset).
         offset: u64,
+        /// Whether `offset` was measured (VMCOREINFO's `SYMBOL(_stext)` against the link
+        /// address a System.map gives), rather than taken from KERNELOFFSET or 0 for a
+        /// list of running addresses: then it is a KASLR offset found a second way.
+        measured: bool,
         /// How many of VMCOREINFO's `SYMBOL()`s it was checked against.
         checked: usize,
     },
@@ -238,7 +242,7 @@ impl fmt::Display for Origin {
                 if *long_names { "two-byte" } else { "one-byte" },
                 if *big_endian { "big-endian" } else { "little-endian" }
             ),
-            Origin::List { path, offset, checked } => {
+            Origin::List { path, offset, checked, .. } => {
                 write!(f, "{path} (moved by {offset:#x}, checked against {checked} VMCOREINFO symbols)")
             }
         }

@@ -3,7 +3,7 @@
 use vmcore_physmem::Container;
 
 use crate::dump::Dump;
-use crate::kallsyms::Kallsyms;
+use crate::kallsyms::{Kallsyms, Origin};
 use crate::layout::{self, X86Layout};
 use crate::vmcoreinfo::Utsname;
 use crate::vmem::{KernelMem, LinearMap};
@@ -221,6 +221,18 @@ impl Machine {
                     "vmcoreinfo: notes with other texts are in memory at {} (give one with --vmcoreinfo FILE to use it)",
                     at.join(", ")
                 ));
+            }
+        }
+        let mut layout = layout;
+        if let Some(Origin::List { offset, measured: true, .. }) = symbols.as_ref().map(Kallsyms::origin) {
+            // A second method for the KASLR offset, which VMCOREINFO alone states.
+            let kaslr = match &mut layout {
+                Layout::X86_64(l) => &mut l.kaslr_offset,
+                Layout::Aarch64(l) => &mut l.kaslr_offset,
+            };
+            kaslr.sources.push((crate::layout::Method::SystemMap, Some(*offset)));
+            if kaslr.value.is_none() {
+                *kaslr = crate::layout::Derived::new(std::mem::take(&mut kaslr.sources));
             }
         }
         Ok(Machine { arch, layout, kmem, symbols, notes })

@@ -139,7 +139,11 @@ pub fn parse(text: &[u8], path: &str, vi: &VmcoreInfo, this_boot: bool) -> Resul
     ranked.sort_by(|(a, i), (b, j)| {
         a.address.cmp(&b.address).then_with(|| alias_rank(a).cmp(&alias_rank(b))).then(i.cmp(j))
     });
-    let origin = |checked| Origin::List { path: path.to_string(), offset, checked };
+    // A list already at running addresses (a copy of the crashed boot's /proc/kallsyms)
+    // moves by 0 under KASLR: no link map, no measure.
+    let stated_offset = vi.get("KERNELOFFSET").and_then(|v| u64::from_str_radix(v.trim(), 16).ok()).unwrap_or(0);
+    let measured = from == "SYMBOL(_stext)" && !this_boot && (offset != 0 || stated_offset == 0);
+    let origin = |checked| Origin::List { path: path.to_string(), offset, measured, checked };
     let table = Kallsyms::from_list(ranked.into_iter().map(|(s, _)| s).collect(), origin(0));
     let mut checked = 0usize;
     for (key, value) in vi.lines() {
@@ -209,7 +213,10 @@ mod tests {
         assert_eq!(k.lookup("cpu_number"), Some(0xa000));
         assert_eq!(k.lookup("__kcfi_typeid_x"), Some(0x1234_5678));
         assert_eq!(k.lookup("__weak_undefined"), None);
-        assert_eq!(k.origin(), &Origin::List { path: "System.map".into(), offset: 0x2ce0_0000, checked: 1 });
+        assert_eq!(
+            k.origin(),
+            &Origin::List { path: "System.map".into(), offset: 0x2ce0_0000, measured: true, checked: 1 }
+        );
         // Absolute symbols in the image move with it.
         assert_eq!(k.lookup("init_per_cpu__gdt_page"), Some(0xffff_ffff_afa7_9000));
         // Of the names at one address, the kernel's choice: no linker-script marker, no
@@ -229,7 +236,16 @@ mod tests {
         let err = parse(code.as_bytes(), "System.map", &vi(), false).unwrap_err();
         assert!(err.contains("nothing shows it is this kernel's"), "{err}");
         let k = parse(code.as_bytes(), "/proc/kallsyms", &vi(), true).unwrap();
-        assert_eq!(k.origin(), &Origin::List { path: "/proc/kallsyms".into(), offset: 0, checked: 1 });
+        assert_eq!(k.origin(), &Origin::List { path: "/proc/kallsyms".into(), offset: 0, measured: false, checked: 1 });
+    }
+
+    /// A copy of the crashed boot's /proc/kallsyms given as a map: its addresses are the
+    /// running ones, moved by 0, which is no measure of the KASLR offset.
+    #[test]
+    fn a_list_of_running_addresses_measures_no_kaslr_offset() {
+        let running = "ffffffffade00000 T _stext\nffffffffaf613440 D init_uts_ns\n";
+        let k = parse(running.as_bytes(), "kallsyms.copy", &vi(), false).unwrap();
+        assert_eq!(k.origin(), &Origin::List { path: "kallsyms.copy".into(), offset: 0, measured: false, checked: 1 });
     }
 
     #[test]
@@ -238,7 +254,7 @@ mod tests {
             "ffffffffade00000 T _stext\nffffffffaf613440 D init_uts_ns\nffffffffc0a01000 t mod_fn\t[virtio_blk]\n";
         let k = parse(live.as_bytes(), "/proc/kallsyms", &vi(), false).unwrap();
         assert_eq!(k.len(), 2);
-        assert_eq!(k.origin(), &Origin::List { path: "/proc/kallsyms".into(), offset: 0, checked: 1 });
+        assert_eq!(k.origin(), &Origin::List { path: "/proc/kallsyms".into(), offset: 0, measured: false, checked: 1 });
     }
 
     #[test]

@@ -64,6 +64,8 @@ pub enum Method {
     TcrT1sz,
     /// What every kernel of this release does (`OSRELEASE`).
     Release,
+    /// A System.map given for the kernel: link addresses against VMCOREINFO's.
+    SystemMap,
 }
 
 impl Method {
@@ -78,6 +80,7 @@ impl Method {
             Method::MemSection => "mem_section",
             Method::TcrT1sz => "tcr_el1_t1sz",
             Method::Release => "release",
+            Method::SystemMap => "system_map",
         }
     }
 }
