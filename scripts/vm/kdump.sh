@@ -234,6 +234,10 @@ boot_and_capture() {
   local append="crashkernel=$ck"
   [ -n "$no5lvl" ] && append="$append no5lvl"
   [ -n "$nokaslr" ] && append="$append nokaslr"
+  # Before 4.12 KASLR was opt-in (Ubuntu's 4.4).
+  if [ -z "$nokaslr" ] && [ "$(printf '%s\n' "$VM_KVER" 4.12 | sort -V | head -1)" != 4.12 ]; then
+    append="$append kaslr"
+  fi
   VM_MEM=$mem VM_APPEND=$append vm_boot_disks "$out/initrd.cpio.gz" "$out" "${disks[@]}" \
     || { rm -f "$out/initrd.cpio.gz"; [ -n "$keep" ] || rm -f "$out/dumps.img" "$out/vmcore.img"; exit 2; }
   rm -f "$out/initrd.cpio.gz"
