@@ -15,8 +15,19 @@ use crate::util::{have_makedumpfile, python_with, run};
 /// VMCOREINFO note, `notes` (physical address, text) in RAM, and QEMU's ELF header, which
 /// names two section headers and an e_ehsize of 8.
 fn qemu_elf(dir: &Path, machine: &Machine, notes: &[(u64, String)]) -> PathBuf {
+    qemu_elf_with(dir, machine, notes, |_| {})
+}
+
+/// [`qemu_elf`], its segments edited by `edit` first.
+fn qemu_elf_with(
+    dir: &Path,
+    machine: &Machine,
+    notes: &[(u64, String)],
+    edit: impl Fn(&mut vmcore_synth::elf::ElfVmcore),
+) -> PathBuf {
     let mut elf = machine.elf();
     elf.notes.retain(|(name, _, _)| name != "VMCOREINFO");
+    edit(&mut elf);
     let notes: Vec<(u64, Vec<u8>)> =
         notes.iter().map(|(at, text)| (*at, note("VMCOREINFO", 0, text.as_bytes()))).collect();
     let mut image = std::io::Cursor::new(Vec::new());
@@ -113,6 +124,36 @@ fn a_qemu_dump_without_vmcoreinfo_is_read_and_rewritten_through_the_kernels_own_
         let last = String::from_utf8_lossy(&machine.messages().last().unwrap().text).into_owned();
         assert!(std::fs::read_to_string(&txt).unwrap().contains(&last), "makedumpfile --dump-dmesg");
     }
+}
+
+/// A guest kernel before 4.10 exports no NUMBER(phys_base), and QEMU's ELF dump (without
+/// paging) has no kernel-image segment: its PT_LOADs map physical memory to itself. Then
+/// phys_base is found by the one 2 MiB step at which the image map reaches the kernel's
+/// utsname (Ubuntu's 4.4 guests: vmcore could not read their QEMU dumps at all).
+#[test]
+fn a_qemu_dump_of_a_kernel_without_phys_base_finds_it_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let machine = machine();
+    let (_, high) = free_pages(&machine);
+    let text = machine.vmcoreinfo();
+    let line = text.lines().find(|l| l.starts_with("NUMBER(phys_base)=")).unwrap();
+    let phys_base: i64 = line.trim_start_matches("NUMBER(phys_base)=").parse().unwrap();
+    assert_ne!(phys_base, 0, "a machine loaded where phys_base is 0 would prove little");
+    let old = text.replace(&format!("{line}\n"), "");
+    let input = qemu_elf_with(dir.path(), &machine, &[(high, old)], |elf| {
+        elf.loads.retain(|l| l.vaddr < 0xffff_ffff_8000_0000);
+        for l in &mut elf.loads {
+            l.vaddr = l.paddr;
+        }
+    });
+    let info: serde_json::Value =
+        serde_json::from_slice(&ok(&[OsStr::new("info"), OsStr::new("--json"), input.as_os_str()])).unwrap();
+    let pb = &info["layout"]["phys_base"];
+    assert_eq!(pb["source"], "memory_scan", "{info}");
+    assert_eq!(pb["value"], format!("{:#x}", phys_base as u64), "{info}");
+    assert_eq!(info["warnings"], serde_json::json!([]), "{info}");
+    let dmesg = ok(&[OsStr::new("dmesg"), input.as_os_str()]);
+    assert_eq!(String::from_utf8_lossy(&dmesg), machine.dmesg());
 }
 
 /// A note of another kernel (one that ran before a kexec, say) found first is passed over:

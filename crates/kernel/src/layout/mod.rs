@@ -66,6 +66,8 @@ pub enum Method {
     Release,
     /// A System.map given for the kernel: link addresses against VMCOREINFO's.
     SystemMap,
+    /// A search of the dump's memory.
+    MemoryScan,
 }
 
 impl Method {
@@ -81,6 +83,7 @@ impl Method {
             Method::TcrT1sz => "tcr_el1_t1sz",
             Method::Release => "release",
             Method::SystemMap => "system_map",
+            Method::MemoryScan => "memory_scan",
         }
     }
 }
@@ -381,12 +384,53 @@ fn phys_base(dump: &Dump, vi: &VmcoreInfo) -> Derived {
         Container::Kdump { mem, .. } => mem.primary().map(|p| p.sub.phys_base),
         Container::Elf { .. } => None,
     };
-    Derived::new(vec![
+    let mut sources = vec![
         (Method::Vmcoreinfo, vi.number_u64("phys_base")),
         (Method::KdumpHeader, kdump),
         (Method::PtLoad, elf_core(dump).and_then(phys_base_from_pt_load)),
-    ])
-    .checked("the utsname reads \"Linux\" through the image map", |pb| utsname_reads_linux(dump, vi, pb))
+    ];
+    let check = |pb| utsname_reads_linux(dump, vi, pb);
+    if !sources.iter().any(|&(_, v)| v.is_some_and(check)) {
+        sources.push((Method::MemoryScan, phys_base_by_utsname(dump, vi)));
+    }
+    Derived::new(sources).checked("the utsname reads \"Linux\" through the image map", check)
+}
+
+/// Where the kernel loaded itself is a multiple of this (CONFIG_PHYSICAL_ALIGN), and so
+/// is phys_base, the load address less CONFIG_PHYSICAL_START.
+const PHYSICAL_ALIGN: u64 = 2 << 20;
+
+/// phys_base where nothing states it (kernels before 4.10 export no NUMBER(phys_base), and
+/// QEMU's dumps have no kernel-image PT_LOAD): the one multiple of 2 MiB at which the
+/// image map puts, at the kernel's utsname, "Linux" and VMCOREINFO's OSRELEASE. One small
+/// read per 2 MiB of memory; several answers (an old image of the same release left in
+/// memory) give none.
+fn phys_base_by_utsname(dump: &Dump, vi: &VmcoreInfo) -> Option<u64> {
+    let release = vi.osrelease()?.as_bytes();
+    let top = dump.mem.max_pfn().checked_mul(dump.mem.page_size())?;
+    let mut found = None;
+    for addr in vi.utsname_candidates().into_iter().filter(|&a| a >= START_KERNEL_MAP) {
+        let in_image = addr - START_KERNEL_MAP;
+        // phys_base + in_image is a physical address of the dump: from -in_image up.
+        let mut pb = (in_image / PHYSICAL_ALIGN * PHYSICAL_ALIGN).wrapping_neg();
+        let mut uts = [0u8; 3 * 65];
+        loop {
+            let paddr = pb.wrapping_add(in_image);
+            if paddr >= top {
+                break;
+            }
+            let read = dump.mem.read(PhysAddr(paddr), &mut uts, vmcore_physmem::ReadOptions::default()).is_ok();
+            let field = |i: usize| uts.get(i * 65..(i + 1) * 65).unwrap_or_default();
+            if read && field(0).starts_with(b"Linux\0") && field(2).split(|&b| b == 0).next() == Some(release) {
+                if found.is_some_and(|f| f != pb) {
+                    return None;
+                }
+                found = Some(pb);
+            }
+            pb = pb.wrapping_add(PHYSICAL_ALIGN);
+        }
+    }
+    found
 }
 
 /// Whether the kernel's utsname sysname, read through the image map at `phys_base`, is
