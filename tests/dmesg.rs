@@ -196,7 +196,9 @@ fn json_gives_one_object_per_record_with_dev_info() {
         for k in ["seq", "ts_nsec", "level", "facility", "caller", "text", "subsystem", "device"] {
             assert!(keys.contains(&k), "{name}: {k} missing from {}", lines[0]);
         }
-        assert!(lines[0]["text"].as_str().unwrap().starts_with("Linux version") || name.starts_with("aarch64"));
+        // (4.4 logs its cgroup subsystems before the banner.)
+        let banner = lines.iter().take(5).any(|l| l["text"].as_str().is_some_and(|t| t.starts_with("Linux version")));
+        assert!(banner || name.starts_with("aarch64"), "{name}");
         let caller = if records_callers(&f) { serde_json::json!("T0") } else { serde_json::Value::Null };
         assert_eq!(lines[0]["caller"], caller, "{name}");
         // Sequence numbers increase; levels are syslog levels; some records come from

@@ -251,7 +251,9 @@ pub fn discover_x86_64(dump: &Dump, vi: &VmcoreInfo, symbols: SymbolLookup<'_>) 
     // The top-level table: a symbol in the image map.
     let pgd_of = |v: Option<u64>| v.and_then(|a| image.and_then(|m| m.translate(a)));
     let pgd_vi = pgd_of(vi.symbol("init_top_pgt").or_else(|| vi.symbol("swapper_pg_dir")));
-    let pgd_sym = pgd_of(symbols("init_top_pgt").or_else(|| symbols("swapper_pg_dir")));
+    // VMCOREINFO names it swapper_pg_dir before 4.13, where the symbol is init_level4_pgt.
+    let pgd_sym =
+        pgd_of(symbols("init_top_pgt").or_else(|| symbols("swapper_pg_dir")).or_else(|| symbols("init_level4_pgt")));
     // The check of a table and a level count: a walk of a known text address agrees with
     // the image map.
     let sme_mask = vi.number_u64("sme_mask").unwrap_or(0);
