@@ -435,7 +435,7 @@ fn find_vmcoreinfo_note(mem: &dyn PhysMem) -> Option<FoundNote> {
 /// readable and says another release than the text's. Where it cannot tell, false: the
 /// machine's own check, through the page tables, follows.
 fn utsname_disagrees(desc: &[u8], mem: &dyn PhysMem) -> bool {
-    const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
+    use crate::layout::START_KERNEL_MAP;
     let Ok(vi) = VmcoreInfo::parse(desc, Source::ElfNote) else { return false };
     let Some(release) = vi.osrelease() else { return false };
     let to_phys = |va: u64| match (vi.number_u64("kimage_voffset"), vi.number_u64("phys_base")) {

@@ -230,10 +230,9 @@ impl Machine {
                 Layout::X86_64(l) => &mut l.kaslr_offset,
                 Layout::Aarch64(l) => &mut l.kaslr_offset,
             };
-            kaslr.sources.push((crate::layout::Method::SystemMap, Some(*offset)));
-            if kaslr.value.is_none() {
-                *kaslr = crate::layout::Derived::new(std::mem::take(&mut kaslr.sources));
-            }
+            let mut sources = std::mem::take(&mut kaslr.sources);
+            sources.push((crate::layout::Method::SystemMap, Some(*offset)));
+            *kaslr = crate::layout::Derived::new(sources);
         }
         Ok(Machine { arch, layout, kmem, symbols, notes })
     }

@@ -119,12 +119,12 @@ pub fn parse(text: &[u8], path: &str, vi: &VmcoreInfo, this_boot: bool) -> Resul
         return Err("every address is 0 (/proc/kallsyms read without root, or with kptr_restrict=2)".into());
     }
     let linked_stext = listed.iter().find(|s| s.name == "_stext").map(|s| s.address);
-    let (offset, from) = match (vi.symbol("_stext"), linked_stext) {
-        (Some(runs), Some(linked)) => (runs.wrapping_sub(linked), "SYMBOL(_stext)"),
-        _ => match vi.get("KERNELOFFSET").and_then(|v| u64::from_str_radix(v.trim(), 16).ok()) {
-            Some(offset) => (offset, "KERNELOFFSET"),
-            None => (0, "no KERNELOFFSET"),
-        },
+    let stated_offset = vi.kernel_offset();
+    let placed_by_stext = vi.symbol("_stext").zip(linked_stext);
+    let (offset, from) = match (placed_by_stext, stated_offset) {
+        (Some((runs, linked)), _) => (runs.wrapping_sub(linked), "SYMBOL(_stext)"),
+        (None, Some(offset)) => (offset, "KERNELOFFSET"),
+        (None, None) => (0, "no KERNELOFFSET"),
     };
     for sym in &mut listed {
         if moves(sym.address) {
@@ -141,15 +141,13 @@ pub fn parse(text: &[u8], path: &str, vi: &VmcoreInfo, this_boot: bool) -> Resul
     });
     // A list already at running addresses (a copy of the crashed boot's /proc/kallsyms)
     // moves by 0 under KASLR: no link map, no measure.
-    let stated_offset = vi.get("KERNELOFFSET").and_then(|v| u64::from_str_radix(v.trim(), 16).ok()).unwrap_or(0);
-    let measured = from == "SYMBOL(_stext)" && !this_boot && (offset != 0 || stated_offset == 0);
+    let measured = placed_by_stext.is_some() && !this_boot && (offset != 0 || stated_offset.unwrap_or(0) == 0);
     let origin = |checked| Origin::List { path: path.to_string(), offset, measured, checked };
     let table = Kallsyms::from_list(ranked.into_iter().map(|(s, _)| s).collect(), origin(0));
     let mut checked = 0usize;
-    for (key, value) in vi.lines() {
+    for (key, _) in vi.lines() {
         let Some(name) = key.strip_prefix("SYMBOL(").and_then(|k| k.strip_suffix(')')) else { continue };
-        let Some(listed_at) = table.lookup(name) else { continue };
-        let Ok(stated) = u64::from_str_radix(value.trim(), 16) else { continue };
+        let (Some(listed_at), Some(stated)) = (table.lookup(name), vi.symbol(name)) else { continue };
         if !image.contains(&stated) {
             continue;
         }
@@ -161,7 +159,7 @@ pub fn parse(text: &[u8], path: &str, vi: &VmcoreInfo, this_boot: bool) -> Resul
             ));
         }
         // _stext placed the list: it agrees by construction, unless the list is this boot's.
-        checked += usize::from(name != "_stext" || from != "SYMBOL(_stext)" || this_boot);
+        checked += usize::from(name != "_stext" || placed_by_stext.is_none() || this_boot);
     }
     if checked == 0 {
         return Err("none of VMCOREINFO's SYMBOL()s is in the list: nothing shows it is this kernel's".into());

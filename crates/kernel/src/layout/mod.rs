@@ -16,7 +16,7 @@ use vmcore_translate::{Mmu, Walker};
 use vmcore_types::PhysAddr;
 
 use crate::dump::Dump;
-use crate::vmcoreinfo::VmcoreInfo;
+use crate::vmcoreinfo::{Utsname, VmcoreInfo};
 use crate::vmem::{KernelMem, LinearMap};
 
 /// x86_64 `__START_KERNEL_map`: the kernel image's virtual base before KASLR.
@@ -408,29 +408,26 @@ const PHYSICAL_ALIGN: u64 = 2 << 20;
 /// read per 2 MiB of memory; several answers (an old image of the same release left in
 /// memory) give none.
 fn phys_base_by_utsname(dump: &Dump, vi: &VmcoreInfo) -> Option<u64> {
-    let release = vi.osrelease()?.as_bytes();
+    let release = vi.osrelease()?;
     let top = dump.mem.max_pfn().checked_mul(dump.mem.page_size())?;
+    // The lowest place VMCOREINFO puts the utsname; phys_base + its offset in the image is
+    // a physical address of the dump, from 0 up.
+    let in_image = vi.utsname_candidates().into_iter().filter_map(|a| a.checked_sub(START_KERNEL_MAP)).min()?;
+    let mut pb = (in_image / PHYSICAL_ALIGN * PHYSICAL_ALIGN).wrapping_neg();
     let mut found = None;
-    for addr in vi.utsname_candidates().into_iter().filter(|&a| a >= START_KERNEL_MAP) {
-        let in_image = addr - START_KERNEL_MAP;
-        // phys_base + in_image is a physical address of the dump: from -in_image up.
-        let mut pb = (in_image / PHYSICAL_ALIGN * PHYSICAL_ALIGN).wrapping_neg();
-        let mut uts = [0u8; 3 * 65];
-        loop {
-            let paddr = pb.wrapping_add(in_image);
-            if paddr >= top {
-                break;
+    while pb.wrapping_add(in_image) < top {
+        let image = x86_64_image_map(vi, pb);
+        let read = |va: u64, buf: &mut [u8]| {
+            let pa = image.translate(va).ok_or_else(|| format!("{va:#x} is outside the kernel image"))?;
+            dump.mem.read(PhysAddr(pa), buf, vmcore_physmem::ReadOptions::default()).map_err(|e| e.to_string())
+        };
+        if matches!(vi.utsname_release(read), Utsname::Release(r) if r == release) {
+            if found.is_some() {
+                return None;
             }
-            let read = dump.mem.read(PhysAddr(paddr), &mut uts, vmcore_physmem::ReadOptions::default()).is_ok();
-            let field = |i: usize| uts.get(i * 65..(i + 1) * 65).unwrap_or_default();
-            if read && field(0).starts_with(b"Linux\0") && field(2).split(|&b| b == 0).next() == Some(release) {
-                if found.is_some_and(|f| f != pb) {
-                    return None;
-                }
-                found = Some(pb);
-            }
-            pb = pb.wrapping_add(PHYSICAL_ALIGN);
+            found = Some(pb);
         }
+        pb = pb.wrapping_add(PHYSICAL_ALIGN);
     }
     found
 }
